@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "DLoRAL",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dloral-convert", targets: ["dloral-convert"]),
+        .executable(name: "dloral-verify", targets: ["dloral-verify"]),
+        .library(name: "DLoRALFormats", targets: ["DLoRALFormats"]),
+        .library(name: "DLoRALConvert", targets: ["DLoRALConvert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+    ],
+    targets: [
+        // MARK: - Executables (entry points only)
+        .executableTarget(name: "dloral-convert", dependencies: ["DLoRALCLI"]),
+        .executableTarget(name: "dloral-verify", dependencies: ["DLoRALCLI"]),
+
+        // MARK: - Public API
+        .target(
+            name: "DLoRALCLI",
+            dependencies: [
+                "DLoRALFormats", "DLoRALConvert",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .target(
+            name: "DLoRALFormats",
+            dependencies: [
+                "CONNX", "CZstd",
+                .product(name: "Collections", package: "swift-collections"),
+            ]),
+        .target(
+            name: "DLoRALConvert",
+            dependencies: [
+                "DLoRALFormats",
+                .product(name: "Collections", package: "swift-collections"),
+            ]),
+
+        // MARK: - Implementation details: system libraries and generated C
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        // protoc-c output for Formats/onnx-subset.proto, generated once and committed
+        // (regenerate with Tools/regenerate-onnx-c.sh).
+        .target(name: "CONNX", dependencies: ["CProtobufC"]),
+
+        // MARK: - Tests
+        .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats"]),
+        .testTarget(name: "DLoRALConvertTests", dependencies: ["DLoRALConvert", "DLoRALFormats"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["DLoRALFormats"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

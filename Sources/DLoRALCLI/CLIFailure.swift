@@ -1,0 +1,36 @@
+import ArgumentParser
+import DLoRALFormats
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error the CLI reports as one line on stderr with a specific exit code.
+public struct CLIFailure: Error, CustomStringConvertible {
+    public var exitCode: Int32
+    public var message: String
+    public init(exitCode: Int32, message: String) {
+        self.exitCode = exitCode
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// Maps library errors to the CLI contract (DESIGN §3): one line on stderr, exit 2 for bad input.
+enum ErrorReporting {
+    static func exit(for error: Error, tool: String) -> Never {
+        let (code, message): (Int32, String)
+        switch error {
+        case let failure as CLIFailure: (code, message) = (failure.exitCode, failure.message)
+        case let format as FormatError: (code, message) = (2, format.description)
+        default: (code, message) = (2, String(describing: error))
+        }
+        FileHandle.standardErrorWrite("\(tool): error: \(message)\n")
+        Glibc.exit(code)
+    }
+}
+
+enum FileHandle {
+    static func standardErrorWrite(_ text: String) {
+        fputs(text, stderr)
+    }
+}

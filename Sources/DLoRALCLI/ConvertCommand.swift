@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `dloral-convert`: inspect, merge and quantize DLoRAL checkpoints.
+public struct ConvertCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "dloral-convert",
+        abstract: "Read, merge and quantize DLoRAL / Stable Diffusion checkpoints.",
+        subcommands: [InspectCommand.self])
+
+    public init() {}
+}

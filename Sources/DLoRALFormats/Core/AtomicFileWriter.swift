@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a file atomically: a hidden temporary sibling, fsync, rename into place.
+///
+/// Until `commit()` nothing exists under the final name; if the writer is dropped without
+/// committing (an error, a thrown check) the temporary file is removed. A SIGKILL can leave only
+/// the hidden temporary (`.NAME.tmp-XXXXXX`), never a half-written output.
+public final class AtomicFileWriter {
+    public let finalPath: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var committed = false
+    public private(set) var bytesWritten = 0
+
+    public init(path: String) throws {
+        finalPath = path
+        let (dir, base) = AtomicFileWriter.split(path)
+        var template = Array("\(dir)/.\(base).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw FormatError(.io, file: path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
+        }
+        fchmod(fd, 0o644)
+        self.fd = fd
+        temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    static func split(_ path: String) -> (String, String) {
+        if let slash = path.lastIndex(of: "/") {
+            let dir = String(path[..<slash])
+            return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+        }
+        return (".", path)
+    }
+
+    /// Appends bytes, retrying short writes.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var base = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let n = Glibc.write(fd, base, min(remaining, 1 << 30))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FormatError(.io, file: finalPath, "write failed after \(bytesWritten) bytes: \(String(cString: strerror(errno)))")
+            }
+            base += n
+            remaining -= n
+            bytesWritten += n
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    public func write(_ text: String) throws {
+        try write(Array(text.utf8))
+    }
+
+    /// Flushes to disk and renames into place.
+    public func commit() throws {
+        guard fsync(fd) == 0 else {
+            throw FormatError(.io, file: finalPath, "fsync failed: \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        fd = -1
+        guard rename(temporaryPath, finalPath) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw FormatError(.io, file: finalPath, "cannot rename into place: \(reason)")
+        }
+        committed = true
+        let (dir, _) = AtomicFileWriter.split(finalPath)
+        let dirFD = open(dir, O_RDONLY | O_DIRECTORY)
+        if dirFD >= 0 {
+            fsync(dirFD)
+            close(dirFD)
+        }
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+        if !committed { unlink(temporaryPath) }
+    }
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set-up and the whole test suite, from a fresh clone: installs dependencies, builds, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Tools/install-deps.sh
+swift build -c release
+swift test

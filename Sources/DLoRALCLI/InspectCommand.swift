@@ -1,22 +1,39 @@
 import ArgumentParser
+import DLoRALConvert
 import DLoRALFormats
 
+/// `dloral-convert inspect`: what a checkpoint holds, under canonical names.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show what a checkpoint file or folder holds.")
+        abstract: "Show what a checkpoint file or folder holds.",
+        discussion: """
+            Reads safetensors (single, sharded, diffusers folders, LDM single files), PyTorch zip \
+            checkpoints (model.pkl, .bin, .pt, .ckpt; never executed), ONNX (with external data) and \
+            LoRA files (DLoRAL/peft, peft folders, kohya, diffusers). Tensor names are printed in \
+            canonical diffusers form with a component prefix (unet., vae., cfr.).
+            """)
 
     @Argument(help: "A checkpoint file or folder.")
     var path: String
 
-    @Flag(help: "Print one JSON object on stdout.")
+    @Flag(help: "Print one JSON object on stdout (human text goes to stderr).")
     var json = false
+
+    @Flag(help: "List every tensor in the text output (default: the first 40).")
+    var all = false
+
+    @Option(help: "Prefer this weight variant in diffusers folders (e.g. fp16).")
+    var variant: String?
 
     func run() throws {
         do {
-            let file = try SafetensorsFile(path: path)
-            for (name, view) in file.table.tensors {
-                print(name, view.dtype.rawValue, view.shape)
+            let checkpoint = try CheckpointReader.open(path, variant: variant)
+            let report = InspectReport(checkpoint)
+            if json {
+                print(report.json().prettyPrinted())
+            } else {
+                print(report.text(limit: all ? nil : 40))
             }
         } catch {
             ErrorReporting.exit(for: error, tool: "dloral-convert")

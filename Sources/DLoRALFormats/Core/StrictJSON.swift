@@ -121,6 +121,8 @@ public struct StrictJSONParser {
     public struct Failure: Error, CustomStringConvertible {
         public let offset: Int
         public let reason: String
+        /// Set when the failure is a repeated object key.
+        public var duplicateKey: String? = nil
         public var description: String { "\(reason) at byte \(offset)" }
     }
 
@@ -206,7 +208,7 @@ public struct StrictJSONParser {
             let keyOffset = position
             let key = try parseString()
             guard seen.insert(key).inserted else {
-                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"", duplicateKey: key)
             }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
@@ -361,6 +363,62 @@ public struct StrictJSONParser {
                 throw fail("invalid escape")
             }
             runStart = position
+        }
+    }
+}
+
+extension JSONValue {
+    /// Reads and parses a small JSON file (configs, indexes) strictly.
+    /// - Throws: `FormatError` naming the file.
+    public static func read(path: String) throws -> JSONValue {
+        let file = try MappedFile(path: path)
+        do {
+            return try StrictJSONParser.parse(file.bytes)
+        } catch let failure as StrictJSONParser.Failure {
+            throw FormatError(.malformed, file: path, "not valid JSON: \(failure.description)")
+        }
+    }
+
+    /// An integer literal value.
+    public static func int(_ value: Int) -> JSONValue { .number(String(value)) }
+
+    /// A floating-point value printed with the shortest round-trip text.
+    public static func double(_ value: Double) -> JSONValue {
+        if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
+            return .number(String(Int(value)) + ".0")
+        }
+        return .number(value.isFinite ? "\(value)" : "null")
+    }
+
+    /// Returns a copy of an object with `key` set (appended if new).
+    public func setting(_ key: String, _ value: JSONValue) -> JSONValue {
+        guard case var .object(pairs) = self else { return self }
+        if let index = pairs.firstIndex(where: { $0.0 == key }) {
+            pairs[index].1 = value
+        } else {
+            pairs.append((key, value))
+        }
+        return .object(pairs)
+    }
+
+    /// Integer array value, if every element is an integer.
+    public var intArray: [Int]? {
+        guard let items = arrayValue else { return nil }
+        let ints = items.compactMap(\.intValue)
+        return ints.count == items.count ? ints : nil
+    }
+
+    /// Pretty-printed with two-space indents and keys in stored order (stable bytes).
+    public func prettyPrinted(indent: String = "") -> String {
+        let inner = indent + "  "
+        switch self {
+        case let .array(items) where !items.isEmpty && items.contains(where: { if case .object = $0 { return true } else { return false } }):
+            return "[\n" + items.map { inner + $0.prettyPrinted(indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+        case let .object(pairs) where !pairs.isEmpty:
+            return "{\n" + pairs.map { inner + JSONValue.string($0.0).serialized() + ": " + $0.1.prettyPrinted(indent: inner) }
+                .joined(separator: ",\n") + "\n" + indent + "}"
+        default:
+            return serialized()
         }
     }
 }

@@ -49,6 +49,9 @@ public struct SafetensorsFile: Sendable {
         do {
             header = try StrictJSONParser.parse(headerBytes)
         } catch let failure as StrictJSONParser.Failure {
+            if let key = failure.duplicateKey {
+                throw FormatError(.malformed, file: path, tensor: key, "the name appears twice in the header; each tensor name must be unique")
+            }
             throw FormatError(.malformed, file: path, "header is not valid JSON: \(failure.reason) at header byte \(failure.offset)")
         }
         guard case let .object(entries) = header else {

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job on the bundled tiny DLoRAL model, from a fresh clone: installs dependencies,
+# builds the release binaries and runs them on Tests/Fixtures/tiny.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Tools/install-deps.sh
+swift build -c release
+bin=$(swift build -c release --show-bin-path)
+fixtures=Tests/Fixtures/tiny
+echo "== DLoRAL checkpoint (model.pkl: base weights, six LoRA adapters, CFR)" >&2
+"$bin/dloral-convert" inspect "$fixtures/model.pkl"
+echo "== base model, diffusers folder" >&2
+"$bin/dloral-convert" inspect "$fixtures/base"
+echo "== the same base as an LDM single file" >&2
+"$bin/dloral-convert" inspect "$fixtures/base.ldm.safetensors"
+echo "== the base UNet as ONNX with external data" >&2
+"$bin/dloral-convert" inspect "$fixtures/onnx/unet.onnx"

@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // MARK: - Executables (entry points only)
@@ -29,7 +30,7 @@ let package = Package(
         .target(
             name: "DLoRALFormats",
             dependencies: [
-                "CONNX", "CZstd",
+                "CONNX", "CZstd", "CKernels",
                 .product(name: "Collections", package: "swift-collections"),
             ]),
         .target(
@@ -37,6 +38,7 @@ let package = Package(
             dependencies: [
                 "DLoRALFormats",
                 .product(name: "Collections", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
 
         // MARK: - Implementation details: system libraries and generated C
@@ -47,9 +49,12 @@ let package = Package(
         // protoc-c output for Formats/onnx-subset.proto, generated once and committed
         // (regenerate with Tools/regenerate-onnx-c.sh).
         .target(name: "CONNX", dependencies: ["CProtobufC"]),
+        // SIMD kernels (AVX2/FMA/F16C, NEON, scalar), chosen at run time; DLORAL_KERNELS=scalar
+        // forces the fallback.
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("m")]),
 
         // MARK: - Tests
-        .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats"]),
+        .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats", "CKernels"]),
         .testTarget(name: "DLoRALConvertTests", dependencies: ["DLoRALConvert", "DLoRALFormats"]),
         .testTarget(name: "EndToEndTests", dependencies: ["DLoRALFormats"]),
     ],

@@ -24,13 +24,7 @@ enum ErrorReporting {
         case let format as FormatError: (code, message) = (2, format.description)
         default: (code, message) = (2, String(describing: error))
         }
-        FileHandle.standardErrorWrite("\(tool): error: \(message)\n")
+        Console.error("\(tool): error: \(message)")
         Glibc.exit(code)
-    }
-}
-
-enum FileHandle {
-    static func standardErrorWrite(_ text: String) {
-        fputs(text, stderr)
     }
 }

@@ -33,7 +33,7 @@ enum CommandRunner {
 
     static func run(_ tool: String, _ arguments: [String]) throws -> Result {
         let process = Process()
-        process.executableURL = binFolder.appendingPathComponent(tool)
+        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : binFolder.appendingPathComponent(tool)
         process.arguments = arguments
         process.currentDirectoryURL = root
         let out = Pipe()

@@ -14,13 +14,17 @@ public struct LoRAModule: Sendable {
     public var up: TensorView
     /// The module's own alpha, if the file stores one; otherwise the adapter's alpha applies.
     public var alpha: Double?
+    /// The file's own name for the down tensor (for messages, and for re-resolving kohya names
+    /// against a base model's modules).
+    public var sourceKey: String
 
-    public init(module: String, adapter: String, down: TensorView, up: TensorView, alpha: Double?) {
+    public init(module: String, adapter: String, down: TensorView, up: TensorView, alpha: Double?, sourceKey: String = "") {
         self.module = module
         self.adapter = adapter
         self.down = down
         self.up = up
         self.alpha = alpha
+        self.sourceKey = sourceKey
     }
 
     public var rank: Int { down.shape.first ?? 0 }

@@ -69,7 +69,7 @@ enum LoRAFileReader {
         _ table: TensorTable, file: String, defaultComponent: ModelComponent, adapterName: String,
         into result: inout LoadedCheckpoint
     ) throws {
-        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String }
+        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String; var downKey = "" }
         var pairs: [String: Pair] = [:]
         var order: [String] = []
         for (name, view) in table.tensors {
@@ -82,7 +82,9 @@ enum LoRAFileReader {
                     order.append(id)
                 }
                 switch key.kind {
-                case .down: pairs[id]!.down = view
+                case .down:
+                    pairs[id]!.down = view
+                    pairs[id]!.downKey = name
                 case .up: pairs[id]!.up = view
                 case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
                 case .magnitude:
@@ -105,13 +107,13 @@ enum LoRAFileReader {
                                   "LoRA \(pair.down == nil ? "down/lora_A" : "up/lora_B") weight for module \(parts[0]) adapter \(parts[1]) is missing")
             }
             try checkPair(down: down, up: up, file: file, key: pair.firstKey)
-            result.lora.append(LoRAModule(module: String(parts[0]), adapter: String(parts[1]), down: down, up: up, alpha: pair.alpha))
+            result.lora.append(LoRAModule(module: String(parts[0]), adapter: String(parts[1]), down: down, up: up, alpha: pair.alpha, sourceKey: pair.downKey))
         }
     }
 
     /// kohya / A1111: `lora_unet_<stem>.lora_down.weight`, `.lora_up.weight`, `.alpha`.
     static func collectKohya(_ table: TensorTable, file: String, into result: inout LoadedCheckpoint) throws {
-        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String }
+        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String; var downKey = "" }
         var pairs: [String: Pair] = [:]
         var order: [String] = []
         for (name, view) in table.tensors {
@@ -129,7 +131,9 @@ enum LoRAFileReader {
                 order.append(id)
             }
             switch kind {
-            case .down: pairs[id]!.down = view
+            case .down:
+                pairs[id]!.down = view
+                pairs[id]!.downKey = name
             case .up: pairs[id]!.up = view
             case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
             case .magnitude, .upBias:
@@ -145,7 +149,7 @@ enum LoRAFileReader {
             // Without a target model the underscored stem is resolved by the diffusers module
             // vocabulary; `merge` re-resolves against the base model's own module names.
             let module = "unet." + KohyaVocabulary.modulePath(forStem: stem)
-            result.lora.append(LoRAModule(module: module, adapter: "default", down: down, up: up, alpha: pair.alpha))
+            result.lora.append(LoRAModule(module: module, adapter: "default", down: down, up: up, alpha: pair.alpha, sourceKey: pair.downKey))
         }
     }
 

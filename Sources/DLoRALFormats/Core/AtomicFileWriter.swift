@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -27,9 +28,34 @@ public final class AtomicFileWriter {
         fchmod(fd, 0o644)
         self.fd = fd
         temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        Self.register(temporaryPath)
     }
 
-    static func split(_ path: String) -> (String, String) {
+    nonisolated(unsafe) private static var inProgress = Set<String>()
+    private static let lock = NSLock()
+
+    private static func register(_ path: String) {
+        lock.lock()
+        inProgress.insert(path)
+        lock.unlock()
+    }
+
+    private static func unregister(_ path: String) {
+        lock.lock()
+        inProgress.remove(path)
+        lock.unlock()
+    }
+
+    /// Removes every temporary file still being written (called on SIGINT / SIGTERM).
+    public static func removeAllInProgress() {
+        lock.lock()
+        let paths = inProgress
+        lock.unlock()
+        for path in paths { unlink(path) }
+    }
+
+    /// Splits a path into its folder ("." when none) and last component.
+    public static func split(_ path: String) -> (String, String) {
         if let slash = path.lastIndex(of: "/") {
             let dir = String(path[..<slash])
             return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
@@ -74,6 +100,7 @@ public final class AtomicFileWriter {
             throw FormatError(.io, file: finalPath, "cannot rename into place: \(reason)")
         }
         committed = true
+        Self.unregister(temporaryPath)
         let (dir, _) = AtomicFileWriter.split(finalPath)
         let dirFD = open(dir, O_RDONLY | O_DIRECTORY)
         if dirFD >= 0 {
@@ -84,6 +111,9 @@ public final class AtomicFileWriter {
 
     deinit {
         if fd >= 0 { close(fd) }
-        if !committed { unlink(temporaryPath) }
+        if !committed {
+            unlink(temporaryPath)
+            Self.unregister(temporaryPath)
+        }
     }
 }

@@ -8,7 +8,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Where the bytes come from, for messages (a path, or a path plus an entry name).
     public let origin: String
 
-    private let owner: AnyObject?
+    let owner: AnyObject?
     private let ownsAllocation: Bool
 
     /// A zero-copy region of a mapped file.

@@ -1,3 +1,5 @@
+import CKernels
+
 /// A typed, shaped window onto tensor bytes, without copying them.
 ///
 /// Most views are contiguous row-major. PyTorch pickles can also describe strided views with a
@@ -113,6 +115,9 @@ public struct TensorView: Sendable {
             case .float32 where Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0:
                 out.baseAddress!.update(
                     from: UnsafeRawPointer(start).assumingMemoryBound(to: Float.self), count: count)
+                return
+            case .float16 where Int(bitPattern: start) % MemoryLayout<UInt16>.alignment == 0:
+                dloral_f16_to_f32(count, UnsafeRawPointer(start).assumingMemoryBound(to: UInt16.self), out.baseAddress!)
                 return
             default:
                 for i in 0..<count { out[i] = Self.load(dtype, start, i * dtype.byteSize) }

@@ -223,18 +223,23 @@ public struct ZipArchive: Sendable {
     public func dataOffset(of entry: Entry) throws -> Int {
         let path = file.path
         let local = entry.localHeaderOffset
-        guard local <= file.count - 30, file.loadLE(UInt32.self, at: local) == ZipArchive.localSignature else {
+        func le<T: FixedWidthInteger>(_ header: [UInt8], _: T.Type, _ at: Int) -> T {
+            header.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: T.self)) }
+        }
+        guard local <= file.count - 30, let header = file.read(at: local, count: 30),
+            le(header, UInt32.self, 0) == ZipArchive.localSignature
+        else {
             throw FormatError(
                 .malformed, file: path,
                 "entry '\(entry.name)': no local header at offset \(local) (truncated or corrupted archive)")
         }
-        let nameLength = Int(file.loadLE(UInt16.self, at: local + 26))
-        let extraLength = Int(file.loadLE(UInt16.self, at: local + 28))
+        let nameLength = Int(le(header, UInt16.self, 26))
+        let extraLength = Int(le(header, UInt16.self, 28))
         let start = local + 30 + nameLength + extraLength
         guard start <= file.count else {
             throw FormatError(.malformed, file: path, "entry '\(entry.name)': local header runs past the end of the file (truncated?)")
         }
-        let localName = UnsafeRawBufferPointer(rebasing: file.bytes[(local + 30)..<(local + 30 + nameLength)])
+        let localName = file.read(at: local + 30, count: nameLength) ?? []
         guard localName.elementsEqual(entry.name.utf8) else {
             throw FormatError(
                 .malformed, file: path,

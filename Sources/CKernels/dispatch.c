@@ -1,0 +1,54 @@
+// Run-time choice of kernel path.
+#include "dloral_kernels.h"
+#include "kernels_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int chosen = -1;  // 0 scalar, 1 avx2, 2 neon
+
+static int choose(void) {
+    const char *forced = getenv("DLORAL_KERNELS");
+    if (forced && strcmp(forced, "scalar") == 0) return 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 1;
+    return 0;
+#elif defined(__aarch64__)
+    return 2;
+#else
+    return 0;
+#endif
+}
+
+static inline int path(void) {
+    int p = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    if (p < 0) {
+        p = choose();
+        __atomic_store_n(&chosen, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+const char *dloral_kernels_isa(void) {
+    switch (path()) {
+    case 1: return "avx2";
+    case 2: return "neon";
+    default: return "scalar";
+    }
+}
+
+#if defined(__x86_64__)
+#define DISPATCH(name, args) \
+    do { if (path() == 1) { name##_avx2 args; return; } name##_scalar args; } while (0)
+#elif defined(__aarch64__)
+#define DISPATCH(name, args) \
+    do { if (path() == 2) { name##_neon args; return; } name##_scalar args; } while (0)
+#else
+#define DISPATCH(name, args) name##_scalar args
+#endif
+
+void dloral_axpy_f32(size_t n, float a, const float *x, float *y) { DISPATCH(axpy_f32, (n, a, x, y)); }
+void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_f16, (n, src, dst)); }
+void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst) { DISPATCH(f16_to_f32, (n, src, dst)); }
+void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_bf16, (n, src, dst)); }

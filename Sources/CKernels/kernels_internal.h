@@ -1,0 +1,30 @@
+// Per-path entry points behind the dispatchers in dispatch.c.
+#ifndef DLORAL_KERNELS_INTERNAL_H
+#define DLORAL_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void axpy_f32_scalar(size_t n, float a, const float *x, float *y);
+void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst);
+void f16_to_f32_scalar(size_t n, const uint16_t *src, float *dst);
+void f32_to_bf16_scalar(size_t n, const float *src, uint16_t *dst);
+uint16_t f32_to_f16_one(float value);
+float f16_to_f32_one(uint16_t bits);
+uint16_t f32_to_bf16_one(float value);
+
+#if defined(__x86_64__)
+void axpy_f32_avx2(size_t n, float a, const float *x, float *y);
+void f32_to_f16_avx2(size_t n, const float *src, uint16_t *dst);
+void f16_to_f32_avx2(size_t n, const uint16_t *src, float *dst);
+void f32_to_bf16_avx2(size_t n, const float *src, uint16_t *dst);
+#endif
+
+#if defined(__aarch64__)
+void axpy_f32_neon(size_t n, float a, const float *x, float *y);
+void f32_to_f16_neon(size_t n, const float *src, uint16_t *dst);
+void f16_to_f32_neon(size_t n, const uint16_t *src, float *dst);
+void f32_to_bf16_neon(size_t n, const float *src, uint16_t *dst);
+#endif
+
+#endif

@@ -1,0 +1,68 @@
+// Portable fallback. fmaf is correctly rounded, so it equals the hardware FMA paths bit for bit.
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+void axpy_f32_scalar(size_t n, float a, const float *x, float *y) {
+    for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+}
+
+uint16_t f32_to_f16_one(float value) {
+    uint32_t u = bits_of(value);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t absu = u & 0x7FFFFFFF;
+    if (absu >= 0x7F800000) {  // Inf or NaN (NaN: quiet, keep top payload bits)
+        return sign | (absu > 0x7F800000 ? (uint16_t)(0x7E00 | ((absu >> 13) & 0x1FF)) : 0x7C00);
+    }
+    if (absu >= 0x477FF000) return sign | 0x7C00;  // rounds to ≥ 65520: overflow to Inf
+    if (absu < 0x38800000) {  // below the smallest normal half: subnormal or zero
+        if (absu < 0x33000000) return sign;  // < 2^-25: rounds to zero (ties to even at 2^-25 → 0)
+        uint32_t mantissa = (absu & 0x7FFFFF) | 0x800000;
+        int shift = 126 - (int)(absu >> 23);  // 14..24
+        uint32_t half = mantissa >> shift;
+        uint32_t rest = mantissa & ((1u << shift) - 1);
+        uint32_t midpoint = 1u << (shift - 1);
+        if (rest > midpoint || (rest == midpoint && (half & 1))) half++;
+        return sign | (uint16_t)half;
+    }
+    uint32_t rebased = absu - 0x38000000;  // exponent 127-15
+    uint32_t half = rebased >> 13;
+    uint32_t rest = rebased & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
+    return sign | (uint16_t)half;
+}
+
+float f16_to_f32_one(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exponent = (h >> 10) & 0x1F;
+    uint32_t mantissa = h & 0x3FF;
+    if (exponent == 0) {
+        if (mantissa == 0) return float_of(sign);
+        float value = (float)mantissa * 0x1p-24f;  // exact
+        return sign ? -value : value;
+    }
+    if (exponent == 31) return float_of(sign | 0x7F800000 | (mantissa << 13));
+    return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+uint16_t f32_to_bf16_one(float value) {
+    uint32_t u = bits_of(value);
+    if ((u & 0x7FFFFFFF) > 0x7F800000) return (uint16_t)((u >> 16) | 0x0040);
+    return (uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+
+void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16_one(src[i]);
+}
+
+void f16_to_f32_scalar(size_t n, const uint16_t *src, float *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32_one(src[i]);
+}
+
+void f32_to_bf16_scalar(size_t n, const float *src, uint16_t *dst) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_one(src[i]);
+}

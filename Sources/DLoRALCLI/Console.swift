@@ -1,0 +1,73 @@
+import DLoRALConvert
+import DLoRALFormats
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// stderr output in one place.
+enum Console {
+    static func error(_ line: String) {
+        fputs(line.hasSuffix("\n") ? line : line + "\n", stderr)
+    }
+
+    static var stderrIsTerminal: Bool { isatty(2) != 0 }
+}
+
+/// Removes half-built output folders when the user interrupts, then exits 130 (SIGINT) / 143.
+enum InterruptCleanup {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func install() {
+        // Past a file-size limit, write(2) should fail with EFBIG (reported, cleaned up) rather
+        // than the process dying with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                StagedFolder.removeAllInProgress()
+                AtomicFileWriter.removeAllInProgress()
+                Console.error("dloral-convert: interrupted; no output written")
+                exit(128 + sig)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
+/// A per-tensor progress bar on stderr, drawn only when stderr is a terminal.
+final class TerminalProgress: ConversionProgress {
+    let label: String
+    var total = 0
+    var done = 0
+    let start = DispatchTime.now()
+    var lastDraw = DispatchTime(uptimeNanoseconds: 0)
+
+    init(label: String) { self.label = label }
+
+    static func ifInteractive(label: String) -> TerminalProgress? {
+        Console.stderrIsTerminal ? TerminalProgress(label: label) : nil
+    }
+
+    func begin(totalBytes: Int) { total = max(totalBytes, 1) }
+
+    func advance(tensor: String, bytes: Int) {
+        done += bytes
+        let now = DispatchTime.now()
+        guard now.uptimeNanoseconds - lastDraw.uptimeNanoseconds > 100_000_000 || done >= total else { return }
+        lastDraw = now
+        let seconds = Double(now.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let fraction = Double(done) / Double(total)
+        let width = 30
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+        let rate = seconds > 0 ? Double(done) / seconds / 1e6 : 0
+        let name = tensor.count > 48 ? "…" + tensor.suffix(47) : tensor
+        fputs(String(format: "\r\u{1B}[K%@ %@ %5.1f%% %8.1f MB %7.1f MB/s  %@", label, bar, fraction * 100, Double(done) / 1e6, rate, name), stderr)
+    }
+
+    func finish() { fputs("\r\u{1B}[K", stderr) }
+}

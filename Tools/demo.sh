@@ -15,3 +15,7 @@ echo "== the same base as an LDM single file" >&2
 "$bin/dloral-convert" inspect "$fixtures/base.ldm.safetensors"
 echo "== the base UNet as ONNX with external data" >&2
 "$bin/dloral-convert" inspect "$fixtures/onnx/unet.onnx"
+out=$(mktemp -d)/dloral-merged
+echo "== merge the six adapters (stage full) into the base: $out" >&2
+"$bin/dloral-convert" merge --base "$fixtures/base" --lora "$fixtures/model.pkl" --output "$out"
+"$bin/dloral-convert" inspect "$out"

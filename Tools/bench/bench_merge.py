@@ -10,6 +10,8 @@ Runs, alternating, N times each (medians of wall time and of the child's peak RS
   python     Tools/bench/merge_python.py (torch.load, diffusers + peft fuse, save_pretrained)
   cp         cp of the bytes the merge writes (model.pkl + the base VAE), no sync
   cp+sync    the same followed by sync (we fsync; cp alone does not)
+  sha256     SHA-256 of every input the merge reads (openssl, SHA-NI), two files at a time:
+             the floor our provenance record puts under the merge
 """
 import argparse
 import os
@@ -54,6 +56,8 @@ def main():
         "cp": lambda: run(f"mkdir -p {out} && cp {a.lora} {vae} {out}/", shell=True),
         "cp+sync": lambda: run(f"mkdir -p {out} && cp {a.lora} {vae} {out}/ && sync", shell=True),
     }
+    inputs = [a.lora, os.path.join(a.base, "unet", "diffusion_pytorch_model.safetensors"), vae]
+    jobs["sha256"] = lambda: run(f"openssl dgst -sha256 {inputs[0]} > /dev/null & openssl dgst -sha256 {' '.join(inputs[1:])} > /dev/null; wait", shell=True)
     if not a.skip_python:
         jobs["python"] = lambda: run([sys.executable, os.path.join(here, "merge_python.py"), "--base", a.base,
                                       "--lora", a.lora, "--output", out])

@@ -69,29 +69,17 @@ enum LoRAFileReader {
         _ table: TensorTable, file: String, defaultComponent: ModelComponent, adapterName: String,
         into result: inout LoadedCheckpoint
     ) throws {
-        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String; var downKey = "" }
-        var pairs: [String: Pair] = [:]
-        var order: [String] = []
+        var pairs = LoRAPairs(file: file)
         for (name, view) in table.tensors {
             if let key = DiffusersLoRANaming.parse(name) {
                 guard let module = key.canonicalModule(default: defaultComponent) else { continue }
-                let adapter = key.adapter ?? adapterName
-                let id = module + "\u{0}" + adapter
-                if pairs[id] == nil {
-                    pairs[id] = Pair(firstKey: name)
-                    order.append(id)
-                }
-                switch key.kind {
-                case .down:
-                    pairs[id]!.down = view
-                    pairs[id]!.downKey = name
-                case .up: pairs[id]!.up = view
-                case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
-                case .magnitude:
+                if key.kind == .magnitude {
                     throw FormatError(.unsupported, file: file, tensor: name, "DoRA magnitude vectors are not supported; only plain LoRA can be merged exactly")
-                case .upBias:
+                }
+                if key.kind == .upBias {
                     throw FormatError(.unsupported, file: file, tensor: name, "LoRA with a bias on lora_B (peft lora_bias) is not supported")
                 }
+                pairs.add(module: module, adapter: key.adapter ?? adapterName, kind: key.kind, key: name, view: view)
             } else if let plain = DiffusersLoRANaming.plainTensorName(name) {
                 let component = plain.hasPrefix("unet.") || plain.hasPrefix("vae.") ? "" : defaultComponent.rawValue + "."
                 try result.tensors.insert(component + plain, view, file: file)
@@ -99,23 +87,12 @@ enum LoRAFileReader {
                 result.unrecognized.append((name, "a LoRA-related tensor of a kind this toolchain does not read"))
             }
         }
-        for id in order {
-            let pair = pairs[id]!
-            let parts = id.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            guard let down = pair.down, let up = pair.up else {
-                throw FormatError(.malformed, file: file, tensor: pair.firstKey,
-                                  "LoRA \(pair.down == nil ? "down/lora_A" : "up/lora_B") weight for module \(parts[0]) adapter \(parts[1]) is missing")
-            }
-            try checkPair(down: down, up: up, file: file, key: pair.firstKey)
-            result.lora.append(LoRAModule(module: String(parts[0]), adapter: String(parts[1]), down: down, up: up, alpha: pair.alpha, sourceKey: pair.downKey))
-        }
+        result.lora += try pairs.modules()
     }
 
     /// kohya / A1111: `lora_unet_<stem>.lora_down.weight`, `.lora_up.weight`, `.alpha`.
     static func collectKohya(_ table: TensorTable, file: String, into result: inout LoadedCheckpoint) throws {
-        struct Pair { var down: TensorView?; var up: TensorView?; var alpha: Double?; var firstKey: String; var downKey = "" }
-        var pairs: [String: Pair] = [:]
-        var order: [String] = []
+        var pairs = LoRAPairs(file: file)
         for (name, view) in table.tensors {
             guard let (component, stem, kind) = KohyaNaming.split(name) else {
                 result.unrecognized.append((name, name.hasPrefix("lora_") ? "kohya key of an unsupported LoRA variant (LoCon mid, LoHa, LoKr)" : "not a kohya LoRA key"))
@@ -125,32 +102,14 @@ enum LoRAFileReader {
                 result.unrecognized.append((name, "text-encoder LoRA (DLoRAL takes prompt embeddings as input; not applied)"))
                 continue
             }
-            let id = stem
-            if pairs[id] == nil {
-                pairs[id] = Pair(firstKey: name)
-                order.append(id)
-            }
-            switch kind {
-            case .down:
-                pairs[id]!.down = view
-                pairs[id]!.downKey = name
-            case .up: pairs[id]!.up = view
-            case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
-            case .magnitude, .upBias:
+            if kind == .magnitude || kind == .upBias {
                 throw FormatError(.unsupported, file: file, tensor: name, "DoRA / LoRA variants beyond plain LoRA are not supported")
             }
-        }
-        for stem in order {
-            let pair = pairs[stem]!
-            guard let down = pair.down, let up = pair.up else {
-                throw FormatError(.malformed, file: file, tensor: pair.firstKey, "kohya LoRA for \(stem) lacks its \(pair.down == nil ? "lora_down" : "lora_up") weight")
-            }
-            try checkPair(down: down, up: up, file: file, key: pair.firstKey)
             // Without a target model the underscored stem is resolved by the diffusers module
             // vocabulary; `merge` re-resolves against the base model's own module names.
-            let module = "unet." + KohyaVocabulary.modulePath(forStem: stem)
-            result.lora.append(LoRAModule(module: module, adapter: "default", down: down, up: up, alpha: pair.alpha, sourceKey: pair.downKey))
+            pairs.add(module: "unet." + KohyaVocabulary.modulePath(forStem: stem), adapter: "default", kind: kind, key: name, view: view)
         }
+        result.lora += try pairs.modules()
     }
 
     static func checkPair(down: TensorView, up: TensorView, file: String, key: String) throws {
@@ -160,6 +119,53 @@ enum LoRAFileReader {
         }
         guard up.shape.count == 2 || up.shape.dropFirst(2).allSatisfy({ $0 == 1 }) else {
             throw FormatError(.malformed, file: file, tensor: key, "LoRA up weight \(up.shape) must be [out, r] or [out, r, 1, 1]")
+        }
+    }
+}
+
+/// Collects the down / up / alpha tensors of each (module, adapter) in file order and checks
+/// that they pair up.
+struct LoRAPairs {
+    private struct Pair {
+        var down: TensorView?
+        var up: TensorView?
+        var alpha: Double?
+        var firstKey: String
+        var downKey = ""
+    }
+
+    let file: String
+    private var pairs: [String: Pair] = [:]
+    private var order: [(module: String, adapter: String)] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func add(module: String, adapter: String, kind: LoRAKeyKind, key: String, view: TensorView) {
+        let id = module + "\u{0}" + adapter
+        if pairs[id] == nil {
+            pairs[id] = Pair(firstKey: key)
+            order.append((module, adapter))
+        }
+        switch kind {
+        case .down:
+            pairs[id]!.down = view
+            pairs[id]!.downKey = key
+        case .up: pairs[id]!.up = view
+        case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
+        case .magnitude, .upBias: break
+        }
+    }
+
+    /// The complete pairs as modules; a missing half is an error naming the module.
+    func modules() throws -> [LoRAModule] {
+        try order.map { module, adapter in
+            let pair = pairs[module + "\u{0}" + adapter]!
+            guard let down = pair.down, let up = pair.up else {
+                throw FormatError(.malformed, file: file, tensor: pair.firstKey,
+                                  "LoRA \(pair.down == nil ? "down (lora_A / lora_down)" : "up (lora_B / lora_up)") weight for module \(module) adapter \(adapter) is missing")
+            }
+            try LoRAFileReader.checkPair(down: down, up: up, file: file, key: pair.firstKey)
+            return LoRAModule(module: module, adapter: adapter, down: down, up: up, alpha: pair.alpha, sourceKey: pair.downKey)
         }
     }
 }

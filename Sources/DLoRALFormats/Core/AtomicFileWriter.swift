@@ -16,6 +16,10 @@ public final class AtomicFileWriter {
     private var fd: Int32
     private var committed = false
     public private(set) var bytesWritten = 0
+    /// Bytes already handed to the kernel for writeback (see `write`).
+    private var writebackStarted = 0
+    /// How much is written between writeback requests.
+    private static let writebackChunkBytes = 64 << 20
 
     public init(path: String) throws {
         finalPath = path
@@ -76,6 +80,12 @@ public final class AtomicFileWriter {
             base += n
             remaining -= n
             bytesWritten += n
+        }
+        // Start writeback of what is written so far, so that the fsync in `commit` waits only
+        // for the tail instead of the whole file (a multi-GB output otherwise stalls there).
+        if bytesWritten - writebackStarted >= Self.writebackChunkBytes {
+            posix_fadvise(fd, off_t(writebackStarted), off_t(bytesWritten - writebackStarted), Int32(POSIX_FADV_DONTNEED))
+            writebackStarted = bytesWritten
         }
     }
 

@@ -54,7 +54,8 @@ struct MergeCommandTests {
         #expect(adapters.filter { ($0["weight"] as? Double) == 1 }.count == 3)
         #expect((json?["merged_modules"] as? Int ?? 0) == 258)
         #expect((json?["tensors_written"] as? Int ?? 0) > 0)
-        #expect(((json?["dropped"] as? [String]) ?? []).contains("cfr.conv_last.weight"))
+        let dropped: [String] = (json?["dropped"] as? [String]) ?? []
+        #expect(dropped.contains("cfr.conv_last.weight"))
         // The CI-level interoperability check: names, shapes and values against peft's merge,
         // read by the reference safetensors package.
         let check = try CommandRunner.run("/usr/bin/env", ["python3", "Tools/interop/check_merged.py", out.path, "Tests/Fixtures/tiny/merged/consistency"])

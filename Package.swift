@@ -32,6 +32,7 @@ let package = Package(
             dependencies: [
                 "CONNX", "CZstd", "CKernels",
                 .product(name: "Collections", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "DLoRALConvert",

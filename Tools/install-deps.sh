@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine (run as root).
 # Debian: the three system libraries the package links (zstd, protobuf-c, OpenBLAS), pkg-config,
-# and libpng for verification reports. PyPI: numpy and safetensors for the interoperability
+# and libpng for verification reports. PyPI: numpy, safetensors and zstandard for the interoperability
 # tests (no torch: the fixtures are committed).
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then
@@ -9,5 +9,5 @@ if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq pkg-config libzstd-dev libprotobuf-c-dev libopenblas-dev libpng-dev python3 python3-pip >/dev/null
 fi
-python3 -m pip install --quiet --disable-pip-version-check "numpy>=1.24" "safetensors>=0.4" 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "numpy>=1.24" "safetensors>=0.4"
+python3 -m pip install --quiet --disable-pip-version-check "numpy>=1.24" "safetensors>=0.4" "zstandard>=0.22" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "numpy>=1.24" "safetensors>=0.4" "zstandard>=0.22"

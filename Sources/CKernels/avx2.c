@@ -7,6 +7,90 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+#pragma STDC FP_CONTRACT OFF
+
+// Adds x² and (x − y)² of 8 floats to lane-ordered double accumulators (lanes 0-3 lo, 4-7 hi).
+AVX2 static inline void energy8(__m256 x, __m256 y, __m256d *s_lo, __m256d *s_hi, __m256d *n_lo, __m256d *n_hi) {
+    __m256d x_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+    __m256d x_hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+    __m256d d_lo = _mm256_sub_pd(x_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+    __m256d d_hi = _mm256_sub_pd(x_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+    *s_lo = _mm256_add_pd(*s_lo, _mm256_mul_pd(x_lo, x_lo));
+    *s_hi = _mm256_add_pd(*s_hi, _mm256_mul_pd(x_hi, x_hi));
+    *n_lo = _mm256_add_pd(*n_lo, _mm256_mul_pd(d_lo, d_lo));
+    *n_hi = _mm256_add_pd(*n_hi, _mm256_mul_pd(d_hi, d_hi));
+}
+
+AVX2 static inline void energy_finish(__m256d s_lo, __m256d s_hi, __m256d n_lo, __m256d n_hi, double energy[2]) {
+    double s[8], n[8];
+    _mm256_storeu_pd(s, s_lo);
+    _mm256_storeu_pd(s + 4, s_hi);
+    _mm256_storeu_pd(n, n_lo);
+    _mm256_storeu_pd(n + 4, n_hi);
+    for (int l = 0; l < 8; l++) {
+        energy[0] += s[l];
+        energy[1] += n[l];
+    }
+}
+
+AVX2 void quantize_i8_avx2(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
+    // group_size is a multiple of 32 (Formats/dlrt.md §4).
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256d s_lo = _mm256_setzero_pd(), s_hi = s_lo, n_lo = s_lo, n_hi = s_lo;
+    for (size_t g = 0; g < groups; g++) {
+        const float *x = src + g * group_size;
+        __m256 m = _mm256_setzero_ps();
+        for (size_t i = 0; i < group_size; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, m);
+        float max_abs = 0;
+        for (int l = 0; l < 8; l++) if (lanes[l] > max_abs) max_abs = lanes[l];
+        float s = max_abs == 0 ? 1.0f : max_abs / 127.0f;
+        scales[g] = s;
+        const __m256 sv = _mm256_set1_ps(s);
+        for (size_t i = 0; i < group_size; i += 32) {
+            __m256i packed[4];
+            for (int j = 0; j < 4; j++) {
+                __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+                __m256 r = _mm256_round_ps(_mm256_div_ps(v, sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+                energy8(v, _mm256_mul_ps(r, sv), &s_lo, &s_hi, &n_lo, &n_hi);
+                packed[j] = _mm256_cvtps_epi32(r);
+            }
+            __m256i ab = _mm256_packs_epi32(packed[0], packed[1]);
+            __m256i cd = _mm256_packs_epi32(packed[2], packed[3]);
+            __m256i abcd = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+            _mm256_storeu_si256((__m256i *)(q + g * group_size + i), abcd);
+        }
+    }
+    energy_finish(s_lo, s_hi, n_lo, n_hi, energy);
+}
+
+AVX2 void error_energy_avx2(size_t n, const float *ref, const float *approx, double energy[2]) {
+    __m256d s_lo = _mm256_setzero_pd(), s_hi = s_lo, n_lo = s_lo, n_hi = s_lo;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) energy8(_mm256_loadu_ps(ref + i), _mm256_loadu_ps(approx + i), &s_lo, &s_hi, &n_lo, &n_hi);
+    double s[8], nn[8];
+    _mm256_storeu_pd(s, s_lo);
+    _mm256_storeu_pd(s + 4, s_hi);
+    _mm256_storeu_pd(nn, n_lo);
+    _mm256_storeu_pd(nn + 4, n_hi);
+    for (; i < n; i++) {  // the tail continues the same lanes, as the scalar path does
+        double dx = (double)ref[i];
+        double d = dx - (double)approx[i];
+        double sq = dx * dx;
+        double nq = d * d;
+        s[i & 7] = s[i & 7] + sq;
+        nn[i & 7] = nn[i & 7] + nq;
+    }
+    for (int l = 0; l < 8; l++) {
+        energy[0] += s[l];
+        energy[1] += nn[l];
+    }
+}
+
 AVX2 void axpy_f32_avx2(size_t n, float a, const float *x, float *y) {
     const __m256 av = _mm256_set1_ps(a);
     size_t i = 0;

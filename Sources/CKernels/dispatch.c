@@ -52,3 +52,33 @@ void dloral_axpy_f32(size_t n, float a, const float *x, float *y) { DISPATCH(axp
 void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_f16, (n, src, dst)); }
 void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst) { DISPATCH(f16_to_f32, (n, src, dst)); }
 void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_bf16, (n, src, dst)); }
+
+#if defined(__aarch64__)
+// NEON versions of these two are not written yet; the scalar path gives the same bits.
+#define quantize_i8_neon quantize_i8_scalar
+#define error_energy_neon error_energy_scalar
+#endif
+
+void dloral_quantize_i8(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
+    DISPATCH(quantize_i8, (groups, group_size, src, q, scales, energy));
+}
+
+void dloral_error_energy(size_t n, const float *ref, const float *approx, double energy[2]) {
+    DISPATCH(error_energy, (n, ref, approx, energy));
+}
+
+void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *src, float *dst, size_t k_padded) {
+    size_t k = c * kh * kw;
+    for (size_t o = 0; o < n; o++) {
+        const float *w = src + o * k;
+        float *row = dst + o * k_padded;
+        if (kh == 1 && kw == 1) {
+            memcpy(row, w, k * sizeof(float));
+        } else {
+            for (size_t ci = 0; ci < c; ci++)
+                for (size_t y = 0; y < kh; y++)
+                    for (size_t x = 0; x < kw; x++) row[(y * kw + x) * c + ci] = w[(ci * kh + y) * kw + x];
+        }
+        memset(row + k, 0, (k_padded - k) * sizeof(float));
+    }
+}

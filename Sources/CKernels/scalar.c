@@ -4,6 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+// Products and sums stay separate roundings on every path (no contraction into FMA), so the
+// energies below come out bit-identical to the vector paths.
+#pragma STDC FP_CONTRACT OFF
+
 static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
@@ -65,4 +69,52 @@ void f16_to_f32_scalar(size_t n, const uint16_t *src, float *dst) {
 
 void f32_to_bf16_scalar(size_t n, const float *src, uint16_t *dst) {
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_one(src[i]);
+}
+
+void quantize_i8_scalar(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
+    double signal[8] = {0}, noise[8] = {0};
+    for (size_t g = 0; g < groups; g++) {
+        const float *x = src + g * group_size;
+        float max_abs = 0;
+        for (size_t i = 0; i < group_size; i++) {
+            float a = fabsf(x[i]);
+            if (a > max_abs) max_abs = a;
+        }
+        float s = max_abs == 0 ? 1.0f : max_abs / 127.0f;
+        scales[g] = s;
+        for (size_t i = 0; i < group_size; i++) {
+            float r = rintf(x[i] / s);
+            if (r > 127.0f) r = 127.0f;
+            if (r < -127.0f) r = -127.0f;
+            q[g * group_size + i] = (int8_t)r;
+            float back = r * s;
+            double dx = (double)x[i];
+            double d = dx - (double)back;
+            size_t lane = (g * group_size + i) & 7;
+            double sq = dx * dx;
+            double nq = d * d;
+            signal[lane] = signal[lane] + sq;
+            noise[lane] = noise[lane] + nq;
+        }
+    }
+    for (int l = 0; l < 8; l++) {
+        energy[0] += signal[l];
+        energy[1] += noise[l];
+    }
+}
+
+void error_energy_scalar(size_t n, const float *ref, const float *approx, double energy[2]) {
+    double signal[8] = {0}, noise[8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        double dx = (double)ref[i];
+        double d = dx - (double)approx[i];
+        double sq = dx * dx;
+        double nq = d * d;
+        signal[i & 7] = signal[i & 7] + sq;
+        noise[i & 7] = noise[i & 7] + nq;
+    }
+    for (int l = 0; l < 8; l++) {
+        energy[0] += signal[l];
+        energy[1] += noise[l];
+    }
 }

@@ -5,7 +5,7 @@ public struct ConvertCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dloral-convert",
         abstract: "Read, merge and quantize DLoRAL / Stable Diffusion checkpoints.",
-        subcommands: [InspectCommand.self, MergeCommand.self])
+        subcommands: [InspectCommand.self, MergeCommand.self, QuantizeCommand.self])
 
     public init() {}
 }

@@ -26,9 +26,13 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Prefer this weight variant in diffusers folders (e.g. fp16).")
     var variant: String?
 
+    @Flag(name: .customLong("verify-all"), help: "For a .dlrt: check every tensor's SHA-256 now (exit 2 naming the first corrupted one).")
+    var verifyAll = false
+
     func run() throws {
         do {
             let checkpoint = try CheckpointReader.open(path, variant: variant)
+            if verifyAll { try checkpoint.dlrt?.verifyAll() }
             let report = InspectReport(checkpoint)
             if json {
                 print(report.json().prettyPrinted())

@@ -31,8 +31,11 @@ enum CommandRunner {
         return root.appendingPathComponent(".build/debug")
     }()
 
-    static func run(_ tool: String, _ arguments: [String]) throws -> Result {
+    static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : binFolder.appendingPathComponent(tool)
         process.arguments = arguments
         process.currentDirectoryURL = root

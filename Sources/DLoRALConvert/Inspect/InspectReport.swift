@@ -19,11 +19,29 @@ public struct InspectReport {
         }
     }
 
-    var allTensors: [(String, TensorView)] {
-        Array(checkpoint.tensors.tensors.map { ($0.key, $0.value) }) + loraEntries
+    /// One listed tensor: name, stored dtype, shape, stored bytes, and for `.dlrt` its scheme.
+    struct Row {
+        var name: String
+        var dtype: String
+        var shape: [Int]
+        var bytes: Int
+        var scheme: String?
+        var sqnrDB: Double?
     }
 
-    public var totalBytes: Int { allTensors.reduce(0) { $0 + $1.1.byteCount } }
+    var rows: [Row] {
+        if let dlrt = checkpoint.dlrt {
+            return dlrt.entries.map {
+                Row(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.data.bytes + ($0.scales?.bytes ?? 0),
+                    scheme: $0.scheme.rawValue + ($0.compression == .none ? "" : "+" + $0.compression.rawValue), sqnrDB: $0.sqnrDB)
+            }
+        }
+        return (Array(checkpoint.tensors.tensors.map { ($0.key, $0.value) }) + loraEntries).map {
+            Row(name: $0.0, dtype: $0.1.dtype.rawValue, shape: $0.1.shape, bytes: $0.1.byteCount)
+        }
+    }
+
+    public var totalBytes: Int { rows.reduce(0) { $0 + $1.bytes } }
 
     public func json() -> JSONValue {
         let c = checkpoint
@@ -44,16 +62,29 @@ public struct InspectReport {
                 ("modules", .int(adapter.moduleCount)),
             ])
         })))
-        pairs.append(("tensor_count", .int(allTensors.count)))
+        let rows = self.rows
+        pairs.append(("tensor_count", .int(rows.count)))
         pairs.append(("total_bytes", .int(totalBytes)))
-        pairs.append(("tensors", .array(allTensors.map { name, view in
-            .object([
-                ("name", .string(name)),
-                ("dtype", .string(view.dtype.rawValue)),
-                ("shape", .array(view.shape.map { .int($0) })),
-                ("bytes", .int(view.byteCount)),
-            ])
+        pairs.append(("tensors", .array(rows.map { row in
+            var fields: [(String, JSONValue)] = [
+                ("name", .string(row.name)),
+                ("dtype", .string(row.dtype)),
+                ("shape", .array(row.shape.map { .int($0) })),
+                ("bytes", .int(row.bytes)),
+            ]
+            if let scheme = row.scheme {
+                fields.append(("scheme", .string(scheme)))
+                fields.append(("sqnr_db", row.sqnrDB.map { .number(DLRTTensorEntry.formatDB($0)) } ?? .null))
+            }
+            return .object(fields)
         })))
+        if let dlrt = c.dlrt {
+            pairs.append(("integrity", .object([
+                ("header", .string("verified")),
+                ("tensors_verified", .int(dlrt.verifiedCount)),
+                ("tensors", .int(dlrt.entries.count)),
+            ])))
+        }
         pairs.append(("unrecognized", .array(c.unrecognized.map {
             .object([("name", .string($0.name)), ("reason", .string($0.reason))])
         })))
@@ -80,13 +111,20 @@ public struct InspectReport {
             let text = value.serialized()
             lines.append("  \(key): \(text.count > 160 ? String(text.prefix(157)) + "..." : text)")
         }
-        let tensors = allTensors
+        let tensors = rows
         lines.append("  tensors: \(tensors.count), \(Self.bytes(totalBytes))")
+        if let dlrt = c.dlrt {
+            lines.append("  integrity: header verified; \(dlrt.verifiedCount) of \(dlrt.entries.count) tensors verified\(dlrt.verifiedCount < dlrt.entries.count ? " (--verify-all checks every tensor)" : "")")
+        }
         let shown = limit.map { min($0, tensors.count) } ?? tensors.count
-        let width = tensors.prefix(shown).map(\.0.count).max() ?? 0
-        for (name, view) in tensors.prefix(shown) {
-            let shape = "[" + view.shape.map(String.init).joined(separator: ", ") + "]"
-            lines.append("    \(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(view.dtype.rawValue.padding(toLength: 4, withPad: " ", startingAt: 0))  \(shape)")
+        let width = tensors.prefix(shown).map(\.name.count).max() ?? 0
+        for row in tensors.prefix(shown) {
+            let shape = "[" + row.shape.map(String.init).joined(separator: ", ") + "]"
+            var line = "    \(row.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(row.dtype.padding(toLength: 4, withPad: " ", startingAt: 0))  \(shape)"
+            if let scheme = row.scheme {
+                line += "  \(scheme)" + (row.sqnrDB.map { "  \(DLRTTensorEntry.formatDB($0)) dB" } ?? "")
+            }
+            lines.append(line)
         }
         if shown < tensors.count {
             lines.append("    … \(tensors.count - shown) more (use --all or --json)")

@@ -41,6 +41,9 @@ public enum CheckpointReader {
         if head.count >= 4, head[0] == 0x50, head[1] == 0x4B, head[2] == 0x03 || head[2] == 0x05 {
             return try TorchCheckpointReader.read(path: path)
         }
+        if DLRTFile.looksLikeDLRT(head) || path.hasSuffix(".dlrt") {
+            return try DLRTCheckpointReader.read(path: path)
+        }
         if path.hasSuffix(".index.json") {
             var result = LoadedCheckpoint(path: path, format: .safetensorsSharded, dialect: .diffusers)
             let table = try ShardedSafetensors.read(indexPath: path, files: &result.files)
@@ -64,6 +67,6 @@ public enum CheckpointReader {
         }
         throw FormatError(
             .unsupported, file: path,
-            "not a recognised checkpoint: expected safetensors, a PyTorch zip checkpoint (.pkl/.bin/.pt/.ckpt), ONNX (.onnx), a sharded .safetensors.index.json, or a model folder")
+            "not a recognised checkpoint: expected safetensors, a PyTorch zip checkpoint (.pkl/.bin/.pt/.ckpt), ONNX (.onnx), a sharded .safetensors.index.json, a .dlrt runtime file, or a model folder")
     }
 }

@@ -49,6 +49,8 @@ public struct LoadedCheckpoint: Sendable {
     public var notes: OrderedDictionary<String, JSONValue> = [:]
     /// Every file read, for provenance.
     public var files: [String] = []
+    /// The runtime file, when the checkpoint is a `.dlrt` (its tensors are listed from metadata).
+    public var dlrt: DLRTFile?
 
     public init(path: String, format: CheckpointFormat, dialect: NamingDialect) {
         self.path = path
@@ -58,8 +60,9 @@ public struct LoadedCheckpoint: Sendable {
 
     /// Components present among the tensors (and `lora` if there are LoRA pairs).
     public var kinds: [String] {
+        let names = dlrt.map { $0.entries.map(\.name) } ?? tensors.names
         var present = ModelComponent.allCases.filter { c in
-            tensors.names.contains { $0.hasPrefix(c.rawValue + ".") }
+            names.contains { $0.hasPrefix(c.rawValue + ".") }
         }.map(\.rawValue)
         if !lora.isEmpty { present.append("lora") }
         return present

@@ -89,6 +89,20 @@ public final class AtomicFileWriter {
         }
     }
 
+    /// Overwrites bytes already written (to fill in a header once the payload is known).
+    public func write(_ bytes: [UInt8], at offset: Int) throws {
+        precondition(offset + bytes.count <= bytesWritten, "patch must lie inside what is written")
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FormatError(.io, file: finalPath, "write failed at offset \(offset + done): \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+    }
+
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }

@@ -1,0 +1,109 @@
+import Foundation
+import ArgumentParser
+import DLoRALConvert
+import DLoRALFormats
+
+/// `dloral-convert quantize`: a merged folder into one `.dlrt` runtime file.
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Quantize a merged DLoRAL folder into a .dlrt runtime file (Formats/dlrt.md).",
+        discussion: """
+            Linear and Conv2d weights become int8 (symmetric, per output channel or per block of \
+            32/64 along K, in the row layout the int8 kernels read) or fp16; norms, biases and the \
+            timestep embedding stay fp32, as do tensors matching --keep. Every tensor carries a \
+            SHA-256, and the header one over header and metadata.
+            """)
+
+    @Argument(help: "A merged folder written by dloral-convert merge.")
+    var source: String
+
+    @Option(help: "Weight storage: int8, fp16 or fp32.")
+    var weights: String = "int8"
+
+    @Option(help: "Output file (.dlrt).")
+    var output: String
+
+    @Option(name: .customLong("int8-granularity"), help: "int8 scales: channel, block32 or block64.")
+    var granularity: String = "channel"
+
+    @Option(help: "Keep tensors matching this glob (on canonical names, e.g. 'unet.conv_in.*') in fp32 (repeatable).")
+    var keep: [String] = []
+
+    @Option(name: .customLong("prompt-embeds"), help: "Default prompt embeddings to bake in: a safetensors file with one [1, 77, C] tensor.")
+    var promptEmbeds: String?
+
+    @Option(help: "Compress the payload: zstd.")
+    var compress: String?
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    func options() throws -> QuantizeOptions {
+        var options = QuantizeOptions()
+        guard let w = QuantizeOptions.Weights(rawValue: weights) else {
+            throw ValidationError("--weights must be int8, fp16 or fp32, not '\(weights)'")
+        }
+        guard let g = QuantizeOptions.Granularity(rawValue: granularity) else {
+            throw ValidationError("--int8-granularity must be channel, block32 or block64, not '\(granularity)'")
+        }
+        if let compress, compress != "zstd" {
+            throw ValidationError("--compress supports zstd, not '\(compress)'")
+        }
+        options.weights = w
+        options.granularity = g
+        options.keep = keep
+        options.promptEmbeds = promptEmbeds
+        options.compress = compress != nil
+        return options
+    }
+
+    func run() throws {
+        let options = try options()
+        InterruptCleanup.install()
+        do {
+            let report = try Quantizer.quantize(source: source, output: output, options: options,
+                                                progress: TerminalProgress.ifInteractive(label: "quantize"))
+            for warning in report.warnings { Console.error("dloral-convert: warning: \(warning)") }
+            if json {
+                print(Self.json(report).prettyPrinted())
+            } else {
+                Console.error(Self.summary(report))
+            }
+        } catch {
+            ErrorReporting.exit(for: error, tool: "dloral-convert")
+        }
+    }
+
+    static func json(_ report: QuantizeReport) -> JSONValue {
+        .object([
+            ("output", .string(report.output)),
+            ("bytes", .int(report.bytes)),
+            ("scheme", .string(report.scheme)),
+            ("source_bytes", .int(report.sourceBytes)),
+            ("ratio", .number(String(format: "%.4f", Double(report.bytes) / Double(max(report.sourceBytes, 1))))),
+            ("compressed", .bool(report.compressed)),
+            ("compression_ratio", report.compressed
+                ? .number(String(format: "%.4f", Double(report.rawBytes) / Double(max(report.bytes, 1)))) : .null),
+            ("tensors", .array(report.tensors.map { t in
+                .object([
+                    ("name", .string(t.name)), ("dtype", .string(t.dtype)), ("scheme", .string(t.scheme)),
+                    ("bytes", .int(t.bytes)), ("source_bytes", .int(t.sourceBytes)),
+                    ("sqnr_db", t.sqnrDB.map { .number(DLRTTensorEntry.formatDB($0)) } ?? .null),
+                ])
+            })),
+            ("warnings", .array(report.warnings.map { .string($0) })),
+        ])
+    }
+
+    static func summary(_ report: QuantizeReport) -> String {
+        let quantized = report.tensors.compactMap(\.sqnrDB)
+        let worst = report.tensors.filter { $0.sqnrDB != nil }.min { $0.sqnrDB! < $1.sqnrDB! }
+        var line = "wrote \(report.output): \(report.bytes) bytes, \(String(format: "%.3f", Double(report.bytes) / Double(max(report.sourceBytes, 1)))) of the fp32 source, scheme \(report.scheme), \(report.tensors.count) tensors"
+        if let worst, !quantized.isEmpty {
+            let median = quantized.sorted()[quantized.count / 2]
+            line += "\n  weight SQNR: median \(DLRTTensorEntry.formatDB(median)) dB, lowest \(DLRTTensorEntry.formatDB(worst.sqnrDB!)) dB (\(worst.name))"
+        }
+        return line
+    }
+}

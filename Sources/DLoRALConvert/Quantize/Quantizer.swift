@@ -1,0 +1,162 @@
+import CKernels
+import DLoRALFormats
+import Foundation
+
+/// `dloral-convert quantize` as a library call: reads a merged folder (`unet/`, `vae/`, `cfr/`,
+/// `dloral.json`) and writes one `.dlrt` (Formats/dlrt.md), one tensor at a time.
+public enum Quantizer {
+    static let componentOrder: [ModelComponent] = [.unet, .vae, .cfr]
+
+    /// Storage decision for one tensor under the options.
+    static func plan(name: String, view: TensorView, options: QuantizeOptions) -> DLRTWriter.Plan {
+        let count = view.elementCount
+        let quantizable = view.dtype.isFloatingPoint && (view.shape.count == 2 || view.shape.count == 4)
+            && name.hasSuffix(".weight") && !options.keeps(name)
+        var plan: DLRTWriter.Plan
+        if options.weights == .int8 && quantizable {
+            let block = options.granularity.block
+            let k = count / max(view.shape[0], 1)
+            let kp = Int8Quantizer.paddedK(k, block: block)
+            plan = DLRTWriter.Plan(name: name, shape: view.shape, dtype: .int8, scheme: block == 0 ? .int8Channel : .int8Block,
+                                   layout: .rowsK32, rawBytes: view.shape[0] * kp, compression: options.compress ? .zstd : .none)
+            plan.block = block
+            plan.k = k
+            plan.kPadded = kp
+            plan.scalesShape = block == 0 ? [view.shape[0]] : [view.shape[0], kp / block]
+        } else {
+            let wide = !view.dtype.isFloatingPoint ? view.dtype
+                : (options.weights == .fp16 && !options.keeps(name) && view.shape.count >= 2 && name != "prompt_embeds") ? DType.float16 : .float32
+            let storage: DType = [.float32, .float16, .int8].contains(wide) ? wide : .float32
+            plan = DLRTWriter.Plan(name: name, shape: view.shape, dtype: storage, scheme: .none, layout: .torch,
+                                   rawBytes: count * storage.byteSize, compression: options.compress ? (storage == .int8 ? .zstd : .zstdShuffle) : .none)
+        }
+        return plan
+    }
+
+    static func produce(_ plan: DLRTWriter.Plan, view: TensorView) -> DLRTWriter.Produced {
+        // fp32 sources are read in place when contiguous and aligned; others converted once.
+        if view.dtype == .float32, let bytes = view.contiguousBytes,
+            Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0
+        {
+            return produce(plan, view: view, values: bytes.bindMemory(to: Float.self))
+        }
+        let values = view.toFloat32()
+        return values.withUnsafeBufferPointer { produce(plan, view: view, values: $0) }
+    }
+
+    static func produce(_ plan: DLRTWriter.Plan, view: TensorView, values: UnsafeBufferPointer<Float>) -> DLRTWriter.Produced {
+        switch plan.layout {
+        case .rowsK32:
+            let result = Int8Quantizer.quantize(values, shape: plan.shape, block: plan.block)
+            return DLRTWriter.Produced(data: result.rows.withUnsafeBytes { [UInt8]($0) }, scales: result.scales, sqnrDB: result.sqnrDB)
+        case .torch:
+            switch plan.dtype {
+            case .float32:
+                return DLRTWriter.Produced(data: [UInt8](UnsafeRawBufferPointer(values)))
+            case .float16:
+                let data = DTypeConversion.encode(values, as: .float16)
+                var back = [Float](repeating: 0, count: values.count)
+                var energy: [Double] = [0, 0]
+                data.withUnsafeBytes { raw in
+                    back.withUnsafeMutableBufferPointer {
+                        dloral_f16_to_f32(values.count, raw.bindMemory(to: UInt16.self).baseAddress, $0.baseAddress)
+                    }
+                }
+                dloral_error_energy(values.count, values.baseAddress, back, &energy)
+                return DLRTWriter.Produced(data: data, sqnrDB: Int8Quantizer.sqnr(signal: energy[0], noise: energy[1]))
+            default:
+                return DLRTWriter.Produced(data: view.contiguousData())
+            }
+        }
+    }
+
+    public static func quantize(
+        source: String, output: String, options: QuantizeOptions, progress: ConversionProgress? = nil
+    ) throws -> QuantizeReport {
+        let model = try CheckpointReader.open(source)
+        guard model.format == .diffusersFolder, model.tensors(of: .unet).count > 0 else {
+            throw FormatError(.invalidModel, file: source, "expected a merged model folder (unet/, vae/, cfr/) as written by dloral-convert merge; this is \(model.format.rawValue) holding \(model.kinds.joined(separator: ", "))")
+        }
+        var report = QuantizeReport(output: output, scheme: options.schemeName)
+        report.compressed = options.compress
+        for component in [ModelComponent.vae, .cfr] where model.tensors(of: component).count == 0 {
+            report.warnings.append("\(source) has no \(component.rawValue)/ folder; the .dlrt cannot run the whole DLoRAL step")
+        }
+        if let unetConfig = model.configs[.unet], unetConfig["in_channels"]?.intValue != 8 {
+            report.warnings.append("the UNet takes \(unetConfig["in_channels"]?.intValue ?? 0) input channels, not DLoRAL's 8; is this a merged DLoRAL folder?")
+        }
+
+        // Tensors in file order: unet, vae, cfr, then prompt embeddings.
+        var items: [(String, TensorView)] = []
+        for component in componentOrder {
+            for (name, view) in model.tensors(of: component).tensors.sorted(by: { $0.key < $1.key }) {
+                items.append(("\(component.rawValue).\(name)", view))
+            }
+        }
+        var promptName: JSONValue = .null
+        if let path = options.promptEmbeds {
+            let embeds = try SafetensorsFile(path: path).table
+            guard let view = embeds["prompt_embeds"] ?? (embeds.count == 1 ? embeds.tensors.values.first : nil) else {
+                throw FormatError(.invalidModel, file: path, "expected one tensor (or one named prompt_embeds) of shape [1, 77, C]")
+            }
+            let cross = model.configs[.unet]?["cross_attention_dim"]?.intValue
+            guard view.shape.count == 3, view.shape[0] == 1, cross == nil || view.shape[2] == cross, view.dtype.isFloatingPoint else {
+                throw FormatError(.invalidModel, file: path, tensor: "prompt_embeds",
+                                  "shape \(view.shape) \(view.dtype.rawValue); expected floating [1, 77, \(cross.map(String.init) ?? "C")] matching the UNet's cross_attention_dim")
+            }
+            items.append(("prompt_embeds", view))
+            promptName = .string("prompt_embeds")
+        }
+
+        let plans = items.map { plan(name: $0.0, view: $0.1, options: options) }
+        var views: [String: TensorView] = [:]
+        for (name, view) in items { views[name] = view }
+        let mergeProvenance = (try? JSONValue.read(path: FileSystem.join(source, "dloral.json"))) ?? .null
+        let metadata: [(String, JSONValue)] = [
+            ("format", .string("dlrt")),
+            ("configs", .object(componentOrder.compactMap { c in model.configs[c].map { (c.rawValue, $0) } })),
+            ("quantization", .object([
+                ("weights", .string(options.weights.rawValue)),
+                ("int8_granularity", .string(options.granularity.rawValue)),
+                ("keep", .array((QuantizeOptions.defaultKeep + options.keep).map { .string($0) })),
+                ("policy", .string(policyText(options))),
+            ])),
+            ("provenance", .object([
+                ("tool", .string("dloral-convert")),
+                ("version", .string(ToolVersion.string)),
+                ("command", .string("quantize")),
+                ("source", .string(source)),
+                ("merge", mergeProvenance),
+            ])),
+            ("default_prompt_embeds", promptName),
+        ]
+        progress?.begin(totalBytes: plans.reduce(0) { $0 + $1.rawBytes })
+        let (entries, size) = try DLRTWriter.write(to: output, metadata: metadata, plans: plans, produce: { plan in
+            let view = views[plan.name]!
+            defer { view.storage.releasePages() }
+            return produce(plan, view: view)
+        }, progress: { plan, _ in progress?.advance(tensor: plan.name, bytes: plan.rawBytes) })
+        progress?.finish()
+        report.bytes = size
+        for entry in entries {
+            let sourceBytes = views[entry.name]!.byteCount
+            report.sourceBytes += sourceBytes
+            report.rawBytes += entry.rawBytes
+            report.tensors.append(QuantizeReport.Tensor(
+                name: entry.name, dtype: entry.dtype.rawValue, scheme: entry.scheme.rawValue,
+                bytes: entry.data.bytes + (entry.scales?.bytes ?? 0), sourceBytes: sourceBytes, sqnrDB: entry.sqnrDB))
+        }
+        return report
+    }
+
+    static func policyText(_ options: QuantizeOptions) -> String {
+        switch options.weights {
+        case .int8:
+            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)); norms, biases, the timestep embedding and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
+        case .fp16:
+            return "floating tensors fp16; norms, the timestep embedding\(options.keep.isEmpty ? "" : ", " + options.keep.joined(separator: ", ")) fp32"
+        case .fp32:
+            return "everything fp32"
+        }
+    }
+}

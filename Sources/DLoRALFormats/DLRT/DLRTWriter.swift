@@ -1,0 +1,139 @@
+/// Writes `.dlrt` files, streaming one tensor at a time with bounded memory.
+///
+/// The metadata (which records every tensor's stored size and digest) comes before the payload,
+/// so the writer first sizes an upper bound of the metadata from placeholders as wide as any real
+/// value, writes the payload after that reserve, then fills in the metadata and the header.
+/// Identical inputs give identical bytes; the file appears only when complete (atomic rename).
+public enum DLRTWriter {
+    /// A tensor to write, with everything known before its data is produced.
+    public struct Plan: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var dtype: DType
+        public var scheme: DLRTScheme
+        public var layout: DLRTLayout
+        public var block = 0
+        public var k = 0
+        public var kPadded = 0
+        public var rawBytes: Int
+        public var compression: DLRTCompression
+        /// Shape of the F32 scales (empty: no scales).
+        public var scalesShape: [Int] = []
+
+        public init(name: String, shape: [Int], dtype: DType, scheme: DLRTScheme, layout: DLRTLayout,
+                    rawBytes: Int, compression: DLRTCompression) {
+            self.name = name
+            self.shape = shape
+            self.dtype = dtype
+            self.scheme = scheme
+            self.layout = layout
+            self.rawBytes = rawBytes
+            self.compression = compression
+        }
+    }
+
+    /// What producing a tensor gives: its raw stored bytes, its scales, its SQNR.
+    public struct Produced {
+        public var data: [UInt8]
+        public var scales: [Float]?
+        public var sqnrDB: Double?
+        public init(data: [UInt8], scales: [Float]? = nil, sqnrDB: Double? = nil) {
+            self.data = data
+            self.scales = scales
+            self.sqnrDB = sqnrDB
+        }
+    }
+
+    static let placeholderNumber = String(Int.max)
+    static let placeholderSQNR = "-999999999999999999.9999"
+
+    static func placeholderEntry(_ plan: Plan) -> JSONValue {
+        let big = Int(placeholderNumber)!
+        var entry = DLRTTensorEntry(
+            name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
+            data: DLRTRegion(offset: big, bytes: big, sha256: String(repeating: "0", count: 64)),
+            rawBytes: big, compression: plan.compression)
+        entry.block = plan.block
+        entry.k = plan.k
+        entry.kPadded = plan.kPadded
+        if !plan.scalesShape.isEmpty {
+            entry.scales = DLRTRegion(offset: big, bytes: big, sha256: String(repeating: "0", count: 64))
+            entry.scalesShape = plan.scalesShape
+        }
+        return entry.json(sqnrText: placeholderSQNR)
+    }
+
+    /// Writes the file. `metadata` holds the top-level keys before `tensors` (§3), in order.
+    /// `produce` is called once per plan, in order. Returns the entries as written and the size.
+    public static func write(
+        to path: String, metadata: [(String, JSONValue)], plans: [Plan],
+        produce: (Plan) throws -> Produced,
+        progress: ((Plan, Int) -> Void)? = nil
+    ) throws -> (entries: [DLRTTensorEntry], fileBytes: Int) {
+        let reserve = JSONValue.object(metadata + [("tensors", .array(plans.map(placeholderEntry)))]).serialized().utf8.count
+        let payloadOffset = DLRT.alignUp(DLRT.headerBytes + reserve)
+        let writer = try AtomicFileWriter(path: path)
+        try writer.write([UInt8](repeating: 0, count: payloadOffset))
+
+        var entries: [DLRTTensorEntry] = []
+        entries.reserveCapacity(plans.count)
+        let zeros = [UInt8](repeating: 0, count: DLRT.alignmentBytes)
+        func pad() throws {
+            let rest = DLRT.alignUp(writer.bytesWritten) - writer.bytesWritten
+            if rest > 0 { try writer.write(Array(zeros[0..<rest])) }
+        }
+        for plan in plans {
+            let produced = try produce(plan)
+            guard produced.data.count == plan.rawBytes else {
+                throw FormatError(.invalidModel, file: path, tensor: plan.name, "produced \(produced.data.count) bytes, planned \(plan.rawBytes)")
+            }
+            let stored: [UInt8]
+            switch plan.compression {
+            case .none: stored = produced.data
+            case .zstd: stored = produced.data.withUnsafeBytes { DLRTCodec.compress($0) }
+            case .zstdShuffle:
+                let shuffled = produced.data.withUnsafeBytes { DLRTCodec.shuffle($0, elementBytes: plan.dtype.byteSize) }
+                stored = shuffled.withUnsafeBytes { DLRTCodec.compress($0) }
+            }
+            let dataOffset = writer.bytesWritten
+            let digest = stored.withUnsafeBytes { DLRT.sha256Hex($0) }
+            try writer.write(stored)
+            try pad()
+            var entry = DLRTTensorEntry(
+                name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
+                data: DLRTRegion(offset: dataOffset, bytes: stored.count, sha256: digest),
+                rawBytes: plan.rawBytes, compression: plan.compression)
+            entry.block = plan.block
+            entry.k = plan.k
+            entry.kPadded = plan.kPadded
+            entry.sqnrDB = produced.sqnrDB
+            if !plan.scalesShape.isEmpty {
+                guard let scales = produced.scales, scales.count == plan.scalesShape.reduce(1, *) else {
+                    throw FormatError(.invalidModel, file: path, tensor: plan.name, "scales missing or of the wrong count")
+                }
+                let scaleOffset = writer.bytesWritten
+                let bytes = scales.withUnsafeBytes { [UInt8]($0) }
+                try writer.write(bytes)
+                try pad()
+                entry.scales = DLRTRegion(offset: scaleOffset, bytes: bytes.count, sha256: bytes.withUnsafeBytes { DLRT.sha256Hex($0) })
+                entry.scalesShape = plan.scalesShape
+            }
+            entries.append(entry)
+            progress?(plan, stored.count)
+        }
+
+        let metadataBytes = Array(JSONValue.object(metadata + [("tensors", .array(entries.map { $0.json() }))]).serialized().utf8)
+        precondition(metadataBytes.count <= reserve, "metadata outgrew its reserve")
+        try writer.write(metadataBytes, at: DLRT.headerBytes)
+        var header = DLRTHeader()
+        header.fileBytes = writer.bytesWritten
+        header.metadataBytes = metadataBytes.count
+        header.payloadOffset = payloadOffset
+        header.payloadBytes = writer.bytesWritten - payloadOffset
+        header.digest = metadataBytes.withUnsafeBytes { header.computeDigest(metadata: $0) }
+        try writer.write(header.encoded(), at: 0)
+        let size = writer.bytesWritten
+        try writer.commit()
+        return (entries, size)
+    }
+}

@@ -19,3 +19,6 @@ out=$(mktemp -d)/dloral-merged
 echo "== merge the six adapters (stage full) into the base: $out" >&2
 "$bin/dloral-convert" merge --base "$fixtures/base" --lora "$fixtures/model.pkl" --output "$out"
 "$bin/dloral-convert" inspect "$out"
+echo "== quantize to int8 (per output channel) into one runtime file" >&2
+"$bin/dloral-convert" quantize "$out" --weights int8 --output "$out.dlrt"
+"$bin/dloral-convert" inspect "$out.dlrt" --verify-all

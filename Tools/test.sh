@@ -5,3 +5,5 @@ cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
 swift build -c release
 swift test
+# The independent .dlrt reader's own tests (numpy + zstandard; no pytest needed).
+python3 Tools/dlrt/test_dlrt_reader.py

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Dispatch
+import Foundation
 import DLoRALConvert
 import DLoRALFormats
 
@@ -26,12 +28,20 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Prefer this weight variant in diffusers folders (e.g. fp16).")
     var variant: String?
 
+    @Flag(help: "Report on stderr how long opening the file (map, header and metadata checks) took.")
+    var timing = false
+
     @Flag(name: .customLong("verify-all"), help: "For a .dlrt: check every tensor's SHA-256 now (exit 2 naming the first corrupted one).")
     var verifyAll = false
 
     func run() throws {
         do {
+            let start = DispatchTime.now()
             let checkpoint = try CheckpointReader.open(path, variant: variant)
+            if timing {
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+                Console.error(String(format: "opened %@ (map, header and metadata checks) in %.2f ms", path, ms))
+            }
             if verifyAll { try checkpoint.dlrt?.verifyAll() }
             let report = InspectReport(checkpoint)
             if json {

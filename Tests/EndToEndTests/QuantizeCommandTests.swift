@@ -29,14 +29,23 @@ struct QuantizeCommandTests {
         ["--weights", "int8"], ["--weights", "int8", "--int8-granularity", "block32"],
         ["--weights", "int8", "--int8-granularity", "block64", "--compress", "zstd"],
         ["--weights", "fp16"], ["--weights", "fp16", "--compress", "zstd"], ["--weights", "fp32"],
+        ["--weights", "fp16", "--prompt-embeds", "PROMPT"], ["--weights", "int8", "--keep", "unet.conv_in.*", "--keep", "cfr.*"],
     ])
     func pythonReaderAgrees(_ arguments: [String]) throws {
-        let (out, result) = try Self.quantize(arguments + ["--json"], name: "q-\(arguments.joined(separator: "-")).dlrt")
+        let prompt = Self.merged.deletingLastPathComponent().appendingPathComponent("prompt.safetensors")
+        var table = TensorTable()
+        try table.insert("prompt_embeds", TensorView(dtype: .float32, shape: [1, 77, 32],
+                         storage: .copying((0..<(77 * 32)).map { Float($0 % 97) / 50 - 1 }, origin: "test")), file: "test")
+        try SafetensorsWriter.write(to: prompt.path, tensors: table)
+        let args = arguments.map { $0 == "PROMPT" ? prompt.path : $0 }
+        let (out, result) = try Self.quantize(args + ["--json"], name: "q-\(arguments.joined(separator: "-")).dlrt")
         #expect(result.status == 0, "\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         #expect((json?["bytes"] as? Int) == (try FileManager.default.attributesOfItem(atPath: out.path)[.size] as? Int))
-        #expect(((json?["tensors"] as? [[String: Any]]) ?? []).count == 1002)
-        let check = try CommandRunner.run("/usr/bin/env", ["python3", "Tools/dlrt/check_dlrt.py", out.path, Self.merged.path])
+        let withPrompt = arguments.contains("PROMPT")
+        #expect(((json?["tensors"] as? [[String: Any]]) ?? []).count == (withPrompt ? 1003 : 1002))
+        let check = try CommandRunner.run("/usr/bin/env", ["python3", "Tools/dlrt/check_dlrt.py", out.path, Self.merged.path]
+                                          + (withPrompt ? ["--prompt-embeds", prompt.path] : []))
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         #expect(check.stdout.contains(" passed, 0 failed"), "\(check.stdout)")
     }
@@ -99,6 +108,26 @@ struct QuantizeCommandTests {
         }
 
         try expectRefused(flipped(20), "header", mentions: ["bad-header.dlrt"])
+        try expectRefused(flipped(70), "reserved", mentions: ["checksum mismatch"])
+        try expectRefused(forged { $0 = $0.replacingOccurrences(of: "\"default_prompt_embeds\":null", with: "\"default_prompt_embeds\":\"prompt_embeds\"") },
+                          "prompt", mentions: ["default_prompt_embeds", "not in the tensor list"])
+
+        // A tensor stored in a way a newer minor version might use: only that tensor is unreadable.
+        let newer = forged { text in
+            if let range = text.range(of: "\"scheme\":\"int8_channel\"") { text.replaceSubrange(range, with: "\"scheme\":\"int4_future\"") }
+        }
+        let newerPath = good.deletingLastPathComponent().appendingPathComponent("newer.dlrt")
+        try Data(newer).write(to: newerPath)
+        let reader = try DLRTFile(path: newerPath.path)
+        #expect(reader.unsupported[firstInt8.name]?.contains("int4_future") == true)
+        #expect(reader.entries.count == file.entries.count - 1)
+        do {
+            _ = try reader.tensor(firstInt8.name)
+            Issue.record("an unsupported tensor was handed out")
+        } catch let error as FormatError {
+            #expect(error.kind == .unsupported && error.description.contains(firstInt8.name))
+        }
+        #expect(try reader.tensor(firstF32.name).shape == firstF32.shape)
         try expectRefused(flipped(130), "metadata", mentions: ["checksum mismatch"])
         try expectRefused(flipped(firstInt8.data.offset + 3), "int8-data", verifyAll: true, mentions: [firstInt8.name, "checksum mismatch"])
         try expectRefused(flipped(firstInt8.scales!.offset), "scales", verifyAll: true, mentions: [firstInt8.name, "scales checksum"])

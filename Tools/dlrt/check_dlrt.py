@@ -76,6 +76,8 @@ def expected_storage(name, w, quant):
     """(dtype, scheme, block) the §4 policy asks for, from the file's quantization block."""
     if w.dtype.kind != "f":
         return ({"int8": "I8"}.get(str(w.dtype), str(w.dtype).upper()), "none", 0)
+    if name == "prompt_embeds":  # an input, not a weight: always F32 (§4)
+        return ("F32", "none", 0)
     weights = quant.get("weights")
     keep = list(quant.get("keep") or []) + DEFAULT_KEEP
     kept = w.ndim < 2 or any(fnmatch.fnmatchcase(name, g) for g in keep)

@@ -630,6 +630,172 @@ def test_conformance_warnings():
     assert any("whitespace" in w for w in f.warnings), f.warnings
 
 
+# ---------------------------------------------------------------------------------------------
+# check_dlrt.py against a small merged folder
+
+def make_merged(folder):
+    from safetensors.numpy import save_file
+    r = np.random.default_rng(3)
+    comps = {
+        "unet": {"conv_in.weight": r.standard_normal((6, 8, 3, 3)).astype(np.float32),
+                 "conv_in.bias": r.standard_normal(6).astype(np.float32),
+                 "time_embedding.linear_1.weight": r.standard_normal((12, 6)).astype(np.float32),
+                 "mid.norm1.weight": np.ones(6, np.float32),
+                 "mid.proj.weight": r.standard_normal((5, 40)).astype(np.float32),
+                 "mid.zero.weight": np.zeros((3, 8), np.float32)},
+        "vae": {"decoder.conv.weight": (r.standard_normal((4, 3, 1, 1)) * 1e-3).astype(np.float32),
+                "decoder.conv_norm_out.weight": r.standard_normal(4).astype(np.float32)},
+        "cfr": {"spynet.conv.weight": r.standard_normal((3, 2, 7, 7)).astype(np.float32),
+                "spynet.mean": r.standard_normal((1, 3, 1, 1)).astype(np.float32)},
+    }
+    files = {"unet": "unet/diffusion_pytorch_model.safetensors", "vae": "vae/diffusion_pytorch_model.safetensors",
+             "cfr": "cfr/model.safetensors"}
+    configs = {"unet": {"in_channels": 8, "sample_size": 8}, "vae": {"scaling_factor": 0.18215},
+               "cfr": {"latent_channels": 4, "attention_temperature": 0.5}}
+    for c, ts in comps.items():
+        os.makedirs(os.path.join(folder, c), exist_ok=True)
+        save_file(ts, os.path.join(folder, files[c]))
+        with open(os.path.join(folder, c, "config.json"), "w") as fh:
+            json.dump(configs[c], fh)
+    with open(os.path.join(folder, "dloral.json"), "w") as fh:
+        json.dump({"stage": "full"}, fh)
+    tensors = {f"{c}.{k}": v for c, ts in comps.items() for k, v in ts.items()}
+    return tensors, configs
+
+
+def policy_kind(name, w, weights, gran):
+    kept = w.ndim < 2 or "norm" in name or "time_embedding" in name
+    if weights == "int8":
+        if w.ndim in (2, 4) and name.endswith(".weight") and not kept:
+            return {"channel": "int8_channel", "block32": "int8_block32", "block64": "int8_block64"}[gran]
+        return "f32"
+    if weights == "fp16":
+        return "f32" if kept else "f16"
+    return "f32"
+
+
+def merged_dlrt(folder, weights="int8", gran="channel", compression="none", mutate=None):
+    tensors, configs = make_merged(folder)
+    specs = [(n, tensors[n], policy_kind(n, tensors[n], weights, gran)) for n in sorted(tensors, key=dr.sort_key)]
+    made = make_tensors(specs, compression)
+    for e, data, _ in made:
+        if e["scheme"] == "none" and e["dtype"] == "F16":
+            w = tensors[e["name"]].astype(np.float64)
+            err = float(((w - tensors[e["name"]].astype(np.float16).astype(np.float64)) ** 2).sum())
+            e["sqnr_db"] = None if err == 0 else 10 * np.log10(float((w ** 2).sum()) / err)
+    if mutate:
+        made = mutate(made) or made
+    return assemble(made, extra_meta={
+        "configs": configs,
+        "quantization": {"weights": weights, "int8_granularity": gran, "keep": [], "policy": "test"},
+        "provenance": {"tool": "dloral-convert", "version": "0", "command": "quantize", "source": folder,
+                       "merge": {"stage": "full"}}})
+
+
+def run_check(blob, folder, *extra):
+    import contextlib
+    import io
+    import check_dlrt
+    p = write(blob, "check.dlrt")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = check_dlrt.main([p, folder, *extra])
+    return rc, out.getvalue()
+
+
+def test_checker_passes_good_files():
+    folder = tempfile.mkdtemp(dir=_tmp)
+    for weights, gran in (("int8", "channel"), ("int8", "block32"), ("int8", "block64"), ("fp16", "channel"),
+                          ("fp32", "channel")):
+        for comp in ("none", "auto") if zstandard else ("none",):
+            rc, out = run_check(merged_dlrt(folder, weights, gran, comp), folder)
+            assert rc == 0 and out.strip().endswith("10 passed, 0 failed"), (weights, gran, comp, out)
+
+
+def _patch(made, name, fn):
+    for i, (e, data, scales) in enumerate(made):
+        if e["name"] == name:
+            data, scales = fn(e, bytearray(data), None if scales is None else bytearray(scales))
+            data, scales = bytes(data), None if scales is None else bytes(scales)
+            e["sha256"] = sha(data)
+            if scales is not None:
+                e["scales"]["sha256"] = sha(scales)
+            made[i] = (e, data, scales)
+    return made
+
+
+def test_checker_catches_errors():
+    folder = tempfile.mkdtemp(dir=_tmp)
+
+    def q_off_by_one(e, d, s):
+        d[5] = (d[5] + 1) % 128
+        return d, s
+
+    def scale_ulp(e, d, s):
+        a = np.frombuffer(bytes(s), dtype="<u4").copy()
+        a[1] += 1
+        return d, bytearray(a.tobytes())
+
+    def f16_ulp(e, d, s):
+        d[0] ^= 1
+        return d, s
+
+    cases = [
+        (dict(), lambda m: _patch(m, "unet.mid.proj.weight", q_off_by_one), "unet.mid.proj.weight: int8 values differ"),
+        (dict(), lambda m: _patch(m, "cfr.spynet.conv.weight", scale_ulp), "cfr.spynet.conv.weight: scales do not follow"),
+        (dict(weights="fp16"), lambda m: _patch(m, "unet.conv_in.weight", f16_ulp), "F16 not identical"),
+        (dict(weights="fp32"), lambda m: _patch(m, "vae.decoder.conv.weight", f16_ulp), "F32 not identical"),
+        (dict(), lambda m: [x for x in m if x[0]["name"] != "vae.decoder.conv.weight"], "missing from the file"),
+        (dict(), lambda m: [x if x[0]["name"] != "unet.mid.norm1.weight" else
+                            make_tensors([("unet.mid.norm1.weight", np.ones(6, np.float32), "f16")])[0] for x in m],
+         "the policy"),
+        (dict(), lambda m: [x if x[0]["name"] != "unet.time_embedding.linear_1.weight" else
+                            make_tensors([(x[0]["name"], np.zeros((12, 6), np.float32), "int8_channel")])[0]
+                            for x in m], "time_embedding.linear_1.weight: stored as I8"),
+        (dict(), lambda m: [(dict(x[0], sqnr_db=(x[0]["sqnr_db"] or 0) + 0.5), x[1], x[2]) if x[0]["name"] ==
+                            "unet.conv_in.weight" else x for x in m], "sqnr_db"),
+    ]
+    for kw, mutate, needle in cases:
+        rc, out = run_check(merged_dlrt(folder, mutate=mutate, **kw), folder)
+        assert rc == 1 and needle in out and out.strip().splitlines()[-1].endswith("failed"), (needle, out)
+    # configs and digests
+    blob = merged_dlrt(folder)
+    rc, out = run_check(edit_metadata(blob, lambda md: md["configs"]["unet"].update(in_channels=4)), folder)
+    assert rc == 1 and "configs.unet.in_channels" in out, out
+    f = DlrtFile(write(blob))
+    b = bytearray(blob)
+    b[f.entry("cfr.spynet.mean").offset] ^= 1
+    rc, out = run_check(bytes(b), folder)
+    assert rc == 1 and "cfr.spynet.mean: digest" in out and "9 passed, 1 failed" in out, out
+
+
+def test_quantize_numpy_baseline_matches_spec():
+    import contextlib
+    import io
+    sys.path.insert(0, os.path.join(HERE, "..", "bench"))
+    import quantize_numpy
+    folder = tempfile.mkdtemp(dir=_tmp)
+    tensors, _ = make_merged(folder)
+    for gran, block in (("channel", 0), ("block32", 32), ("block64", 64)):
+        out = os.path.join(folder, f"out-{gran}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert quantize_numpy.main([folder, out, "--granularity", gran]) == 0
+        idx = json.load(open(os.path.join(out, "index.json")))
+        blob = np.fromfile(os.path.join(out, "weights.bin"), dtype=np.uint8)
+        assert set(idx) == set(tensors)
+        for name, e in idx.items():
+            w = tensors[name]
+            assert e["offset"] % 64 == 0
+            if policy_kind(name, w, "int8", "channel") == "f32":
+                assert e["dtype"] == "F32"
+                assert np.array_equal(blob[e["offset"]:e["offset"] + e["bytes"]].view("<f4").reshape(w.shape), w)
+                continue
+            q, s, k, kp = quantize_by_loops(w, block)
+            got_q = blob[e["offset"]:e["offset"] + e["bytes"]].view(np.int8).reshape(q.shape)
+            got_s = blob[e["scales_offset"]:e["scales_offset"] + e["scales_bytes"]].view("<f4").reshape(s.shape)
+            assert np.array_equal(got_q, q) and np.array_equal(got_s, s), (gran, name)
+
+
 if __name__ == "__main__":
     failed = 0
     tests = [(k, v) for k, v in sorted(globals().items()) if k.startswith("test_") and callable(v)]

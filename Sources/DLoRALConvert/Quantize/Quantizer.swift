@@ -152,9 +152,9 @@ public enum Quantizer {
     static func policyText(_ options: QuantizeOptions) -> String {
         switch options.weights {
         case .int8:
-            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)); norms, biases, the timestep embedding and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
+            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)); norms, biases, the timestep embedding, prompt embeddings and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
         case .fp16:
-            return "floating tensors fp16; norms, the timestep embedding\(options.keep.isEmpty ? "" : ", " + options.keep.joined(separator: ", ")) fp32"
+            return "floating tensors fp16; norms, biases, the timestep embedding\(options.keep.isEmpty ? "" : ", " + options.keep.joined(separator: ", ")) and prompt embeddings fp32"
         case .fp32:
             return "everything fp32"
         }

@@ -13,6 +13,9 @@ public final class DLRTFile: @unchecked Sendable {
     /// The metadata object, as parsed.
     public let metadata: JSONValue
     public let entries: [DLRTTensorEntry]
+    /// Tensors stored in a way this reader does not know (a newer minor version, §6), with the
+    /// reason; only these tensors are unreadable.
+    public let unsupported: [String: String]
     private let index: [String: Int]
     private var verified = Set<String>()
     private var decompressed: [String: TensorStorage] = [:]
@@ -74,7 +77,10 @@ public final class DLRTFile: @unchecked Sendable {
             throw FormatError(.unsupported, file: path, "header flags \(h.flags) are not known to this reader")
         }
         let metadataBytes = UnsafeRawBufferPointer(rebasing: file.bytes[h.metadataOffset..<(h.metadataOffset + h.metadataBytes)])
-        guard h.computeDigest(metadata: metadataBytes) == h.digest else {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: file.bytes[0..<96]))
+        hasher.update(bufferPointer: metadataBytes)
+        guard Array(hasher.finalize()) == h.digest else {
             throw FormatError(.malformed, file: path, "header/metadata checksum mismatch: the header or metadata is corrupted; do not use this file")
         }
         header = h
@@ -88,10 +94,19 @@ public final class DLRTFile: @unchecked Sendable {
         }
         var entries: [DLRTTensorEntry] = []
         var index: [String: Int] = [:]
+        var unsupported: [String: String] = [:]
         var regions: [(Int, Int, String)] = []
         for item in list {
-            let entry = try Self.entry(item, file: path)
-            guard index[entry.name] == nil else { throw fail("the name appears twice in the tensor list", tensor: entry.name) }
+            let entry: DLRTTensorEntry
+            do {
+                entry = try Self.entry(item, file: path)
+            } catch let error as FormatError where error.kind == .unsupported {
+                let name = item["name"]?.stringValue ?? "?"
+                guard unsupported[name] == nil, index[name] == nil else { throw fail("the name appears twice in the tensor list", tensor: name) }
+                unsupported[name] = error.message
+                continue
+            }
+            guard index[entry.name] == nil, unsupported[entry.name] == nil else { throw fail("the name appears twice in the tensor list", tensor: entry.name) }
             index[entry.name] = entries.count
             for region in [entry.data] + (entry.scales.map { [$0] } ?? []) {
                 guard region.offset % DLRT.alignmentBytes == 0, region.offset >= h.payloadOffset,
@@ -107,8 +122,12 @@ public final class DLRTFile: @unchecked Sendable {
         for i in regions.indices.dropFirst() where regions[i].0 < regions[i - 1].0 + regions[i - 1].1 {
             throw fail("data region overlaps that of '\(regions[i - 1].2)'", tensor: regions[i].2)
         }
+        if case let .string(prompt)? = metadata["default_prompt_embeds"], index[prompt] == nil, unsupported[prompt] == nil {
+            throw fail("default_prompt_embeds names '\(prompt)', which is not in the tensor list")
+        }
         self.entries = entries
         self.index = index
+        self.unsupported = unsupported
     }
 
     static func entry(_ json: JSONValue, file: String) throws -> DLRTTensorEntry {
@@ -162,6 +181,9 @@ public final class DLRTFile: @unchecked Sendable {
             guard let sshape = object["shape"]?.intArray, let sdigest = object["sha256"]?.stringValue, sdigest.count == 64 else {
                 throw fail("scales need shape and sha256")
             }
+            guard object["dtype"]?.stringValue == "F32" else {
+                throw FormatError(.unsupported, file: file, tensor: name, "scales dtype \(object["dtype"]?.serialized() ?? "missing") is not F32")
+            }
             entry.scales = DLRTRegion(offset: try int("offset", object), bytes: try int("bytes", object), sha256: sdigest)
             entry.scalesShape = sshape
             let expected = scheme == .int8Channel ? [entry.rows] : [entry.rows, entry.block > 0 ? entry.kPadded / entry.block : -1]
@@ -178,17 +200,22 @@ public final class DLRTFile: @unchecked Sendable {
 
     /// Checks a tensor's stored bytes (and scales) against their digests.
     /// - Throws: `FormatError` naming the tensor on a mismatch.
-    public func verify(_ name: String) throws {
+    public func verify(_ name: String, releasePages: Bool = false) throws {
         lock.lock()
         let done = verified.contains(name)
         lock.unlock()
         if done { return }
         guard let entry = entry(name) else {
+            if let reason = unsupported[name] {
+                throw FormatError(.unsupported, file: path, tensor: name, "\(reason); this tensor needs a newer reader")
+            }
             throw FormatError(.invalidModel, file: path, tensor: name, "no such tensor in this file")
         }
         for (region, what) in [(entry.data, "data")] + (entry.scales.map { [($0, "scales")] } ?? []) {
             let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[region.offset..<(region.offset + region.bytes)])
-            guard DLRT.sha256Hex(bytes) == region.sha256 else {
+            let matches = DLRT.sha256Hex(bytes) == region.sha256
+            if releasePages { file.releasePages(bytes) }
+            guard matches else {
                 throw FormatError(.malformed, file: path, tensor: name, "\(what) checksum mismatch: the stored bytes are corrupted; do not run this file")
             }
         }
@@ -197,8 +224,10 @@ public final class DLRTFile: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Verifies every tensor, releasing each region's pages after hashing it (so checking a
+    /// multi-GB file does not make it resident).
     public func verifyAll() throws {
-        for entry in entries { try verify(entry.name) }
+        for entry in entries { try verify(entry.name, releasePages: true) }
     }
 
     public var verifiedCount: Int {

@@ -75,9 +75,14 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
         if (kh == 1 && kw == 1) {
             memcpy(row, w, k * sizeof(float));
         } else {
-            for (size_t ci = 0; ci < c; ci++)
-                for (size_t y = 0; y < kh; y++)
-                    for (size_t x = 0; x < kw; x++) row[(y * kw + x) * c + ci] = w[(ci * kh + y) * kw + x];
+            // Write the row in order; read with a stride of kh·kw (the weight of one output
+            // channel is small enough to stay in cache).
+            size_t taps = kh * kw;
+            for (size_t t = 0; t < taps; t++) {
+                float *out = row + t * c;
+                const float *in = w + t;
+                for (size_t ci = 0; ci < c; ci++) out[ci] = in[ci * taps];
+            }
         }
         memset(row + k, 0, (k_padded - k) * sizeof(float));
     }

@@ -11,7 +11,7 @@ struct Int8QuantizerTests {
         let r = Int8Quantizer.quantize([1, -2, 0.5, 0, 0, 0], shape: [2, 3], block: 0)
         #expect(r.k == 3 && r.kPadded == 32)
         #expect(r.scales == [Float(2) / Float(127), 1])
-        #expect(Array(r.rows[0..<4]) == [64, -127, 32, 0])
+        #expect(Array(r.rows[0..<4]).map { Int8(bitPattern: $0) } == [64, -127, 32, 0])
         #expect(r.rows[32..<64].allSatisfy { $0 == 0 })
         #expect(r.rows.count == 64)
     }
@@ -22,7 +22,7 @@ struct Int8QuantizerTests {
         let r = Int8Quantizer.quantize([10, 20, 30, 40], shape: [1, 2, 1, 2], block: 0)
         let s = Float(40) / Float(127)
         let expect = [Float(10), 30, 20, 40].map { Int8(($0 / s).rounded(.toNearestOrEven)) }
-        #expect(Array(r.rows[0..<4]) == expect)
+        #expect(Array(r.rows[0..<4]).map { Int8(bitPattern: $0) } == expect)
         #expect(expect == [32, 95, 64, 127])
     }
 

@@ -11,7 +11,8 @@ import DLoRALFormats
 /// division in float32, the same arithmetic numpy does on float32 arrays.
 public enum Int8Quantizer {
     public struct Result {
-        public var rows: [Int8]
+        /// The int8 matrix as raw bytes (two's complement), row-major [N][Kp].
+        public var rows: [UInt8]
         public var scales: [Float]
         public var sqnrDB: Double?
         public var k: Int
@@ -35,12 +36,12 @@ public enum Int8Quantizer {
         let groupSize = block == 0 ? kp : block
         let groups = n * kp / groupSize
         var scales = [Float](repeating: 1, count: groups)
-        var q = [Int8](repeating: 0, count: n * kp)
+        var q = [UInt8](repeating: 0, count: n * kp)
         var energy: [Double] = [0, 0]
         arranged.withUnsafeBufferPointer { a in
-            q.withUnsafeMutableBufferPointer { qp in
+            q.withUnsafeMutableBytes { qp in
                 scales.withUnsafeMutableBufferPointer { sp in
-                    dloral_quantize_i8(groups, groupSize, a.baseAddress, qp.baseAddress, sp.baseAddress, &energy)
+                    dloral_quantize_i8(groups, groupSize, a.baseAddress, qp.bindMemory(to: Int8.self).baseAddress, sp.baseAddress, &energy)
                 }
             }
         }

@@ -48,7 +48,7 @@ public enum Quantizer {
         switch plan.layout {
         case .rowsK32:
             let result = Int8Quantizer.quantize(values, shape: plan.shape, block: plan.block)
-            return DLRTWriter.Produced(data: result.rows.withUnsafeBytes { [UInt8]($0) }, scales: result.scales, sqnrDB: result.sqnrDB)
+            return DLRTWriter.Produced(data: result.rows, scales: result.scales, sqnrDB: result.sqnrDB)
         case .torch:
             switch plan.dtype {
             case .float32:
@@ -109,8 +109,9 @@ public enum Quantizer {
         }
 
         let plans = items.map { plan(name: $0.0, view: $0.1, options: options) }
-        var views: [String: TensorView] = [:]
-        for (name, view) in items { views[name] = view }
+        var viewsByName: [String: TensorView] = [:]
+        for (name, view) in items { viewsByName[name] = view }
+        let views = viewsByName
         let mergeProvenance = (try? JSONValue.read(path: FileSystem.join(source, "dloral.json"))) ?? .null
         let metadata: [(String, JSONValue)] = [
             ("format", .string("dlrt")),

@@ -67,7 +67,7 @@ public enum DLRTWriter {
     /// `produce` is called once per plan, in order. Returns the entries as written and the size.
     public static func write(
         to path: String, metadata: [(String, JSONValue)], plans: [Plan],
-        produce: (Plan) throws -> Produced,
+        produce: @escaping @Sendable (Plan) throws -> Produced,
         progress: ((Plan, Int) -> Void)? = nil
     ) throws -> (entries: [DLRTTensorEntry], fileBytes: Int) {
         let reserve = JSONValue.object(metadata + [("tensors", .array(plans.map(placeholderEntry)))]).serialized().utf8.count
@@ -82,7 +82,16 @@ public enum DLRTWriter {
             let rest = DLRT.alignUp(writer.bytesWritten) - writer.bytesWritten
             if rest > 0 { try writer.write(Array(zeros[0..<rest])) }
         }
-        for plan in plans {
+        /// A tensor ready to write: stored bytes with digests, computed on a worker thread.
+        struct Prepared {
+            var produced: Produced
+            var stored: [UInt8]
+            var digest: String
+            var scaleBytes: [UInt8]?
+            var scaleDigest: String?
+        }
+        try OrderedPipeline.run(count: plans.count, produce: { index -> Prepared in
+            let plan = plans[index]
             let produced = try produce(plan)
             guard produced.data.count == plan.rawBytes else {
                 throw FormatError(.invalidModel, file: path, tensor: plan.name, "produced \(produced.data.count) bytes, planned \(plan.rawBytes)")
@@ -95,32 +104,39 @@ public enum DLRTWriter {
                 let shuffled = produced.data.withUnsafeBytes { DLRTCodec.shuffle($0, elementBytes: plan.dtype.byteSize) }
                 stored = shuffled.withUnsafeBytes { DLRTCodec.compress($0) }
             }
-            let dataOffset = writer.bytesWritten
-            let digest = stored.withUnsafeBytes { DLRT.sha256Hex($0) }
-            try writer.write(stored)
-            try pad()
-            var entry = DLRTTensorEntry(
-                name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
-                data: DLRTRegion(offset: dataOffset, bytes: stored.count, sha256: digest),
-                rawBytes: plan.rawBytes, compression: plan.compression)
-            entry.block = plan.block
-            entry.k = plan.k
-            entry.kPadded = plan.kPadded
-            entry.sqnrDB = produced.sqnrDB
+            var prepared = Prepared(produced: produced, stored: stored, digest: stored.withUnsafeBytes { DLRT.sha256Hex($0) })
             if !plan.scalesShape.isEmpty {
                 guard let scales = produced.scales, scales.count == plan.scalesShape.reduce(1, *) else {
                     throw FormatError(.invalidModel, file: path, tensor: plan.name, "scales missing or of the wrong count")
                 }
-                let scaleOffset = writer.bytesWritten
                 let bytes = scales.withUnsafeBytes { [UInt8]($0) }
+                prepared.scaleBytes = bytes
+                prepared.scaleDigest = bytes.withUnsafeBytes { DLRT.sha256Hex($0) }
+            }
+            return prepared
+        }, consume: { index, prepared in
+            let plan = plans[index]
+            let dataOffset = writer.bytesWritten
+            try writer.write(prepared.stored)
+            try pad()
+            var entry = DLRTTensorEntry(
+                name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
+                data: DLRTRegion(offset: dataOffset, bytes: prepared.stored.count, sha256: prepared.digest),
+                rawBytes: plan.rawBytes, compression: plan.compression)
+            entry.block = plan.block
+            entry.k = plan.k
+            entry.kPadded = plan.kPadded
+            entry.sqnrDB = prepared.produced.sqnrDB
+            if let bytes = prepared.scaleBytes, let digest = prepared.scaleDigest {
+                let scaleOffset = writer.bytesWritten
                 try writer.write(bytes)
                 try pad()
-                entry.scales = DLRTRegion(offset: scaleOffset, bytes: bytes.count, sha256: bytes.withUnsafeBytes { DLRT.sha256Hex($0) })
+                entry.scales = DLRTRegion(offset: scaleOffset, bytes: bytes.count, sha256: digest)
                 entry.scalesShape = plan.scalesShape
             }
             entries.append(entry)
-            progress?(plan, stored.count)
-        }
+            progress?(plan, prepared.stored.count)
+        })
 
         let metadataBytes = Array(JSONValue.object(metadata + [("tensors", .array(entries.map { $0.json() }))]).serialized().utf8)
         precondition(metadataBytes.count <= reserve, "metadata outgrew its reserve")

@@ -28,3 +28,27 @@ enum ErrorReporting {
         Glibc.exit(code)
     }
 }
+
+/// The shape every converting subcommand shares: run the work with interrupt cleanup, print
+/// its warnings on stderr, then one JSON object on stdout (`--json`) or a summary on stderr;
+/// any error becomes one line on stderr and its exit code.
+enum CommandRun {
+    static func report<Report>(
+        json: Bool, tool: String = "dloral-convert",
+        _ work: () throws -> Report, warnings: (Report) -> [String],
+        asJSON: (Report) -> JSONValue, summary: (Report) -> String
+    ) {
+        InterruptCleanup.install()
+        do {
+            let report = try work()
+            for warning in warnings(report) { Console.error("\(tool): warning: \(warning)") }
+            if json {
+                print(asJSON(report).prettyPrinted())
+            } else {
+                Console.error(summary(report))
+            }
+        } catch {
+            ErrorReporting.exit(for: error, tool: tool)
+        }
+    }
+}

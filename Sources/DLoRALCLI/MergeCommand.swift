@@ -62,19 +62,10 @@ struct MergeCommand: ParsableCommand {
 
     func run() throws {
         let options = try options()
-        InterruptCleanup.install()
-        do {
-            let progress = TerminalProgress.ifInteractive(label: "merge")
-            let report = try Merger.merge(base: base, lora: lora, output: output, options: options, progress: progress)
-            for warning in report.warnings { Console.error("dloral-convert: warning: \(warning)") }
-            if json {
-                print(Self.json(report).prettyPrinted())
-            } else {
-                Console.error(Self.summary(report))
-            }
-        } catch {
-            ErrorReporting.exit(for: error, tool: "dloral-convert")
-        }
+        CommandRun.report(json: json, {
+            try Merger.merge(base: base, lora: lora, output: output, options: options,
+                             progress: TerminalProgress.ifInteractive(label: "merge"))
+        }, warnings: \.warnings, asJSON: Self.json, summary: Self.summary)
     }
 
     static func json(_ report: MergeReport) -> JSONValue {

@@ -60,19 +60,10 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         let options = try options()
-        InterruptCleanup.install()
-        do {
-            let report = try Quantizer.quantize(source: source, output: output, options: options,
-                                                progress: TerminalProgress.ifInteractive(label: "quantize"))
-            for warning in report.warnings { Console.error("dloral-convert: warning: \(warning)") }
-            if json {
-                print(Self.json(report).prettyPrinted())
-            } else {
-                Console.error(Self.summary(report))
-            }
-        } catch {
-            ErrorReporting.exit(for: error, tool: "dloral-convert")
-        }
+        CommandRun.report(json: json, {
+            try Quantizer.quantize(source: source, output: output, options: options,
+                                   progress: TerminalProgress.ifInteractive(label: "quantize"))
+        }, warnings: \.warnings, asJSON: Self.json, summary: Self.summary)
     }
 
     static func json(_ report: QuantizeReport) -> JSONValue {

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run  # noqa: E402
+
 BASELINE_SAFETENSORS = r"""
 import sys
 from safetensors import safe_open
@@ -38,14 +41,6 @@ print(count(sd))
 """
 
 
-def run(cmd):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"command failed ({status}): {' '.join(cmd)}")
-    return wall, usage.ru_maxrss / 1024.0  # MiB
 
 
 def bench(label, ours, baseline, runs):
@@ -53,8 +48,8 @@ def bench(label, ours, baseline, runs):
     run(baseline)
     rows = {"ours": [], "baseline": []}
     for _ in range(runs):
-        rows["ours"].append(run(ours))
-        rows["baseline"].append(run(baseline))
+        rows["ours"].append(run(ours)[:2])
+        rows["baseline"].append(run(baseline)[:2])
     med = {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in rows.items()}
     size = os.path.getsize(ours[2]) / 2**30
     print(f"{label} ({size:.2f} GiB), median of {runs}:")

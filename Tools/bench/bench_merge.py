@@ -21,16 +21,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run  # noqa: E402
 
-def run(cmd, shell=False):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=shell)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    if status != 0:
-        sys.exit(f"failed ({status}): {cmd}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+
 
 
 def main():
@@ -67,7 +61,7 @@ def main():
     for _ in range(a.runs):
         for name, job in jobs.items():
             clean()
-            results[name].append(job())
+            results[name].append(job()[:2])
     clean()
     med = {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
     print(f"full-size DLoRAL merge (stage full), median of {a.runs}, {os.cpu_count()} cores:")

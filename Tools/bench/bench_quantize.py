@@ -22,16 +22,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import run  # noqa: E402
 
-def run(cmd, shell=False):
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=shell)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    if status != 0:
-        sys.exit(f"failed ({status}): {cmd}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0, err
+
 
 
 def main():

@@ -114,7 +114,8 @@ public struct DLRTTensorEntry: Equatable, Sendable {
     public var block = 0
     public var k = 0
     public var kPadded = 0
-    public var data: DLRTRegion
+    /// The stored data region (filled in by the writer).
+    public var data = DLRTRegion(offset: 0, bytes: 0, sha256: "")
     public var rawBytes: Int
     public var compression: DLRTCompression
     public var scales: DLRTRegion?
@@ -122,7 +123,7 @@ public struct DLRTTensorEntry: Equatable, Sendable {
     public var sqnrDB: Double?
 
     public init(name: String, shape: [Int], dtype: DType, scheme: DLRTScheme, layout: DLRTLayout,
-                data: DLRTRegion, rawBytes: Int, compression: DLRTCompression) {
+                data: DLRTRegion = DLRTRegion(offset: 0, bytes: 0, sha256: ""), rawBytes: Int, compression: DLRTCompression) {
         self.name = name
         self.shape = shape
         self.dtype = dtype

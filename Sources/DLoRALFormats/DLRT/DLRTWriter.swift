@@ -5,32 +5,10 @@
 /// value, writes the payload after that reserve, then fills in the metadata and the header.
 /// Identical inputs give identical bytes; the file appears only when complete (atomic rename).
 public enum DLRTWriter {
-    /// A tensor to write, with everything known before its data is produced.
-    public struct Plan: Sendable {
-        public var name: String
-        public var shape: [Int]
-        public var dtype: DType
-        public var scheme: DLRTScheme
-        public var layout: DLRTLayout
-        public var block = 0
-        public var k = 0
-        public var kPadded = 0
-        public var rawBytes: Int
-        public var compression: DLRTCompression
-        /// Shape of the F32 scales (empty: no scales).
-        public var scalesShape: [Int] = []
-
-        public init(name: String, shape: [Int], dtype: DType, scheme: DLRTScheme, layout: DLRTLayout,
-                    rawBytes: Int, compression: DLRTCompression) {
-            self.name = name
-            self.shape = shape
-            self.dtype = dtype
-            self.scheme = scheme
-            self.layout = layout
-            self.rawBytes = rawBytes
-            self.compression = compression
-        }
-    }
+    /// A tensor to write: an entry whose storage fields (name, shape, dtype, scheme, layout,
+    /// block, k, compression, raw_bytes, scales shape) are set; the writer fills in the regions,
+    /// digests and SQNR.
+    public typealias Plan = DLRTTensorEntry
 
     /// What producing a tensor gives: its raw stored bytes, its scales, its SQNR.
     public struct Produced {
@@ -44,21 +22,15 @@ public enum DLRTWriter {
         }
     }
 
-    static let placeholderNumber = String(Int.max)
     static let placeholderSQNR = "-999999999999999999.9999"
 
     static func placeholderEntry(_ plan: Plan) -> JSONValue {
-        let big = Int(placeholderNumber)!
-        var entry = DLRTTensorEntry(
-            name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
-            data: DLRTRegion(offset: big, bytes: big, sha256: String(repeating: "0", count: 64)),
-            rawBytes: big, compression: plan.compression)
-        entry.block = plan.block
-        entry.k = plan.k
-        entry.kPadded = plan.kPadded
+        let big = Int.max
+        var entry = plan
+        entry.data = DLRTRegion(offset: big, bytes: big, sha256: String(repeating: "0", count: 64))
+        entry.rawBytes = big
         if !plan.scalesShape.isEmpty {
             entry.scales = DLRTRegion(offset: big, bytes: big, sha256: String(repeating: "0", count: 64))
-            entry.scalesShape = plan.scalesShape
         }
         return entry.json(sqnrText: placeholderSQNR)
     }
@@ -119,20 +91,14 @@ public enum DLRTWriter {
             let dataOffset = writer.bytesWritten
             try writer.write(prepared.stored)
             try pad()
-            var entry = DLRTTensorEntry(
-                name: plan.name, shape: plan.shape, dtype: plan.dtype, scheme: plan.scheme, layout: plan.layout,
-                data: DLRTRegion(offset: dataOffset, bytes: prepared.stored.count, sha256: prepared.digest),
-                rawBytes: plan.rawBytes, compression: plan.compression)
-            entry.block = plan.block
-            entry.k = plan.k
-            entry.kPadded = plan.kPadded
+            var entry = plan
+            entry.data = DLRTRegion(offset: dataOffset, bytes: prepared.stored.count, sha256: prepared.digest)
             entry.sqnrDB = prepared.produced.sqnrDB
             if let bytes = prepared.scaleBytes, let digest = prepared.scaleDigest {
                 let scaleOffset = writer.bytesWritten
                 try writer.write(bytes)
                 try pad()
                 entry.scales = DLRTRegion(offset: scaleOffset, bytes: bytes.count, sha256: digest)
-                entry.scalesShape = plan.scalesShape
             }
             entries.append(entry)
             progress?(plan, prepared.stored.count)

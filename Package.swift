@@ -41,6 +41,7 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
+        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "COpenBLAS", "CKernels"]),
 
         // MARK: - Implementation details: system libraries and generated C
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -58,6 +59,7 @@ let package = Package(
         .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats", "CKernels"]),
         .testTarget(name: "DLoRALConvertTests", dependencies: ["DLoRALConvert", "DLoRALFormats"]),
         .testTarget(name: "EndToEndTests", dependencies: ["DLoRALFormats"]),
+        .testTarget(name: "DLoRALEngineTests", dependencies: ["DLoRALEngine", "DLoRALFormats"]),
     ],
     swiftLanguageModes: [.v5]
 )

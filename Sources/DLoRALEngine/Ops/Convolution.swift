@@ -1,0 +1,163 @@
+import COpenBLAS
+
+extension Ops {
+    /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as im2col + one `cblas_sgemm` per image.
+    ///
+    /// A 1×1 kernel with stride 1 and no padding skips im2col: the image already is the
+    /// `[C, H·W]` column matrix.
+    /// - Parameters:
+    ///   - x: `[N, C, H, W]`.
+    ///   - weight: `[O, C, kh, kw]`.
+    ///   - bias: `[O]`, or nil.
+    ///   - stride: `(sh, sw)`.
+    ///   - padding: `(ph, pw)` zeros on each side.
+    /// - Returns: `[N, O, (H + 2ph − kh)/sh + 1, (W + 2pw − kw)/sw + 1]`.
+    public static func conv2d(
+        _ x: Tensor, weight: Tensor, bias: Tensor?,
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
+        let (n, c, h, w) = x.nchw("conv2d")
+        precondition(weight.rank == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
+        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d stride \(stride) / padding \(padding)")
+        let ho = (h + 2 * ph - kh) / sh + 1
+        let wo = (w + 2 * pw - kw) / sw + 1
+        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
+        var out = Tensor(zeros: [n, o, ho, wo])
+        let k = c * kh * kw
+        let columnsPerImage = ho * wo
+        guard n > 0, o > 0, columnsPerImage > 0 else { return out }
+        let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
+        var columns = [Float](repeating: 0, count: direct ? 0 : k * columnsPerImage)
+
+        x.data.withUnsafeBufferPointer { src in
+            weight.data.withUnsafeBufferPointer { wt in
+                out.data.withUnsafeMutableBufferPointer { dst in
+                    for image in 0..<n {
+                        let input = src.baseAddress! + image * c * h * w
+                        let output = dst.baseAddress! + image * o * columnsPerImage
+                        if let bias {
+                            for oc in 0..<o {
+                                let value = bias.data[oc]
+                                for j in 0..<columnsPerImage { output[oc * columnsPerImage + j] = value }
+                            }
+                        }
+                        let beta: Float = bias == nil ? 0 : 1
+                        if direct {
+                            sgemm(
+                                m: o, n: columnsPerImage, k: k, a: wt.baseAddress!, lda: k,
+                                b: input, ldb: columnsPerImage, c: output, ldc: columnsPerImage, beta: beta)
+                        } else {
+                            columns.withUnsafeMutableBufferPointer { cols in
+                                im2col(
+                                    input, channels: c, height: h, width: w, kernel: (kh, kw),
+                                    stride: stride, padding: padding, output: (ho, wo), into: cols.baseAddress!)
+                                sgemm(
+                                    m: o, n: columnsPerImage, k: k, a: wt.baseAddress!, lda: k,
+                                    b: cols.baseAddress!, ldb: columnsPerImage, c: output,
+                                    ldc: columnsPerImage, beta: beta)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `torch.nn.functional.linear`: `y = x · Wᵀ + b` over the last axis.
+    /// - Parameters:
+    ///   - x: `[*, in]`.
+    ///   - weight: `[out, in]`.
+    ///   - bias: `[out]`, or nil.
+    /// - Returns: `[*, out]`.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(x.rank >= 1 && weight.rank == 2, "linear: x \(x.shape), weight \(weight.shape)")
+        let inFeatures = x.shape[x.rank - 1]
+        let outFeatures = weight.shape[0]
+        precondition(weight.shape[1] == inFeatures, "linear weight \(weight.shape) does not take \(inFeatures) features")
+        if let bias { precondition(bias.count == outFeatures, "linear bias has \(bias.count) elements for \(outFeatures)") }
+        var shape = x.shape
+        shape[shape.count - 1] = outFeatures
+        var out = Tensor(zeros: shape)
+        let rows = inFeatures == 0 ? x.shape.dropLast().reduce(1, *) : x.count / inFeatures
+        guard rows > 0, outFeatures > 0 else { return out }
+        if let bias {
+            for r in 0..<rows {
+                for j in 0..<outFeatures { out.data[r * outFeatures + j] = bias.data[j] }
+            }
+        }
+        guard inFeatures > 0 else { return out }
+        x.data.withUnsafeBufferPointer { a in
+            weight.data.withUnsafeBufferPointer { b in
+                out.data.withUnsafeMutableBufferPointer { c in
+                    sgemm(
+                        m: rows, n: outFeatures, k: inFeatures, a: a.baseAddress!, lda: inFeatures,
+                        b: b.baseAddress!, ldb: inFeatures, transposeB: true,
+                        c: c.baseAddress!, ldc: outFeatures, beta: bias == nil ? 0 : 1)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Unfolds one `[C, H, W]` image into the `[C·kh·kw, Ho·Wo]` matrix whose row
+    /// `(c, i, j)` holds the input pixel each output position sees through kernel tap `(i, j)`.
+    static func im2col(
+        _ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+        kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), output: (Int, Int),
+        into cols: UnsafeMutablePointer<Float>
+    ) {
+        let (kh, kw) = kernel
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        let (ho, wo) = output
+        var row = 0
+        for ch in 0..<channels {
+            let plane = input + ch * height * width
+            for i in 0..<kh {
+                for j in 0..<kw {
+                    let dst = cols + row * ho * wo
+                    for oy in 0..<ho {
+                        let iy = oy * sh - ph + i
+                        let line = dst + oy * wo
+                        if iy < 0 || iy >= height {
+                            line.update(repeating: 0, count: wo)
+                            continue
+                        }
+                        let source = plane + iy * width
+                        for ox in 0..<wo {
+                            let ix = ox * sw - pw + j
+                            line[ox] = (ix >= 0 && ix < width) ? source[ix] : 0
+                        }
+                    }
+                    row += 1
+                }
+            }
+        }
+    }
+
+    /// Row-major `C = alpha · A · op(B) + beta · C` through OpenBLAS.
+    /// - Parameters:
+    ///   - m, n, k: `A` is `m×k`, `op(B)` is `k×n`, `C` is `m×n`.
+    ///   - transposeA: when true, `A` is stored `k×m` and used transposed.
+    ///   - transposeB: when true, `B` is stored `n×k` and used transposed.
+    static func sgemm(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+        b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
+        c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
+    ) {
+        precondition(
+            [m, n, k, lda, ldb, ldc].allSatisfy { $0 <= Int(Int32.max) },
+            "sgemm extent exceeds the 32-bit BLAS interface")
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
+            beta, c, blasint(ldc))
+    }
+}

@@ -1,0 +1,229 @@
+import DLoRALFormats
+
+// Building blocks shared by the VAE and (later) the UNet, mirroring diffusers' modules of the
+// same names. Each is built from a `TensorTable` of canonical (diffusers) weight names and a
+// name prefix such as `encoder.down_blocks.0.resnets.0` (no trailing dot).
+
+/// Joins a module prefix and a parameter name with a dot (an empty prefix adds none).
+@inline(__always)
+func blocksName(_ prefix: String, _ name: String) -> String {
+    prefix.isEmpty ? name : prefix + "." + name
+}
+
+/// `a + b` elementwise for tensors of the same shape.
+func blocksAdd(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
+    var out = a
+    out.data.withUnsafeMutableBufferPointer { dst in
+        b.data.withUnsafeBufferPointer { src in
+            for i in 0..<dst.count { dst[i] += src[i] }
+        }
+    }
+    return out
+}
+
+/// A `torch.nn.Conv2d` (groups 1, dilation 1) with its weights.
+public struct BlocksConv2d: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: (Int, Int)
+    public let padding: (Int, Int)
+
+    /// Loads `<prefix>.weight` and, when present, `<prefix>.bias`.
+    public init(
+        table: TensorTable, prefix: String, stride: (Int, Int) = (1, 1), padding: (Int, Int)? = nil
+    ) throws {
+        weight = try Tensor.load(blocksName(prefix, "weight"), from: table)
+        guard weight.rank == 4 else {
+            throw EngineError.shapeMismatch(
+                operation: "conv2d \(prefix)", expected: "[O, C, kh, kw]", actual: weight.shape)
+        }
+        let biasName = blocksName(prefix, "bias")
+        bias = table[biasName] == nil ? nil : try Tensor.load(biasName, from: table)
+        self.stride = stride
+        // Default: "same" padding for odd kernels at stride 1 (kernel / 2).
+        self.padding = padding ?? (weight.shape[2] / 2, weight.shape[3] / 2)
+    }
+
+    public var inChannels: Int { weight.shape[1] }
+    public var outChannels: Int { weight.shape[0] }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+    }
+}
+
+/// A `torch.nn.Linear` with its weights.
+public struct BlocksLinear: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(table: TensorTable, prefix: String) throws {
+        weight = try Tensor.load(blocksName(prefix, "weight"), from: table)
+        guard weight.rank == 2 else {
+            throw EngineError.shapeMismatch(operation: "linear \(prefix)", expected: "[out, in]", actual: weight.shape)
+        }
+        let biasName = blocksName(prefix, "bias")
+        bias = table[biasName] == nil ? nil : try Tensor.load(biasName, from: table)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Ops.linear(x, weight: weight, bias: bias)
+    }
+}
+
+/// A `torch.nn.GroupNorm` with its affine weights.
+public struct BlocksGroupNorm: Sendable {
+    public let weight: Tensor?
+    public let bias: Tensor?
+    public let groups: Int
+    public let eps: Float
+
+    public init(table: TensorTable, prefix: String, groups: Int, eps: Float) throws {
+        let w = blocksName(prefix, "weight")
+        let b = blocksName(prefix, "bias")
+        weight = table[w] == nil ? nil : try Tensor.load(w, from: table)
+        bias = table[b] == nil ? nil : try Tensor.load(b, from: table)
+        guard weight != nil || bias != nil else { throw EngineError.missingTensor(name: w) }
+        self.groups = groups
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
+}
+
+/// diffusers `ResnetBlock2D` (time_embedding_norm "default", output_scale_factor 1, SiLU):
+/// `norm1 → SiLU → conv1 → (+ time_emb_proj(SiLU(temb)) per channel) → norm2 → SiLU → (dropout)
+/// → conv2`, plus the input (through `conv_shortcut`, 1×1, when the table has one).
+public struct ResnetBlock2D: Sendable {
+    public let norm1: BlocksGroupNorm
+    public let conv1: BlocksConv2d
+    public let timeEmbeddingProjection: BlocksLinear?
+    public let norm2: BlocksGroupNorm
+    public let conv2: BlocksConv2d
+    public let shortcut: BlocksConv2d?
+
+    /// - Parameters:
+    ///   - prefix: e.g. `encoder.down_blocks.0.resnets.0`.
+    ///   - groups, eps: GroupNorm parameters for both norms (VAE: config groups, 1e-6).
+    /// `time_emb_proj` and `conv_shortcut` are used when present in `table`.
+    public init(table: TensorTable, prefix: String, groups: Int, eps: Float) throws {
+        norm1 = try BlocksGroupNorm(table: table, prefix: blocksName(prefix, "norm1"), groups: groups, eps: eps)
+        conv1 = try BlocksConv2d(table: table, prefix: blocksName(prefix, "conv1"))
+        norm2 = try BlocksGroupNorm(table: table, prefix: blocksName(prefix, "norm2"), groups: groups, eps: eps)
+        conv2 = try BlocksConv2d(table: table, prefix: blocksName(prefix, "conv2"))
+        let temb = blocksName(prefix, "time_emb_proj")
+        timeEmbeddingProjection =
+            table[blocksName(temb, "weight")] == nil ? nil : try BlocksLinear(table: table, prefix: temb)
+        let sc = blocksName(prefix, "conv_shortcut")
+        shortcut =
+            table[blocksName(sc, "weight")] == nil
+            ? nil : try BlocksConv2d(table: table, prefix: sc, padding: (0, 0))
+        if shortcut == nil && conv1.inChannels != conv2.outChannels {
+            throw EngineError.missingTensor(name: blocksName(sc, "weight"))
+        }
+    }
+
+    public var inChannels: Int { conv1.inChannels }
+    public var outChannels: Int { conv2.outChannels }
+
+    /// - Parameters:
+    ///   - x: `[N, Cin, H, W]`.
+    ///   - timeEmbedding: `[N, E]` or `[1, E]` (broadcast over the batch); ignored when the block
+    ///     has no `time_emb_proj`, required when it has one.
+    /// - Returns: `[N, Cout, H, W]`.
+    public func callAsFunction(_ x: Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
+        var h = conv1(Ops.silu(norm1(x)))
+        if let projection = timeEmbeddingProjection {
+            guard let timeEmbedding else { preconditionFailure("ResnetBlock2D with time_emb_proj needs a time embedding") }
+            let t = projection(Ops.silu(timeEmbedding))  // [N or 1, Cout]
+            let (n, c, hh, ww) = h.nchw("ResnetBlock2D")
+            precondition(t.rank == 2 && t.shape[1] == c && (t.shape[0] == n || t.shape[0] == 1),
+                         "time embedding projection \(t.shape) does not fit \(h.shape)")
+            let plane = hh * ww
+            h.data.withUnsafeMutableBufferPointer { dst in
+                for b in 0..<n {
+                    let row = t.shape[0] == 1 ? 0 : b
+                    for ch in 0..<c {
+                        let v = t.data[row * c + ch]
+                        let base = (b * c + ch) * plane
+                        for i in base..<(base + plane) { dst[i] += v }
+                    }
+                }
+            }
+        }
+        h = conv2(Ops.silu(norm2(h)))
+        let residual = shortcut.map { $0(x) } ?? x
+        return blocksAdd(residual, h)
+    }
+}
+
+/// diffusers `Downsample2D` with a convolution (3×3, stride 2).
+public struct Downsample2D: Sendable {
+    public enum Padding: Sendable, Equatable {
+        /// VAE (`padding=0`): zero-pad right and bottom by one, then convolve without padding.
+        case asymmetric
+        /// UNet (`padding=1`): symmetric padding inside the convolution.
+        case symmetric(Int)
+    }
+
+    public let conv: BlocksConv2d
+    public let padding: Padding
+
+    /// Loads `<prefix>.conv.{weight,bias}`.
+    public init(table: TensorTable, prefix: String, padding: Padding) throws {
+        let p: (Int, Int)
+        switch padding {
+        case .asymmetric: p = (0, 0)
+        case let .symmetric(v): p = (v, v)
+        }
+        conv = try BlocksConv2d(table: table, prefix: blocksName(prefix, "conv"), stride: (2, 2), padding: p)
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch padding {
+        case .asymmetric: return conv(Self.padRightBottom(x))
+        case .symmetric: return conv(x)
+        }
+    }
+
+    /// `F.pad(x, (0, 1, 0, 1))` with zeros.
+    static func padRightBottom(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = x.nchw("Downsample2D pad")
+        let (ho, wo) = (h + 1, w + 1)
+        var out = Tensor(zeros: [n, c, ho, wo])
+        x.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for plane in 0..<(n * c) {
+                    for y in 0..<h {
+                        let s = plane * h * w + y * w
+                        let d = plane * ho * wo + y * wo
+                        for i in 0..<w { dst[d + i] = src[s + i] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// diffusers `Upsample2D` with a convolution: nearest ×2 (or to an explicit size), then 3×3 conv
+/// with padding 1.
+public struct Upsample2D: Sendable {
+    public let conv: BlocksConv2d
+
+    /// Loads `<prefix>.conv.{weight,bias}`.
+    public init(table: TensorTable, prefix: String) throws {
+        conv = try BlocksConv2d(table: table, prefix: blocksName(prefix, "conv"), padding: (1, 1))
+    }
+
+    /// - Parameter size: output spatial size before the conv; nil for ×2.
+    public func callAsFunction(_ x: Tensor, size: (h: Int, w: Int)? = nil) -> Tensor {
+        let (_, _, h, w) = x.nchw("Upsample2D")
+        let target = size ?? (h * 2, w * 2)
+        return conv(Ops.upsampleNearest(x, to: target))
+    }
+}

@@ -1,0 +1,287 @@
+import DLoRALFormats
+
+/// The numbers of a diffusers `AutoencoderKL` config that the engine needs.
+public struct VAEConfig: Sendable, Equatable {
+    public var inChannels: Int
+    public var outChannels: Int
+    public var blockOutChannels: [Int]
+    public var layersPerBlock: Int
+    public var normNumGroups: Int
+    public var latentChannels: Int
+    public var scalingFactor: Float
+    /// GroupNorm epsilon (diffusers hard-codes 1e-6 in the VAE).
+    public var eps: Float
+    public var useQuantConv: Bool
+    public var usePostQuantConv: Bool
+    public var midBlockAddAttention: Bool
+
+    /// SD 2.1's VAE (DESIGN §2), the fallback for absent keys.
+    public static let sd21 = VAEConfig(
+        inChannels: 3, outChannels: 3, blockOutChannels: [128, 256, 512, 512], layersPerBlock: 2,
+        normNumGroups: 32, latentChannels: 4, scalingFactor: 0.18215, eps: 1e-6,
+        useQuantConv: true, usePostQuantConv: true, midBlockAddAttention: true)
+
+    public init(
+        inChannels: Int, outChannels: Int, blockOutChannels: [Int], layersPerBlock: Int,
+        normNumGroups: Int, latentChannels: Int, scalingFactor: Float, eps: Float = 1e-6,
+        useQuantConv: Bool = true, usePostQuantConv: Bool = true, midBlockAddAttention: Bool = true
+    ) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.blockOutChannels = blockOutChannels
+        self.layersPerBlock = layersPerBlock
+        self.normNumGroups = normNumGroups
+        self.latentChannels = latentChannels
+        self.scalingFactor = scalingFactor
+        self.eps = eps
+        self.useQuantConv = useQuantConv
+        self.usePostQuantConv = usePostQuantConv
+        self.midBlockAddAttention = midBlockAddAttention
+    }
+
+    /// Reads a diffusers `config.json` object; absent keys take the SD 2.1 values.
+    public init(json: JSONValue) {
+        let d = VAEConfig.sd21
+        func bool(_ key: String, _ fallback: Bool) -> Bool { json[key]?.boolValue ?? fallback }
+        self.init(
+            inChannels: json["in_channels"]?.intValue ?? d.inChannels,
+            outChannels: json["out_channels"]?.intValue ?? d.outChannels,
+            blockOutChannels: json["block_out_channels"]?.intArray ?? d.blockOutChannels,
+            layersPerBlock: json["layers_per_block"]?.intValue ?? d.layersPerBlock,
+            normNumGroups: json["norm_num_groups"]?.intValue ?? d.normNumGroups,
+            latentChannels: json["latent_channels"]?.intValue ?? d.latentChannels,
+            scalingFactor: json["scaling_factor"]?.doubleValue.map { Float($0) } ?? d.scalingFactor,
+            eps: d.eps,
+            useQuantConv: bool("use_quant_conv", true),
+            usePostQuantConv: bool("use_post_quant_conv", true),
+            midBlockAddAttention: bool("mid_block_add_attention", true))
+    }
+
+    /// Reads a diffusers `config.json` file.
+    public init(path: String) throws {
+        self.init(json: try JSONValue.read(path: path))
+    }
+}
+
+/// The VAE mid-block attention (diffusers `Attention` with `group_norm`, one head of dim C,
+/// residual connection, rescale_output_factor 1): `x + to_out(attn(to_q(n), to_k(n), to_v(n)))`
+/// with `n = GroupNorm(x)` seen as `[N, H·W, C]` tokens.
+public struct VAEAttentionBlock: Sendable {
+    public let groupNorm: BlocksGroupNorm
+    public let toQ: BlocksLinear
+    public let toK: BlocksLinear
+    public let toV: BlocksLinear
+    public let toOut: BlocksLinear
+    public let heads: Int
+
+    public init(table: TensorTable, prefix: String, groups: Int, eps: Float, heads: Int = 1) throws {
+        groupNorm = try BlocksGroupNorm(table: table, prefix: blocksName(prefix, "group_norm"), groups: groups, eps: eps)
+        toQ = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_q"))
+        toK = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_k"))
+        toV = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_v"))
+        toOut = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_out.0"))
+        self.heads = heads
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let (n, c, h, w) = x.nchw("VAEAttentionBlock")
+        let tokens = vaeChannelsLast(groupNorm(x))  // [N, HW, C]
+        let attended = Ops.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: heads)
+        let projected = toOut(attended)  // [N, HW, C]
+        let back = vaeChannelsFirst(projected, n: n, c: c, h: h, w: w)
+        return blocksAdd(back, x)
+    }
+}
+
+/// `[N, C, H, W]` → `[N, H·W, C]`.
+func vaeChannelsLast(_ x: Tensor) -> Tensor {
+    let (n, c, h, w) = x.nchw("channelsLast")
+    let s = h * w
+    var out = Tensor(zeros: [n, s, c])
+    x.data.withUnsafeBufferPointer { src in
+        out.data.withUnsafeMutableBufferPointer { dst in
+            for b in 0..<n {
+                for ch in 0..<c {
+                    for i in 0..<s { dst[(b * s + i) * c + ch] = src[(b * c + ch) * s + i] }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// `[N, H·W, C]` → `[N, C, H, W]`.
+func vaeChannelsFirst(_ x: Tensor, n: Int, c: Int, h: Int, w: Int) -> Tensor {
+    let s = h * w
+    precondition(x.shape == [n, s, c], "channelsFirst: \(x.shape) is not [\(n), \(s), \(c)]")
+    var out = Tensor(zeros: [n, c, h, w])
+    x.data.withUnsafeBufferPointer { src in
+        out.data.withUnsafeMutableBufferPointer { dst in
+            for b in 0..<n {
+                for i in 0..<s {
+                    for ch in 0..<c { dst[(b * c + ch) * s + i] = src[(b * s + i) * c + ch] }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// diffusers `UNetMidBlock2D` as the VAE uses it: resnet, (attention, resnet) × 1.
+public struct VAEMidBlock: Sendable {
+    public let resnets: [ResnetBlock2D]
+    public let attentions: [VAEAttentionBlock]
+
+    public init(table: TensorTable, prefix: String, groups: Int, eps: Float, addAttention: Bool) throws {
+        resnets = [
+            try ResnetBlock2D(table: table, prefix: blocksName(prefix, "resnets.0"), groups: groups, eps: eps),
+            try ResnetBlock2D(table: table, prefix: blocksName(prefix, "resnets.1"), groups: groups, eps: eps),
+        ]
+        attentions =
+            addAttention
+            ? [try VAEAttentionBlock(table: table, prefix: blocksName(prefix, "attentions.0"), groups: groups, eps: eps)]
+            : []
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var h = resnets[0](x)
+        if let attention = attentions.first { h = attention(h) }
+        return resnets[1](h)
+    }
+}
+
+/// The VAE encoder followed by `quant_conv`; returns the posterior mean × scaling factor.
+public struct VAEEncoder: Sendable {
+    public let config: VAEConfig
+    let convIn: BlocksConv2d
+    let downBlocks: [(resnets: [ResnetBlock2D], downsampler: Downsample2D?)]
+    let midBlock: VAEMidBlock
+    let normOut: BlocksGroupNorm
+    let convOut: BlocksConv2d
+    let quantConv: BlocksConv2d?
+
+    /// - Parameter table: AutoencoderKL weights named without a `vae.` prefix
+    ///   (`encoder.conv_in.weight`, `quant_conv.weight`, …).
+    public init(table: TensorTable, config: VAEConfig) throws {
+        self.config = config
+        let (g, eps) = (config.normNumGroups, config.eps)
+        convIn = try BlocksConv2d(table: table, prefix: "encoder.conv_in", padding: (1, 1))
+        var blocks: [(resnets: [ResnetBlock2D], downsampler: Downsample2D?)] = []
+        for i in config.blockOutChannels.indices {
+            let prefix = "encoder.down_blocks.\(i)"
+            let resnets = try (0..<config.layersPerBlock).map {
+                try ResnetBlock2D(table: table, prefix: "\(prefix).resnets.\($0)", groups: g, eps: eps)
+            }
+            let isLast = i == config.blockOutChannels.count - 1
+            let down = isLast ? nil : try Downsample2D(table: table, prefix: "\(prefix).downsamplers.0", padding: .asymmetric)
+            blocks.append((resnets, down))
+        }
+        downBlocks = blocks
+        midBlock = try VAEMidBlock(
+            table: table, prefix: "encoder.mid_block", groups: g, eps: eps, addAttention: config.midBlockAddAttention)
+        normOut = try BlocksGroupNorm(table: table, prefix: "encoder.conv_norm_out", groups: g, eps: eps)
+        convOut = try BlocksConv2d(table: table, prefix: "encoder.conv_out", padding: (1, 1))
+        quantConv = config.useQuantConv ? try BlocksConv2d(table: table, prefix: "quant_conv", padding: (0, 0)) : nil
+    }
+
+    /// The posterior moments `[N, 2·latent, H/8, W/8]` (mean then log-variance), after quant_conv.
+    public func moments(_ frames: Tensor) -> Tensor {
+        var h = convIn(frames)
+        for block in downBlocks {
+            for resnet in block.resnets { h = resnet(h) }
+            if let down = block.downsampler { h = down(h) }
+        }
+        h = midBlock(h)
+        h = convOut(Ops.silu(normOut(h)))
+        if let quantConv { h = quantConv(h) }
+        return h
+    }
+
+    /// The posterior mean (unscaled), `[N, latent, h, w]`.
+    public func mean(_ frames: Tensor) -> Tensor {
+        let m = moments(frames)
+        let (n, c2, h, w) = m.nchw("VAEEncoder.mean")
+        let c = config.latentChannels
+        precondition(c2 == 2 * c, "encoder produced \(c2) channels, expected \(2 * c)")
+        let plane = c * h * w
+        var out = Tensor(zeros: [n, c, h, w])
+        for b in 0..<n {
+            for i in 0..<plane { out.data[b * plane + i] = m.data[b * 2 * plane + i] }
+        }
+        return out
+    }
+
+    /// Frames `[N, 3, H, W]` in [-1, 1] → latents `[N, latent, H/8, W/8]` = mean × scaling factor.
+    public func callAsFunction(_ frames: Tensor) -> Tensor {
+        var m = mean(frames)
+        let s = config.scalingFactor
+        for i in 0..<m.count { m.data[i] *= s }
+        return m
+    }
+}
+
+/// `post_quant_conv` followed by the VAE decoder.
+public struct VAEDecoder: Sendable {
+    public let config: VAEConfig
+    let postQuantConv: BlocksConv2d?
+    let convIn: BlocksConv2d
+    let midBlock: VAEMidBlock
+    let upBlocks: [(resnets: [ResnetBlock2D], upsampler: Upsample2D?)]
+    let normOut: BlocksGroupNorm
+    let convOut: BlocksConv2d
+
+    /// - Parameter table: AutoencoderKL weights named without a `vae.` prefix.
+    public init(table: TensorTable, config: VAEConfig) throws {
+        self.config = config
+        let (g, eps) = (config.normNumGroups, config.eps)
+        postQuantConv =
+            config.usePostQuantConv ? try BlocksConv2d(table: table, prefix: "post_quant_conv", padding: (0, 0)) : nil
+        convIn = try BlocksConv2d(table: table, prefix: "decoder.conv_in", padding: (1, 1))
+        midBlock = try VAEMidBlock(
+            table: table, prefix: "decoder.mid_block", groups: g, eps: eps, addAttention: config.midBlockAddAttention)
+        var blocks: [(resnets: [ResnetBlock2D], upsampler: Upsample2D?)] = []
+        for i in config.blockOutChannels.indices {
+            let prefix = "decoder.up_blocks.\(i)"
+            let resnets = try (0...config.layersPerBlock).map {
+                try ResnetBlock2D(table: table, prefix: "\(prefix).resnets.\($0)", groups: g, eps: eps)
+            }
+            let isLast = i == config.blockOutChannels.count - 1
+            let up = isLast ? nil : try Upsample2D(table: table, prefix: "\(prefix).upsamplers.0")
+            blocks.append((resnets, up))
+        }
+        upBlocks = blocks
+        normOut = try BlocksGroupNorm(table: table, prefix: "decoder.conv_norm_out", groups: g, eps: eps)
+        convOut = try BlocksConv2d(table: table, prefix: "decoder.conv_out", padding: (1, 1))
+    }
+
+    /// Unscaled latents `z` `[N, latent, h, w]` → images `[N, 3, 8h, 8w]` (not clamped).
+    public func decodeUnscaled(_ z: Tensor) -> Tensor {
+        var h = postQuantConv.map { $0(z) } ?? z
+        h = convIn(h)
+        h = midBlock(h)
+        for block in upBlocks {
+            for resnet in block.resnets { h = resnet(h) }
+            if let up = block.upsampler { h = up(h) }
+        }
+        return convOut(Ops.silu(normOut(h)))
+    }
+
+    /// Scaled latents (as the UNet sees them) → images: decodes `latents / scaling_factor`.
+    /// The result is not clamped; see `VAEDecoder.clampFrames`.
+    public func callAsFunction(_ latents: Tensor) -> Tensor {
+        var z = latents
+        let s = config.scalingFactor
+        for i in 0..<z.count { z.data[i] /= s }
+        return decodeUnscaled(z)
+    }
+
+    /// `x.clamp(-1, 1)` (NaN stays NaN, as in PyTorch).
+    public static func clampFrames(_ x: Tensor) -> Tensor {
+        var out = x
+        for i in 0..<out.count {
+            let v = out.data[i]
+            if v < -1 { out.data[i] = -1 } else if v > 1 { out.data[i] = 1 }
+        }
+        return out
+    }
+}

@@ -24,7 +24,7 @@ let package = Package(
         .target(
             name: "DLoRALCLI",
             dependencies: [
-                "DLoRALFormats", "DLoRALConvert",
+                "DLoRALFormats", "DLoRALConvert", "DLoRALEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(

@@ -22,3 +22,5 @@ echo "== merge the six adapters (stage full) into the base: $out" >&2
 echo "== quantize to int8 (per output channel) into one runtime file" >&2
 "$bin/dloral-convert" quantize "$out" --weights int8 --output "$out.dlrt"
 "$bin/dloral-convert" inspect "$out.dlrt" --verify-all
+echo "== run the int8 file on the reference frames and check every stage against PyTorch" >&2
+"$bin/dloral-verify" "$out.dlrt" --reference "$fixtures/reference_full.safetensors"

@@ -1,20 +1,139 @@
 import ArgumentParser
+import DLoRALEngine
+import DLoRALFormats
+import Dispatch
+import Foundation
 
 /// `dloral-verify`: run the one-step engine on a `.dlrt` and compare with a reference.
 public struct VerifyCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dloral-verify",
-        abstract: "Run a .dlrt model and check its outputs against a PyTorch reference.")
+        abstract: "Run a .dlrt model on a reference's inputs and check every stage against PyTorch.",
+        discussion: """
+            Runs the DLoRAL step (VAE encode, CFR, UNet at timestep 1, x0, VAE decode) on the \
+            reference's input.frames and input.prompt_embeds (or the file's default embeddings) and \
+            compares each output.* stage present: max and mean abs error, cosine similarity, PSNR \
+            (frames over [-1, 1]), and the frame-to-frame changes. Exit 0 when every stage passes, \
+            1 when any fails, 2 on bad input. Defaults follow the file's scheme (DESIGN §6).
+            """)
 
     @Argument(help: "The runtime file (.dlrt) to verify.")
     var model: String
 
     @Option(help: "Reference safetensors file (DESIGN §4).")
-    var reference: String?
+    var reference: String
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    @Option(name: .customLong("min-psnr"), help: "Lowest frames PSNR in dB (overrides the scheme default).")
+    var minPSNR: Double?
+
+    @Option(name: .customLong("min-cosine"), help: "Lowest cosine similarity at every stage (overrides the scheme default).")
+    var minCosine: Double?
+
+    static let stageOrder = ["latents", "unet_input", "unet_output", "x0", "frames"]
 
     public init() {}
 
     public func run() throws {
-        throw CLIFailure(exitCode: 2, message: "\(model): the engine is not built yet (issue 5); dloral-verify cannot run a .dlrt in this version")
+        do {
+            let start = DispatchTime.now()
+            let file = try DLRTFile(path: model)
+            let runtime = try RuntimeModel(file: file)
+            let ref = try SafetensorsFile(path: reference).table
+            guard let framesView = ref["input.frames"] else {
+                throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (DESIGN §4)")
+            }
+            let frames = Tensor(framesView)
+            guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
+                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", "shape \(frames.shape); expected [T ≥ 2, 3, H, W]")
+            }
+            let prompt: Tensor
+            if let view = ref["input.prompt_embeds"] {
+                prompt = Tensor(view)
+            } else if let baked = runtime.defaultPromptEmbeds {
+                prompt = baked
+            } else {
+                throw FormatError(.invalidModel, file: reference, "has no input.prompt_embeds and \(model) has no default prompt embeddings")
+            }
+            var thresholds = VerificationThresholds.defaults(forScheme: runtime.weights)
+            if let minCosine { thresholds.minCosine = minCosine }
+            if let minPSNR {
+                thresholds.framesMinPSNR = minPSNR
+                thresholds.framesMaxAbs = nil
+            }
+            if runtime.cfr.count == 0 {
+                Console.error("dloral-verify: warning: \(model) has no CFR weights; running without frame alignment")
+            }
+            let pipeline = try DLoRALPipeline(model: runtime)
+            let outputs = try pipeline.run(frames: frames, promptEmbeds: prompt)
+            var stages: [StageMetrics] = []
+            for stage in Self.stageOrder {
+                guard let view = ref["output.\(stage)"], let engine = outputs.stage(stage) else { continue }
+                stages.append(Verification.compare(stage: stage, engine: engine, reference: Tensor(view), thresholds: thresholds))
+            }
+            guard !stages.isEmpty else {
+                throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (DESIGN §4)")
+            }
+            let temporal = ref["output.frames"].flatMap {
+                Verification.temporal(engine: outputs.frames, reference: Tensor($0), thresholds: thresholds)
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            let passed = stages.allSatisfy(\.passed) && (temporal?.passed ?? true)
+            let firstFailed = (stages + (temporal.map { [$0] } ?? [])).first { !$0.passed }
+            if json {
+                print(Self.json(passed: passed, scheme: runtime.weights, stages: stages, temporal: temporal,
+                                thresholds: thresholds, firstFailed: firstFailed, seconds: seconds).prettyPrinted())
+            } else {
+                print(Self.table(stages: stages, temporal: temporal, scheme: runtime.weights, thresholds: thresholds))
+            }
+            if let firstFailed {
+                Console.error("dloral-verify: FAILED: first diverging stage is \(firstFailed.stage): \(firstFailed.failures.joined(separator: "; "))")
+                throw ExitCode(1)
+            }
+            Console.error(String(format: "dloral-verify: passed (%d stages, %.2f s)", stages.count, seconds))
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            ErrorReporting.exit(for: error, tool: "dloral-verify")
+        }
+    }
+
+    static func metricsJSON(_ m: StageMetrics) -> JSONValue {
+        func number(_ v: Double) -> JSONValue { v.isFinite ? .number(String(format: "%.9g", v)) : .null }
+        return .object([
+            ("max_abs", number(m.maxAbs)), ("mean_abs", number(m.meanAbs)), ("cosine", number(m.cosine)),
+            ("psnr_db", m.psnrDB == .infinity ? .string("inf") : number(m.psnrDB)), ("passed", .bool(m.passed)),
+            ("failures", .array(m.failures.map { .string($0) })),
+        ])
+    }
+
+    static func json(passed: Bool, scheme: String, stages: [StageMetrics], temporal: StageMetrics?,
+                     thresholds: VerificationThresholds, firstFailed: StageMetrics?, seconds: Double) -> JSONValue {
+        .object([
+            ("passed", .bool(passed)),
+            ("scheme", .string(scheme)),
+            ("stages", .object(stages.map { ($0.stage, metricsJSON($0)) })),
+            ("temporal", temporal.map(metricsJSON) ?? .null),
+            ("first_failed_stage", firstFailed.map { .string($0.stage) } ?? .null),
+            ("thresholds", .object([
+                ("min_cosine", .number("\(thresholds.minCosine)")),
+                ("frames_max_abs", thresholds.framesMaxAbs.map { .number("\($0)") } ?? .null),
+                ("frames_min_psnr_db", thresholds.framesMinPSNR.map { .number("\($0)") } ?? .null),
+            ])),
+            ("seconds", .number(String(format: "%.3f", seconds))),
+        ])
+    }
+
+    static func table(stages: [StageMetrics], temporal: StageMetrics?, scheme: String, thresholds: VerificationThresholds) -> String {
+        var lines = ["scheme \(scheme); thresholds: \(thresholds.summary)",
+                     "stage         max_abs      mean_abs     cosine        psnr_db   result"]
+        for m in stages + (temporal.map { [$0] } ?? []) {
+            let name = m.stage.padding(toLength: 12, withPad: " ", startingAt: 0)
+            let result = m.passed ? "pass" : "FAIL: " + m.failures.joined(separator: "; ")
+            lines.append(name + String(format: "  %-11.4g  %-11.4g  %-12.9f  %8.2f   ", m.maxAbs, m.meanAbs, m.cosine, m.psnrDB) + result)
+        }
+        return lines.joined(separator: "\n")
     }
 }

@@ -157,55 +157,19 @@ public struct Transformer2DModel: Sendable {
         var tokens: Tensor
         switch projIn {
         case let .linear(linear):
-            tokens = linear(Self.toTokens(hidden))
+            tokens = linear(Ops.tokens(fromImage: hidden))
         case let .conv(conv):
             hidden = conv(hidden)
-            tokens = Self.toTokens(hidden)
+            tokens = Ops.tokens(fromImage: hidden)
         }
         for block in blocks { tokens = block(tokens, context: context) }
         let out: Tensor
         switch projOut {
         case let .linear(linear):
-            out = Self.toImage(linear(tokens), h: h, w: w)
+            out = Ops.image(fromTokens: linear(tokens), height: h, width: w)
         case let .conv(conv):
-            out = conv(Self.toImage(tokens, h: h, w: w))
+            out = conv(Ops.image(fromTokens: tokens, height: h, width: w))
         }
         return blocksAdd(out, x)
-    }
-
-    /// `[B, C, H, W]` → `[B, H·W, C]` (permute(0, 2, 3, 1)).
-    static func toTokens(_ x: Tensor) -> Tensor {
-        let (n, c, h, w) = x.nchw("toTokens")
-        let plane = h * w
-        var out = Tensor(zeros: [n, plane, c])
-        x.data.withUnsafeBufferPointer { src in
-            out.data.withUnsafeMutableBufferPointer { dst in
-                for b in 0..<n {
-                    let s = b * c * plane
-                    for ch in 0..<c {
-                        for i in 0..<plane { dst[s + i * c + ch] = src[s + ch * plane + i] }
-                    }
-                }
-            }
-        }
-        return out
-    }
-
-    /// `[B, H·W, C]` → `[B, C, H, W]`.
-    static func toImage(_ x: Tensor, h: Int, w: Int) -> Tensor {
-        precondition(x.rank == 3 && x.shape[1] == h * w, "toImage: \(x.shape) for \(h)×\(w)")
-        let (n, plane, c) = (x.shape[0], x.shape[1], x.shape[2])
-        var out = Tensor(zeros: [n, c, h, w])
-        x.data.withUnsafeBufferPointer { src in
-            out.data.withUnsafeMutableBufferPointer { dst in
-                for b in 0..<n {
-                    let s = b * c * plane
-                    for i in 0..<plane {
-                        for ch in 0..<c { dst[s + ch * plane + i] = src[s + i * c + ch] }
-                    }
-                }
-            }
-        }
-        return out
     }
 }

@@ -85,47 +85,14 @@ public struct VAEAttentionBlock: Sendable {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let (n, c, h, w) = x.nchw("VAEAttentionBlock")
-        let tokens = vaeChannelsLast(groupNorm(x))  // [N, HW, C]
+        let tokens = Ops.tokens(fromImage: groupNorm(x))  // [N, HW, C]
         let attended = Ops.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: heads)
         let projected = toOut(attended)  // [N, HW, C]
-        let back = vaeChannelsFirst(projected, n: n, c: c, h: h, w: w)
+        let back = Ops.image(fromTokens: projected, height: h, width: w)
         return blocksAdd(back, x)
     }
 }
 
-/// `[N, C, H, W]` → `[N, H·W, C]`.
-func vaeChannelsLast(_ x: Tensor) -> Tensor {
-    let (n, c, h, w) = x.nchw("channelsLast")
-    let s = h * w
-    var out = Tensor(zeros: [n, s, c])
-    x.data.withUnsafeBufferPointer { src in
-        out.data.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                for ch in 0..<c {
-                    for i in 0..<s { dst[(b * s + i) * c + ch] = src[(b * c + ch) * s + i] }
-                }
-            }
-        }
-    }
-    return out
-}
-
-/// `[N, H·W, C]` → `[N, C, H, W]`.
-func vaeChannelsFirst(_ x: Tensor, n: Int, c: Int, h: Int, w: Int) -> Tensor {
-    let s = h * w
-    precondition(x.shape == [n, s, c], "channelsFirst: \(x.shape) is not [\(n), \(s), \(c)]")
-    var out = Tensor(zeros: [n, c, h, w])
-    x.data.withUnsafeBufferPointer { src in
-        out.data.withUnsafeMutableBufferPointer { dst in
-            for b in 0..<n {
-                for i in 0..<s {
-                    for ch in 0..<c { dst[(b * c + ch) * s + i] = src[(b * s + i) * c + ch] }
-                }
-            }
-        }
-    }
-    return out
-}
 
 /// diffusers `UNetMidBlock2D` as the VAE uses it: resnet, (attention, resnet) × 1.
 public struct VAEMidBlock: Sendable {

@@ -41,10 +41,12 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "COpenBLAS", "CKernels"]),
+        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "COpenBLAS", "CKernels", "CLibPNG"]),
 
         // MARK: - Implementation details: system libraries and generated C
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // libpng for `dloral-verify --report`; shim.h holds the setjmp-protected encode.
+        .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(
             name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),

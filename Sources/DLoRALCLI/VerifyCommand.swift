@@ -32,6 +32,9 @@ public struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("min-cosine"), help: "Lowest cosine similarity at every stage (overrides the scheme default).")
     var minCosine: Double?
 
+    @Option(help: ArgumentHelp("Write a visual report to this folder: per output frame a PNG (reference | engine | error heatmap) and index.html.", valueName: "folder"))
+    var report: String?
+
     static let stageOrder = ["latents", "unet_input", "unet_output", "x0", "frames"]
 
     public init() {}
@@ -39,6 +42,7 @@ public struct VerifyCommand: ParsableCommand {
     public func run() throws {
         do {
             let start = DispatchTime.now()
+            if let report { try VerificationReport.checkFolder(report) }
             let file = try DLRTFile(path: model)
             let runtime = try RuntimeModel(file: file)
             let ref = try SafetensorsFile(path: reference).table
@@ -87,6 +91,12 @@ public struct VerifyCommand: ParsableCommand {
                                 thresholds: thresholds, firstFailed: firstFailed, seconds: seconds).prettyPrinted())
             } else {
                 print(Self.table(stages: stages, temporal: temporal, scheme: runtime.weights, thresholds: thresholds))
+            }
+            if let report {
+                try VerificationReport(model: model, reference: reference, scheme: runtime.weights, thresholds: thresholds,
+                                       stages: stages, temporal: temporal, passed: passed, engineFrames: outputs.frames,
+                                       referenceFrames: ref["output.frames"].map { Tensor($0) }).write(to: report)
+                Console.error("dloral-verify: report written to \(report)/index.html")
             }
             if let firstFailed {
                 Console.error("dloral-verify: FAILED: first diverging stage is \(firstFailed.stage): \(firstFailed.failures.joined(separator: "; "))")

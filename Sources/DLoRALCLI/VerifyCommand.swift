@@ -21,7 +21,16 @@ public struct VerifyCommand: ParsableCommand {
     var model: String
 
     @Option(help: "Reference safetensors file (DESIGN §4).")
-    var reference: String
+    var reference: String?
+
+    @Option(help: "Instead of a reference: a folder of PNG frames (low quality) to restore; each is upscaled ×4 first, as DLoRAL prepares its input.")
+    var frames: String?
+
+    @Option(help: "With --frames: the folder the restored frames are written to (one PNG per frame after the first).")
+    var output: String?
+
+    @Option(name: .customLong("prompt-embeds"), help: "With --frames: prompt embeddings ([1, 77, C] safetensors) if the file has no default.")
+    var promptEmbeds: String?
 
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
@@ -39,7 +48,20 @@ public struct VerifyCommand: ParsableCommand {
 
     public init() {}
 
+    public func validate() throws {
+        guard (reference == nil) != (frames == nil) else {
+            throw ValidationError("give either --reference <file> (verify) or --frames <folder> (restore real frames)")
+        }
+        if frames != nil && output == nil {
+            throw ValidationError("--frames needs --output <folder> for the restored frames")
+        }
+    }
+
     public func run() throws {
+        if let frames, let output {
+            return restore(frames: frames, output: output)
+        }
+        guard let reference else { return }
         do {
             let start = DispatchTime.now()
             if let report { try VerificationReport.checkFolder(report) }
@@ -105,6 +127,41 @@ public struct VerifyCommand: ParsableCommand {
             Console.error(String(format: "dloral-verify: passed (%d stages, %.2f s)", stages.count, seconds))
         } catch let exit as ExitCode {
             throw exit
+        } catch {
+            ErrorReporting.exit(for: error, tool: "dloral-verify")
+        }
+    }
+
+    /// `--frames`: runs the model on a folder of real frames and writes the restored ones.
+    func restore(frames folder: String, output: String) {
+        do {
+            let start = DispatchTime.now()
+            let runtime = try RuntimeModel(file: try DLRTFile(path: model))
+            let prompt: Tensor
+            if let promptEmbeds {
+                let table = try SafetensorsFile(path: promptEmbeds).table
+                guard let view = table["prompt_embeds"] ?? (table.count == 1 ? table.tensors.values.first : nil) else {
+                    throw FormatError(.invalidModel, file: promptEmbeds, "expected one tensor (or one named prompt_embeds) [1, 77, C]")
+                }
+                prompt = Tensor(view)
+            } else if let baked = runtime.defaultPromptEmbeds {
+                prompt = baked
+            } else {
+                throw FormatError(.invalidModel, file: model, "has no default prompt embeddings; pass --prompt-embeds <file> (or bake them in with dloral-convert quantize --prompt-embeds)")
+            }
+            let (names, input) = try FrameSequence.load(folder: folder)
+            let outputs = try DLoRALPipeline(model: runtime).run(frames: input, promptEmbeds: prompt)
+            let written = try FrameSequence.write(outputs.frames, names: names, to: output)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            if json {
+                print(JSONValue.object([
+                    ("frames", .array(written.map { .string($0) })),
+                    ("width", .int(input.shape[3])), ("height", .int(input.shape[2])),
+                    ("seconds", .number(String(format: "%.3f", seconds))),
+                ]).prettyPrinted())
+            }
+            Console.error(String(format: "dloral-verify: restored %d frames (%d×%d) into %@ in %.2f s", written.count,
+                                 input.shape[3], input.shape[2], output, seconds))
         } catch {
             ErrorReporting.exit(for: error, tool: "dloral-verify")
         }

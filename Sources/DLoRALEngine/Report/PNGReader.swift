@@ -1,0 +1,45 @@
+import CLibPNG
+import DLoRALFormats
+import Foundation
+
+/// Reads PNG files (any bit depth, colour type, interlace) as 8-bit RGB with libpng's
+/// simplified API; alpha is composited over black, grey expanded to RGB.
+public enum PNGReader {
+    public static func read(path: String) throws -> RGBImage {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        guard png_image_begin_read_from_file(&image, path) != 0 else {
+            throw FormatError(.malformed, file: path, "not a readable PNG: \(message(&image))")
+        }
+        defer { png_image_free(&image) }
+        image.format = UInt32(PNG_FORMAT_RGB)
+        let width = Int(image.width), height = Int(image.height)
+        guard width > 0, height > 0, width <= 1 << 15, height <= 1 << 15 else {
+            throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to 32768 per side)")
+        }
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(width * 3), nil) }
+        guard ok != 0 else {
+            throw FormatError(.malformed, file: path, "PNG data could not be decoded: \(message(&image))")
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    static func message(_ image: inout png_image) -> String {
+        withUnsafeBytes(of: &image.message) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+}
+
+extension RGBImage {
+    /// The image as a [1, 3, H, W] tensor in [-1, 1] (value / 127.5 − 1, as DLoRAL normalises frames).
+    public func tensor() -> Tensor {
+        let plane = width * height
+        var data = [Float](repeating: 0, count: 3 * plane)
+        for i in 0..<plane {
+            for c in 0..<3 { data[c * plane + i] = Float(pixels[i * 3 + c]) / 127.5 - 1 }
+        }
+        return Tensor(shape: [1, 3, height, width], data: data)
+    }
+}

@@ -49,6 +49,11 @@ public final class DLoRALPipeline {
             from: model.cfr, heads: cfrConfig?["attention_heads"]?.intValue ?? 9,
             temperature: Float(cfrConfig?["attention_temperature"]?.doubleValue ?? 3000))
         unet = try UNet2DCondition(table: model.unet, config: try UNetConfig(json: model.configs["unet"]!))
+        // The modules hold their own fp32 copies now; let the kernel drop the mapped file's pages
+        // so they are not resident twice (a full-size fp32 file is 3.8 GB).
+        for table in [model.unet, model.vae, model.cfr] {
+            for view in table.tensors.values { view.storage.releasePages() }
+        }
     }
 
     /// Runs T frames [T, 3, H, W] in [-1, 1] to T−1 output frames.

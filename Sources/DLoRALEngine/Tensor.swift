@@ -33,10 +33,12 @@ public struct Tensor: Sendable, Equatable {
         self.init(repeating: 0, shape: shape)
     }
 
-    /// Copies a formats-layer view (any dtype, contiguous or strided) into fp32.
+    /// Copies a formats-layer view (any dtype, contiguous or strided) into fp32, then lets the
+    /// kernel drop the view's pages if it maps a file (they are read again if touched later).
     public init(_ view: TensorView) {
         self.shape = view.shape
         self.data = view.toFloat32()
+        view.storage.releasePages()
     }
 
     /// Loads tensor `name` from `table`.

@@ -23,6 +23,10 @@ public struct RuntimeModel: Sendable {
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]
         var prompt: Tensor?
         for entry in file.entries {
+            // Check the digest now, dropping the pages hashing touched; the modules copy each
+            // tensor once and drop its pages again (`Tensor.init(_:)`), so the file is never
+            // resident next to the copies.
+            try file.verify(entry.name, releasePages: true)
             let view: TensorView
             if entry.layout == .rowsK32 {
                 let values = try file.dequantized(entry.name)

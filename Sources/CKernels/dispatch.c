@@ -87,3 +87,33 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
         memset(row + k, 0, (k_padded - k) * sizeof(float));
     }
 }
+
+// MARK: - Integer GEMM (int8_gemm.c)
+
+#if defined(__aarch64__)
+// NEON integer GEMM is not written yet; the scalar path gives the same bits.
+#define gemm_i8i8_i32_neon gemm_i8i8_i32_scalar
+#define gemm_i16i8_i32_neon gemm_i16i8_i32_scalar
+#endif
+
+void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    DISPATCH(gemm_i8i8_i32, (m, n, kp, a, w, c));
+}
+
+void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    DISPATCH(gemm_i16i8_i32, (m, n, kp, a, w, c));
+}
+
+void dloral_kernels_force(const char *isa) {
+    int p = -1;  // automatic: chosen again on the next call
+    if (isa && strcmp(isa, "scalar") == 0) p = 0;
+#if defined(__x86_64__)
+    if (isa && strcmp(isa, "avx2") == 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) p = 1;
+    }
+#elif defined(__aarch64__)
+    if (isa && strcmp(isa, "neon") == 0) p = 2;
+#endif
+    __atomic_store_n(&chosen, p, __ATOMIC_RELAXED);
+}

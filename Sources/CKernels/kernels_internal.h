@@ -31,4 +31,12 @@ void f16_to_f32_neon(size_t n, const uint16_t *src, float *dst);
 void f32_to_bf16_neon(size_t n, const float *src, uint16_t *dst);
 #endif
 
+// Integer GEMM (int8_gemm.c).
+void gemm_i8i8_i32_scalar(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+#if defined(__x86_64__)
+void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+#endif
+
 #endif

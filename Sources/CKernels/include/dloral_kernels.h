@@ -37,4 +37,26 @@ void dloral_error_energy(size_t n, const float *ref, const float *approx, double
 /// zero padding the tail of each row (Formats/dlrt.md §4).
 void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *src, float *dst, size_t k_padded);
 
+/// Integer GEMM against int8 weight rows w[n][kp] (K zero-padded to a multiple of 32, Formats/
+/// dlrt.md §4): c[i][j] = Σ_k a[i][k]·w[j][k] for i < m, j < n, with c row-major [m][n].
+/// Accumulation is 32-bit two's complement, wrapping; every path gives the same bits, and the exact
+/// sum whenever it fits int32.
+///
+/// int8 × int8: a and w must lie in [−127, 127] (the quantizer never writes −128; the AVX2 path
+/// uses vpmaddubsw with |a| and sign(a)·w, and −128 weights cannot be negated there). Then
+/// |c| ≤ kp·127² < 2^31 for kp < 133 144, so the result is always exact in practice.
+void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+
+/// int16 activations × int8 weights, exact products (vpmaddwd). w in [−127, 127]; a may be any
+/// int16. The sum is exact when kp·max|a|·max|w| < 2^31, i.e. max|a| ≤ 2^31 / (127·kp) − 1:
+/// 1467 at kp = 11520 (SD 2.1, 1280·9), 4127 at kp = 4096; scale activations to that range (or
+/// split K) — beyond it a sum with adversarial signs wraps mod 2^32 (identically on every path).
+void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+
+/// For tests: forces the kernel path — "scalar", "avx2" (x86-64 with AVX2/FMA/F16C only) or
+/// "neon" (arm64) — or with NULL goes back to the automatic choice (which honours
+/// DLORAL_KERNELS). An unknown or unsupported name also means automatic. Not thread-safe with
+/// respect to kernels running at the same time on other threads (they may use either path).
+void dloral_kernels_force(const char *isa);
+
 #endif

@@ -115,6 +115,22 @@ struct VerifyCommandTests {
         #expect(json["first_failed_stage"] as? String == "unet_input")
     }
 
+    /// A file whose digests are valid but whose configs disagree with its weights (as a buggy
+    /// converter could write) is refused with exit 2 naming it, never run into a crash.
+    @Test(arguments: [("unet", "norm_num_groups", 3, "GroupNorm"), ("vae", "latent_channels", 8, "latent_channels 8")])
+    func configsThatDoNotFitTheWeightsExitTwo(component: String, key: String, value: Int, mentions: String) throws {
+        let dlrt = try Self.build("config-\(component)-\(key)") { merged in
+            let path = merged.appendingPathComponent("\(component)/config.json")
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: path)) as! [String: Any]
+            config[key] = value
+            try JSONSerialization.data(withJSONObject: config).write(to: path)
+        }
+        let r = try CommandRunner.run("dloral-verify", [dlrt, "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains(dlrt) && r.stderr.contains(mentions), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+
     @Test func badInputsExitTwo() throws {
         let r1 = try CommandRunner.run("dloral-verify", ["Tests/Fixtures/tiny/model.pkl", "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"])
         #expect(r1.status == 2, "\(r1.stderr)")

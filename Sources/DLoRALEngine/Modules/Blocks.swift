@@ -85,6 +85,12 @@ public struct BlocksGroupNorm: Sendable {
         weight = table[w] == nil ? nil : try Tensor.load(w, from: table)
         bias = table[b] == nil ? nil : try Tensor.load(b, from: table)
         guard weight != nil || bias != nil else { throw EngineError.missingTensor(name: w) }
+        let channels = (weight ?? bias)!.count
+        guard groups > 0, channels % groups == 0 else {
+            throw EngineError.shapeMismatch(
+                operation: "GroupNorm \(prefix) with \(groups) groups (norm_num_groups)",
+                expected: "a channel count divisible by \(groups)", actual: [channels])
+        }
         self.groups = groups
         self.eps = eps
     }

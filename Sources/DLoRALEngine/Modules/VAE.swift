@@ -149,6 +149,13 @@ public struct VAEEncoder: Sendable {
         normOut = try BlocksGroupNorm(table: table, prefix: "encoder.conv_norm_out", groups: g, eps: eps)
         convOut = try BlocksConv2d(table: table, prefix: "encoder.conv_out", padding: (1, 1))
         quantConv = config.useQuantConv ? try BlocksConv2d(table: table, prefix: "quant_conv", padding: (0, 0)) : nil
+        // The moments (mean and log-variance) must be 2 × latent_channels wide.
+        let momentsChannels = (quantConv ?? convOut).weight.shape[0]
+        guard momentsChannels == 2 * config.latentChannels else {
+            throw EngineError.shapeMismatch(
+                operation: "VAE encoder with latent_channels \(config.latentChannels)",
+                expected: "\(2 * config.latentChannels) moment channels", actual: [momentsChannels])
+        }
     }
 
     /// The posterior moments `[N, 2·latent, H/8, W/8]` (mean then log-variance), after quant_conv.

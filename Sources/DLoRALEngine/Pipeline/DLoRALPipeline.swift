@@ -39,21 +39,37 @@ public final class DLoRALPipeline {
     let unet: UNet2DCondition
     public let model: RuntimeModel
 
+    /// - Throws: `FormatError` naming the file when its configs do not fit its weights.
     public init(model: RuntimeModel) throws {
         self.model = model
-        let vaeConfig = VAEConfig(json: model.configs["vae"]!)
-        encoder = try VAEEncoder(table: model.vae, config: vaeConfig)
-        decoder = try VAEDecoder(table: model.vae, config: vaeConfig)
-        let cfrConfig = model.configs["cfr"]
-        cfr = model.cfr.count == 0 ? nil : try CrossFrameRetrieval(
-            from: model.cfr, heads: cfrConfig?["attention_heads"]?.intValue ?? 9,
-            temperature: Float(cfrConfig?["attention_temperature"]?.doubleValue ?? 3000))
-        unet = try UNet2DCondition(table: model.unet, config: try UNetConfig(json: model.configs["unet"]!))
+        do {
+            (encoder, decoder, cfr, unet) = try Self.modules(model)
+        } catch let error as EngineError {
+            throw FormatError(.invalidModel, file: model.path, "its configs do not fit its weights: \(error)")
+        } catch let error as UNetConfigError {
+            throw FormatError(.invalidModel, file: model.path, "its UNet config is not usable: \(error)")
+        }
         // The modules hold their own fp32 copies now; let the kernel drop the mapped file's pages
         // so they are not resident twice (a full-size fp32 file is 3.8 GB).
         for table in [model.unet, model.vae, model.cfr] {
             for view in table.tensors.values { view.storage.releasePages() }
         }
+    }
+
+    static func modules(_ model: RuntimeModel) throws
+        -> (VAEEncoder, VAEDecoder, CrossFrameRetrieval?, UNet2DCondition)
+    {
+        let vaeConfig = VAEConfig(json: model.configs["vae"]!)
+        let cfrConfig = model.configs["cfr"]
+        let cfr = model.cfr.count == 0 ? nil : try CrossFrameRetrieval(
+            from: model.cfr, heads: cfrConfig?["attention_heads"]?.intValue ?? 9,
+            temperature: Float(cfrConfig?["attention_temperature"]?.doubleValue ?? 3000))
+        return (
+            try VAEEncoder(table: model.vae, config: vaeConfig),
+            try VAEDecoder(table: model.vae, config: vaeConfig),
+            cfr,
+            try UNet2DCondition(table: model.unet, config: try UNetConfig(json: model.configs["unet"]!))
+        )
     }
 
     /// Runs T frames [T, 3, H, W] in [-1, 1] to T−1 output frames.

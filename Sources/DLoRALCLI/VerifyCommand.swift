@@ -75,6 +75,10 @@ public struct VerifyCommand: ParsableCommand {
             guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
                 throw FormatError(.invalidModel, file: reference, tensor: "input.frames", "shape \(frames.shape); expected [T ≥ 2, 3, H, W]")
             }
+            guard frames.shape[2] % 8 == 0, frames.shape[3] % 8 == 0, frames.shape[2] >= 8, frames.shape[3] >= 8 else {
+                throw FormatError(.invalidModel, file: reference, tensor: "input.frames",
+                                  "frames are \(frames.shape[3])×\(frames.shape[2]); DLoRAL runs at sizes divisible by 8 (the latent grid is H/8 × W/8)")
+            }
             let prompt: Tensor
             if let view = ref["input.prompt_embeds"] {
                 prompt = Tensor(view)

@@ -139,6 +139,14 @@ struct VerifyCommandTests {
         let r2 = try CommandRunner.run("dloral-verify", [dlrt, "--reference", "Tests/Fixtures/tiny/cfr.safetensors"])
         #expect(r2.status == 2, "\(r2.stderr)")
         #expect(r2.stderr.contains("input.frames"))
+        // Frames whose size is not a multiple of 8 (a reference made for another model).
+        var table = TensorTable()
+        try table.insert("input.frames", TensorView(dtype: .float32, shape: [2, 3, 52, 52], storage: .copying([Float](repeating: 0.1, count: 2 * 3 * 52 * 52), origin: "test")), file: "test")
+        try table.insert("output.frames", TensorView(dtype: .float32, shape: [1, 3, 52, 52], storage: .copying([Float](repeating: 0, count: 3 * 52 * 52), origin: "test")), file: "test")
+        let odd = Self.work.appendingPathComponent("odd-reference.safetensors").path
+        try SafetensorsWriter.write(to: odd, tensors: table)
+        let r3 = try CommandRunner.run("dloral-verify", [dlrt, "--reference", odd])
+        #expect(r3.status == 2 && r3.stderr.contains("divisible by 8"), "\(r3.stderr)")
     }
 }
 

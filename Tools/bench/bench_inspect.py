@@ -13,13 +13,10 @@ The page cache is warm for both (one untimed run of each first).
 """
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run  # noqa: E402
+from benchlib import alternate, run  # noqa: E402
 
 BASELINE_SAFETENSORS = r"""
 import sys
@@ -41,16 +38,8 @@ print(count(sd))
 """
 
 
-
-
 def bench(label, ours, baseline, runs):
-    run(ours)
-    run(baseline)
-    rows = {"ours": [], "baseline": []}
-    for _ in range(runs):
-        rows["ours"].append(run(ours)[:2])
-        rows["baseline"].append(run(baseline)[:2])
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in rows.items()}
+    _, med = alternate({"ours": lambda: run(ours), "baseline": lambda: run(baseline)}, runs)
     size = os.path.getsize(ours[2]) / 2**30
     print(f"{label} ({size:.2f} GiB), median of {runs}:")
     print(f"  dloral-convert inspect --json : {med['ours'][0]*1000:8.1f} ms  {med['ours'][1]:7.1f} MiB peak RSS")

@@ -16,15 +16,11 @@ Runs, alternating, N times each (medians of wall time and of the child's peak RS
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run  # noqa: E402
-
-
+from benchlib import alternate, run  # noqa: E402
 
 
 def main():
@@ -55,15 +51,8 @@ def main():
     if not a.skip_python:
         jobs["python"] = lambda: run([sys.executable, os.path.join(here, "merge_python.py"), "--base", a.base,
                                       "--lora", a.lora, "--output", out])
-    results = {k: [] for k in jobs}
-    for name, job in jobs.items():  # warm the page cache once
-        clean(); job()
-    for _ in range(a.runs):
-        for name, job in jobs.items():
-            clean()
-            results[name].append(job()[:2])
+    results, med = alternate(jobs, a.runs, before=clean)
     clean()
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
     print(f"full-size DLoRAL merge (stage full), median of {a.runs}, {os.cpu_count()} cores:")
     for name in jobs:
         w, m = med[name]

@@ -20,12 +20,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import run  # noqa: E402
-
-
+from benchlib import alternate, run  # noqa: E402
 
 
 def main():
@@ -54,14 +51,7 @@ def main():
         "numpy": lambda: run([sys.executable, os.path.join(here, "quantize_numpy.py"), a.merged, npout, "--sha256"]),
         "cp": lambda: run(f"mkdir -p {cpout} && cp -r {a.merged}/unet {a.merged}/vae {a.merged}/cfr {cpout}/", shell=True),
     }
-    results = {k: [] for k in jobs}
-    for job in jobs.values():
-        clean(); job()
-    for _ in range(a.runs):
-        for name, job in jobs.items():
-            clean()
-            results[name].append(job()[:2])
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in results.items()}
+    results, med = alternate(jobs, a.runs, before=clean)
     print(f"full-size quantize --weights int8 (per channel) of {fp32_bytes / 1e9:.2f} GB fp32, median of {a.runs}, {os.cpu_count()} cores:")
     for name in jobs:
         w, m = med[name]

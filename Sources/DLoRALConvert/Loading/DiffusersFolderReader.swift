@@ -62,7 +62,6 @@ enum DiffusersFolderReader {
                 throw FormatError(.io, file: folder,
                                   "no weights found; expected diffusion_pytorch_model.safetensors (or a sharded .safetensors.index.json, a .fp16 variant, or .bin)")
             }
-            if weights.hasSuffix(".json") { result.format = .diffusersFolder }
             let table = try readWeights(weights, into: &result)
             for (name, view) in table.tensors {
                 try result.tensors.insert("\(component.rawValue).\(name)", view, file: weights)

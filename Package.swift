@@ -19,6 +19,15 @@ let package = Package(
         // MARK: - Executables (entry points only)
         .executableTarget(name: "dloral-convert", dependencies: ["DLoRALCLI"]),
         .executableTarget(name: "dloral-verify", dependencies: ["DLoRALCLI"]),
+        // Benchmarks of the engine (UNet alone at a latent size, the whole step on synthetic
+        // frames); not shipped, see BENCHMARKS.md.
+        .executableTarget(
+            name: "dloral-bench",
+            dependencies: [
+                "DLoRALEngine", "DLoRALFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/bench/dloral-bench"),
 
         // MARK: - Public API
         .target(

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
 swift build -c release
-swift test
+# The end-to-end tests run the release executables just built (DLORAL_BIN); a bare `swift test`
+# uses the debug ones.
+DLORAL_BIN="$PWD/.build/release" swift test
 # The independent .dlrt reader's own tests (numpy + zstandard; no pytest needed).
 python3 Tools/dlrt/test_dlrt_reader.py

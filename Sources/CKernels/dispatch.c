@@ -104,6 +104,13 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
     DISPATCH(gemm_i16i8_i32, (m, n, kp, a, w, c));
 }
 
+// MARK: - Single-precision GEMM (sgemm.c)
+
+void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    DISPATCH(sgemm, (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
+}
+
 void dloral_kernels_force(const char *isa) {
     int p = -1;  // automatic: chosen again on the next call
     if (isa && strcmp(isa, "scalar") == 0) p = 0;

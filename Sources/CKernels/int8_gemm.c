@@ -122,45 +122,67 @@ AVX2 static inline __m256i dot16_i16(__m256i av, const int8_t *wk) {
     return _mm256_madd_epi16(av, wv);
 }
 
+// Four activation rows × two weight rows per tile: each 16-column step widens the two weight
+// slices once (vpmovsxbw) and uses each for four vpmaddwd, so the shuffle port is not the limit;
+// the eight accumulators, two weights and one activation fit the 16 ymm registers.
+AVX2 static inline void i16_tile_4x2(size_t kp, size_t kv, const int16_t *a0, size_t lda, const int8_t *w0,
+                                     const int8_t *w1, int32_t *c, size_t ldc) {
+    const int16_t *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    for (size_t k = 0; k < kv; k += 16) {
+        __m256i v0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w0 + k)));
+        __m256i v1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w1 + k)));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a0 + k));
+        s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(x, v0));
+        s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(x, v1));
+        x = _mm256_loadu_si256((const __m256i *)(a1 + k));
+        s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(x, v0));
+        s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(x, v1));
+        x = _mm256_loadu_si256((const __m256i *)(a2 + k));
+        s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(x, v0));
+        s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(x, v1));
+        x = _mm256_loadu_si256((const __m256i *)(a3 + k));
+        s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(x, v0));
+        s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(x, v1));
+    }
+    uint32_t r0[4], r1[4];  // column 0 and column 1 of rows 0..3
+    _mm_storeu_si128((__m128i *)r0, hsum4(s00, s10, s20, s30));
+    _mm_storeu_si128((__m128i *)r1, hsum4(s01, s11, s21, s31));
+    const int16_t *rows[4] = {a0, a1, a2, a3};
+    for (int r = 0; r < 4; r++) {
+        for (size_t k = kv; k < kp; k++) {
+            int32_t x = rows[r][k];
+            r0[r] += (uint32_t)(x * w0[k]);
+            r1[r] += (uint32_t)(x * w1[k]);
+        }
+        c[r * ldc] = (int32_t)r0[r];
+        c[r * ldc + 1] = (int32_t)r1[r];
+    }
+}
+
+// One activation row × one weight row (the edges of the 4×2 tiling).
+AVX2 static inline int32_t i16_dot(size_t kp, size_t kv, const int16_t *ai, const int8_t *wj) {
+    __m256i s = _mm256_setzero_si256();
+    for (size_t k = 0; k < kv; k += 16)
+        s = _mm256_add_epi32(s, dot16_i16(_mm256_loadu_si256((const __m256i *)(ai + k)), wj + k));
+    uint32_t r = (uint32_t)hsum1(s);
+    for (size_t k = kv; k < kp; k++) r += (uint32_t)((int32_t)ai[k] * wj[k]);
+    return (int32_t)r;
+}
+
 AVX2 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
     const size_t kv = kp & ~(size_t)15;
+    const size_t m4 = m & ~(size_t)3;
     size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        const int8_t *w0 = w + j * kp, *w1 = w0 + kp, *w2 = w1 + kp, *w3 = w2 + kp;
-        for (size_t i = 0; i < m; i++) {
-            const int16_t *ai = a + i * kp;
-            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-            for (size_t k = 0; k < kv; k += 16) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(ai + k));
-                s0 = _mm256_add_epi32(s0, dot16_i16(av, w0 + k));
-                s1 = _mm256_add_epi32(s1, dot16_i16(av, w1 + k));
-                s2 = _mm256_add_epi32(s2, dot16_i16(av, w2 + k));
-                s3 = _mm256_add_epi32(s3, dot16_i16(av, w3 + k));
-            }
-            uint32_t r[4];
-            _mm_storeu_si128((__m128i *)r, hsum4(s0, s1, s2, s3));
-            for (size_t k = kv; k < kp; k++) {
-                int32_t x = ai[k];
-                r[0] += (uint32_t)(x * w0[k]);
-                r[1] += (uint32_t)(x * w1[k]);
-                r[2] += (uint32_t)(x * w2[k]);
-                r[3] += (uint32_t)(x * w3[k]);
-            }
-            int32_t *ci = c + i * n + j;
-            for (int t = 0; t < 4; t++) ci[t] = (int32_t)r[t];
+    for (; j + 2 <= n; j += 2) {
+        const int8_t *w0 = w + j * kp, *w1 = w0 + kp;
+        for (size_t i = 0; i < m4; i += 4) i16_tile_4x2(kp, kv, a + i * kp, kp, w0, w1, c + i * n + j, n);
+        for (size_t i = m4; i < m; i++) {
+            c[i * n + j] = i16_dot(kp, kv, a + i * kp, w0);
+            c[i * n + j + 1] = i16_dot(kp, kv, a + i * kp, w1);
         }
     }
-    for (; j < n; j++) {
-        const int8_t *wj = w + j * kp;
-        for (size_t i = 0; i < m; i++) {
-            const int16_t *ai = a + i * kp;
-            __m256i s = _mm256_setzero_si256();
-            for (size_t k = 0; k < kv; k += 16)
-                s = _mm256_add_epi32(s, dot16_i16(_mm256_loadu_si256((const __m256i *)(ai + k)), wj + k));
-            uint32_t r = (uint32_t)hsum1(s);
-            for (size_t k = kv; k < kp; k++) r += (uint32_t)((int32_t)ai[k] * wj[k]);
-            c[i * n + j] = (int32_t)r;
-        }
-    }
+    for (; j < n; j++)
+        for (size_t i = 0; i < m; i++) c[i * n + j] = i16_dot(kp, kv, a + i * kp, w + j * kp);
 }
 #endif

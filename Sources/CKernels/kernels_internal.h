@@ -39,4 +39,19 @@ void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const in
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
 
+// Single-precision GEMM (sgemm.c): one driver, a register tile per path.
+// The tile: S[r][j] (r < 6, j < 16) = fused chain from +0 over p < kc of a[p·6 + r]·b[p·16 + j];
+// then c[r·ldc + j] = alpha·S when beta is 0 (c not read), else fma(alpha, S, beta·c).
+typedef void (*sgemm_tile_fn)(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta);
+void sgemm_scalar(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc);
+#if defined(__x86_64__)
+void sgemm_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                const float *b, size_t ldb, float beta, float *c, size_t ldc);
+#endif
+#if defined(__aarch64__)
+void sgemm_neon(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                const float *b, size_t ldb, float beta, float *c, size_t ldc);
+#endif
+
 #endif

@@ -52,3 +52,22 @@ enum CommandRun {
         }
     }
 }
+
+/// Runs a root command with DESIGN §3's exit codes: usage errors (unknown options, values
+/// `validate()` refuses) exit 2 like every other bad input, not ArgumentParser's 64.
+enum CommandLineMain {
+    static func run<Command: ParsableCommand>(_ type: Command.Type) -> Never {
+        do {
+            var command = try type.parseAsRoot()
+            try command.run()
+            Glibc.exit(0)
+        } catch {
+            let code = type.exitCode(for: error)
+            if code == .validationFailure {
+                Console.error(type.fullMessage(for: error))
+                Glibc.exit(2)
+            }
+            type.exit(withError: error)
+        }
+    }
+}

@@ -18,6 +18,21 @@ enum Console {
 /// Removes half-built output folders when the user interrupts, then exits 130 (SIGINT) / 143.
 enum InterruptCleanup {
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var scratch: Set<String> = []
+    private static let lock = NSLock()
+
+    /// Also removes `path` on interrupt (a scratch file the command deletes itself when done).
+    static func removeOnInterrupt(_ path: String) {
+        lock.lock()
+        scratch.insert(path)
+        lock.unlock()
+    }
+
+    static func forget(_ path: String) {
+        lock.lock()
+        scratch.remove(path)
+        lock.unlock()
+    }
 
     static func install() {
         // Past a file-size limit, write(2) should fail with EFBIG (reported, cleaned up) rather
@@ -29,6 +44,9 @@ enum InterruptCleanup {
             source.setEventHandler {
                 StagedFolder.removeAllInProgress()
                 AtomicFileWriter.removeAllInProgress()
+                lock.lock()
+                for path in scratch { unlink(path) }
+                lock.unlock()
                 Console.error("dloral-convert: interrupted; no output written")
                 exit(128 + sig)
             }

@@ -8,4 +8,7 @@ public struct ConvertCommand: ParsableCommand {
         subcommands: [InspectCommand.self, MergeCommand.self, QuantizeCommand.self])
 
     public init() {}
+
+    /// Parses and runs, with usage errors exiting 2 (DESIGN §3).
+    public static func main() { CommandLineMain.run(Self.self) }
 }

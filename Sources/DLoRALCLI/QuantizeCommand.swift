@@ -27,6 +27,17 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("int8-granularity"), help: "int8 scales: channel, block32 or block64.")
     var granularity: String = "channel"
 
+    @Option(help: ArgumentHelp(
+        "How int8 layers run in the engine: fp32, int8, int16 or auto.",
+        discussion: "int8/int16 quantize each UNet/VAE layer's input per row (pixel or token) on the fly; auto gives int16 to the layers that need it to reach --target-psnr on calibration frames, int8 to the rest. Needs --weights int8 and --int8-granularity channel."))
+    var activations: String = "fp32"
+
+    @Option(name: .customLong("target-psnr"), help: "For --activations auto: decoded-frame PSNR (dB) to reach against the fp32 engine.")
+    var targetPSNR: Double = 38
+
+    @Option(help: "For --activations auto: a folder of PNG frames (or a reference .safetensors with input.frames) to calibrate on; default: the bundled tiny fixture's frames.")
+    var calibration: String?
+
     @Option(help: "Keep tensors matching this glob (on canonical names, e.g. 'unet.conv_in.*') in fp32 (repeatable).")
     var keep: [String] = []
 
@@ -39,6 +50,8 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    func validate() throws { _ = try options() }
+
     func options() throws -> QuantizeOptions {
         var options = QuantizeOptions()
         guard let w = QuantizeOptions.Weights(rawValue: weights) else {
@@ -50,7 +63,22 @@ struct QuantizeCommand: ParsableCommand {
         if let compress, compress != "zstd" {
             throw ValidationError("--compress supports zstd, not '\(compress)'")
         }
+        guard let a = QuantizeOptions.Activations(rawValue: activations) else {
+            throw ValidationError("--activations must be fp32, int8, int16 or auto, not '\(activations)'")
+        }
+        if a != .fp32 {
+            guard w == .int8 else {
+                throw ValidationError("--activations \(activations) quantizes the activations of int8 layers; it needs --weights int8 (this is --weights \(weights))")
+            }
+            guard g == .channel else {
+                throw ValidationError("--activations \(activations) needs one scale per output channel (--int8-granularity channel); the integer kernels have no block-scale epilogue")
+            }
+        }
+        guard targetPSNR.isFinite, targetPSNR > 0 else {
+            throw ValidationError("--target-psnr must be a positive number of dB, not \(targetPSNR)")
+        }
         options.weights = w
+        options.activations = a
         options.granularity = g
         options.keep = keep
         options.promptEmbeds = promptEmbeds
@@ -61,8 +89,13 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         let options = try options()
         CommandRun.report(json: json, {
-            try Quantizer.quantize(source: source, output: output, options: options,
-                                   progress: TerminalProgress.ifInteractive(label: "quantize"))
+            if options.activations == .auto {
+                return try CalibratedQuantize.quantize(
+                    source: source, output: output, options: options, calibration: calibration, targetPSNR: targetPSNR,
+                    progress: TerminalProgress.ifInteractive(label: "quantize"))
+            }
+            return try Quantizer.quantize(source: source, output: output, options: options,
+                                          progress: TerminalProgress.ifInteractive(label: "quantize"))
         }, warnings: \.warnings, asJSON: Self.json, summary: Self.summary)
     }
 
@@ -83,6 +116,13 @@ struct QuantizeCommand: ParsableCommand {
                     ("sqnr_db", t.sqnrDB.map { .number(DLRTTensorEntry.formatDB($0)) } ?? .null),
                 ])
             })),
+            ("activations", report.activations.map { a in
+                .object([
+                    ("policy", .string(a.policy)), ("int16_layers", .int(a.int16Layers)), ("int8_layers", .int(a.int8Layers)),
+                    ("calibration_psnr_db", a.calibrationPSNR.map { .number(String(format: "%.2f", $0)) } ?? .null),
+                    ("target_psnr_db", a.targetPSNR.map { .number(String(format: "%.2f", $0)) } ?? .null),
+                ])
+            } ?? .null),
             ("warnings", .array(report.warnings.map { .string($0) })),
         ])
     }
@@ -94,6 +134,12 @@ struct QuantizeCommand: ParsableCommand {
         if let worst, !quantized.isEmpty {
             let median = quantized.sorted()[quantized.count / 2]
             line += "\n  weight SQNR: median \(DLRTTensorEntry.formatDB(median)) dB, lowest \(DLRTTensorEntry.formatDB(worst.sqnrDB!)) dB (\(worst.name))"
+        }
+        if let a = report.activations, a.int8Layers + a.int16Layers > 0 {
+            line += "\n  activations: \(a.policy), int8 on \(a.int8Layers) layers, int16 on \(a.int16Layers)"
+            if let p = a.calibrationPSNR, let t = a.targetPSNR {
+                line += String(format: " (calibrated: %.2f dB frames PSNR vs fp32, target %.2f dB)", p, t)
+            }
         }
         return line
     }

@@ -36,8 +36,14 @@ public struct Tensor: Sendable, Equatable {
     /// Copies a formats-layer view (any dtype, contiguous or strided) into fp32, then lets the
     /// kernel drop the view's pages if it maps a file (they are read again if touched later).
     public init(_ view: TensorView) {
-        self.shape = view.shape
-        self.data = view.toFloat32()
+        if let rows = view.int8Rows, let bytes = view.contiguousBytes, let base = bytes.baseAddress {
+            // An int8 rows_k32 weight: ŵ = q · s in the PyTorch layout.
+            self.shape = rows.logicalShape
+            self.data = rows.dequantize(base.assumingMemoryBound(to: Int8.self))
+        } else {
+            self.shape = view.shape
+            self.data = view.toFloat32()
+        }
         view.storage.releasePages()
     }
 

@@ -175,6 +175,8 @@ class TensorEntry:
         self.sha256 = d["sha256"]
         self.scales = d["scales"]
         self.sqnr_db = d["sqnr_db"]
+        # 1.1 (§4.1): the activation precision of an int8_channel layer; None means fp32.
+        self.activations = d.get("activations")
         self.unsupported = None
 
     @property
@@ -409,6 +411,11 @@ class DlrtFile:
             raise bad(f"sqnr_db is {e.sqnr_db!r}, expected a number or null")
         if e.scales is not None and not isinstance(e.scales, dict):
             raise bad(f"scales is {e.scales!r}, expected an object or null")
+        if e.activations is not None:
+            if e.activations not in ("int8", "int16"):
+                e.unsupported = f"unknown activations {e.activations!r}"
+            elif e.json["scheme"] != "int8_channel" or e.json["layout"] != "rows_k32":
+                raise bad(f"activations {e.activations!r} set on a tensor that is not an int8_channel rows_k32 matrix")
         self._check_region(e.offset, e.bytes, n, "data")
         if isinstance(e.scales, dict):
             s = e.scales

@@ -353,6 +353,20 @@ def test_minor_version_and_unknown_keys_accepted():
     assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 3), np.float32))
 
 
+def test_activations_1_1():
+    specs = make_tensors([("unet.a.weight", np.ones((2, 3), np.float32), "int8_channel"),
+                          ("unet.b.weight", np.ones((2, 3), np.float32), "int8_channel"),
+                          ("unet.c.weight", np.ones((2, 3), np.float32), "f32")])
+    specs[0][0]["activations"] = "int16"
+    specs[1][0]["activations"] = "int4"
+    f = DlrtFile(write(assemble(specs, minor=1)))
+    assert f.entry("unet.a.weight").activations == "int16"
+    assert f.entry("unet.b.weight").unsupported == "unknown activations 'int4'"
+    assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 3), np.float32))
+    specs[2][0]["activations"] = "int8"  # only int8_channel matrices take activations
+    expect_error(lambda: DlrtFile(write(assemble(specs, minor=1))), "activations")
+
+
 def test_unknown_dtype_makes_only_that_tensor_unsupported():
     specs = make_tensors([("unet.a.weight", np.ones((2, 3), np.float32), "f32"),
                           ("unet.b.weight", np.ones((2, 3), np.float32), "f32")])

@@ -53,6 +53,43 @@ void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const 
 /// split K) — beyond it a sum with adversarial signs wraps mod 2^32 (identically on every path).
 void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 
+/// Length of the blocks of k that dloral_sgemm sums separately (part of its exact result).
+#define DLORAL_SGEMM_KC 256
+
+/// Single-precision GEMM, row-major: C = alpha·op(A)·op(B) + beta·C with C m×n (row stride ldc),
+/// op(A) m×k and op(B) k×n. op(X) = X when its flag is 0, Xᵀ otherwise: A is stored m×k (row
+/// stride lda) or, with trans_a, k×m; B is stored k×n (ldb) or, with trans_b, n×k.
+///
+/// Exactly, on every path and for any thread count: k is cut into blocks of DLORAL_SGEMM_KC
+/// consecutive indices (the last may be shorter) and, for each element and block in order,
+///     S = +0;  for p in the block, increasing:  S = fma(op(A)[i][p], op(B)[p][j], S)
+///     first block:  C[i][j] = (beta == 0) ? alpha·S : fma(alpha, S, beta·C[i][j])
+///     later blocks: C[i][j] = fma(alpha, S, C[i][j])
+/// where fma rounds once and alpha·S, beta·C are float products (exact for 1). So the AVX2, NEON
+/// and scalar paths give the same bits (NaN payloads aside), and so does any DLORAL_THREADS. It
+/// differs from OpenBLAS (other block sizes and orders) by rounding only; the error grows like
+/// that of a KC-term sum plus a k/KC-term sum. beta == 0 does not read C (it may hold NaN);
+/// k == 0 or alpha == 0 gives beta·C (zeros for beta == 0) without reading A or B. A and B must
+/// not overlap C.
+///
+/// Runs on a pool of persistent worker threads (DLORAL_THREADS=N, default: the online CPUs, at
+/// most 8; 1 runs everything on the calling thread), created on first use and sleeping when idle.
+/// C is split by rows or columns, never along k. Products below about 96³ multiply-adds run on
+/// the calling thread. Safe to call from several threads at once: a call that finds the pool busy
+/// runs on its own thread. Each thread that runs it keeps 1.1 MiB of packing buffers until it
+/// exits.
+void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc);
+
+/// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
+/// DLORAL_THREADS, else the online CPUs capped at 8.
+int dloral_threads(void);
+
+/// For tests and benchmarks: makes dloral_sgemm use n threads (1: the calling thread only; at most
+/// 64), or with n ≤ 0 goes back to the automatic count. Results do not depend on it (see above).
+/// Applies to calls that start afterwards.
+void dloral_threads_force(int n);
+
 /// For tests: forces the kernel path — "scalar", "avx2" (x86-64 with AVX2/FMA/F16C only) or
 /// "neon" (arm64) — or with NULL goes back to the automatic choice (which honours
 /// DLORAL_KERNELS). An unknown or unsupported name also means automatic. Not thread-safe with

@@ -27,13 +27,16 @@ public struct InspectReport {
         var bytes: Int
         var scheme: String?
         var sqnrDB: Double?
+        /// `.dlrt` int8 layers on the integer path: "int8" or "int16" activations.
+        var activations: String?
     }
 
     var rows: [Row] {
         if let dlrt = checkpoint.dlrt {
             return dlrt.entries.map {
                 Row(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.data.bytes + ($0.scales?.bytes ?? 0),
-                    scheme: $0.scheme.rawValue + ($0.compression == .none ? "" : "+" + $0.compression.rawValue), sqnrDB: $0.sqnrDB)
+                    scheme: $0.scheme.rawValue + ($0.compression == .none ? "" : "+" + $0.compression.rawValue), sqnrDB: $0.sqnrDB,
+                    activations: $0.activations?.rawValue)
             }
         }
         return (Array(checkpoint.tensors.tensors.map { ($0.key, $0.value) }) + loraEntries).map {
@@ -75,6 +78,7 @@ public struct InspectReport {
             if let scheme = row.scheme {
                 fields.append(("scheme", .string(scheme)))
                 fields.append(("sqnr_db", row.sqnrDB.map { .number(DLRTTensorEntry.formatDB($0)) } ?? .null))
+                fields.append(("activations", row.activations.map { .string($0) } ?? .null))
             }
             return .object(fields)
         })))
@@ -123,6 +127,7 @@ public struct InspectReport {
             var line = "    \(row.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(row.dtype.padding(toLength: 4, withPad: " ", startingAt: 0))  \(shape)"
             if let scheme = row.scheme {
                 line += "  \(scheme)" + (row.sqnrDB.map { "  \(DLRTTensorEntry.formatDB($0)) dB" } ?? "")
+                if let activations = row.activations { line += "  activations \(activations)" }
             }
             lines.append(line)
         }

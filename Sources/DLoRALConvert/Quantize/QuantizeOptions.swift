@@ -21,7 +21,20 @@ public struct QuantizeOptions: Sendable {
         }
     }
 
+    /// How the engine runs int8 layers (Formats/dlrt.md §4.1): `fp32` activations against the
+    /// dequantized weights, activations quantized per row to `int8` or `int16` on every layer, or
+    /// `auto` (calibrated per layer by the CLI, which then passes `layerActivations`).
+    public enum Activations: String, Sendable, CaseIterable {
+        case fp32, int8, int16, auto
+    }
+
     public var weights: Weights = .int8
+    public var activations: Activations = .fp32
+    /// Per-layer choice by full name (`unet.…weight`); wins over `activations` where present
+    /// (a layer mapped to nil runs with fp32 activations).
+    public var layerActivations: [String: DLRTActivations?] = [:]
+    /// For `auto`: what calibration did, recorded as `quantization.calibration` (§4.1).
+    public var calibrationRecord: JSONValue?
     public var granularity: Granularity = .channel
     /// Extra globs (on canonical names, `fnmatch` syntax) of tensors to keep in fp32.
     public var keep: [String] = []
@@ -36,6 +49,18 @@ public struct QuantizeOptions: Sendable {
     /// True if `name` stays fp32 under this policy.
     public func keeps(_ name: String) -> Bool {
         (Self.defaultKeep + keep).contains { fnmatch($0, name, 0) == 0 }
+    }
+
+    /// The activation precision recorded for an int8 `int8_channel` weight (nil: fp32): the
+    /// CFR always runs in fp32, so its weights get none.
+    public func activations(for name: String) -> DLRTActivations? {
+        guard weights == .int8, granularity == .channel, !name.hasPrefix("cfr.") else { return nil }
+        if let chosen = layerActivations[name] { return chosen }
+        switch activations {
+        case .fp32, .auto: return nil
+        case .int8: return .int8
+        case .int16: return .int16
+        }
     }
 
     public var schemeName: String {
@@ -67,4 +92,21 @@ public struct QuantizeReport: Sendable {
     public var compressed = false
     public var tensors: [Tensor] = []
     public var warnings: [String] = []
+
+    /// How the int8 layers' activations run (nil for fp16/fp32 files).
+    public struct Activations: Sendable {
+        public var policy: String
+        public var int16Layers: Int
+        public var int8Layers: Int
+        public var calibrationPSNR: Double?
+        public var targetPSNR: Double?
+        public init(policy: String, int16Layers: Int, int8Layers: Int, calibrationPSNR: Double? = nil, targetPSNR: Double? = nil) {
+            self.policy = policy
+            self.int16Layers = int16Layers
+            self.int8Layers = int8Layers
+            self.calibrationPSNR = calibrationPSNR
+            self.targetPSNR = targetPSNR
+        }
+    }
+    public var activations: Activations?
 }

@@ -23,6 +23,7 @@ public enum Quantizer {
             plan.k = k
             plan.kPadded = kp
             plan.scalesShape = block == 0 ? [view.shape[0]] : [view.shape[0], kp / block]
+            plan.activations = options.activations(for: name)
         } else {
             let wide = !view.dtype.isFloatingPoint ? view.dtype
                 : (options.weights == .fp16 && !options.keeps(name) && view.shape.count >= 2 && name != "prompt_embeds") ? DType.float16 : .float32
@@ -119,9 +120,10 @@ public enum Quantizer {
             ("quantization", .object([
                 ("weights", .string(options.weights.rawValue)),
                 ("int8_granularity", .string(options.granularity.rawValue)),
+                ("activations", .string(options.weights == .int8 ? options.activations.rawValue : "fp32")),
                 ("keep", .array((QuantizeOptions.defaultKeep + options.keep).map { .string($0) })),
                 ("policy", .string(policyText(options))),
-            ])),
+            ] + (options.calibrationRecord.map { [("calibration", $0)] } ?? []))),
             ("provenance", .object([
                 ("tool", .string("dloral-convert")),
                 ("version", .string(ToolVersion.string)),
@@ -139,6 +141,12 @@ public enum Quantizer {
         }, progress: { plan, _ in progress?.advance(tensor: plan.name, bytes: plan.rawBytes) })
         progress?.finish()
         report.bytes = size
+        if options.weights == .int8 {
+            report.activations = QuantizeReport.Activations(
+                policy: options.activations.rawValue,
+                int16Layers: entries.filter { $0.activations == .int16 }.count,
+                int8Layers: entries.filter { $0.activations == .int8 }.count)
+        }
         for entry in entries {
             let sourceBytes = views[entry.name]!.byteCount
             report.sourceBytes += sourceBytes
@@ -153,7 +161,15 @@ public enum Quantizer {
     static func policyText(_ options: QuantizeOptions) -> String {
         switch options.weights {
         case .int8:
-            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)); norms, biases, the timestep embedding, prompt embeddings and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
+            let activations: String
+            switch options.activations {
+            case .fp32: activations = "fp32 activations"
+            case .int8, .int16: activations = "UNet/VAE activations quantized per row to \(options.activations.rawValue)"
+            case .auto:
+                let wide = options.layerActivations.values.filter { $0 == .int16 }.count
+                activations = "UNet/VAE activations per row, int16 on \(wide) of \(options.layerActivations.count) layers (calibrated), int8 elsewhere"
+            }
+            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)), \(activations); norms, biases, the timestep embedding, prompt embeddings and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
         case .fp16:
             return "floating tensors fp16; norms, biases, the timestep embedding\(options.keep.isEmpty ? "" : ", " + options.keep.joined(separator: ", ")) and prompt embeddings fp32"
         case .fp32:

@@ -22,9 +22,32 @@ func blocksAdd(_ a: Tensor, _ b: Tensor) -> Tensor {
     return out
 }
 
+/// A layer's weight: fp32 (the reference path; fp16 and int8-without-integer-activations files are
+/// widened or dequantized to it), or an int8 matrix used in place with integer activations.
+public enum BlocksWeight: Sendable {
+    case float(Tensor)
+    case integer(IntegerWeight)
+
+    /// Loads `name`: the integer form when the table's view is an int8 rows matrix whose layer has
+    /// an activation precision, fp32 otherwise.
+    static func load(_ name: String, from table: TensorTable) throws -> BlocksWeight {
+        guard let view = table[name] else { throw EngineError.missingTensor(name: name) }
+        if let integer = IntegerWeight(view, name: name) { return .integer(integer) }
+        return .float(Tensor(view))
+    }
+
+    /// The PyTorch shape.
+    public var shape: [Int] {
+        switch self {
+        case .float(let tensor): return tensor.shape
+        case .integer(let weight): return weight.info.logicalShape
+        }
+    }
+}
+
 /// A `torch.nn.Conv2d` (groups 1, dilation 1) with its weights.
 public struct BlocksConv2d: Sendable {
-    public let weight: Tensor
+    public let kernel: BlocksWeight
     public let bias: Tensor?
     public let stride: (Int, Int)
     public let padding: (Int, Int)
@@ -33,42 +56,71 @@ public struct BlocksConv2d: Sendable {
     public init(
         table: TensorTable, prefix: String, stride: (Int, Int) = (1, 1), padding: (Int, Int)? = nil
     ) throws {
-        weight = try Tensor.load(blocksName(prefix, "weight"), from: table)
-        guard weight.rank == 4 else {
+        kernel = try BlocksWeight.load(blocksName(prefix, "weight"), from: table)
+        let shape = kernel.shape
+        guard shape.count == 4 else {
             throw EngineError.shapeMismatch(
-                operation: "conv2d \(prefix)", expected: "[O, C, kh, kw]", actual: weight.shape)
+                operation: "conv2d \(prefix)", expected: "[O, C, kh, kw]", actual: shape)
         }
         let biasName = blocksName(prefix, "bias")
         bias = table[biasName] == nil ? nil : try Tensor.load(biasName, from: table)
         self.stride = stride
         // Default: "same" padding for odd kernels at stride 1 (kernel / 2).
-        self.padding = padding ?? (weight.shape[2] / 2, weight.shape[3] / 2)
+        self.padding = padding ?? (shape[2] / 2, shape[3] / 2)
     }
 
-    public var inChannels: Int { weight.shape[1] }
-    public var outChannels: Int { weight.shape[0] }
+    /// The fp32 weight (`[O, C, kh, kw]`); only for layers on the fp32 path.
+    public var weight: Tensor {
+        guard case .float(let tensor) = kernel else {
+            preconditionFailure("conv2d weight \(kernel.shape) is int8 with integer activations, not fp32")
+        }
+        return tensor
+    }
+
+    public var inChannels: Int { kernel.shape[1] }
+    public var outChannels: Int { kernel.shape[0] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        switch kernel {
+        case .float(let weight):
+            return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        case .integer(let weight):
+            if let probe = ActivationProbe.current {
+                return probe.measure(weight) {
+                    Ops.conv2d(x, weight: $0, bias: bias, stride: stride, padding: padding)
+                }
+            }
+            return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        }
     }
 }
 
 /// A `torch.nn.Linear` with its weights.
 public struct BlocksLinear: Sendable {
-    public let weight: Tensor
+    public let kernel: BlocksWeight
     public let bias: Tensor?
 
     public init(table: TensorTable, prefix: String) throws {
-        weight = try Tensor.load(blocksName(prefix, "weight"), from: table)
-        guard weight.rank == 2 else {
-            throw EngineError.shapeMismatch(operation: "linear \(prefix)", expected: "[out, in]", actual: weight.shape)
+        kernel = try BlocksWeight.load(blocksName(prefix, "weight"), from: table)
+        guard kernel.shape.count == 2 else {
+            throw EngineError.shapeMismatch(operation: "linear \(prefix)", expected: "[out, in]", actual: kernel.shape)
         }
         let biasName = blocksName(prefix, "bias")
         bias = table[biasName] == nil ? nil : try Tensor.load(biasName, from: table)
     }
 
+    public var outFeatures: Int { kernel.shape[0] }
+    public var inFeatures: Int { kernel.shape[1] }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Ops.linear(x, weight: weight, bias: bias)
+        switch kernel {
+        case .float(let weight): return Ops.linear(x, weight: weight, bias: bias)
+        case .integer(let weight):
+            if let probe = ActivationProbe.current {
+                return probe.measure(weight) { Ops.linear(x, weight: $0, bias: bias) }
+            }
+            return Ops.linear(x, weight: weight, bias: bias)
+        }
     }
 }
 

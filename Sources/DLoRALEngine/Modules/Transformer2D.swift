@@ -18,11 +18,11 @@ public struct TransformerAttention: Sendable {
         toK = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_k"))
         toV = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_v"))
         toOut = try BlocksLinear(table: table, prefix: blocksName(prefix, "to_out.0"))
-        let inner = toQ.weight.shape[0]
+        let inner = toQ.outFeatures
         guard heads > 0, inner % heads == 0 else {
             throw EngineError.shapeMismatch(
                 operation: "attention \(prefix) with \(heads) heads",
-                expected: "inner dimension divisible by the head count", actual: toQ.weight.shape)
+                expected: "inner dimension divisible by the head count", actual: toQ.kernel.shape)
         }
         self.heads = heads
     }

@@ -166,7 +166,7 @@ public final class UNet2DCondition: @unchecked Sendable {
         guard convIn.inChannels == config.inChannels else {
             throw EngineError.shapeMismatch(
                 operation: "conv_in", expected: "[O, \(config.inChannels), kh, kw] (in_channels)",
-                actual: convIn.weight.shape)
+                actual: convIn.kernel.shape)
         }
         timeLinear1 = try BlocksLinear(table: table, prefix: "time_embedding.linear_1")
         timeLinear2 = try BlocksLinear(table: table, prefix: "time_embedding.linear_2")

@@ -150,7 +150,7 @@ public struct VAEEncoder: Sendable {
         convOut = try BlocksConv2d(table: table, prefix: "encoder.conv_out", padding: (1, 1))
         quantConv = config.useQuantConv ? try BlocksConv2d(table: table, prefix: "quant_conv", padding: (0, 0)) : nil
         // The moments (mean and log-variance) must be 2 × latent_channels wide.
-        let momentsChannels = (quantConv ?? convOut).weight.shape[0]
+        let momentsChannels = (quantConv ?? convOut).outChannels
         guard momentsChannels == 2 * config.latentChannels else {
             throw EngineError.shapeMismatch(
                 operation: "VAE encoder with latent_channels \(config.latentChannels)",

@@ -1,7 +1,9 @@
+import CKernels
+// OpenBLAS stays linked for other callers; the engine's GEMMs go through dloral_sgemm (CKernels).
 import COpenBLAS
 
 extension Ops {
-    /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as im2col + one `cblas_sgemm` per image.
+    /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as im2col + one `sgemm` per image.
     ///
     /// A 1×1 kernel with stride 1 and no padding skips im2col: the image already is the
     /// `[C, H·W]` column matrix.
@@ -141,23 +143,25 @@ extension Ops {
         }
     }
 
-    /// Row-major `C = alpha · A · op(B) + beta · C` through OpenBLAS.
+    /// Row-major `C = alpha · op(A) · op(B) + beta · C` through `dloral_sgemm` (CKernels): fused
+    /// multiply-add chains over blocks of k in a fixed order (dloral_kernels.h), so the result is
+    /// the same on every kernel path (AVX2, NEON, scalar) and for any `DLORAL_THREADS`.
     /// - Parameters:
-    ///   - m, n, k: `A` is `m×k`, `op(B)` is `k×n`, `C` is `m×n`.
+    ///   - m, n, k: `op(A)` is `m×k`, `op(B)` is `k×n`, `C` is `m×n`.
     ///   - transposeA: when true, `A` is stored `k×m` and used transposed.
     ///   - transposeB: when true, `B` is stored `n×k` and used transposed.
+    ///   - beta: 0 does not read `C`.
     static func sgemm(
         m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
         b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
         c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
     ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm extents \(m)×\(n)×\(k)")
         precondition(
-            [m, n, k, lda, ldb, ldc].allSatisfy { $0 <= Int(Int32.max) },
-            "sgemm extent exceeds the 32-bit BLAS interface")
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-            blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb),
-            beta, c, blasint(ldc))
+            lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n,
+            "sgemm leading dimensions \(lda), \(ldb), \(ldc) too small for \(m)×\(n)×\(k)")
+        dloral_sgemm(
+            transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import DLoRALFormats
 
 /// The one-step DLoRAL forward pass (DESIGN §2) over a whole clip.
@@ -14,6 +15,8 @@ public final class DLoRALPipeline {
         public var unetOutput: Tensor
         public var x0: Tensor
         public var frames: Tensor
+        /// Wall seconds per phase, in order: vae_encoder, cfr (when present), unet, vae_decoder.
+        public var timings: [(String, Double)] = []
 
         public func stage(_ name: String) -> Tensor? {
             switch name {
@@ -77,20 +80,26 @@ public final class DLoRALPipeline {
         guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
             throw EngineError.shapeMismatch(operation: "DLoRAL step frames", expected: "[T ≥ 2, 3, H, W]", actual: frames.shape)
         }
-        let latents = encoder(frames)
+        var timings: [(String, Double)] = []
+        func timed<T>(_ phase: String, _ work: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timings.append((phase, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try work()
+        }
+        let latents = timed("vae_encoder") { encoder(frames) }
         let aligned: Tensor, fused: Tensor
         if let cfr {
-            let out = cfr.run(frames: frames, latents: latents)
+            let out = timed("cfr") { cfr.run(frames: frames, latents: latents) }
             (aligned, fused) = (out.aligned, out.fused)
         } else {
             (aligned, fused) = (latents.frames(0..<(latents.shape[0] - 1)), latents.frames(1..<latents.shape[0]))
         }
         let unetInput = Tensor.concatenateChannels(aligned, fused)
-        let unetOutput = try unet(unetInput, timestep: Self.timestep, encoderHiddenStates: promptEmbeds)
+        let unetOutput = try timed("unet") { try unet(unetInput, timestep: Self.timestep, encoderHiddenStates: promptEmbeds) }
         var x0 = fused
         for i in x0.data.indices { x0.data[i] -= unetOutput.data[i] }
-        let decoded = VAEDecoder.clampFrames(decoder(x0))
-        return Outputs(latents: latents, unetInput: unetInput, unetOutput: unetOutput, x0: x0, frames: decoded)
+        let decoded = timed("vae_decoder") { VAEDecoder.clampFrames(decoder(x0)) }
+        return Outputs(latents: latents, unetInput: unetInput, unetOutput: unetOutput, x0: x0, frames: decoded, timings: timings)
     }
 }
 

@@ -4,8 +4,9 @@ import DLoRALFormats
 ///
 /// Every tensor is checked against its SHA-256 as it is loaded (`DLRTFile.tensor`), so nothing
 /// runs on corrupted bytes. fp32 tensors are used in place from the mapping; fp16 are widened
-/// when a module converts them; int8 weights are dequantized to fp32 (q · scale) here, so the
-/// fp32 engine runs an int8 file with int8 weights and fp32 activations.
+/// when a module converts them. int8 weights whose entry names an activation precision (1.1) run
+/// on the integer path, their int8 rows used in place; other int8 weights are dequantized to fp32
+/// (q · scale) when a module loads them, and run with fp32 activations.
 public struct RuntimeModel: Sendable {
     public let path: String
     /// Storage scheme of the file's weights: "fp32", "fp16" or "int8".
@@ -17,20 +18,70 @@ public struct RuntimeModel: Sendable {
     public let configs: [String: JSONValue]
     public let defaultPromptEmbeds: Tensor?
 
-    public init(file: DLRTFile) throws {
+    /// Layers that run on the integer path, by full name (`unet.…weight`), with their precision.
+    public let integerLayers: [String: DLRTActivations]
+    /// For `--activations auto` files: the frames PSNR target calibration reached for.
+    public let calibrationTarget: Double?
+
+    /// "fp32" (no integer layers), "int8", "int16" or "mixed".
+    public var activations: String {
+        let kinds = Set(integerLayers.values)
+        if kinds.isEmpty { return "fp32" }
+        return kinds.count == 2 ? "mixed" : kinds.first!.rawValue
+    }
+
+    /// An fp32 model from tables already in memory or mapped (a merged folder read by the
+    /// convert tools): the in-process fp32 reference, e.g. for calibration.
+    public init(path: String, unet: TensorTable, vae: TensorTable, cfr: TensorTable, configs: [String: JSONValue]) throws {
+        for (component, table) in [("unet", unet), ("vae", vae)] where table.count == 0 {
+            throw FormatError(.invalidModel, file: path, "has no \(component) tensors")
+        }
+        for component in ["unet", "vae"] where configs[component] == nil {
+            throw FormatError(.invalidModel, file: path, "has no \(component) config")
+        }
+        self.path = path
+        weights = "fp32"
+        self.unet = unet
+        self.vae = vae
+        self.cfr = cfr
+        self.configs = configs
+        defaultPromptEmbeds = nil
+        integerLayers = [:]
+        calibrationTarget = nil
+    }
+
+    /// - Parameter activations: overrides the file's per-layer activation precision (calibration
+    ///   in `dloral-convert quantize`): called with each int8 `int8_channel` UNet/VAE weight's full
+    ///   name and the file's choice, returns the precision to run it at (nil: fp32 activations).
+    public init(
+        file: DLRTFile,
+        activations: ((String, DLRTActivations?) -> DLRTActivations?)? = nil
+    ) throws {
         path = file.path
         weights = file.metadata["quantization"]?["weights"]?.stringValue ?? "fp32"
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]
         var prompt: Tensor?
+        var integer: [String: DLRTActivations] = [:]
         for entry in file.entries {
             // Check the digest now, dropping the pages hashing touched; the modules copy each
-            // tensor once and drop its pages again (`Tensor.init(_:)`), so the file is never
-            // resident next to the copies.
+            // fp32 tensor once and drop its pages again (`Tensor.init(_:)`), so the file is never
+            // resident next to the copies. Integer layers use their int8 rows in place.
             try file.verify(entry.name, releasePages: true)
+            let component = entry.name.firstIndex(of: ".").map { String(entry.name[..<$0]) } ?? ""
             let view: TensorView
             if entry.layout == .rowsK32 {
-                let values = try file.dequantized(entry.name)
-                view = TensorView(dtype: .float32, shape: entry.shape, storage: .copying(values, origin: "\(file.path):\(entry.name)"))
+                if var rows = try file.int8RowsView(entry.name) {
+                    var precision = entry.activations
+                    if let activations { precision = activations(entry.name, precision) }
+                    // The CFR always runs in fp32 (its SpyNet and attention take fp32 weights).
+                    if component == "cfr" { precision = nil }
+                    rows.int8Rows?.activations = precision
+                    if let precision { integer[entry.name] = precision }
+                    view = rows
+                } else {
+                    let values = try file.dequantized(entry.name)
+                    view = TensorView(dtype: .float32, shape: entry.shape, storage: .copying(values, origin: "\(file.path):\(entry.name)"))
+                }
             } else {
                 view = try file.tensor(entry.name)
             }
@@ -38,9 +89,8 @@ public struct RuntimeModel: Sendable {
                 prompt = Tensor(view)
                 continue
             }
-            guard let dot = entry.name.firstIndex(of: "."), tables[String(entry.name[..<dot])] != nil else { continue }
-            let component = String(entry.name[..<dot])
-            tables[component]!.set(String(entry.name[entry.name.index(after: dot)...]), view)
+            guard tables[component] != nil else { continue }
+            tables[component]!.set(String(entry.name.dropFirst(component.count + 1)), view)
         }
         for (component, table) in tables where table.count == 0 && component != "cfr" {
             throw FormatError(.invalidModel, file: file.path, "has no \(component) tensors; a .dlrt for dloral-verify needs unet, vae and cfr (quantize a folder written by dloral-convert merge)")
@@ -55,5 +105,7 @@ public struct RuntimeModel: Sendable {
         }
         self.configs = configs
         defaultPromptEmbeds = prompt
+        integerLayers = integer
+        calibrationTarget = activations == nil ? file.metadata["quantization"]?["calibration"]?["target_psnr_db"]?.doubleValue : nil
     }
 }

@@ -1,5 +1,38 @@
 import CKernels
 
+/// What an int8 `rows_k32` weight view needs besides its bytes: one scale per output channel
+/// (`int8_channel`) and the precision its layer quantizes activations to.
+public struct Int8RowsInfo: Sendable {
+    /// The weight's PyTorch shape ([N, C] or [N, C, KH, KW]).
+    public let logicalShape: [Int]
+    /// K = product of `logicalShape[1...]`, and K padded to a multiple of 32.
+    public let k: Int
+    public let kPadded: Int
+    /// One float32 scale per row (output channel).
+    public let scales: [Float]
+    /// nil: the engine dequantizes and runs this layer with fp32 activations.
+    public var activations: DLRTActivations?
+
+    public init(logicalShape: [Int], k: Int, kPadded: Int, scales: [Float], activations: DLRTActivations?) {
+        self.logicalShape = logicalShape
+        self.k = k
+        self.kPadded = kPadded
+        self.scales = scales
+        self.activations = activations
+    }
+
+    /// ŵ = q · s in the logical (PyTorch) layout.
+    public func dequantize(_ q: UnsafePointer<Int8>) -> [Float] {
+        let rows = logicalShape.first ?? 1
+        var rowMajor = [Float](repeating: 0, count: rows * k)
+        for n in 0..<rows {
+            let s = scales[n]
+            for col in 0..<k { rowMajor[n * k + col] = Float(q[n * kPadded + col]) * s }
+        }
+        return Int8Rows.fromRows(rowMajor, shape: logicalShape)
+    }
+}
+
 /// A typed, shaped window onto tensor bytes, without copying them.
 ///
 /// Most views are contiguous row-major. PyTorch pickles can also describe strided views with a
@@ -12,6 +45,9 @@ public struct TensorView: Sendable {
     public let byteOffset: Int
     /// Element strides, row-major contiguous unless the source said otherwise.
     public let strides: [Int]
+    /// Set when the view is the int8 `rows_k32` matrix of a `.dlrt` weight ([N, Kp] int8): its
+    /// logical shape, scales and activation precision (Formats/dlrt.md §4).
+    public var int8Rows: Int8RowsInfo?
 
     /// A contiguous view; the caller has checked that the bytes fit.
     public init(dtype: DType, shape: [Int], storage: TensorStorage, byteOffset: Int = 0) {

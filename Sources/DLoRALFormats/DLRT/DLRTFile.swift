@@ -161,6 +161,15 @@ public final class DLRTFile: @unchecked Sendable {
         entry.k = try int("k")
         entry.kPadded = try int("k_padded")
         entry.sqnrDB = json["sqnr_db"]?.doubleValue
+        if let value = json["activations"], value != .null {
+            guard let text = value.stringValue, let activations = DLRTActivations(rawValue: text) else {
+                throw FormatError(.unsupported, file: file, tensor: name, "activations \(value.serialized()) is not one this reader knows (int8, int16)")
+            }
+            guard layout == .rowsK32, scheme == .int8Channel else {
+                throw fail("\"activations\" is set but the tensor is not an int8_channel rows_k32 matrix")
+            }
+            entry.activations = activations
+        }
         guard let count = checkedElementCount(shape) else { throw fail("shape \(shape) overflows") }
         switch layout {
         case .torch:
@@ -266,6 +275,18 @@ public final class DLRTFile: @unchecked Sendable {
             }
         }
         return TensorView(dtype: entry.dtype, shape: shape, storage: storage)
+    }
+
+    /// The int8 `rows_k32` matrix of an `int8_channel` tensor, zero-copy ([N, Kp], verified
+    /// first), with its scales and the entry's activation precision attached (`int8Rows`).
+    /// nil for other tensors (block scales have no integer path; use `dequantized`).
+    public func int8RowsView(_ name: String) throws -> TensorView? {
+        guard let entry = entry(name), entry.layout == .rowsK32, entry.scheme == .int8Channel else { return nil }
+        var view = try tensor(name)
+        view.int8Rows = Int8RowsInfo(
+            logicalShape: entry.shape, k: entry.k, kPadded: entry.kPadded,
+            scales: try scales(name) ?? [], activations: entry.activations)
+        return view
     }
 
     /// The F32 scales of an int8 tensor (verified first).

@@ -4,7 +4,8 @@ import Crypto
 public enum DLRT {
     public static let magic: [UInt8] = [0x89, 0x44, 0x4C, 0x52, 0x54, 0x0D, 0x0A, 0x1A]
     public static let majorVersion: UInt16 = 1
-    public static let minorVersion: UInt16 = 0
+    /// The newest minor version this code writes (1.1: per-tensor `activations`).
+    public static let minorVersion: UInt16 = 1
     public static let headerBytes = 128
     /// Every data and scales region starts on a multiple of this.
     public static let alignmentBytes = 64
@@ -33,7 +34,7 @@ public enum DLRT {
 /// The fixed 128-byte header (§2).
 public struct DLRTHeader: Equatable, Sendable {
     public var major: UInt16 = DLRT.majorVersion
-    public var minor: UInt16 = DLRT.minorVersion
+    public var minor: UInt16 = 0
     public var fileBytes = 0
     public var metadataOffset = DLRT.headerBytes
     public var metadataBytes = 0
@@ -70,6 +71,14 @@ public struct DLRTHeader: Equatable, Sendable {
         hasher.update(bufferPointer: metadata)
         return Array(hasher.finalize())
     }
+}
+
+/// Precision of the activations an int8 layer multiplies its weights with (§4.1, version 1.1).
+public enum DLRTActivations: String, Sendable, CaseIterable {
+    /// Quantized per row to int8 (int8 × int8 products).
+    case int8
+    /// Quantized per row to int16 (int16 × int8 products, exact).
+    case int16
 }
 
 /// How a tensor's elements are stored.
@@ -121,6 +130,9 @@ public struct DLRTTensorEntry: Equatable, Sendable {
     public var scales: DLRTRegion?
     public var scalesShape: [Int] = []
     public var sqnrDB: Double?
+    /// int8 weights (1.1): the activation precision the engine quantizes this layer's input to,
+    /// or nil for fp32 activations against the dequantized weights (§4.1).
+    public var activations: DLRTActivations?
 
     public init(name: String, shape: [Int], dtype: DType, scheme: DLRTScheme, layout: DLRTLayout,
                 data: DLRTRegion = DLRTRegion(offset: 0, bytes: 0, sha256: ""), rawBytes: Int, compression: DLRTCompression) {
@@ -165,6 +177,7 @@ public struct DLRTTensorEntry: Equatable, Sendable {
             pairs.append(("scales", .null))
         }
         pairs.append(("sqnr_db", sqnrText.map { .number($0) } ?? sqnrDB.map { .number(Self.formatDB($0)) } ?? .null))
+        if let activations { pairs.append(("activations", .string(activations.rawValue))) }
         return .object(pairs)
     }
 

@@ -108,6 +108,8 @@ public enum DLRTWriter {
         precondition(metadataBytes.count <= reserve, "metadata outgrew its reserve")
         try writer.write(metadataBytes, at: DLRT.headerBytes)
         var header = DLRTHeader()
+        // 1.1 adds per-tensor `activations`; files without it stay 1.0, readable by 1.0 readers.
+        header.minor = entries.contains { $0.activations != nil } ? 1 : 0
         header.fileBytes = writer.bytesWritten
         header.metadataBytes = metadataBytes.count
         header.payloadOffset = payloadOffset

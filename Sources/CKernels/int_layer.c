@@ -1,0 +1,285 @@
+// Integer Conv2d / Linear layers (dloral_int_layer.h): per-row activation quantization, integer
+// GEMM, fused dequantization with bias. One driver for every path; only the row quantizer, the
+// GEMM and the epilogue differ, and they give the same bits on every path.
+#include "dloral_int_layer.h"
+#include "dloral_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int32_t dloral_activation_qmax(int bits, size_t kp) {
+    if (bits == 8) return 127;
+    if (kp == 0) return 32767;
+    // Largest q with kp·q·127 ≤ 2^31 − 1.
+    uint64_t q = (uint64_t)2147483647u / ((uint64_t)kp * 127u);
+    return q > 32767 ? 32767 : (int32_t)q;
+}
+
+// MARK: - Row quantizer
+
+static inline int32_t clamp_q(int32_t v, int32_t qmax) { return v > qmax ? qmax : (v < -qmax ? -qmax : v); }
+
+static float quantize_row_scalar(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+    float amax = 0;
+    for (size_t i = 0; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    size_t bytes = bits == 8 ? 1 : 2;
+    if (!(amax > 0)) {
+        memset(q, 0, kp * bytes);
+        return 0;
+    }
+    float inv = (float)qmax / amax;
+    if (bits == 8) {
+        int8_t *q8 = q;
+        for (size_t i = 0; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        memset(q8 + k, 0, kp - k);
+    } else {
+        int16_t *q16 = q;
+        for (size_t i = 0; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        memset(q16 + k, 0, (kp - k) * 2);
+    }
+    return amax / (float)qmax;
+}
+
+// MARK: - Epilogues: y = fma((float)acc, sa·sw, bias)
+
+// Conv: acc [rows][n] → out[j·plane + p + r].
+static void epilogue_conv_scalar(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,
+                                 const float *bias, float *out, size_t plane, size_t p) {
+    for (size_t j = 0; j < n; j++) {
+        float b = bias ? bias[j] : 0.0f, s = sw[j];
+        float *o = out + j * plane + p;
+        for (size_t r = 0; r < rows; r++) o[r] = fmaf((float)acc[r * n + j], sa[r] * s, b);
+    }
+}
+
+// Linear: acc [rows][n] → y[(r0 + r)·ldy + j].
+static void epilogue_linear_scalar(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,
+                                   const float *bias, float *y, size_t ldy) {
+    for (size_t r = 0; r < rows; r++) {
+        float *o = y + r * ldy;
+        for (size_t j = 0; j < n; j++) o[j] = fmaf((float)acc[r * n + j], sa[r] * sw[j], bias ? bias[j] : 0.0f);
+    }
+}
+
+// MARK: - AVX2
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps();
+    size_t kv = k & ~(size_t)7, i = 0;
+    for (; i < kv; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i)));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    float amax = 0;
+    for (int t = 0; t < 8; t++) amax = lanes[t] > amax ? lanes[t] : amax;
+    for (; i < k; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    size_t bytes = bits == 8 ? 1 : 2;
+    if (!(amax > 0)) {
+        memset(q, 0, kp * bytes);
+        return 0;
+    }
+    float inv = (float)qmax / amax;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i hi = _mm256_set1_epi32(qmax), lo = _mm256_set1_epi32(-qmax);
+    i = 0;
+    if (bits == 8) {
+        int8_t *q8 = q;
+        for (; i < kv; i += 8) {
+            // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
+            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+            v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
+            __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);  // 8 × int16 in the low half
+            __m128i p8 = _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_castsi256_si128(p16));
+            _mm_storel_epi64((__m128i *)(q8 + i), p8);
+        }
+        for (; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        memset(q8 + k, 0, kp - k);
+    } else {
+        int16_t *q16 = q;
+        for (; i < kv; i += 8) {
+            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+            v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
+            __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);
+            _mm_storeu_si128((__m128i *)(q16 + i), _mm256_castsi256_si128(p16));
+        }
+        for (; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        memset(q16 + k, 0, (kp - k) * 2);
+    }
+    return amax / (float)qmax;
+}
+
+AVX2 static void epilogue_conv_avx2(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,
+                                    const float *bias, float *out, size_t plane, size_t p) {
+    for (size_t j = 0; j < n; j++) {
+        float b = bias ? bias[j] : 0.0f, s = sw[j];
+        float *o = out + j * plane + p;
+        for (size_t r = 0; r < rows; r++) o[r] = __builtin_fmaf((float)acc[r * n + j], sa[r] * s, b);
+    }
+}
+
+AVX2 static void epilogue_linear_avx2(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,
+                                      const float *bias, float *y, size_t ldy) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t r = 0; r < rows; r++) {
+        float *o = y + r * ldy;
+        const int32_t *a = acc + r * n;
+        const __m256 vs = _mm256_set1_ps(sa[r]);
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256 scale = _mm256_mul_ps(vs, _mm256_loadu_ps(sw + j));
+            __m256 b = bias ? _mm256_loadu_ps(bias + j) : zero;
+            __m256 v = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(a + j)));
+            _mm256_storeu_ps(o + j, _mm256_fmadd_ps(v, scale, b));
+        }
+        for (; j < n; j++) o[j] = __builtin_fmaf((float)a[j], sa[r] * sw[j], bias ? bias[j] : 0.0f);
+    }
+}
+#endif
+
+// MARK: - Driver
+
+typedef float (*quantize_row_fn)(int, size_t, size_t, int32_t, const float *, void *);
+typedef void (*epilogue_conv_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t, size_t);
+typedef void (*epilogue_linear_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t);
+
+struct int_path {
+    quantize_row_fn quantize;
+    epilogue_conv_fn conv_out;
+    epilogue_linear_fn linear_out;
+};
+
+static struct int_path pick_path(void) {
+#if defined(__x86_64__)
+    if (strcmp(dloral_kernels_isa(), "avx2") == 0)
+        return (struct int_path){quantize_row_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
+#endif
+    return (struct int_path){quantize_row_scalar, epilogue_conv_scalar, epilogue_linear_scalar};
+}
+
+float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q) {
+    return pick_path().quantize(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
+}
+
+static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, int32_t *c) {
+    if (bits == 8) dloral_gemm_i8i8_i32(m, n, kp, a, w, c);
+    else dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
+}
+
+// Rows per block: the quantized block (rows·kp elements) stays within about 256 KiB (L2), and the
+// int32 results (rows·n) within about 512 KiB.
+static size_t block_rows(int bits, size_t kp, size_t n) {
+    size_t bytes = bits == 8 ? 1 : 2;
+    size_t rows = (256u * 1024u) / (kp * bytes + 1);
+    size_t by_out = (512u * 1024u) / (n * 4 + 1);
+    if (by_out < rows) rows = by_out;
+    if (rows < 8) rows = 8;
+    if (rows > 128) rows = 128;
+    return rows;
+}
+
+struct scratch {
+    float *row;
+    void *q;
+    int32_t *acc;
+    float *sa;
+};
+
+static int scratch_alloc(struct scratch *s, size_t k, size_t rows, size_t kp, size_t n, int bits) {
+    size_t bytes = bits == 8 ? 1 : 2;
+    s->row = aligned_alloc(64, ((k * sizeof(float) + 63) / 64) * 64 + 64);
+    s->q = aligned_alloc(64, ((rows * kp * bytes + 63) / 64) * 64 + 64);
+    s->acc = aligned_alloc(64, ((rows * n * 4 + 63) / 64) * 64 + 64);
+    s->sa = malloc(rows * sizeof(float) + 4);
+    if (!s->row || !s->q || !s->acc || !s->sa) {
+        free(s->row), free(s->q), free(s->acc), free(s->sa);
+        return -1;
+    }
+    return 0;
+}
+
+static void scratch_free(struct scratch *s) { free(s->row), free(s->q), free(s->acc), free(s->sa); }
+
+int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
+                      size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
+                      const float *x_hwc, size_t n, size_t kp, const int8_t *w,
+                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1) {
+    if (p1 <= p0 || n == 0) return 0;
+    const struct int_path P = pick_path();
+    const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
+    const int32_t qmax = dloral_activation_qmax(bits, kp);
+    const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
+    const size_t rows_per_block = block_rows(bits, kp, n);
+    struct scratch s;
+    if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
+    for (size_t p = p0; p < p1; p += rows_per_block) {
+        size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
+        for (size_t r = 0; r < rows; r++) {
+            size_t oy = (p + r) / wo, ox = (p + r) % wo;
+            const float *src;
+            if (direct) {
+                src = x_hwc + ((oy * sh) * w_in + ox * sw) * c;
+            } else {
+                // Gather the (ky, kx, c) row; taps in the zero padding are zeros.
+                for (size_t ky = 0; ky < kh; ky++) {
+                    long iy = (long)(oy * sh + ky) - (long)ph;
+                    for (size_t kx = 0; kx < kw; kx++) {
+                        long ix = (long)(ox * sw + kx) - (long)pw;
+                        float *dst = s.row + (ky * kw + kx) * c;
+                        if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
+                        else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
+                    }
+                }
+                src = s.row;
+            }
+            s.sa[r] = P.quantize(bits, k, kp, qmax, src, (char *)s.q + r * kp * bytes);
+        }
+        gemm(bits, rows, n, kp, s.q, w, s.acc);
+        P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
+    }
+    scratch_free(&s);
+    return 0;
+}
+
+int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
+                      const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
+                      size_t r0, size_t r1) {
+    if (r1 <= r0 || n == 0) return 0;
+    const struct int_path P = pick_path();
+    const size_t bytes = bits == 8 ? 1 : 2;
+    const int32_t qmax = dloral_activation_qmax(bits, kp);
+    const size_t rows_per_block = block_rows(bits, kp, n);
+    struct scratch s;
+    if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
+    for (size_t p = r0; p < r1; p += rows_per_block) {
+        size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
+        for (size_t r = 0; r < rows; r++)
+            s.sa[r] = P.quantize(bits, k, kp, qmax, x + (p + r) * ldx, (char *)s.q + r * kp * bytes);
+        gemm(bits, rows, n, kp, s.q, w, s.acc);
+        P.linear_out(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
+    }
+    scratch_free(&s);
+    return 0;
+}
+
+void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
+    // Tiles of 8 channels × 64 pixels keep both sides within a few cache lines.
+    for (size_t p0 = 0; p0 < hw; p0 += 64) {
+        size_t p1 = p0 + 64 < hw ? p0 + 64 : hw;
+        for (size_t c0 = 0; c0 < c; c0 += 8) {
+            size_t c1 = c0 + 8 < c ? c0 + 8 : c;
+            for (size_t p = p0; p < p1; p++)
+                for (size_t ch = c0; ch < c1; ch++) dst[p * c + ch] = src[ch * hw + p];
+        }
+    }
+}

@@ -1,0 +1,638 @@
+// Single-precision GEMM (dloral_sgemm): Goto/BLIS blocking with packed operands, one shared
+// driver, and a register tile per path (AVX2/FMA 6×16, NEON 6×16, scalar fmaf 6×16).
+//
+// Arithmetic (the same on every path and for any thread count, MC or NC): k is cut into blocks
+// of KC = DLORAL_SGEMM_KC consecutive indices, and for each C element and block in turn
+//   S = +0;  for p in the block, increasing:  S = fma(op(A)[i][p], op(B)[p][j], S)
+//   first block:  C = beta == 0 ? alpha·S : fma(alpha, S, beta·C)
+//   later blocks: C = fma(alpha, S, C)
+// (the write-back after each block, in the tile). The work is split over rows or columns of C,
+// never over k, and fmaf, vfmadd and fmla all round once, so the bits do not depend on the path
+// or DLORAL_THREADS. Summing each block separately keeps the rounding error near that of a
+// KC-term sum plus a k/KC-term sum, like BLAS libraries, rather than that of one k-term chain.
+//
+// Loops (outermost first): jc over NC columns → pc over KC of k (pack B: KC×NC into NR-wide
+// slivers) → ic over MC rows (pack A: MC×KC into MR-tall slivers) → jr over NR slivers → ir over
+// MR slivers → tile. Edge tiles run on a zero-padded MR×NR scratch tile and write back only the
+// valid part. The packed buffers are per thread, allocated once.
+//
+// Threads: a pool of persistent workers, created lazily and sleeping on a condition variable
+// when idle. A call cuts C into a few wide ranges of NR columns (when n ≥ m) or MR rows
+// (otherwise) that the caller and the woken workers take first come, first served; each runs the
+// whole loop nest on its range. Small problems run on the caller's thread, as does a call made
+// while the pool is busy with another caller's GEMM. Which thread computes an element never
+// changes its value.
+#include "dloral_kernels.h"
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// Products and sums stay as written (the only fused operations are the explicit fmaf / FMA).
+#pragma STDC FP_CONTRACT OFF
+
+#define MR 6
+#define NR 16
+// Cache blocking: a KC×NR sliver of packed B (16 KiB) stays in L1 while the MC×KC block of packed
+// A (144 KiB) streams from L2, and the KC×NC panel of packed B (1 MiB) stays in L2 between the MC
+// blocks. MC and NC change speed only, never the bits; -D overrides them for tuning. KC is part
+// of the result (DLORAL_SGEMM_KC). On a 2-core Xeon with 48 KiB L1d and 2 MiB L2 per core, KC
+// 256–512, MC 96–288 and NC 1024–4096 were all within the measurement noise of each other.
+#ifndef SGEMM_MC
+#define SGEMM_MC 144
+#endif
+#ifndef SGEMM_NC
+#define SGEMM_NC 1024
+#endif
+#define KC ((size_t)DLORAL_SGEMM_KC)  // part of the arithmetic contract: not a tuning knob
+#define MC ((size_t)SGEMM_MC)
+#define NC ((size_t)SGEMM_NC)
+#if SGEMM_MC % MR != 0 || SGEMM_NC % NR != 0
+#error "SGEMM_MC must be a multiple of MR and SGEMM_NC of NR"
+#endif
+
+// Below this many multiply-adds a call runs on the caller's thread (waking a worker costs more).
+#ifndef SGEMM_INLINE_MACS
+#define SGEMM_INLINE_MACS (96.0 * 96.0 * 96.0)
+#endif
+#define SGEMM_MAX_THREADS 64
+
+// MARK: - Problem and driver
+
+typedef struct {
+    int trans_a, trans_b;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    size_t lda;
+    const float *b;
+    size_t ldb;
+    float *c;
+    size_t ldc;
+    sgemm_tile_fn tile;
+} sgemm_problem;
+
+// The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
+static void scale_c(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    for (size_t i = i0; i < i1; i++) {
+        float *row = P->c + i * P->ldc;
+        if (P->beta == 0) {
+            for (size_t j = j0; j < j1; j++) row[j] = 0;
+        } else {
+            for (size_t j = j0; j < j1; j++) row[j] = P->beta * row[j];
+        }
+    }
+}
+
+// Packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into MR-tall slivers:
+// dst[s·MR·kc + p·MR + r] = op(A)[i0 + s·MR + r][p0 + p], zero past row m.
+static void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
+    for (size_t s = 0; s < mc; s += MR) {
+        size_t rows = mc - s < MR ? mc - s : MR;
+        float *d = dst + s * kc;
+        if (P->trans_a) {  // op(A)[i][p] = a[p·lda + i]: MR contiguous floats per p
+            const float *src = P->a + p0 * P->lda + i0 + s;
+            if (rows == MR) {
+                for (size_t p = 0; p < kc; p++, src += P->lda, d += MR) {
+                    for (size_t r = 0; r < MR; r++) d[r] = src[r];
+                }
+            } else {
+                for (size_t p = 0; p < kc; p++, src += P->lda, d += MR) {
+                    size_t r = 0;
+                    for (; r < rows; r++) d[r] = src[r];
+                    for (; r < MR; r++) d[r] = 0;
+                }
+            }
+        } else {  // op(A)[i][p] = a[i·lda + p]: interleave MR rows
+            const float *src = P->a + (i0 + s) * P->lda + p0;
+            if (rows == MR) {
+                const float *r0 = src, *r1 = r0 + P->lda, *r2 = r1 + P->lda;
+                const float *r3 = r2 + P->lda, *r4 = r3 + P->lda, *r5 = r4 + P->lda;
+                // Rows of A are read in short pieces: fetch the next sliver's while packing this one.
+                const float *ahead = s + 2 * MR <= mc ? r0 + MR * P->lda : NULL;
+                for (size_t q = 0; q < kc; q += 16) {
+                    if (ahead) {
+                        for (size_t r = 0; r < MR; r++) __builtin_prefetch(ahead + r * P->lda + q);
+                    }
+                    const size_t end = q + 16 < kc ? q + 16 : kc;
+                    for (size_t p = q; p < end; p++, d += MR) {
+                        d[0] = r0[p];
+                        d[1] = r1[p];
+                        d[2] = r2[p];
+                        d[3] = r3[p];
+                        d[4] = r4[p];
+                        d[5] = r5[p];
+                    }
+                }
+            } else {
+                for (size_t p = 0; p < kc; p++, d += MR) {
+                    size_t r = 0;
+                    for (; r < rows; r++) d[r] = src[r * P->lda + p];
+                    for (; r < MR; r++) d[r] = 0;
+                }
+            }
+        }
+    }
+}
+
+// Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide slivers:
+// dst[s·NR·kc + p·NR + c] = op(B)[p0 + p][j0 + s·NR + c], zero past column n.
+static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+    if (!P->trans_b) {  // op(B)[p][j] = b[p·ldb + j]: read B row by row (sequential streams)
+        const size_t full = nc / NR * NR, cols = nc - full;
+        const float *src = P->b + p0 * P->ldb + j0;
+        for (size_t p = 0; p < kc; p++, src += P->ldb) {
+            float *d = dst + p * NR;
+            for (size_t s = 0; s < full; s += NR) memcpy(d + s * kc, src + s, NR * sizeof(float));
+            if (cols) {
+                memcpy(d + full * kc, src + full, cols * sizeof(float));
+                memset(d + full * kc + cols, 0, (NR - cols) * sizeof(float));
+            }
+        }
+        return;
+    }
+    for (size_t s = 0; s < nc; s += NR) {  // op(B)[p][j] = b[j·ldb + p]: gather NR rows of b
+        size_t cols = nc - s < NR ? nc - s : NR;
+        float *d = dst + s * kc;
+        const float *src = P->b + (j0 + s) * P->ldb + p0;
+        size_t c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            const float *s0 = src + c * P->ldb, *s1 = s0 + P->ldb, *s2 = s1 + P->ldb, *s3 = s2 + P->ldb;
+            float *dc = d + c;
+            for (size_t p = 0; p < kc; p++, dc += NR) {
+                dc[0] = s0[p];
+                dc[1] = s1[p];
+                dc[2] = s2[p];
+                dc[3] = s3[p];
+            }
+        }
+        for (; c < cols; c++) {
+            const float *sc = src + c * P->ldb;
+            for (size_t p = 0; p < kc; p++) d[p * NR + c] = sc[p];
+        }
+        for (; c < NR; c++) {
+            for (size_t p = 0; p < kc; p++) d[p * NR + c] = 0;
+        }
+    }
+}
+
+// Per-thread packing buffers (aligned to 64 bytes), allocated on first use and freed when the
+// thread exits.
+typedef struct {
+    float *a;  // MC × KC
+    float *b;  // KC × NC
+} sgemm_buffers;
+
+static pthread_key_t buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void buffers_free(void *p) {
+    sgemm_buffers *buf = p;
+    free(buf->a);
+    free(buf->b);
+    free(buf);
+}
+
+static void buffers_key_make(void) {
+    if (pthread_key_create(&buffers_key, buffers_free) != 0) {
+        fputs("dloral_sgemm: pthread_key_create failed\n", stderr);
+        abort();
+    }
+}
+
+static sgemm_buffers *thread_buffers(void) {
+    pthread_once(&buffers_once, buffers_key_make);
+    sgemm_buffers *buf = pthread_getspecific(buffers_key);
+    if (buf) return buf;
+    buf = malloc(sizeof *buf);
+    // aligned_alloc wants a multiple of the alignment.
+    float *a = aligned_alloc(64, (MC * KC * sizeof(float) + 63) / 64 * 64);
+    float *b = aligned_alloc(64, (KC * NC * sizeof(float) + 63) / 64 * 64);
+    if (!buf || !a || !b || pthread_setspecific(buffers_key, buf) != 0) {
+        fputs("dloral_sgemm: out of memory for the packing buffers\n", stderr);
+        abort();
+    }
+    buf->a = a;
+    buf->b = b;
+    return buf;
+}
+
+// One mc × nc block of C from packed A (mc × kc) and packed B (kc × nc), written back with beta
+// (the caller's beta for the first k block, 1 for the others).
+static void macro_kernel(const sgemm_problem *P, size_t kc, size_t mc, size_t nc, const float *pa,
+                         const float *pb, float *c, float beta) {
+    const size_t ldc = P->ldc;
+    for (size_t jr = 0; jr < nc; jr += NR) {
+        size_t cols = nc - jr < NR ? nc - jr : NR;
+        const float *b = pb + jr * kc;
+        for (size_t ir = 0; ir < mc; ir += MR) {
+            size_t rows = mc - ir < MR ? mc - ir : MR;
+            const float *a = pa + ir * kc;
+            float *ct = c + ir * ldc + jr;
+            // The tile ends by reading or writing C, which is mostly out of cache: fetch the
+            // next tile's rows while this one computes.
+            float *next = ir + MR < mc ? ct + MR * ldc : jr + NR < nc ? c + jr + NR : NULL;
+            if (next) {
+                size_t next_rows = ir + MR < mc ? (mc - ir - MR < MR ? mc - ir - MR : MR) : (mc < MR ? mc : MR);
+                for (size_t r = 0; r < next_rows; r++) {
+                    __builtin_prefetch(next + r * ldc, 1);
+                    __builtin_prefetch(next + r * ldc + NR - 1, 1);
+                }
+            }
+            if (rows == MR && cols == NR) {
+                P->tile(kc, a, b, ct, ldc, P->alpha, beta);
+            } else {
+                float t[MR * NR] __attribute__((aligned(64)));
+                if (beta != 0) {
+                    memset(t, 0, sizeof t);
+                    for (size_t r = 0; r < rows; r++) memcpy(t + r * NR, ct + r * ldc, cols * sizeof(float));
+                }
+                P->tile(kc, a, b, t, NR, P->alpha, beta);
+                for (size_t r = 0; r < rows; r++) memcpy(ct + r * ldc, t + r * NR, cols * sizeof(float));
+            }
+        }
+    }
+}
+
+// The whole loop nest on C rows [i0, i1) × columns [j0, j1), on the calling thread.
+static void run_region(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    if (i0 >= i1 || j0 >= j1) return;
+    sgemm_buffers *buf = thread_buffers();
+    for (size_t jc = j0; jc < j1; jc += NC) {
+        size_t nc = j1 - jc < NC ? j1 - jc : NC;
+        for (size_t pc = 0; pc < P->k; pc += KC) {
+            size_t kc = P->k - pc < KC ? P->k - pc : KC;
+            pack_b(P, pc, kc, jc, nc, buf->b);
+            const float beta = pc == 0 ? P->beta : 1.0f;
+            for (size_t ic = i0; ic < i1; ic += MC) {
+                size_t mc = i1 - ic < MC ? i1 - ic : MC;
+                pack_a(P, ic, mc, pc, kc, buf->a);
+                macro_kernel(P, kc, mc, nc, buf->a, buf->b, P->c + ic * P->ldc + jc, beta);
+            }
+        }
+    }
+}
+
+// MARK: - Thread pool
+
+// A job is C cut into `chunks` contiguous ranges of `chunk_units` units (NR columns when
+// split_cols, else MR rows), handed out first come, first served, so that a worker that wakes
+// late or runs on a busy core takes fewer. Each range runs the whole loop nest (run_region), so
+// it packs the other operand again: ranges stay wide enough to keep that to a few percent.
+static struct {
+    pthread_mutex_t busy;  // held by the caller whose GEMM the pool is running
+    pthread_mutex_t lock;  // guards everything below except `next`
+    pthread_cond_t wake;   // workers: a new generation was posted
+    pthread_cond_t done;   // caller: active reached 0
+    int workers;           // started, numbered 1…workers (the caller is part 0)
+    unsigned long generation;
+    int open;    // workers may still join the current job
+    int active;  // workers working on it
+    int parts;   // threads for this job: the caller and the workers numbered below parts
+    // The current job; the problem is the caller's, dereferenced only by workers that joined
+    // (the caller waits for them to leave).
+    const sgemm_problem *problem;
+    int split_cols;
+    size_t chunk_units, chunks;
+    size_t next;  // next chunk to hand out (atomic)
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+
+// Takes chunks of the current job until there are none left.
+static void run_chunks(const sgemm_problem *P, int split_cols, size_t chunk_units, size_t chunks) {
+    const size_t unit = split_cols ? NR : MR, extent = split_cols ? P->n : P->m;
+    for (;;) {
+        size_t chunk = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
+        if (chunk >= chunks) return;
+        size_t lo = chunk * chunk_units * unit, hi = lo + chunk_units * unit;
+        if (hi > extent) hi = extent;
+        if (split_cols) run_region(P, 0, P->m, lo, hi);
+        else run_region(P, lo, hi, 0, P->n);
+    }
+}
+
+static int forced_threads = 0;  // dloral_threads_force; 0 = automatic
+static int auto_threads = 0;    // DLORAL_THREADS, else online CPUs capped at 8; 0 = not read yet
+
+static int thread_count(void) {
+    int n = __atomic_load_n(&forced_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    n = __atomic_load_n(&auto_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    const char *env = getenv("DLORAL_THREADS");
+    long v = env && *env ? strtol(env, NULL, 10) : 0;
+    if (v <= 0) {
+        v = sysconf(_SC_NPROCESSORS_ONLN);
+        if (v > 8) v = 8;
+    }
+    if (v < 1) v = 1;
+    if (v > SGEMM_MAX_THREADS) v = SGEMM_MAX_THREADS;
+    __atomic_store_n(&auto_threads, (int)v, __ATOMIC_RELAXED);
+    return (int)v;
+}
+
+typedef struct {
+    int index;
+    unsigned long seen;
+} worker_start;
+
+static void *worker_main(void *arg) {
+    worker_start start = *(worker_start *)arg;
+    free(arg);
+    unsigned long seen = start.seen;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (!pool.open || start.index >= pool.parts) continue;  // too late, or not needed
+        pool.active++;
+        const sgemm_problem *P = pool.problem;
+        int split_cols = pool.split_cols;
+        size_t chunk_units = pool.chunk_units, chunks = pool.chunks;
+        pthread_mutex_unlock(&pool.lock);
+        run_chunks(P, split_cols, chunk_units, chunks);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.active == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+// In a forked child the workers are gone: start over (the parent's locks may look held).
+static void pool_after_fork_child(void) {
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.workers = 0;
+    pool.open = 0;
+    pool.active = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
+// Starts workers until there are `wanted` (called with pool.lock held); returns how many there are.
+static int pool_grow(int wanted) {
+    while (pool.workers < wanted) {
+        worker_start *start = malloc(sizeof *start);
+        if (!start) break;
+        start->index = pool.workers + 1;
+        start->seen = pool.generation;
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&thread, &attr, worker_main, start);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            free(start);
+            break;
+        }
+        pool.workers++;
+    }
+    return pool.workers;
+}
+
+// Runs P on up to `parts` threads (the caller and parts − 1 workers), or on the caller alone when
+// the pool is busy with another caller's GEMM.
+static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
+    if (pthread_mutex_trylock(&pool.busy) != 0) {
+        run_region(P, 0, P->m, 0, P->n);
+        return;
+    }
+    // Chunks: a multiple of parts (up to 3 per thread) no narrower than 512 columns or 384 rows,
+    // unless that leaves fewer than one per thread.
+    const size_t unit = split_cols ? NR : MR, extent = split_cols ? P->n : P->m;
+    const size_t units = (extent + unit - 1) / unit, min_units = split_cols ? 512 / NR : 384 / MR;
+    size_t per_thread = units / ((size_t)parts * min_units);
+    if (per_thread < 1) per_thread = 1;
+    if (per_thread > 3) per_thread = 3;
+    size_t chunk_units = (units + (size_t)parts * per_thread - 1) / ((size_t)parts * per_thread);
+    size_t chunks = (units + chunk_units - 1) / chunk_units;
+
+    pthread_once(&atfork_once, atfork_register);
+    pthread_mutex_lock(&pool.lock);
+    pool_grow(parts - 1);
+    pool.problem = P;
+    pool.split_cols = split_cols;
+    pool.chunk_units = chunk_units;
+    pool.chunks = chunks;
+    __atomic_store_n(&pool.next, 0, __ATOMIC_RELAXED);
+    pool.parts = parts;
+    pool.open = 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    run_chunks(P, split_cols, chunk_units, chunks);
+
+    // All chunks are taken: close the job (a worker waking now has nothing to do) and wait for
+    // the workers still on theirs.
+    pthread_mutex_lock(&pool.lock);
+    pool.open = 0;
+    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.problem = NULL;
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.busy);
+}
+
+void dloral_threads_force(int n) {
+    if (n > SGEMM_MAX_THREADS) n = SGEMM_MAX_THREADS;
+    __atomic_store_n(&forced_threads, n > 0 ? n : 0, __ATOMIC_RELAXED);
+}
+
+int dloral_threads(void) { return thread_count(); }
+
+static void sgemm_drive(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                        sgemm_tile_fn tile) {
+    if (m == 0 || n == 0) return;
+    sgemm_problem P = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, tile};
+    if (k == 0 || alpha == 0) {  // C = beta·C; A and B are not read
+        scale_c(&P, 0, m, 0, n);
+        return;
+    }
+    int split_cols = n >= m;
+    size_t units = split_cols ? (n + NR - 1) / NR : (m + MR - 1) / MR;
+    int parts = thread_count();
+    if ((size_t)parts > units) parts = (int)units;
+    if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS) parts = 1;
+    if (parts <= 1) run_region(&P, 0, m, 0, n);
+    else pool_run(&P, split_cols, parts);
+}
+
+// MARK: - Scalar tile
+
+// The reference tile: S[r][j] = fused chain over p < kc of a[p·MR + r]·b[p·NR + j] from +0, then
+// C = alpha·S when beta is 0 (C not read), else fma(alpha, S, beta·C).
+static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
+    float acc[MR][NR];
+    for (size_t r = 0; r < MR; r++) {
+        for (size_t j = 0; j < NR; j++) acc[r][j] = 0.0f;
+    }
+    for (size_t p = 0; p < kc; p++, a += MR, b += NR) {
+        for (size_t r = 0; r < MR; r++) {
+            const float x = a[r];
+            for (size_t j = 0; j < NR; j++) acc[r][j] = fmaf(x, b[j], acc[r][j]);
+        }
+    }
+    for (size_t r = 0; r < MR; r++) {
+        float *row = c + r * ldc;
+        if (beta == 0) {
+            for (size_t j = 0; j < NR; j++) row[j] = alpha * acc[r][j];
+        } else {
+            for (size_t j = 0; j < NR; j++) row[j] = fmaf(alpha, acc[r][j], beta * row[j]);
+        }
+    }
+}
+
+void sgemm_scalar(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_scalar);
+}
+
+// MARK: - AVX2 tile
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// 12 ymm accumulators (6 rows × 2 halves of 8 columns); per p two loads of B and six broadcasts
+// of A. vfmadd231ps rounds once, as fmaf does.
+//
+// The k loop is inline assembly with the accumulators in registers: SwiftPM compiles C at -O0 in
+// debug builds, where the same loop written with intrinsics keeps every vector on the stack and
+// runs at 3% of the FMA peak. The assembly is what clang -O2 makes of that intrinsics loop.
+#define SGEMM_AVX2_STEP(P)                                          \
+    "vmovaps " #P "*64(%[b]), %%ymm12\n\t"                          \
+    "vmovaps " #P "*64+32(%[b]), %%ymm13\n\t"                       \
+    "vbroadcastss " #P "*24(%[a]), %%ymm14\n\t"                     \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c00]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c01]\n\t"                      \
+    "vbroadcastss " #P "*24+4(%[a]), %%ymm15\n\t"                   \
+    "vfmadd231ps %%ymm12, %%ymm15, %[c10]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm15, %[c11]\n\t"                      \
+    "vbroadcastss " #P "*24+8(%[a]), %%ymm14\n\t"                   \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c20]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c21]\n\t"                      \
+    "vbroadcastss " #P "*24+12(%[a]), %%ymm15\n\t"                  \
+    "vfmadd231ps %%ymm12, %%ymm15, %[c30]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm15, %[c31]\n\t"                      \
+    "vbroadcastss " #P "*24+16(%[a]), %%ymm14\n\t"                  \
+    "vfmadd231ps %%ymm12, %%ymm14, %[c40]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %[c41]\n\t"                      \
+    "vbroadcastss " #P "*24+20(%[a]), %%ymm15\n\t"                  \
+    "vfmadd231ps %%ymm12, %%ymm15, %[c50]\n\t"                      \
+    "vfmadd231ps %%ymm13, %%ymm15, %[c51]\n\t"
+
+AVX2 static void sgemm_tile_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    // rax holds kc mod 4 for the tail loop (GCC allows 30 operands, and "+" counts twice).
+    __asm__ volatile(
+        "mov %[kc], %%rax\n\t"
+        "and $3, %%eax\n\t"
+        "shr $2, %[kc]\n\t"
+        "jz 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        SGEMM_AVX2_STEP(0)
+        SGEMM_AVX2_STEP(1)
+        SGEMM_AVX2_STEP(2)
+        SGEMM_AVX2_STEP(3)
+        "add $96, %[a]\n\t"
+        "add $256, %[b]\n\t"
+        "dec %[kc]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "test %%rax, %%rax\n\t"
+        "jz 4f\n"
+        "3:\n\t"
+        SGEMM_AVX2_STEP(0)
+        "add $24, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %%rax\n\t"
+        "jnz 3b\n"
+        "4:\n\t"
+        : [c00] "+x"(c00), [c01] "+x"(c01), [c10] "+x"(c10), [c11] "+x"(c11), [c20] "+x"(c20), [c21] "+x"(c21),
+          [c30] "+x"(c30), [c31] "+x"(c31), [c40] "+x"(c40), [c41] "+x"(c41), [c50] "+x"(c50), [c51] "+x"(c51),
+          [a] "+r"(a), [b] "+r"(b), [kc] "+r"(kc)
+        :
+        : "rax", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+    // Write-back: C = alpha·S, or fma(alpha, S, beta·C).
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define SGEMM_AVX2_OUT(R, LO, HI)                                                                  \
+    do {                                                                                          \
+        float *row = c + (R) * ldc;                                                               \
+        if (beta == 0) {                                                                          \
+            _mm256_storeu_ps(row, _mm256_mul_ps(va, LO));                                         \
+            _mm256_storeu_ps(row + 8, _mm256_mul_ps(va, HI));                                     \
+        } else {                                                                                  \
+            _mm256_storeu_ps(row, _mm256_fmadd_ps(va, LO, _mm256_mul_ps(vb, _mm256_loadu_ps(row))));         \
+            _mm256_storeu_ps(row + 8, _mm256_fmadd_ps(va, HI, _mm256_mul_ps(vb, _mm256_loadu_ps(row + 8)))); \
+        }                                                                                         \
+    } while (0)
+    SGEMM_AVX2_OUT(0, c00, c01);
+    SGEMM_AVX2_OUT(1, c10, c11);
+    SGEMM_AVX2_OUT(2, c20, c21);
+    SGEMM_AVX2_OUT(3, c30, c31);
+    SGEMM_AVX2_OUT(4, c40, c41);
+    SGEMM_AVX2_OUT(5, c50, c51);
+#undef SGEMM_AVX2_OUT
+}
+#undef SGEMM_AVX2_STEP
+
+void sgemm_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_avx2);
+}
+#endif
+
+// MARK: - NEON tile
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+// 24 q-register accumulators (6 rows × 4 quarters of 16 columns); fmla by element is fused.
+static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
+    float32x4_t acc[MR][4];
+    for (int r = 0; r < MR; r++) {
+        for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    }
+    for (size_t p = 0; p < kc; p++, a += MR, b += NR) {
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
+        const float32x4_t a0 = vld1q_f32(a);
+        const float32x2_t a4 = vld1_f32(a + 4);
+#define SGEMM_NEON_ROW(R, FMA, V, L)              \
+        acc[R][0] = FMA(acc[R][0], b0, V, L);      \
+        acc[R][1] = FMA(acc[R][1], b1, V, L);      \
+        acc[R][2] = FMA(acc[R][2], b2, V, L);      \
+        acc[R][3] = FMA(acc[R][3], b3, V, L);
+        SGEMM_NEON_ROW(0, vfmaq_laneq_f32, a0, 0)
+        SGEMM_NEON_ROW(1, vfmaq_laneq_f32, a0, 1)
+        SGEMM_NEON_ROW(2, vfmaq_laneq_f32, a0, 2)
+        SGEMM_NEON_ROW(3, vfmaq_laneq_f32, a0, 3)
+        SGEMM_NEON_ROW(4, vfmaq_lane_f32, a4, 0)
+        SGEMM_NEON_ROW(5, vfmaq_lane_f32, a4, 1)
+#undef SGEMM_NEON_ROW
+    }
+    for (int r = 0; r < MR; r++) {  // C = alpha·S, or fma(alpha, S, beta·C)
+        float *row = c + r * ldc;
+        for (int q = 0; q < 4; q++) {
+            float32x4_t out = beta == 0 ? vmulq_n_f32(acc[r][q], alpha)
+                                        : vfmaq_n_f32(vmulq_n_f32(vld1q_f32(row + 4 * q), beta), acc[r][q], alpha);
+            vst1q_f32(row + 4 * q, out);
+        }
+    }
+}
+
+void sgemm_neon(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_neon);
+}
+#endif

@@ -1,0 +1,120 @@
+import DLoRALConvert
+import DLoRALEngine
+import DLoRALFormats
+import Foundation
+
+/// `dloral-convert quantize --activations auto`: quantizes once with int16 activations everywhere
+/// into a scratch file, calibrates the per-layer choice on it against the fp32 model
+/// (`ActivationCalibration`), then writes the output with the chosen precision per layer.
+enum CalibratedQuantize {
+    /// The bundled fixture frames (`--calibration` default), looked up next to the working
+    /// directory and the executable (`.build/release/…` in a checkout).
+    static let bundledReference = "Tests/Fixtures/tiny/reference_full.safetensors"
+
+    static func defaultCalibration() -> String? {
+        var candidates = [bundledReference]
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = (exe as NSString).deletingLastPathComponent
+        for _ in 0..<4 {
+            candidates.append((dir as NSString).appendingPathComponent(bundledReference))
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Frames [T, 3, H, W] and prompt embeddings to calibrate on, and a description for the record.
+    static func inputs(_ path: String, crossDim: Int?, promptEmbeds: String?) throws -> (Tensor, Tensor, String) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FormatError(.io, file: path, "calibration input not found; give a folder of PNG frames or a reference .safetensors with input.frames")
+        }
+        var frames: Tensor
+        var prompt: Tensor?
+        if isDirectory.boolValue {
+            frames = try FrameSequence.load(folder: path).frames
+        } else {
+            let table = try SafetensorsFile(path: path).table
+            guard let view = table["input.frames"] else {
+                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (DESIGN §4)")
+            }
+            frames = Tensor(view)
+            if let p = table["input.prompt_embeds"], p.shape.count == 3, crossDim == nil || p.shape[2] == crossDim {
+                prompt = Tensor(p)
+            }
+        }
+        guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3, frames.shape[2] % 8 == 0, frames.shape[3] % 8 == 0 else {
+            throw FormatError(.invalidModel, file: path, tensor: "input.frames", "shape \(frames.shape); expected [T ≥ 2, 3, H, W] with H and W divisible by 8")
+        }
+        if prompt == nil, let promptEmbeds {
+            let table = try SafetensorsFile(path: promptEmbeds).table
+            if let view = table["prompt_embeds"] ?? (table.count == 1 ? table.tensors.values.first : nil) { prompt = Tensor(view) }
+        }
+        var note = ""
+        if prompt == nil {
+            // Without matching embeddings, an empty prompt's place is taken by zeros.
+            prompt = Tensor(zeros: [1, 77, crossDim ?? 1024])
+            note = ", zero prompt embeddings"
+        }
+        let description = "\(path) (\(frames.shape[0]) frames of \(frames.shape[3])×\(frames.shape[2])\(note))"
+        return (frames, prompt!, description)
+    }
+
+    static func quantize(
+        source: String, output: String, options: QuantizeOptions, calibration: String?, targetPSNR: Double,
+        progress: ConversionProgress?
+    ) throws -> QuantizeReport {
+        guard let calibrationPath = calibration ?? defaultCalibration() else {
+            throw FormatError(.io, file: bundledReference,
+                              "--activations auto needs calibration frames and the bundled fixture is not here; pass --calibration <PNG folder or reference .safetensors>")
+        }
+        let model = try CheckpointReader.open(source)
+        var configs: [String: JSONValue] = [:]
+        for (component, config) in model.configs { configs[component.rawValue] = config }
+        let (frames, prompt, description) = try inputs(
+            calibrationPath, crossDim: configs["unet"]?["cross_attention_dim"]?.intValue, promptEmbeds: options.promptEmbeds)
+
+        // A scratch file with every layer at int16, beside the output (same file system).
+        let scratch = output + ".calibration-\(getpid()).dlrt"
+        InterruptCleanup.removeOnInterrupt(scratch)
+        defer {
+            unlink(scratch)
+            InterruptCleanup.forget(scratch)
+        }
+        var wide = options
+        wide.activations = .int16
+        Console.error("dloral-convert: calibrating activations on \(description), target \(targetPSNR) dB")
+        _ = try Quantizer.quantize(source: source, output: scratch, options: wide)
+        let file = try DLRTFile(path: scratch)
+        let reference = try RuntimeModel(
+            path: source, unet: model.tensors(of: .unet), vae: model.tensors(of: .vae), cfr: model.tensors(of: .cfr),
+            configs: configs)
+        let result = try ActivationCalibration.calibrate(
+            file: file, reference: reference, frames: frames, prompt: prompt, targetPSNR: targetPSNR,
+            log: { Console.error("dloral-convert: \($0)") })
+
+        var final = options
+        final.layerActivations = result.assignment.mapValues { Optional($0) }
+        let int16 = result.assignment.values.filter { $0 == .int16 }.count
+        final.calibrationRecord = .object([
+            ("target_psnr_db", .number(String(format: "%.2f", targetPSNR))),
+            ("frames", .string(description)),
+            ("psnr_db", .number(String(format: "%.2f", result.psnrDB))),
+            ("all_int8_psnr_db", .number(String(format: "%.2f", result.allInt8PSNR))),
+            ("all_int16_psnr_db", .number(String(format: "%.2f", result.allInt16PSNR))),
+            ("int16_layers", .int(int16)),
+            ("int16_mac_share", .number(String(format: "%.4f", result.int16MACShare))),
+            ("layers", .int(result.assignment.count)),
+            ("target_reached", .bool(result.targetReached)),
+        ])
+        var report = try Quantizer.quantize(source: source, output: output, options: final, progress: progress)
+        report.activations = QuantizeReport.Activations(
+            policy: "auto", int16Layers: int16, int8Layers: result.assignment.count - int16,
+            calibrationPSNR: result.psnrDB, targetPSNR: targetPSNR)
+        if !result.targetReached {
+            report.warnings.append(String(
+                format: "calibration could not reach %.2f dB: int16 activations on every layer give %.2f dB (the int8 weights alone limit it); all layers use int16",
+                targetPSNR, result.allInt16PSNR))
+        }
+        return report
+    }
+}

@@ -1,0 +1,133 @@
+import CKernels
+import Dispatch
+import Foundation
+import DLoRALFormats
+
+/// An int8 weight matrix used in place from the `.dlrt` mapping (`rows_k32`, one scale per output
+/// channel), with the precision its layer quantizes activations to.
+public struct IntegerWeight: @unchecked Sendable {
+    /// Keeps the mapping (or decompressed copy) alive; `rows` points into it.
+    let view: TensorView
+    let rows: UnsafePointer<Int8>
+    public let info: Int8RowsInfo
+    public private(set) var activations: DLRTActivations
+    /// The weight's name in its component's table (`down_blocks.0.resnets.0.conv1.weight`).
+    public let name: String
+
+    /// nil when `view` is not an int8 rows view whose layer has integer activations.
+    init?(_ view: TensorView, name: String) {
+        guard let info = view.int8Rows, let activations = info.activations,
+            let bytes = view.contiguousBytes, let base = bytes.baseAddress,
+            bytes.count == (info.logicalShape.first ?? 0) * info.kPadded
+        else { return nil }
+        self.view = view
+        self.rows = base.assumingMemoryBound(to: Int8.self)
+        self.info = info
+        self.activations = activations
+        self.name = name
+    }
+
+    /// The same weight run at another activation precision.
+    func with(_ activations: DLRTActivations) -> IntegerWeight {
+        var copy = self
+        copy.activations = activations
+        return copy
+    }
+
+    var bits: Int32 { activations == .int8 ? 8 : 16 }
+    var outputs: Int { info.logicalShape[0] }
+}
+
+extension Ops {
+    /// Worker threads for the integer layers (both cores here).
+    static let integerThreads = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
+
+    /// Splits `0..<count` into at most `integerThreads` contiguous parts and runs `body` on each
+    /// concurrently (inline for small work).
+    static func parallelRanges(_ count: Int, work: Int, _ body: (Int, Int) -> Void) {
+        let parts = work < 1 << 22 ? 1 : min(integerThreads, count)
+        if parts <= 1 {
+            body(0, count)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            body(count * part / parts, count * (part + 1) / parts)
+        }
+    }
+
+    /// `conv2d` with int8 weights and activations quantized per output pixel to int8 or int16
+    /// (the row of the im2col matrix), int32 accumulation, dequantized with bias.
+    public static func conv2d(
+        _ x: Tensor, weight: IntegerWeight, bias: Tensor?,
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
+        let (n, c, h, w) = x.nchw("conv2d")
+        let shape = weight.info.logicalShape
+        precondition(shape.count == 4 && shape[1] == c, "integer conv2d weight \(shape) does not take \(c) input channels")
+        let (o, kh, kw) = (shape[0], shape[2], shape[3])
+        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
+        let ho = (h + 2 * ph - kh) / sh + 1
+        let wo = (w + 2 * pw - kw) / sw + 1
+        var out = Tensor(zeros: [n, o, ho, wo])
+        guard n > 0, o > 0, ho * wo > 0 else { return out }
+        var hwc = [Float](repeating: 0, count: c * h * w)
+        let pixels = ho * wo
+        x.data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                hwc.withUnsafeMutableBufferPointer { cl in
+                    for image in 0..<n {
+                        dloral_chw_to_hwc(c, h * w, src.baseAddress! + image * c * h * w, cl.baseAddress!)
+                        let output = dst.baseAddress! + image * o * pixels
+                        let input = UnsafePointer(cl.baseAddress!)
+                        withOptionalPointer(bias) { b in
+                            parallelRanges(pixels, work: pixels * o * c * kh * kw) { p0, p1 in
+                                let status = dloral_int_conv2d(
+                                    weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                                    o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1)
+                                precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// `linear` with int8 weights and activations quantized per row (token) to int8 or int16.
+    public static func linear(_ x: Tensor, weight: IntegerWeight, bias: Tensor?) -> Tensor {
+        let shape = weight.info.logicalShape
+        precondition(x.rank >= 1 && shape.count == 2, "integer linear: x \(x.shape), weight \(shape)")
+        let inFeatures = x.shape[x.rank - 1]
+        let outFeatures = shape[0]
+        precondition(shape[1] == inFeatures, "linear weight \(shape) does not take \(inFeatures) features")
+        if let bias { precondition(bias.count == outFeatures, "linear bias has \(bias.count) elements for \(outFeatures)") }
+        var outShape = x.shape
+        outShape[outShape.count - 1] = outFeatures
+        var out = Tensor(zeros: outShape)
+        let rows = inFeatures == 0 ? 0 : x.count / inFeatures
+        guard rows > 0, outFeatures > 0 else { return out }
+        x.data.withUnsafeBufferPointer { a in
+            out.data.withUnsafeMutableBufferPointer { y in
+                withOptionalPointer(bias) { b in
+                    parallelRanges(rows, work: rows * outFeatures * inFeatures) { r0, r1 in
+                        let status = dloral_int_linear(
+                            weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
+                            weight.info.kPadded, weight.rows, weight.info.scales, b,
+                            y.baseAddress!, outFeatures, r0, r1)
+                        precondition(status == 0, "integer linear: out of memory for its scratch buffers")
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    private static func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let tensor else { return body(nil) }
+        return tensor.data.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+}

@@ -34,7 +34,11 @@ extension Ops {
         let columnsPerImage = ho * wo
         guard n > 0, o > 0, columnsPerImage > 0 else { return out }
         let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
-        var columns = [Float](repeating: 0, count: direct ? 0 : k * columnsPerImage)
+        // The column matrix is built a slab of output pixels at a time (at most about 16 MB), so a
+        // 512×512 VAE layer does not need its whole 1.2 GB im2col matrix at once. Splitting the
+        // columns does not change any sum (dloral_sgemm blocks only k), so results are the same bits.
+        let slab = direct ? columnsPerImage : max(64, min(columnsPerImage, (4 << 20) / max(k, 1)))
+        var columns = [Float](repeating: 0, count: direct ? 0 : k * slab)
 
         x.data.withUnsafeBufferPointer { src in
             weight.data.withUnsafeBufferPointer { wt in
@@ -44,8 +48,7 @@ extension Ops {
                         let output = dst.baseAddress! + image * o * columnsPerImage
                         if let bias {
                             for oc in 0..<o {
-                                let value = bias.data[oc]
-                                for j in 0..<columnsPerImage { output[oc * columnsPerImage + j] = value }
+                                (output + oc * columnsPerImage).update(repeating: bias.data[oc], count: columnsPerImage)
                             }
                         }
                         let beta: Float = bias == nil ? 0 : 1
@@ -53,15 +56,21 @@ extension Ops {
                             sgemm(
                                 m: o, n: columnsPerImage, k: k, a: wt.baseAddress!, lda: k,
                                 b: input, ldb: columnsPerImage, c: output, ldc: columnsPerImage, beta: beta)
-                        } else {
-                            columns.withUnsafeMutableBufferPointer { cols in
+                            continue
+                        }
+                        columns.withUnsafeMutableBufferPointer { cols in
+                            var first = 0
+                            while first < columnsPerImage {
+                                let count = min(slab, columnsPerImage - first)
                                 im2col(
                                     input, channels: c, height: h, width: w, kernel: (kh, kw),
-                                    stride: stride, padding: padding, output: (ho, wo), into: cols.baseAddress!)
+                                    stride: stride, padding: padding, output: (ho, wo),
+                                    pixels: first..<(first + count), into: cols.baseAddress!)
                                 sgemm(
-                                    m: o, n: columnsPerImage, k: k, a: wt.baseAddress!, lda: k,
-                                    b: cols.baseAddress!, ldb: columnsPerImage, c: output,
+                                    m: o, n: count, k: k, a: wt.baseAddress!, lda: k,
+                                    b: cols.baseAddress!, ldb: count, c: output + first,
                                     ldc: columnsPerImage, beta: beta)
+                                first += count
                             }
                         }
                     }
@@ -107,35 +116,42 @@ extension Ops {
         return out
     }
 
-    /// Unfolds one `[C, H, W]` image into the `[C·kh·kw, Ho·Wo]` matrix whose row
-    /// `(c, i, j)` holds the input pixel each output position sees through kernel tap `(i, j)`.
+    /// Unfolds output pixels `pixels` (row-major over `Ho × Wo`) of one `[C, H, W]` image into the
+    /// `[C·kh·kw, pixels.count]` matrix whose row `(c, i, j)` holds the input pixel each of those
+    /// output positions sees through kernel tap `(i, j)` (zero outside the image).
     static func im2col(
         _ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
         kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), output: (Int, Int),
-        into cols: UnsafeMutablePointer<Float>
+        pixels: Range<Int>, into cols: UnsafeMutablePointer<Float>
     ) {
         let (kh, kw) = kernel
         let (sh, sw) = stride
         let (ph, pw) = padding
-        let (ho, wo) = output
+        let wo = output.1
+        let count = pixels.count
         var row = 0
         for ch in 0..<channels {
             let plane = input + ch * height * width
             for i in 0..<kh {
                 for j in 0..<kw {
-                    let dst = cols + row * ho * wo
-                    for oy in 0..<ho {
+                    let dst = cols + row * count
+                    var p = pixels.lowerBound
+                    while p < pixels.upperBound {
+                        // One output row's part of the range at a time.
+                        let oy = p / wo, ox0 = p % wo
+                        let end = min(pixels.upperBound, p - ox0 + wo)
+                        let line = dst + (p - pixels.lowerBound)
                         let iy = oy * sh - ph + i
-                        let line = dst + oy * wo
                         if iy < 0 || iy >= height {
-                            line.update(repeating: 0, count: wo)
-                            continue
+                            line.update(repeating: 0, count: end - p)
+                        } else {
+                            let source = plane + iy * width
+                            for ox in ox0..<(ox0 + end - p) {
+                                let ix = ox * sw - pw + j
+                                line[ox - ox0] = (ix >= 0 && ix < width) ? source[ix] : 0
+                            }
                         }
-                        let source = plane + iy * width
-                        for ox in 0..<wo {
-                            let ix = ox * sw - pw + j
-                            line[ox] = (ix >= 0 && ix < width) ? source[ix] : 0
-                        }
+                        p = end
                     }
                     row += 1
                 }

@@ -32,70 +32,140 @@ static double median(double *v, int n) { qsort(v, n, sizeof *v, cmp); return v[n
 #define AVX2 __attribute__((target("avx2,fma")))
 #define PEAK_ITERS 20000000L
 
-// The int8 sequence of the kernel (per 32 products: vpsignb, vpmaddubsw, vpmaddwd, vpaddd): six
-// independent accumulators against six distinct weight registers (15 ymm live, no spills).
-AVX2 static void *peak_i8_loop(void *out) {
-    __m256i a = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    __m256i aa = _mm256_abs_epi8(a);
-    __m256i w0 = _mm256_set1_epi8(-5), w1 = _mm256_set1_epi8(7), w2 = _mm256_set1_epi8(-9), w3 = _mm256_set1_epi8(11),
-            w4 = _mm256_set1_epi8(-13), w5 = _mm256_set1_epi8(15);
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0;
+// Register-only loops in inline assembly, so the compiler can neither merge nor spill them.
+
+// The int8 sequence of the kernel's 1×4 tile (per 32 products: vpsignb, vpmaddubsw, vpmaddwd,
+// vpaddd): |a| and a, four weight registers, four accumulators.
+static void *peak_i8_loop(void *out) {
+    static const int8_t init[32 * 2] = {3, -5, 7, -9, 11, -13, 15, -17, 3, -5, 7, -9, 11, -13, 15, -17,
+                                        3, -5, 7, -9, 11, -13, 15, -17, 3, -5, 7, -9, 11, -13, 15, -17,
+                                        -2, 4, -6, 8, -10, 12, -14, 16, -2, 4, -6, 8, -10, 12, -14, 16,
+                                        -2, 4, -6, 8, -10, 12, -14, 16, -2, 4, -6, 8, -10, 12, -14, 16};
+    long n = PEAK_ITERS;
     double t0 = now();
-    for (long i = 0; i < PEAK_ITERS; i++) {
-        __asm__ volatile("" : "+x"(w0), "+x"(w1), "+x"(w2), "+x"(w3), "+x"(w4), "+x"(w5), "+x"(aa), "+x"(a));
-#define I8(s, wv) s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(aa, _mm256_sign_epi8(wv, a)), ones))
-        I8(s0, w0); I8(s1, w1); I8(s2, w2); I8(s3, w3); I8(s4, w4); I8(s5, w5);
-    }
+    __asm__ volatile(
+        "vmovdqu (%[p]), %%ymm0\n\t"          // a
+        "vpabsb %%ymm0, %%ymm1\n\t"           // |a|
+        "vpcmpeqw %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpsrlw $15, %%ymm2, %%ymm2\n\t"      // ones (int16)
+        "vmovdqu 32(%[p]), %%ymm3\n\t"        // four weights
+        "vpaddb %%ymm2, %%ymm3, %%ymm4\n\t"
+        "vpsubb %%ymm2, %%ymm3, %%ymm5\n\t"
+        "vpxor %%ymm2, %%ymm3, %%ymm6\n\t"
+        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"    // accumulators 7..10
+        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
+        "1:\n\t"
+        "vpsignb %%ymm0, %%ymm3, %%ymm11\n\t"
+        "vpsignb %%ymm0, %%ymm4, %%ymm12\n\t"
+        "vpsignb %%ymm0, %%ymm5, %%ymm13\n\t"
+        "vpsignb %%ymm0, %%ymm6, %%ymm14\n\t"
+        "vpmaddubsw %%ymm11, %%ymm1, %%ymm11\n\t"
+        "vpmaddubsw %%ymm12, %%ymm1, %%ymm12\n\t"
+        "vpmaddubsw %%ymm13, %%ymm1, %%ymm13\n\t"
+        "vpmaddubsw %%ymm14, %%ymm1, %%ymm14\n\t"
+        "vpmaddwd %%ymm2, %%ymm11, %%ymm11\n\t"
+        "vpmaddwd %%ymm2, %%ymm12, %%ymm12\n\t"
+        "vpmaddwd %%ymm2, %%ymm13, %%ymm13\n\t"
+        "vpmaddwd %%ymm2, %%ymm14, %%ymm14\n\t"
+        "vpaddd %%ymm11, %%ymm7, %%ymm7\n\t"
+        "vpaddd %%ymm12, %%ymm8, %%ymm8\n\t"
+        "vpaddd %%ymm13, %%ymm9, %%ymm9\n\t"
+        "vpaddd %%ymm14, %%ymm10, %%ymm10\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "vzeroupper\n\t"
+        : [n] "+r"(n)
+        : [p] "r"(init)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "cc", "memory");
     double t = now() - t0;
-    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3)), _mm256_add_epi32(s4, s5));
-    volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
-    *(double *)out = PEAK_ITERS * 6.0 * 32 / t / 1e9;
+    *(double *)out = PEAK_ITERS * 4.0 * 32 / t / 1e9;
     return NULL;
 }
 
-// The int16 sequence of the kernel's 4×2 tile (per 16-column step: two vpmovsxbw, eight vpmaddwd,
-// eight vpaddd), activations reloaded from two registers (14 ymm live).
-AVX2 static void *peak_i16_loop(void *out) {
-    __m256i x0 = _mm256_set1_epi16(3), x1 = _mm256_set1_epi16(5);
-    __m128i wa = _mm_set1_epi8(-3), wb = _mm_set1_epi8(2);
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+// The int16 sequence of the kernel's 4×2 tile (per 16-column step: two vpmovsxbw from memory, eight
+// vpmaddwd, eight vpaddd): four activation registers, two widened weights, eight accumulators.
+static void *peak_i16_loop(void *out) {
+    static const int16_t x[16 * 4] = {3, -5, 7, -9, 11, -13, 15, -17, 3, -5, 7, -9, 11, -13, 15, -17,
+                                      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                      -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16,
+                                      100, -200, 300, -400, 500, -600, 700, -800, 100, -200, 300, -400, 500, -600, 700, -800};
+    static const int8_t w[32] = {1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15, -16,
+                                 -1, 2, -3, 4, -5, 6, -7, 8, -9, 10, -11, 12, -13, 14, -15, 16};
+    long n = PEAK_ITERS;
     double t0 = now();
-    for (long i = 0; i < PEAK_ITERS; i++) {
-        __asm__ volatile("" : "+x"(wa), "+x"(wb), "+x"(x0), "+x"(x1));
-        __m256i v0 = _mm256_cvtepi8_epi16(wa), v1 = _mm256_cvtepi8_epi16(wb);
-        __m256i y0 = _mm256_add_epi16(x0, x1), y1 = _mm256_sub_epi16(x0, x1);
-        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, v0)); s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x0, v1));
-        s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(x1, v0)); s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(x1, v1));
-        s4 = _mm256_add_epi32(s4, _mm256_madd_epi16(y0, v0)); s5 = _mm256_add_epi32(s5, _mm256_madd_epi16(y0, v1));
-        s6 = _mm256_add_epi32(s6, _mm256_madd_epi16(y1, v0)); s7 = _mm256_add_epi32(s7, _mm256_madd_epi16(y1, v1));
-    }
+    __asm__ volatile(
+        "vmovdqu (%[x]), %%ymm0\n\t"
+        "vmovdqu 32(%[x]), %%ymm1\n\t"
+        "vmovdqu 64(%[x]), %%ymm2\n\t"
+        "vmovdqu 96(%[x]), %%ymm3\n\t"
+        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
+        "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
+        "vpxor %%ymm12, %%ymm12, %%ymm12\n\t"
+        "vpxor %%ymm13, %%ymm13, %%ymm13\n\t"
+        "vpxor %%ymm14, %%ymm14, %%ymm14\n\t"
+        "vpxor %%ymm15, %%ymm15, %%ymm15\n\t"
+        "1:\n\t"
+        "vpmovsxbw (%[w]), %%ymm4\n\t"
+        "vpmovsxbw 16(%[w]), %%ymm5\n\t"
+        "vpmaddwd %%ymm4, %%ymm0, %%ymm6\n\t"
+        "vpmaddwd %%ymm5, %%ymm0, %%ymm7\n\t"
+        "vpaddd %%ymm6, %%ymm8, %%ymm8\n\t"
+        "vpaddd %%ymm7, %%ymm9, %%ymm9\n\t"
+        "vpmaddwd %%ymm4, %%ymm1, %%ymm6\n\t"
+        "vpmaddwd %%ymm5, %%ymm1, %%ymm7\n\t"
+        "vpaddd %%ymm6, %%ymm10, %%ymm10\n\t"
+        "vpaddd %%ymm7, %%ymm11, %%ymm11\n\t"
+        "vpmaddwd %%ymm4, %%ymm2, %%ymm6\n\t"
+        "vpmaddwd %%ymm5, %%ymm2, %%ymm7\n\t"
+        "vpaddd %%ymm6, %%ymm12, %%ymm12\n\t"
+        "vpaddd %%ymm7, %%ymm13, %%ymm13\n\t"
+        "vpmaddwd %%ymm4, %%ymm3, %%ymm6\n\t"
+        "vpmaddwd %%ymm5, %%ymm3, %%ymm7\n\t"
+        "vpaddd %%ymm6, %%ymm14, %%ymm14\n\t"
+        "vpaddd %%ymm7, %%ymm15, %%ymm15\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "vzeroupper\n\t"
+        : [n] "+r"(n)
+        : [x] "r"(x), [w] "r"(w)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
     double t = now() - t0;
-    __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3)),
-                                 _mm256_add_epi32(_mm256_add_epi32(s4, s5), _mm256_add_epi32(s6, s7)));
-    volatile int sink = _mm256_extract_epi32(s, 0); (void)sink;
     *(double *)out = PEAK_ITERS * 8.0 * 16 / t / 1e9;
     return NULL;
 }
 
-// fp32: ten independent vfmadd231ps chains (8 multiply-adds each; 12 ymm live).
-AVX2 static void *peak_f32_loop(void *out) {
-    __m256 a = _mm256_set1_ps(1.0001f), b = _mm256_set1_ps(0.9999f);
-    __m256 s0 = _mm256_set1_ps(0), s1 = _mm256_set1_ps(1), s2 = _mm256_set1_ps(2), s3 = _mm256_set1_ps(3), s4 = _mm256_set1_ps(4),
-           s5 = _mm256_set1_ps(5), s6 = _mm256_set1_ps(6), s7 = _mm256_set1_ps(7), s8 = _mm256_set1_ps(8), s9 = _mm256_set1_ps(9);
+// fp32: ten independent vfmadd231ps chains (8 multiply-adds each).
+static void *peak_f32_loop(void *out) {
+    static const float init[8] = {1.0001f, 0.9999f, 1, 1, 1, 1, 1, 1};
+    long n = PEAK_ITERS;
     double t0 = now();
-    for (long i = 0; i < PEAK_ITERS; i++) {
-        __asm__ volatile("" : "+x"(a), "+x"(b));
-        s0 = _mm256_fmadd_ps(a, b, s0); s1 = _mm256_fmadd_ps(a, b, s1); s2 = _mm256_fmadd_ps(a, b, s2);
-        s3 = _mm256_fmadd_ps(a, b, s3); s4 = _mm256_fmadd_ps(a, b, s4); s5 = _mm256_fmadd_ps(a, b, s5);
-        s6 = _mm256_fmadd_ps(a, b, s6); s7 = _mm256_fmadd_ps(a, b, s7); s8 = _mm256_fmadd_ps(a, b, s8);
-        s9 = _mm256_fmadd_ps(a, b, s9);
-    }
+    __asm__ volatile(
+        "vbroadcastss (%[p]), %%ymm0\n\t"
+        "vbroadcastss 4(%[p]), %%ymm1\n\t"
+        "vxorps %%ymm2, %%ymm2, %%ymm2\n\t" "vxorps %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vxorps %%ymm4, %%ymm4, %%ymm4\n\t" "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vxorps %%ymm6, %%ymm6, %%ymm6\n\t" "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+        "vxorps %%ymm8, %%ymm8, %%ymm8\n\t" "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vxorps %%ymm10, %%ymm10, %%ymm10\n\t" "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+        "1:\n\t"
+        "vfmadd231ps %%ymm0, %%ymm1, %%ymm2\n\t" "vfmadd231ps %%ymm0, %%ymm1, %%ymm3\n\t"
+        "vfmadd231ps %%ymm0, %%ymm1, %%ymm4\n\t" "vfmadd231ps %%ymm0, %%ymm1, %%ymm5\n\t"
+        "vfmadd231ps %%ymm0, %%ymm1, %%ymm6\n\t" "vfmadd231ps %%ymm0, %%ymm1, %%ymm7\n\t"
+        "vfmadd231ps %%ymm0, %%ymm1, %%ymm8\n\t" "vfmadd231ps %%ymm0, %%ymm1, %%ymm9\n\t"
+        "vfmadd231ps %%ymm0, %%ymm1, %%ymm10\n\t" "vfmadd231ps %%ymm0, %%ymm1, %%ymm11\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "vzeroupper\n\t"
+        : [n] "+r"(n)
+        : [p] "r"(init)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "cc", "memory");
     double t = now() - t0;
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
-                             _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s4, s5), _mm256_add_ps(s6, s7)), _mm256_add_ps(s8, s9)));
-    float o[8];
-    _mm256_storeu_ps(o, s);
-    volatile float sink = o[0]; (void)sink;
     *(double *)out = PEAK_ITERS * 10.0 * 8 / t / 1e9;
     return NULL;
 }

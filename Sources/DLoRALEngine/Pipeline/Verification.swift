@@ -49,7 +49,7 @@ public struct VerificationThresholds: Sendable {
     public var summary: String {
         var parts = ["cosine ≥ \(minCosine) at every stage"]
         if let framesMaxAbs { parts.append("frames max abs ≤ \(framesMaxAbs)") }
-        if let framesMinPSNR { parts.append("frames PSNR ≥ \(framesMinPSNR) dB") }
+        if let framesMinPSNR { parts.append("frames PSNR ≥ \((framesMinPSNR * 100).rounded() / 100) dB") }
         return parts.joined(separator: ", ")
     }
 }

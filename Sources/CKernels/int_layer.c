@@ -20,27 +20,36 @@ int32_t dloral_activation_qmax(int bits, size_t kp) {
 
 static inline int32_t clamp_q(int32_t v, int32_t qmax) { return v > qmax ? qmax : (v < -qmax ? -qmax : v); }
 
-static float quantize_row_scalar(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
-    float amax = 0;
-    for (size_t i = 0; i < k; i++) {
+// max(amax, |x[i]|) over i in [from, k).
+static inline float absmax_from(const float *x, size_t from, size_t k, float amax) {
+    for (size_t i = from; i < k; i++) {
         float a = fabsf(x[i]);
         amax = a > amax ? a : amax;
     }
-    size_t bytes = bits == 8 ? 1 : 2;
-    if (!(amax > 0)) {
-        memset(q, 0, kp * bytes);
-        return 0;
-    }
-    float inv = (float)qmax / amax;
+    return amax;
+}
+
+// Quantizes x[from, k) with inv = qmax / amax and zeroes the padding [k, kp); every path finishes
+// its rows here, so the tails round exactly as the scalar path does.
+static inline void quantize_from(int bits, size_t from, size_t k, size_t kp, int32_t qmax, float inv, const float *x, void *q) {
     if (bits == 8) {
         int8_t *q8 = q;
-        for (size_t i = 0; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        for (size_t i = from; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
         memset(q8 + k, 0, kp - k);
     } else {
         int16_t *q16 = q;
-        for (size_t i = 0; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        for (size_t i = from; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
         memset(q16 + k, 0, (kp - k) * 2);
     }
+}
+
+static float quantize_row_scalar(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+    float amax = absmax_from(x, 0, k, 0);
+    if (!(amax > 0)) {
+        memset(q, 0, kp * (bits == 8 ? 1 : 2));
+        return 0;
+    }
+    quantize_from(bits, 0, k, kp, qmax, (float)qmax / amax, x, q);
     return amax / (float)qmax;
 }
 
@@ -80,42 +89,27 @@ AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax,
     _mm256_storeu_ps(lanes, vmax);
     float amax = 0;
     for (int t = 0; t < 8; t++) amax = lanes[t] > amax ? lanes[t] : amax;
-    for (; i < k; i++) {
-        float a = fabsf(x[i]);
-        amax = a > amax ? a : amax;
-    }
-    size_t bytes = bits == 8 ? 1 : 2;
+    amax = absmax_from(x, i, k, amax);
     if (!(amax > 0)) {
-        memset(q, 0, kp * bytes);
+        memset(q, 0, kp * (bits == 8 ? 1 : 2));
         return 0;
     }
     float inv = (float)qmax / amax;
     const __m256 vinv = _mm256_set1_ps(inv);
     const __m256i hi = _mm256_set1_epi32(qmax), lo = _mm256_set1_epi32(-qmax);
-    i = 0;
-    if (bits == 8) {
-        int8_t *q8 = q;
-        for (; i < kv; i += 8) {
-            // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
-            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-            v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
-            __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);  // 8 × int16 in the low half
+    for (i = 0; i < kv; i += 8) {
+        // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+        v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
+        __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);  // 8 × int16 in the low half
+        if (bits == 8) {
             __m128i p8 = _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_castsi256_si128(p16));
-            _mm_storel_epi64((__m128i *)(q8 + i), p8);
+            _mm_storel_epi64((__m128i *)((int8_t *)q + i), p8);
+        } else {
+            _mm_storeu_si128((__m128i *)((int16_t *)q + i), _mm256_castsi256_si128(p16));
         }
-        for (; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
-        memset(q8 + k, 0, kp - k);
-    } else {
-        int16_t *q16 = q;
-        for (; i < kv; i += 8) {
-            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-            v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
-            __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);
-            _mm_storeu_si128((__m128i *)(q16 + i), _mm256_castsi256_si128(p16));
-        }
-        for (; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
-        memset(q16 + k, 0, (kp - k) * 2);
     }
+    quantize_from(bits, kv, k, kp, qmax, inv, x, q);
     return amax / (float)qmax;
 }
 

@@ -84,7 +84,7 @@ public struct VAEAttentionBlock: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let (n, c, h, w) = x.nchw("VAEAttentionBlock")
+        let (_, _, h, w) = x.nchw("VAEAttentionBlock")
         let tokens = Ops.tokens(fromImage: groupNorm(x))  // [N, HW, C]
         let attended = Ops.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: heads)
         let projected = toOut(attended)  // [N, HW, C]

@@ -23,13 +23,7 @@ public struct Int8RowsInfo: Sendable {
 
     /// ŵ = q · s in the logical (PyTorch) layout.
     public func dequantize(_ q: UnsafePointer<Int8>) -> [Float] {
-        let rows = logicalShape.first ?? 1
-        var rowMajor = [Float](repeating: 0, count: rows * k)
-        for n in 0..<rows {
-            let s = scales[n]
-            for col in 0..<k { rowMajor[n * k + col] = Float(q[n * kPadded + col]) * s }
-        }
-        return Int8Rows.fromRows(rowMajor, shape: logicalShape)
+        Int8Rows.dequantize(q, shape: logicalShape, k: k, kPadded: kPadded, block: 0, scales: scales)
     }
 }
 

@@ -303,18 +303,11 @@ public final class DLRTFile: @unchecked Sendable {
         let view = try tensor(name)
         let entry = entry(name)!
         guard entry.layout == .rowsK32 else { return view.toFloat32() }
-        let q = view.toFloat32()
         let scales = try self.scales(name) ?? []
-        let rows = entry.rows, k = entry.k, kp = entry.kPadded
-        let perRow = entry.scheme == .int8Channel ? 1 : kp / entry.block
-        var rowMajor = [Float](repeating: 0, count: rows * k)
-        for n in 0..<rows {
-            for col in 0..<k {
-                let s = scales[n * perRow + (perRow == 1 ? 0 : col / entry.block)]
-                rowMajor[n * k + col] = q[n * kp + col] * s
-            }
-        }
-        return Int8Rows.fromRows(rowMajor, shape: entry.shape)
+        guard let bytes = view.contiguousBytes, let base = bytes.baseAddress else { return [] }
+        return Int8Rows.dequantize(
+            base.assumingMemoryBound(to: Int8.self), shape: entry.shape, k: entry.k, kPadded: entry.kPadded,
+            block: entry.scheme == .int8Channel ? 0 : entry.block, scales: scales)
     }
 }
 
@@ -324,6 +317,23 @@ public enum Int8Rows {
     @inline(__always)
     public static func column(c: Int, y: Int, x: Int, channels: Int, kernelWidth: Int) -> Int {
         (y * kernelWidth + x) * channels + c
+    }
+
+    /// ŵ = q · s in the logical torch layout, from the [N, Kp] int8 rows `q` and their scales: one
+    /// per row (`block` 0), or one per row and block of `block` columns.
+    public static func dequantize(
+        _ q: UnsafePointer<Int8>, shape: [Int], k: Int, kPadded: Int, block: Int, scales: [Float]
+    ) -> [Float] {
+        let rows = shape.first ?? 1
+        let perRow = block == 0 ? 1 : kPadded / block
+        var rowMajor = [Float](repeating: 0, count: rows * k)
+        for n in 0..<rows {
+            for col in 0..<k {
+                let s = scales[n * perRow + (block == 0 ? 0 : col / block)]
+                rowMajor[n * k + col] = Float(q[n * kPadded + col]) * s
+            }
+        }
+        return fromRows(rowMajor, shape: shape)
     }
 
     /// A row-major [N, K] matrix in (kh, kw, in) column order back to the logical torch layout.

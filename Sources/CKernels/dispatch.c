@@ -108,7 +108,13 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 
 void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc) {
-    DISPATCH(sgemm, (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));
+    dloral_sgemm_typed(trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
+                        const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc) {
+    const sgemm_operands operands = {trans_a, trans_b, a_half, b_half, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+    DISPATCH(sgemm, (&operands));
 }
 
 void dloral_kernels_force(const char *isa) {

@@ -43,15 +43,27 @@ void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const 
 // The tile: S[r][j] (r < 6, j < 16) = fused chain from +0 over p < kc of a[p·6 + r]·b[p·16 + j];
 // then c[r·ldc + j] = alpha·S when beta is 0 (c not read), else fma(alpha, S, beta·c).
 typedef void (*sgemm_tile_fn)(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta);
-void sgemm_scalar(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                  const float *b, size_t ldb, float beta, float *c, size_t ldc);
+// Widens n binary16 values to fp32 (exact): the path's f16_to_f32.
+typedef void (*sgemm_widen_fn)(size_t n, const uint16_t *src, float *dst);
+// One call's operands (dloral_sgemm_typed's arguments).
+typedef struct {
+    int trans_a, trans_b, a_half, b_half;
+    size_t m, n, k;
+    float alpha;
+    const void *a;
+    size_t lda;
+    const void *b;
+    size_t ldb;
+    float beta;
+    float *c;
+    size_t ldc;
+} sgemm_operands;
+void sgemm_scalar(const sgemm_operands *operands);
 #if defined(__x86_64__)
-void sgemm_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                const float *b, size_t ldb, float beta, float *c, size_t ldc);
+void sgemm_avx2(const sgemm_operands *operands);
 #endif
 #if defined(__aarch64__)
-void sgemm_neon(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                const float *b, size_t ldb, float beta, float *c, size_t ldc);
+void sgemm_neon(const sgemm_operands *operands);
 #endif
 
 #endif

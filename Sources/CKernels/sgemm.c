@@ -74,7 +74,15 @@ typedef struct {
     float *c;
     size_t ldc;
     sgemm_tile_fn tile;
+    // A or B holds IEEE binary16 elements (a, b then point at uint16_t), widened exactly to fp32
+    // as they are packed, by the path's converter.
+    int a_half, b_half;
+    sgemm_widen_fn widen;
 } sgemm_problem;
+
+// Widening binary16 to fp32 is exact, so packing a half operand gives the same packed floats as
+// packing its widened copy: the result is that of dloral_sgemm on the widened matrix.
+#define HALF_PIECE 64  // halves widened at a time into a stack buffer
 
 // The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
 static void scale_c(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
@@ -90,7 +98,13 @@ static void scale_c(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, siz
 
 // Packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into MR-tall slivers:
 // dst[s·MR·kc + p·MR + r] = op(A)[i0 + s·MR + r][p0 + p], zero past row m.
+static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst);
+
 static void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
+    if (P->a_half) {
+        pack_a_half(P, i0, mc, p0, kc, dst);
+        return;
+    }
     for (size_t s = 0; s < mc; s += MR) {
         size_t rows = mc - s < MR ? mc - s : MR;
         float *d = dst + s * kc;
@@ -141,7 +155,13 @@ static void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size
 
 // Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide slivers:
 // dst[s·NR·kc + p·NR + c] = op(B)[p0 + p][j0 + s·NR + c], zero past column n.
+static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst);
+
 static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+    if (P->b_half) {
+        pack_b_half(P, p0, kc, j0, nc, dst);
+        return;
+    }
     if (!P->trans_b) {  // op(B)[p][j] = b[p·ldb + j]: read B row by row (sequential streams)
         const size_t full = nc / NR * NR, cols = nc - full;
         const float *src = P->b + p0 * P->ldb + j0;
@@ -176,6 +196,69 @@ static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size
         }
         for (; c < NR; c++) {
             for (size_t p = 0; p < kc; p++) d[p * NR + c] = 0;
+        }
+    }
+}
+
+// pack_a for a binary16 A: the same layout, each stored row (or, with trans_a, each stored row
+// of Aᵀ) widened a piece at a time.
+static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
+    const uint16_t *a = (const uint16_t *)P->a;
+    float piece[HALF_PIECE];
+    for (size_t s = 0; s < mc; s += MR) {
+        size_t rows = mc - s < MR ? mc - s : MR;
+        float *d = dst + s * kc;
+        if (P->trans_a) {  // op(A)[i][p] = a[p·lda + i]: MR contiguous halves per p
+            for (size_t p = 0; p < kc; p++, d += MR) {
+                P->widen(rows, a + (p0 + p) * P->lda + i0 + s, piece);
+                size_t r = 0;
+                for (; r < rows; r++) d[r] = piece[r];
+                for (; r < MR; r++) d[r] = 0;
+            }
+        } else {  // op(A)[i][p] = a[i·lda + p]: widen a piece of each row, interleave
+            for (size_t r = 0; r < MR; r++) {
+                if (r >= rows) {
+                    for (size_t p = 0; p < kc; p++) d[p * MR + r] = 0;
+                    continue;
+                }
+                const uint16_t *src = a + (i0 + s + r) * P->lda + p0;
+                for (size_t q = 0; q < kc; q += HALF_PIECE) {
+                    size_t len = kc - q < HALF_PIECE ? kc - q : HALF_PIECE;
+                    P->widen(len, src + q, piece);
+                    for (size_t p = 0; p < len; p++) d[(q + p) * MR + r] = piece[p];
+                }
+            }
+        }
+    }
+}
+
+// pack_b for a binary16 B, likewise.
+static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+    const uint16_t *b = (const uint16_t *)P->b;
+    float piece[HALF_PIECE];
+    for (size_t s = 0; s < nc; s += NR) {
+        size_t cols = nc - s < NR ? nc - s : NR;
+        float *d = dst + s * kc;
+        if (!P->trans_b) {  // op(B)[p][j] = b[p·ldb + j]: NR contiguous halves per p
+            for (size_t p = 0; p < kc; p++, d += NR) {
+                P->widen(cols, b + (p0 + p) * P->ldb + j0 + s, piece);
+                size_t c = 0;
+                for (; c < cols; c++) d[c] = piece[c];
+                for (; c < NR; c++) d[c] = 0;
+            }
+        } else {  // op(B)[p][j] = b[j·ldb + p]: widen a piece of each stored row, scatter
+            for (size_t c = 0; c < NR; c++) {
+                if (c >= cols) {
+                    for (size_t p = 0; p < kc; p++) d[p * NR + c] = 0;
+                    continue;
+                }
+                const uint16_t *src = b + (j0 + s + c) * P->ldb + p0;
+                for (size_t q = 0; q < kc; q += HALF_PIECE) {
+                    size_t len = kc - q < HALF_PIECE ? kc - q : HALF_PIECE;
+                    P->widen(len, src + q, piece);
+                    for (size_t p = 0; p < len; p++) d[(q + p) * NR + c] = piece[p];
+                }
+            }
         }
     }
 }
@@ -447,12 +530,12 @@ void dloral_threads_force(int n) {
 
 int dloral_threads(void) { return thread_count(); }
 
-static void sgemm_drive(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
-                        size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
-                        sgemm_tile_fn tile) {
+static void sgemm_drive(const sgemm_operands *X, sgemm_tile_fn tile, sgemm_widen_fn widen) {
+    const size_t m = X->m, n = X->n, k = X->k;
     if (m == 0 || n == 0) return;
-    sgemm_problem P = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc, tile};
-    if (k == 0 || alpha == 0) {  // C = beta·C; A and B are not read
+    sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
+                       (const float *)X->b, X->ldb, X->c, X->ldc, tile, X->a_half != 0, X->b_half != 0, widen};
+    if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
         scale_c(&P, 0, m, 0, n);
         return;
     }
@@ -490,10 +573,7 @@ static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *
     }
 }
 
-void sgemm_scalar(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
-    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_scalar);
-}
+void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_scalar, f16_to_f32_scalar); }
 
 // MARK: - AVX2 tile
 
@@ -587,10 +667,7 @@ AVX2 static void sgemm_tile_avx2(size_t kc, const float *a, const float *b, floa
 }
 #undef SGEMM_AVX2_STEP
 
-void sgemm_avx2(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                const float *b, size_t ldb, float beta, float *c, size_t ldc) {
-    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_avx2);
-}
+void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_avx2, f16_to_f32_avx2); }
 #endif
 
 // MARK: - NEON tile
@@ -631,8 +708,5 @@ static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c,
     }
 }
 
-void sgemm_neon(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                const float *b, size_t ldb, float beta, float *c, size_t ldc) {
-    sgemm_drive(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sgemm_tile_neon);
-}
+void sgemm_neon(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_neon, f16_to_f32_neon); }
 #endif

@@ -70,6 +70,33 @@ struct VAETests {
         #expect(error <= Self.tolerance)
     }
 
+    @Test("fp16 weights (diffusers' fp16 variant) run in place and give the bits of their fp32 widening")
+    func halfWeightsInPlace() throws {
+        let config = try #require(VAEFixture.config)
+        let half = try SafetensorsFile(
+            path: VAEFixture.tiny.appendingPathComponent("base-variants/vae/diffusion_pytorch_model.fp16.safetensors").path)
+        // The same weights widened by Swift's Float16, independently of the engine's converters.
+        var widened = TensorTable()
+        for name in half.tensors.names {
+            let view = try #require(half.tensors[name])
+            #expect(view.dtype == .float16, "\(name) is \(view.dtype)")
+            let bytes = try #require(view.contiguousBytes)
+            let values = (0..<view.elementCount).map {
+                Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))
+            }
+            widened.set(name, TensorView(dtype: .float32, shape: view.shape, storage: .copying(values, origin: "widened")))
+        }
+        let inPlace = try VAEEncoder(table: half.tensors, config: config)
+        let copied = try VAEEncoder(table: widened, config: config)
+        let weight = try #require(half.tensors["encoder.conv_in.weight"])
+        #expect(FloatWeight(weight).isInPlace, "an aligned fp16 tensor of a mapped file is used in place")
+        let frames = try Tensor.load("input.frames", from: VAEFixture.reference(VAEFixture.references[0]).tensors)
+        let a = inPlace(frames), b = copied(frames)
+        #expect(a.shape == b.shape)
+        let differing = zip(a.data, b.data).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differing == 0, "\(differing) of \(a.count) latents differ from the widened model's")
+    }
+
     @Test("a missing weight is reported by name")
     func missingWeight() throws {
         let config = try #require(VAEFixture.config)

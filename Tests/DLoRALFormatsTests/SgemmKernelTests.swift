@@ -246,5 +246,49 @@ extension IntegerKernelTests {
             }
             #expect(again.count == 2 * problems.count && mismatches == 0, "\(mismatches) concurrent repeats differ")
         }
+
+        @Test("binary16 operands (dloral_sgemm_typed): the documented arithmetic on the widened values, every path and thread count")
+        func halfOperands() {
+            // Operands rounded to binary16 with Swift's own Float16; the expected result is the
+            // documented arithmetic on Float(Float16) values, which is exact widening.
+            let problems = [
+                Problem(7, 13, 5, seed: 500), Problem(13, 31, 70, transA: true, beta: 1, pad: 3, seed: 501),
+                Problem(97, 131, 263, transB: true, alpha: 0.5, seed: 502),
+                Problem(145, 37, 530, transA: true, transB: true, beta: 0.5, pad: 2, seed: 503),
+                Problem(300, 20, 300, transB: true, seed: 504), Problem(20, 300, 70, seed: 505),
+            ]
+            for var problem in problems {
+                let halfA = problem.a.map { Float16($0) }, halfB = problem.b.map { Float16($0) }
+                problem.a = halfA.map { Float($0) }
+                problem.b = halfB.map { Float($0) }
+                let want = problem.expected()
+                for (aHalf, bHalf) in [(true, false), (false, true), (true, true)] {
+                    IntegerKernelTests.onEveryPath { path in
+                        for threads: Int32 in [1, 2] {
+                            var c = problem.c0
+                            Self.withThreads(threads) {
+                                halfA.withUnsafeBufferPointer { ha in
+                                    halfB.withUnsafeBufferPointer { hb in
+                                        problem.a.withUnsafeBufferPointer { fa in
+                                            problem.b.withUnsafeBufferPointer { fb in
+                                                c.withUnsafeMutableBufferPointer { cp in
+                                                    dloral_sgemm_typed(
+                                                        problem.transA ? 1 : 0, problem.transB ? 1 : 0, aHalf ? 1 : 0, bHalf ? 1 : 0,
+                                                        problem.m, problem.n, problem.k, problem.alpha,
+                                                        aHalf ? UnsafeRawPointer(ha.baseAddress!) : UnsafeRawPointer(fa.baseAddress!), problem.lda,
+                                                        bHalf ? UnsafeRawPointer(hb.baseAddress!) : UnsafeRawPointer(fb.baseAddress!), problem.ldb,
+                                                        problem.beta, cp.baseAddress, problem.ldc)
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            problem.check(c, want, "\(path), \(threads) threads, half A \(aHalf), half B \(bHalf)")
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -81,6 +81,13 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc);
 
+/// dloral_sgemm with either operand optionally stored as IEEE binary16 (a_half / b_half: a or b
+/// then points at uint16_t elements, strides still in elements). Half elements are widened to
+/// fp32 (exactly) as they are packed, so the result is bit for bit that of dloral_sgemm on the
+/// widened matrix, without a widened copy: fp16 weights are used in place.
+void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
+                        const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc);
+
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);

@@ -22,10 +22,11 @@ func blocksAdd(_ a: Tensor, _ b: Tensor) -> Tensor {
     return out
 }
 
-/// A layer's weight: fp32 (the reference path; fp16 and int8-without-integer-activations files are
-/// widened or dequantized to it), or an int8 matrix used in place with integer activations.
+/// A layer's weight: fp32 activations with an fp32 or fp16 weight read in place (int8 weights
+/// without integer activations are dequantized to fp32 once), or an int8 matrix used in place
+/// with integer activations.
 public enum BlocksWeight: Sendable {
-    case float(Tensor)
+    case float(FloatWeight)
     case integer(IntegerWeight)
 
     /// Loads `name`: the integer form when the table's view is an int8 rows matrix whose layer has
@@ -33,13 +34,13 @@ public enum BlocksWeight: Sendable {
     static func load(_ name: String, from table: TensorTable) throws -> BlocksWeight {
         guard let view = table[name] else { throw EngineError.missingTensor(name: name) }
         if let integer = IntegerWeight(view, name: name) { return .integer(integer) }
-        return .float(Tensor(view))
+        return .float(FloatWeight(view))
     }
 
     /// The PyTorch shape.
     public var shape: [Int] {
         switch self {
-        case .float(let tensor): return tensor.shape
+        case .float(let weight): return weight.shape
         case .integer(let weight): return weight.info.logicalShape
         }
     }
@@ -70,11 +71,11 @@ public struct BlocksConv2d: Sendable {
     }
 
     /// The fp32 weight (`[O, C, kh, kw]`); only for layers on the fp32 path.
-    public var weight: Tensor {
-        guard case .float(let tensor) = kernel else {
+    public var weight: FloatWeight {
+        guard case .float(let weight) = kernel else {
             preconditionFailure("conv2d weight \(kernel.shape) is int8 with integer activations, not fp32")
         }
-        return tensor
+        return weight
     }
 
     public var inChannels: Int { kernel.shape[1] }

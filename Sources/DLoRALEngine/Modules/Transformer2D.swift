@@ -133,8 +133,9 @@ public struct Transformer2DModel: Sendable {
         norm = try BlocksGroupNorm(table: table, prefix: blocksName(prefix, "norm"), groups: groups, eps: 1e-6)
         func projection(_ name: String) throws -> Projection {
             let p = blocksName(prefix, name)
-            let w = try Tensor.load(blocksName(p, "weight"), from: table)
-            if w.rank == 4 {
+            let name = blocksName(p, "weight")
+            guard let view = table[name] else { throw EngineError.missingTensor(name: name) }
+            if (view.int8Rows?.logicalShape ?? view.shape).count == 4 {
                 return .conv(try BlocksConv2d(table: table, prefix: p, padding: (0, 0)))
             }
             return .linear(try BlocksLinear(table: table, prefix: p))

@@ -18,8 +18,17 @@ extension Ops {
         _ x: Tensor, weight: Tensor, bias: Tensor?,
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
+        conv2d(x, weight: FloatWeight(weight), bias: bias, stride: stride, padding: padding)
+    }
+
+    /// `conv2d` with the weight read in place (fp32, or fp16 widened as it is packed): the same
+    /// bits as with the widened weight as a `Tensor`.
+    public static func conv2d(
+        _ x: Tensor, weight: FloatWeight, bias: Tensor?,
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        precondition(weight.rank == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
+        precondition(weight.shape.count == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
         let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
         precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
         if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
@@ -41,7 +50,7 @@ extension Ops {
         var columns = [Float](repeating: 0, count: direct ? 0 : k * slab)
 
         x.data.withUnsafeBufferPointer { src in
-            weight.data.withUnsafeBufferPointer { wt in
+            weight.withElements { wt, half in
                 out.data.withUnsafeMutableBufferPointer { dst in
                     for image in 0..<n {
                         let input = src.baseAddress! + image * c * h * w
@@ -54,7 +63,7 @@ extension Ops {
                         let beta: Float = bias == nil ? 0 : 1
                         if direct {
                             sgemm(
-                                m: o, n: columnsPerImage, k: k, a: wt.baseAddress!, lda: k,
+                                m: o, n: columnsPerImage, k: k, a: wt, aHalf: half, lda: k,
                                 b: input, ldb: columnsPerImage, c: output, ldc: columnsPerImage, beta: beta)
                             continue
                         }
@@ -67,7 +76,7 @@ extension Ops {
                                     stride: stride, padding: padding, output: (ho, wo),
                                     pixels: first..<(first + count), into: cols.baseAddress!)
                                 sgemm(
-                                    m: o, n: count, k: k, a: wt.baseAddress!, lda: k,
+                                    m: o, n: count, k: k, a: wt, aHalf: half, lda: k,
                                     b: cols.baseAddress!, ldb: count, c: output + first,
                                     ldc: columnsPerImage, beta: beta)
                                 first += count
@@ -87,7 +96,13 @@ extension Ops {
     ///   - bias: `[out]`, or nil.
     /// - Returns: `[*, out]`.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        precondition(x.rank >= 1 && weight.rank == 2, "linear: x \(x.shape), weight \(weight.shape)")
+        linear(x, weight: FloatWeight(weight), bias: bias)
+    }
+
+    /// `linear` with the weight read in place (fp32, or fp16 widened as it is packed): the same
+    /// bits as with the widened weight as a `Tensor`.
+    public static func linear(_ x: Tensor, weight: FloatWeight, bias: Tensor?) -> Tensor {
+        precondition(x.rank >= 1 && weight.shape.count == 2, "linear: x \(x.shape), weight \(weight.shape)")
         let inFeatures = x.shape[x.rank - 1]
         let outFeatures = weight.shape[0]
         precondition(weight.shape[1] == inFeatures, "linear weight \(weight.shape) does not take \(inFeatures) features")
@@ -104,11 +119,11 @@ extension Ops {
         }
         guard inFeatures > 0 else { return out }
         x.data.withUnsafeBufferPointer { a in
-            weight.data.withUnsafeBufferPointer { b in
+            weight.withElements { b, half in
                 out.data.withUnsafeMutableBufferPointer { c in
                     sgemm(
                         m: rows, n: outFeatures, k: inFeatures, a: a.baseAddress!, lda: inFeatures,
-                        b: b.baseAddress!, ldb: inFeatures, transposeB: true,
+                        b: b, bHalf: half, ldb: inFeatures, transposeB: true,
                         c: c.baseAddress!, ldc: outFeatures, beta: bias == nil ? 0 : 1)
                 }
             }
@@ -179,5 +194,22 @@ extension Ops {
             "sgemm leading dimensions \(lda), \(ldb), \(ldc) too small for \(m)×\(n)×\(k)")
         dloral_sgemm(
             transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    /// `sgemm` with either operand possibly binary16 (`aHalf` / `bHalf`), widened exactly as it
+    /// is packed (`dloral_sgemm_typed`): the bits of `sgemm` on the widened matrix.
+    static func sgemm(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafeRawPointer, aHalf: Bool = false, lda: Int, transposeA: Bool = false,
+        b: UnsafeRawPointer, bHalf: Bool = false, ldb: Int, transposeB: Bool = false,
+        c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
+    ) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "sgemm extents \(m)×\(n)×\(k)")
+        precondition(
+            lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n,
+            "sgemm leading dimensions \(lda), \(ldb), \(ldc) too small for \(m)×\(n)×\(k)")
+        dloral_sgemm_typed(
+            transposeA ? 1 : 0, transposeB ? 1 : 0, aHalf ? 1 : 0, bHalf ? 1 : 0, m, n, k, alpha,
+            a, lda, b, ldb, beta, c, ldc)
     }
 }

@@ -3,8 +3,9 @@ import DLoRALFormats
 /// The weights and configs of a `.dlrt`, as fp32 tables per component, ready for the modules.
 ///
 /// Every tensor is checked against its SHA-256 as it is loaded (`DLRTFile.tensor`), so nothing
-/// runs on corrupted bytes. fp32 tensors are used in place from the mapping; fp16 are widened
-/// when a module converts them. int8 weights whose entry names an activation precision (1.1) run
+/// runs on corrupted bytes. fp32 and fp16 conv / linear weights are used in place from the
+/// mapping (`FloatWeight`; fp16 widened as the GEMM packs it); small tensors (biases, norms, the
+/// CFR) are copied to fp32. int8 weights whose entry names an activation precision (1.1) run
 /// on the integer path, their int8 rows used in place; other int8 weights are dequantized to fp32
 /// (q · scale) when a module loads them, and run with fp32 activations.
 public struct RuntimeModel: Sendable {
@@ -63,9 +64,10 @@ public struct RuntimeModel: Sendable {
         var prompt: Tensor?
         var integer: [String: DLRTActivations] = [:]
         for entry in file.entries {
-            // Check the digest now, dropping the pages hashing touched; the modules copy each
-            // fp32 tensor once and drop its pages again (`Tensor.init(_:)`), so the file is never
-            // resident next to the copies. Integer layers use their int8 rows in place.
+            // Check the digest now, dropping the pages hashing touched: the forward pass reads the
+            // weights from the mapping again, so the file is never resident twice. (Digests are
+            // checked here, once; a file changed on disk after loading is the caller's problem, as
+            // for any mapped input.)
             try file.verify(entry.name, releasePages: true)
             let component = entry.name.firstIndex(of: ".").map { String(entry.name[..<$0]) } ?? ""
             let view: TensorView

@@ -113,7 +113,14 @@ void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float 
 
 void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
                         const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc) {
-    const sgemm_operands operands = {trans_a, trans_b, a_half, b_half, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+    const sgemm_operands operands = {trans_a, trans_b, a_half, b_half, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL};
+    DISPATCH(sgemm, (&operands));
+}
+
+void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
+                    float beta, float *out) {
+    const size_t n = g->ho * g->wo, k = g->c * g->kh * g->kw;
+    const sgemm_operands operands = {0, 0, w_half, 0, o, n, k, 1.0f, weight, k, image, n, beta, out, n, g};
     DISPATCH(sgemm, (&operands));
 }
 

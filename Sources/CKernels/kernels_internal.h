@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dloral_kernels.h"
+
 void axpy_f32_scalar(size_t n, float a, const float *x, float *y);
 void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst);
 void f16_to_f32_scalar(size_t n, const uint16_t *src, float *dst);
@@ -57,6 +59,7 @@ typedef struct {
     float beta;
     float *c;
     size_t ldc;
+    const dloral_conv_geometry *conv;  // dloral_sconv2d: B is this convolution's im2col of b
 } sgemm_operands;
 void sgemm_scalar(const sgemm_operands *operands);
 #if defined(__x86_64__)

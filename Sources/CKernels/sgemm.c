@@ -78,6 +78,9 @@ typedef struct {
     // as they are packed, by the path's converter.
     int a_half, b_half;
     sgemm_widen_fn widen;
+    // When set, B is not stored: op(B) is the im2col matrix of this convolution's input image
+    // (b points at the [C, H, W] image), gathered straight into the packed panels.
+    const dloral_conv_geometry *conv;
 } sgemm_problem;
 
 // Widening binary16 to fp32 is exact, so packing a half operand gives the same packed floats as
@@ -157,7 +160,13 @@ static void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size
 // dst[s·NR·kc + p·NR + c] = op(B)[p0 + p][j0 + s·NR + c], zero past column n.
 static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst);
 
+static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst);
+
 static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+    if (P->conv) {
+        pack_b_conv(P, p0, kc, j0, nc, dst);
+        return;
+    }
     if (P->b_half) {
         pack_b_half(P, p0, kc, j0, nc, dst);
         return;
@@ -259,6 +268,63 @@ static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0,
                     for (size_t p = 0; p < len; p++) d[(q + p) * NR + c] = piece[p];
                 }
             }
+        }
+    }
+}
+
+// pack_b for a convolution (implicit GEMM): op(B)[p][j] with p = (ch·kh + i)·kw + t (the weight's
+// [C, kh, kw] order) and j = oy·wo + ox (output pixels, row-major) is the input pixel
+// (oy·sh − ph + i, ox·sw − pw + t) of channel ch, or 0 in the padding: the im2col matrix, packed
+// without being stored. Pixels are taken an output row at a time; at stride 1 the inside of a row
+// is one contiguous run of the input row, copied in pieces that end at the NR-wide sliver edges.
+static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+    const dloral_conv_geometry *g = P->conv;
+    const float *image = P->b;
+    const size_t taps = g->kh * g->kw;
+    for (size_t p = 0; p < kc; p++) {
+        const size_t row = p0 + p, ch = row / taps, i = row % taps / g->kw, t = row % g->kw;
+        const float *plane = image + ch * g->h * g->w;
+        float *d = dst + p * NR;  // + sliver·NR·kc + column
+        size_t jj = 0;            // pixel index within [j0, j0 + nc)
+        while (jj < nc) {
+            const size_t j = j0 + jj, oy = j / g->wo, ox0 = j % g->wo;
+            size_t run = g->wo - ox0;
+            if (run > nc - jj) run = nc - jj;
+            const long iy = (long)(oy * g->sh) - (long)g->ph + (long)i;
+            // Output pixels ox of this row read input column ox·sw − pw + t; inside the image for
+            // ox in [lo, hi).
+            size_t lo = ox0, hi = ox0 + run;
+            if (iy < 0 || iy >= (long)g->h) {
+                hi = lo;  // the whole run is padding
+            } else {
+                while (lo < hi && (long)(lo * g->sw) - (long)g->pw + (long)t < 0) lo++;
+                while (hi > lo && (long)((hi - 1) * g->sw) - (long)g->pw + (long)t >= (long)g->w) hi--;
+            }
+            const float *src = iy >= 0 && iy < (long)g->h ? plane + (size_t)iy * g->w : NULL;
+            size_t ox = ox0;
+            while (ox < ox0 + run) {
+                // Up to the end of the current sliver, of the padding / inside stretch, and of the run.
+                const size_t at = jj + (ox - ox0), column = at % NR;
+                float *out = d + at / NR * NR * kc + column;
+                size_t end = ox + (NR - column);
+                const size_t stretch = ox < lo ? lo : ox < hi ? hi : ox0 + run;
+                if (end > stretch) end = stretch;
+                const size_t count = end - ox;
+                if (ox < lo || ox >= hi) {
+                    memset(out, 0, count * sizeof(float));
+                } else if (g->sw == 1) {
+                    memcpy(out, src + ox - g->pw + t, count * sizeof(float));
+                } else {
+                    for (size_t q = 0; q < count; q++) out[q] = src[(ox + q) * g->sw - g->pw + t];
+                }
+                ox = end;
+            }
+            jj += run;
+        }
+        // Zero the columns of the last sliver past nc.
+        if (nc % NR) {
+            float *out = d + nc / NR * NR * kc + nc % NR;
+            memset(out, 0, (NR - nc % NR) * sizeof(float));
         }
     }
 }
@@ -534,7 +600,7 @@ static void sgemm_drive(const sgemm_operands *X, sgemm_tile_fn tile, sgemm_widen
     const size_t m = X->m, n = X->n, k = X->k;
     if (m == 0 || n == 0) return;
     sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
-                       (const float *)X->b, X->ldb, X->c, X->ldc, tile, X->a_half != 0, X->b_half != 0, widen};
+                       (const float *)X->b, X->ldb, X->c, X->ldc, tile, X->a_half != 0, X->b_half != 0, widen, X->conv};
     if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
         scale_c(&P, 0, m, 0, n);
         return;

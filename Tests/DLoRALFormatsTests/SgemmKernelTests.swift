@@ -290,5 +290,60 @@ extension IntegerKernelTests {
                 }
             }
         }
+
+        @Test("implicit-GEMM convolution (dloral_sconv2d) gives the bits of dloral_sgemm on the explicit im2col matrix")
+        func implicitConvolution() {
+            // (c, h, w, kh, kw, stride, padding, o): odd sizes, stride 2, 1×1, 7×7, padding wider
+            // than the kernel's reach, outputs crossing the 16-column slivers mid-row.
+            let cases: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), Int)] = [
+                (3, 5, 7, 3, 3, (1, 1), (1, 1), 5), (2, 9, 4, 3, 3, (2, 2), (1, 1), 7),
+                (4, 13, 11, 1, 1, (2, 1), (0, 0), 6), (2, 12, 17, 7, 7, (1, 1), (3, 3), 13),
+                (3, 6, 6, 3, 3, (1, 2), (4, 2), 3), (5, 33, 35, 3, 3, (1, 1), (1, 1), 17),
+                (1, 4, 70, 3, 2, (2, 3), (0, 1), 9), (96, 24, 40, 3, 3, (1, 1), (1, 1), 20),
+            ]
+            var rng = Rng(state: 77)
+            func uniform() -> Float { Float(Int(rng.next() >> 40) - (1 << 23)) / Float(1 << 23) }
+            for (c, h, w, kh, kw, stride, padding, o) in cases {
+                let ho = (h + 2 * padding.0 - kh) / stride.0 + 1, wo = (w + 2 * padding.1 - kw) / stride.1 + 1
+                let n = ho * wo, k = c * kh * kw
+                let image = (0..<c * h * w).map { _ in uniform() }
+                let weight = (0..<o * k).map { _ in Float(Float16(uniform())) }  // fp16-exact, for the half case
+                let half = weight.map { Float16($0).bitPattern }
+                let start = (0..<o * n).map { _ in uniform() }
+                // im2col by its definition: row (ch, i, j), column (oy, ox).
+                var columns = [Float](repeating: 0, count: k * n)
+                for ch in 0..<c { for i in 0..<kh { for j in 0..<kw { for oy in 0..<ho { for ox in 0..<wo {
+                    let iy = oy * stride.0 - padding.0 + i, ix = ox * stride.1 - padding.1 + j
+                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                        columns[((ch * kh + i) * kw + j) * n + oy * wo + ox] = image[(ch * h + iy) * w + ix]
+                    }
+                } } } } }
+                var geometry = dloral_conv_geometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
+                                                    ph: padding.0, pw: padding.1, ho: ho, wo: wo)
+                let label = "conv \(c)×\(h)×\(w) k\(kh)×\(kw) s\(stride) p\(padding) → \(o)"
+                for beta: Float in [0, 1] {
+                    var want = start
+                    dloral_kernels_force("scalar")
+                    dloral_sgemm(0, 0, o, n, k, 1, weight, k, columns, n, beta, &want, n)
+                    dloral_kernels_force(nil)
+                    IntegerKernelTests.onEveryPath { path in
+                        for threads: Int32 in [1, 2] {
+                            for useHalf in [false, true] {
+                                var got = start
+                                Self.withThreads(threads) {
+                                    if useHalf {
+                                        dloral_sconv2d(1, o, half, &geometry, image, beta, &got)
+                                    } else {
+                                        dloral_sconv2d(0, o, weight, &geometry, image, beta, &got)
+                                    }
+                                }
+                                let difference = Self.firstDifference(got, want)
+                                #expect(difference == nil, "\(label) β=\(beta) \(path) \(threads) threads half \(useHalf): \(difference ?? "")")
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -88,6 +88,20 @@ void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float 
 void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
                         const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc);
 
+/// A 2-D convolution's geometry (groups 1, dilation 1): input [c, h, w], kernel kh×kw, stride
+/// (sh, sw), zero padding (ph, pw) on each side, output ho×wo.
+typedef struct {
+    size_t c, h, w, kh, kw, sh, sw, ph, pw, ho, wo;
+} dloral_conv_geometry;
+
+/// One image's convolution as an implicit GEMM: out [o, ho·wo] = W · im2col(image) + beta·out,
+/// W [o, c·kh·kw] row-major (fp32, or binary16 with w_half). The im2col matrix (rows in the
+/// weight's (c, i, j) order, columns the output pixels, zeros in the padding) is gathered straight
+/// into dloral_sgemm's packed panels, never stored: the result is bit for bit dloral_sgemm(0, 0,
+/// o, ho·wo, c·kh·kw, 1, W, c·kh·kw, im2col, ho·wo, beta, out, ho·wo).
+void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *geometry,
+                    const float *image, float beta, float *out);
+
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);

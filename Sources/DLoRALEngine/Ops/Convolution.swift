@@ -3,9 +3,10 @@ import CKernels
 import COpenBLAS
 
 extension Ops {
-    /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as im2col + one `sgemm` per image.
+    /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as one implicit GEMM per image
+    /// (`dloral_sconv2d`: the im2col matrix is packed straight from the image).
     ///
-    /// A 1×1 kernel with stride 1 and no padding skips im2col: the image already is the
+    /// A 1×1 kernel with stride 1 and no padding is a plain GEMM: the image already is the
     /// `[C, H·W]` column matrix.
     /// - Parameters:
     ///   - x: `[N, C, H, W]`.
@@ -43,11 +44,8 @@ extension Ops {
         let columnsPerImage = ho * wo
         guard n > 0, o > 0, columnsPerImage > 0 else { return out }
         let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
-        // The column matrix is built a slab of output pixels at a time (at most about 16 MB), so a
-        // 512×512 VAE layer does not need its whole 1.2 GB im2col matrix at once. Splitting the
-        // columns does not change any sum (dloral_sgemm blocks only k), so results are the same bits.
-        let slab = direct ? columnsPerImage : max(64, min(columnsPerImage, (4 << 20) / max(k, 1)))
-        var columns = [Float](repeating: 0, count: direct ? 0 : k * slab)
+        var geometry = dloral_conv_geometry(
+            c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
 
         x.data.withUnsafeBufferPointer { src in
             weight.withElements { wt, half in
@@ -65,22 +63,10 @@ extension Ops {
                             sgemm(
                                 m: o, n: columnsPerImage, k: k, a: wt, aHalf: half, lda: k,
                                 b: input, ldb: columnsPerImage, c: output, ldc: columnsPerImage, beta: beta)
-                            continue
-                        }
-                        columns.withUnsafeMutableBufferPointer { cols in
-                            var first = 0
-                            while first < columnsPerImage {
-                                let count = min(slab, columnsPerImage - first)
-                                im2col(
-                                    input, channels: c, height: h, width: w, kernel: (kh, kw),
-                                    stride: stride, padding: padding, output: (ho, wo),
-                                    pixels: first..<(first + count), into: cols.baseAddress!)
-                                sgemm(
-                                    m: o, n: count, k: k, a: wt, aHalf: half, lda: k,
-                                    b: cols.baseAddress!, ldb: count, c: output + first,
-                                    ldc: columnsPerImage, beta: beta)
-                                first += count
-                            }
+                        } else {
+                            // Implicit GEMM: the im2col matrix is gathered into the GEMM's packed
+                            // panels by the threads that use them, never stored.
+                            dloral_sconv2d(half ? 1 : 0, o, wt, &geometry, input, beta, output)
                         }
                     }
                 }
@@ -129,49 +115,6 @@ extension Ops {
             }
         }
         return out
-    }
-
-    /// Unfolds output pixels `pixels` (row-major over `Ho × Wo`) of one `[C, H, W]` image into the
-    /// `[C·kh·kw, pixels.count]` matrix whose row `(c, i, j)` holds the input pixel each of those
-    /// output positions sees through kernel tap `(i, j)` (zero outside the image).
-    static func im2col(
-        _ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-        kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), output: (Int, Int),
-        pixels: Range<Int>, into cols: UnsafeMutablePointer<Float>
-    ) {
-        let (kh, kw) = kernel
-        let (sh, sw) = stride
-        let (ph, pw) = padding
-        let wo = output.1
-        let count = pixels.count
-        var row = 0
-        for ch in 0..<channels {
-            let plane = input + ch * height * width
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let dst = cols + row * count
-                    var p = pixels.lowerBound
-                    while p < pixels.upperBound {
-                        // One output row's part of the range at a time.
-                        let oy = p / wo, ox0 = p % wo
-                        let end = min(pixels.upperBound, p - ox0 + wo)
-                        let line = dst + (p - pixels.lowerBound)
-                        let iy = oy * sh - ph + i
-                        if iy < 0 || iy >= height {
-                            line.update(repeating: 0, count: end - p)
-                        } else {
-                            let source = plane + iy * width
-                            for ox in ox0..<(ox0 + end - p) {
-                                let ix = ox * sw - pw + j
-                                line[ox - ox0] = (ix >= 0 && ix < width) ? source[ix] : 0
-                            }
-                        }
-                        p = end
-                    }
-                    row += 1
-                }
-            }
-        }
     }
 
     /// Row-major `C = alpha · op(A) · op(B) + beta · C` through `dloral_sgemm` (CKernels): fused

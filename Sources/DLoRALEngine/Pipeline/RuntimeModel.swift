@@ -63,12 +63,10 @@ public struct RuntimeModel: Sendable {
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]
         var prompt: Tensor?
         var integer: [String: DLRTActivations] = [:]
+        // Every digest first, on all cores, dropping the pages hashing touched: the forward pass
+        // reads the weights from the mapping again, so the file is never resident twice.
+        try file.verifyAll()
         for entry in file.entries {
-            // Check the digest now, dropping the pages hashing touched: the forward pass reads the
-            // weights from the mapping again, so the file is never resident twice. (Digests are
-            // checked here, once; a file changed on disk after loading is the caller's problem, as
-            // for any mapped input.)
-            try file.verify(entry.name, releasePages: true)
             let component = entry.name.firstIndex(of: ".").map { String(entry.name[..<$0]) } ?? ""
             let view: TensorView
             if entry.layout == .rowsK32 {

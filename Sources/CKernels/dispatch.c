@@ -90,12 +90,7 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
 
 // MARK: - Integer GEMM (int8_gemm.c)
 
-#if defined(__aarch64__)
-// NEON integer GEMM is not written yet; the scalar path gives the same bits.
-#define gemm_i8i8_i32_neon gemm_i8i8_i32_scalar
-#define gemm_i16i8_i32_neon gemm_i16i8_i32_scalar
-#endif
-
+// On arm64 the int8 kernel is the SDOT one when the CPU has dotprod, else the SMULL one.
 void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
     DISPATCH(gemm_i8i8_i32, (m, n, kp, a, w, c));
 }

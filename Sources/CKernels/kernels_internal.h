@@ -38,6 +38,15 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
+#if defined(__aarch64__)
+// gemm_i8i8_i32_neon runs the SDOT kernel when neon_has_dotprod(), else the SMULL one; both are
+// exposed for the tests (the SDOT one must only be called when neon_has_dotprod() is 1).
+int neon_has_dotprod(void);
+void gemm_i8i8_i32_neon(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i8i8_i32_neon_sdot(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i8i8_i32_neon_smull(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+#endif
 
 // Single-precision GEMM (sgemm.c): one driver, a register tile per path.
 // The tile: S[r][j] (r < 6, j < 16) = fused chain from +0 over p < kc of a[p·6 + r]·b[p·16 + j];

@@ -8,7 +8,8 @@
 // never with stored outputs. Prints one line per check and closes with "N passed, M failed";
 // exits 1 on any mismatch.
 //
-//   kernel_check [--quick]      (--quick: smaller random sweeps, for slow emulation)
+// Sized to run in a few seconds under qemu-user (the big cases use K = 11520, the largest in the
+// model, with few rows).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
@@ -205,7 +206,7 @@ static void *make_a(int bits, size_t count, enum fill f, int32_t lo, int32_t hi,
     return a;
 }
 
-static void check_int_gemms(int quick) {
+static void check_int_gemms(void) {
     // int8 × int8: random activations in the full int8 range (−128 included), weights in [−127, 127].
     static const size_t shapes[][3] = {
         {1, 1, 32}, {4, 4, 32}, {5, 7, 64}, {13, 9, 96}, {8, 12, 320}, {3, 5, 11}, {6, 3, 47},
@@ -219,7 +220,7 @@ static void check_int_gemms(int quick) {
         free(a), free(w);
     }
     // The largest K of the model (SD 2.1: 1280·9) and a K that is not a multiple of 16.
-    const size_t big_k = 11520, big_m = quick ? 5 : 9, big_n = quick ? 6 : 10;
+    const size_t big_k = 11520, big_m = 9, big_n = 10;
     {
         int8_t *a = make_a(8, big_m * big_k, RANDOM, -128, 127, 0);
         int8_t *w = make_a(8, big_n * big_k, RANDOM, -127, 127, 0);
@@ -400,7 +401,7 @@ static void check_sgemm_shape(size_t m, size_t n, size_t k, float alpha, int int
     else report(0, name, "%s", problem);
 }
 
-static void check_sgemm(int quick) {
+static void check_sgemm(void) {
     if (!vec_isa) {
         report(1, "sgemm", "no vector path on this CPU: skipped");
         return;
@@ -413,7 +414,7 @@ static void check_sgemm(int quick) {
     check_sgemm_shape(3, 5, 0, 1.0f, 0, " (k = 0: C = beta·C)");
     check_sgemm_shape(4, 5, 6, 0.0f, 0, " (alpha = 0: C = beta·C)");
     // Big enough for the thread pool (≥ 96³ multiply-adds), split by columns and by rows.
-    check_sgemm_shape(100, 130, quick ? 90 : 300, 1.0f, 0, " (threads, column split)");
+    check_sgemm_shape(100, 130, 300, 1.0f, 0, " (threads, column split)");
     check_sgemm_shape(200, 36, 150, -0.75f, 0, " (threads, row split)");
     check_sgemm_shape(31, 45, 700, 1.0f, 1, "");
     check_sgemm_shape(13, 50, 300, 2.0f, 1, "");
@@ -426,8 +427,8 @@ typedef void (*from16_fn)(size_t, const uint16_t *, float *);
 
 // Floats that exercise f16 and bf16 rounding: for every half h, its value, the midpoint to the next
 // half (a tie), and one float ulp either side of both; specials; random bit patterns.
-static float *conversion_inputs(size_t *count, int quick) {
-    size_t cap = 65536 * 6 * 2 + 4096 + (quick ? 200000 : 1000000);
+static float *conversion_inputs(size_t *count) {
+    size_t cap = 65536 * 6 * 2 + 4096 + 1000000;
     float *x = xmalloc(cap * 4);
     size_t n = 0;
     for (uint32_t h = 0; h < 0x7C00; h++) {
@@ -453,7 +454,7 @@ static float *conversion_inputs(size_t *count, int quick) {
             x[n++] = float_of((e << 23) | 0x10000 | lo);
             x[n++] = float_of(0x80000000u | (e << 23) | lo);
         }
-    size_t random = quick ? 200000 : 1000000;
+    size_t random = 1000000;
     for (size_t t = 0; t < random; t++) x[n++] = float_of((uint32_t)rnd());
     *count = n % 2 ? n : n - 1;  // an odd count leaves a tail for the scalar finish
     return x;
@@ -489,13 +490,13 @@ static void public_f16_to_f32(size_t n, const uint16_t *s, float *d) {
     dloral_kernels_force(NULL);
 }
 
-static void check_conversions(int quick) {
+static void check_conversions(void) {
     if (!vec_isa) {
         report(1, "conversions", "no vector path on this CPU: skipped");
         return;
     }
     size_t n;
-    float *x = conversion_inputs(&n, quick);
+    float *x = conversion_inputs(&n);
     struct { const char *name; to16_fn vec; to16_fn ref; } to16[] = {
 #if defined(__x86_64__)
         {"f32→f16 avx2", f32_to_f16_avx2, f32_to_f16_scalar},
@@ -692,7 +693,7 @@ static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r
     free(x), free(ws), free(bias), free(w), free(y0), free(y1);
 }
 
-static void check_int_layers(int quick) {
+static void check_int_layers(void) {
     if (!vec_isa) {
         report(1, "integer layers", "no vector path on this CPU: skipped");
         return;
@@ -704,15 +705,14 @@ static void check_int_layers(int quick) {
         check_int_conv(bits, 3, 9, 11, 3, 3, 2, 2, 0, 0, 7, 1, 0, 1000);
         check_int_conv(bits, 32, 6, 6, 1, 1, 1, 1, 0, 0, 7, 1, 0, 1000);   // 1×1, read in place
         check_int_conv(bits, 16, 20, 20, 3, 3, 1, 1, 1, 1, 9, 1, 0, 1000);  // 400 pixels: two row blocks
-        check_int_conv(bits, quick ? 640 : 1280, 2, 2, 3, 3, 1, 1, 1, 1, 5, 1, 0, 1000);  // K = 5760 / 11520
+        check_int_conv(bits, 1280, 2, 2, 3, 3, 1, 1, 1, 1, 5, 1, 0, 1000);  // K = 11520
         check_int_linear(bits, 100, 9, 300, 3, 1, 1);
         check_int_linear(bits, 64, 33, 17, 0, 0, 0);
         check_int_linear(bits, 1, 3, 5, 0, 1, 0);
     }
 }
 
-int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+int main(void) {
     setup_paths();
     printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_isa(), vec_isa ? vec_isa : "none");
 #if defined(__aarch64__)
@@ -726,14 +726,14 @@ int main(int argc, char **argv) {
     // Without dotprod the automatic int8 kernel must be the SMULL one (SDOT would be SIGILL).
     report(1, "neon_has_dotprod", "%d", neon_has_dotprod());
 #endif
-    check_int_gemms(quick);
+    check_int_gemms();
     double t1 = now();
-    check_sgemm(quick);
+    check_sgemm();
     double t2 = now();
-    check_conversions(quick);
+    check_conversions();
     check_quantize_i8();
     double t3 = now();
-    check_int_layers(quick);
+    check_int_layers();
     double t4 = now();
     printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s\n",
            t1 - t0, t2 - t1, t3 - t2, t4 - t3);

@@ -53,12 +53,6 @@ void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32
 void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst) { DISPATCH(f16_to_f32, (n, src, dst)); }
 void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_bf16, (n, src, dst)); }
 
-#if defined(__aarch64__)
-// NEON versions of these two are not written yet; the scalar path gives the same bits.
-#define quantize_i8_neon quantize_i8_scalar
-#define error_energy_neon error_energy_scalar
-#endif
-
 void dloral_quantize_i8(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
     DISPATCH(quantize_i8, (groups, group_size, src, q, scales, energy));
 }

@@ -29,6 +29,8 @@ void axpy_f32_neon(size_t n, float a, const float *x, float *y);
 void f32_to_f16_neon(size_t n, const float *src, uint16_t *dst);
 void f16_to_f32_neon(size_t n, const uint16_t *src, float *dst);
 void f32_to_bf16_neon(size_t n, const float *src, uint16_t *dst);
+void quantize_i8_neon(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]);
+void error_energy_neon(size_t n, const float *ref, const float *approx, double energy[2]);
 #endif
 
 // Integer GEMM (int8_gemm.c).

@@ -546,7 +546,9 @@ static void check_quantize_i8(void) {
     float *x = xmalloc(n * 4);
     for (size_t t = 0; t < n; t++) x[t] = rnd_unit() * (float)(1 << (rnd() % 8));
     for (size_t t = 5 * gs; t < 6 * gs; t++) x[t] = 0;  // an all-zero group (scale 1)
-    for (size_t t = 7 * gs; t < 8 * gs; t++) x[t] = (float)((int)(t % 9) - 4) * 0.5f;  // small multiples of 0.5
+    // max 127: s = 1, so the halves are exact ties (round half to even: 2.5 → 2, −3.5 → −4).
+    for (size_t t = 7 * gs; t < 8 * gs; t++) x[t] = (float)((int)(t % 9) - 4) + 0.5f;
+    x[8 * gs - 1] = 127.0f;
     int8_t *q0 = xmalloc(n), *q1 = xmalloc(n);
     float s0[37], s1[37];
     double e0[2] = {0.25, 0.5}, e1[2] = {0.25, 0.5};
@@ -555,11 +557,20 @@ static void check_quantize_i8(void) {
     dloral_kernels_force(vec_isa);
     dloral_quantize_i8(groups, gs, x, q1, s1, e1);
     int ok = !memcmp(q0, q1, n) && !memcmp(s0, s1, sizeof s0) && !memcmp(e0, e1, sizeof e0);
-    report(ok, "dloral_quantize_i8 scalar vs forced vector", "%zu groups of %zu: q, scales, energies %s", groups, gs,
-           ok ? "identical bits" : "DIFFER");
+    int ties = s0[7] == 1.0f;  // the tie group against the closed form
+    for (size_t t = 7 * gs; t + 1 < 8 * gs; t++) {
+        double v = (double)x[t], r = floor(v);
+        if (v - r == 0.5 && fmod(r, 2) != 0) r += 1;
+        ties &= q0[t] == (int8_t)r;
+    }
+    report(ok && ties, "dloral_quantize_i8 scalar vs forced vector", "%zu groups of %zu: q, scales, energies %s; ties to even %s",
+           groups, gs, ok ? "identical bits" : "DIFFER", ties ? "ok" : "WRONG");
     double f0[2] = {0}, f1[2] = {0};
     float *y = xmalloc(n * 4);
-    for (size_t t = 0; t < n; t++) y[t] = x[t] + rnd_unit() * 0.01f;
+    // Half close to x, half of unrelated magnitude: then x − y needs more than 26 bits and (x − y)²
+    // rounds, so a fused multiply-add in the sum would show.
+    for (size_t t = 0; t < n; t++)
+        y[t] = (t & 1) ? x[t] + rnd_unit() * 0.01f : rnd_unit() * ldexpf(1.0f, -(int)(rnd() % 40));
     const size_t len = n - 5;  // not a multiple of the vector width
     dloral_kernels_force("scalar");
     dloral_error_energy(len, x, y, f0);

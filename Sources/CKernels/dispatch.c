@@ -53,12 +53,6 @@ void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32
 void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst) { DISPATCH(f16_to_f32, (n, src, dst)); }
 void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst) { DISPATCH(f32_to_bf16, (n, src, dst)); }
 
-#if defined(__aarch64__)
-// NEON versions of these two are not written yet; the scalar path gives the same bits.
-#define quantize_i8_neon quantize_i8_scalar
-#define error_energy_neon error_energy_scalar
-#endif
-
 void dloral_quantize_i8(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
     DISPATCH(quantize_i8, (groups, group_size, src, q, scales, energy));
 }
@@ -90,12 +84,7 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
 
 // MARK: - Integer GEMM (int8_gemm.c)
 
-#if defined(__aarch64__)
-// NEON integer GEMM is not written yet; the scalar path gives the same bits.
-#define gemm_i8i8_i32_neon gemm_i8i8_i32_scalar
-#define gemm_i16i8_i32_neon gemm_i16i8_i32_scalar
-#endif
-
+// On arm64 the int8 kernel is the SDOT one when the CPU has dotprod, else the SMULL one.
 void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
     DISPATCH(gemm_i8i8_i32, (m, n, kp, a, w, c));
 }

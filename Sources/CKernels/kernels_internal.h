@@ -31,6 +31,8 @@ void axpy_f32_neon(size_t n, float a, const float *x, float *y);
 void f32_to_f16_neon(size_t n, const float *src, uint16_t *dst);
 void f16_to_f32_neon(size_t n, const uint16_t *src, float *dst);
 void f32_to_bf16_neon(size_t n, const float *src, uint16_t *dst);
+void quantize_i8_neon(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]);
+void error_energy_neon(size_t n, const float *ref, const float *approx, double energy[2]);
 #endif
 
 // Integer GEMM (int8_gemm.c).
@@ -39,6 +41,15 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
 #if defined(__x86_64__)
 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+#endif
+#if defined(__aarch64__)
+// gemm_i8i8_i32_neon runs the SDOT kernel when neon_has_dotprod(), else the SMULL one; both are
+// exposed for the tests (the SDOT one must only be called when neon_has_dotprod() is 1).
+int neon_has_dotprod(void);
+void gemm_i8i8_i32_neon(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i8i8_i32_neon_sdot(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i8i8_i32_neon_smull(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
 
 // Single-precision GEMM (sgemm.c): one driver, a register tile per path.

@@ -49,7 +49,9 @@ float f16_to_f32_one(uint16_t h) {
         float value = (float)mantissa * 0x1p-24f;  // exact
         return sign ? -value : value;
     }
-    if (exponent == 31) return float_of(sign | 0x7F800000 | (mantissa << 13));
+    // Inf, or NaN made quiet with its payload kept (a signaling NaN gets the quiet bit), as
+    // vcvtph2ps and the arm64 FCVT do.
+    if (exponent == 31) return float_of(sign | 0x7F800000 | (mantissa << 13) | (mantissa ? 0x400000u : 0));
     return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 

@@ -102,6 +102,18 @@ typedef struct {
 void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *geometry,
                     const float *image, float beta, float *out);
 
+/// torch.nn.functional.group_norm for one group (its `channels` consecutive channels of
+/// `spatial` elements each), optionally followed by SiLU: y = silu?((x − mean)·rstd·scale[c] +
+/// shift[c]), scale / shift NULL for 1 / 0. Mean and biased variance are summed in double; the
+/// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in norm.c's header and is
+/// the same on every kernel path. x and y may be the same buffer.
+void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
+                       float eps, int silu, float *y);
+
+/// SiLU, y = x / (1 + exp(−x)) with norm.c's exp (~1 ulp), the same bits on every kernel path.
+/// x and y may be the same buffer.
+void dloral_silu(size_t n, const float *x, float *y);
+
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);

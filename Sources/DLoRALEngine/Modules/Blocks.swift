@@ -148,8 +148,9 @@ public struct BlocksGroupNorm: Sendable {
         self.eps = eps
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    /// - Parameter silu: apply SiLU in the same pass (GroupNorm → SiLU).
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
     }
 }
 
@@ -194,7 +195,7 @@ public struct ResnetBlock2D: Sendable {
     ///     has no `time_emb_proj`, required when it has one.
     /// - Returns: `[N, Cout, H, W]`.
     public func callAsFunction(_ x: Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
-        var h = conv1(Ops.silu(norm1(x)))
+        var h = conv1(norm1(x, silu: true))
         if let projection = timeEmbeddingProjection {
             guard let timeEmbedding else { preconditionFailure("ResnetBlock2D with time_emb_proj needs a time embedding") }
             let t = projection(Ops.silu(timeEmbedding))  // [N or 1, Cout]
@@ -213,7 +214,7 @@ public struct ResnetBlock2D: Sendable {
                 }
             }
         }
-        h = conv2(Ops.silu(norm2(h)))
+        h = conv2(norm2(h, silu: true))
         let residual = shortcut.map { $0(x) } ?? x
         return blocksAdd(residual, h)
     }

@@ -125,9 +125,4 @@ extension Ops {
         }
         return out
     }
-
-    private static func withOptionalPointer<R>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let tensor else { return body(nil) }
-        return tensor.data.withUnsafeBufferPointer { body($0.baseAddress) }
-    }
 }

@@ -30,6 +30,13 @@ static inline float absmax_from(const float *x, size_t from, size_t k, float ama
     return amax;
 }
 
+// A row quantizes to zeros with scale 0 when its amax is 0 (or NaN) or so small that qmax / amax
+// overflows float32 (amax under about 3.7e-37 for int8): Formats/dlrt.md §4.1. Without the second
+// case the infinite inverse would make each path round x · inf its own way.
+static inline int row_is_zero(int32_t qmax, float amax) {
+    return !(amax > 0) || !isfinite((float)qmax / amax);
+}
+
 // Quantizes x[from, k) with inv = qmax / amax and zeroes the padding [k, kp); every path finishes
 // its rows here, so the tails round exactly as the scalar path does.
 static inline void quantize_from(int bits, size_t from, size_t k, size_t kp, int32_t qmax, float inv, const float *x, void *q) {
@@ -46,7 +53,7 @@ static inline void quantize_from(int bits, size_t from, size_t k, size_t kp, int
 
 static float quantize_row_scalar(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
     float amax = absmax_from(x, 0, k, 0);
-    if (!(amax > 0)) {
+    if (row_is_zero(qmax, amax)) {
         memset(q, 0, kp * (bits == 8 ? 1 : 2));
         return 0;
     }
@@ -91,7 +98,7 @@ AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax,
     float amax = 0;
     for (int t = 0; t < 8; t++) amax = lanes[t] > amax ? lanes[t] : amax;
     amax = absmax_from(x, i, k, amax);
-    if (!(amax > 0)) {
+    if (row_is_zero(qmax, amax)) {
         memset(q, 0, kp * (bits == 8 ? 1 : 2));
         return 0;
     }
@@ -154,7 +161,7 @@ static float quantize_row_neon(int bits, size_t k, size_t kp, int32_t qmax, cons
     const size_t kv = k & ~(size_t)7;
     for (size_t i = 0; i < kv; i += 4) vmax = vmaxnmq_f32(vmax, vabsq_f32(vld1q_f32(x + i)));
     const float amax = absmax_from(x, kv, k, vmaxnmvq_f32(vmax));
-    if (!(amax > 0)) {
+    if (row_is_zero(qmax, amax)) {
         memset(q, 0, kp * (bits == 8 ? 1 : 2));
         return 0;
     }

@@ -20,7 +20,8 @@ struct IntegerLayerTests {
     static func quantizeRow(_ x: [Float], bits: Int, kp: Int) -> ([Int], Float) {
         let q = qmax(bits, kp)
         let amax = x.reduce(Float(0)) { max($0, abs($1)) }
-        guard amax > 0 else { return ([Int](repeating: 0, count: kp), 0) }
+        // A zero row, or one so small that qmax / amax overflows float32: zeros, scale 0.
+        guard amax > 0, (Float(q) / amax).isFinite else { return ([Int](repeating: 0, count: kp), 0) }
         let inv = Float(q) / amax
         var out = x.map { v -> Int in
             let r = Int((v * inv).rounded(.toNearestOrEven))
@@ -154,6 +155,18 @@ struct IntegerLayerTests {
             var zero = [Int16](repeating: 7, count: 32)
             #expect(dloral_quantize_row(16, 20, 32, [Float](repeating: 0, count: 20), &zero) == 0)
             #expect(zero.allSatisfy { $0 == 0 })
+            // amax 1e-37: 127 / amax overflows float32 (int8); int16's qmax at Kp 32 is 32767, so
+            // 1e-35 overflows too. Both rows are zeros with scale 0 (§4.1); 1e-30 still quantizes.
+            for (bits, tiny) in [(Int32(8), Float(1e-37)), (16, 1e-35)] {
+                var q16 = [Int16](repeating: 7, count: 32)
+                let row: [Float] = [tiny, -tiny / 2, 0, tiny / 3]
+                #expect(dloral_quantize_row(bits, row.count, 32, row, &q16) == 0, "\(path) bits \(bits) amax \(tiny)")
+                let stored = bits == 8 ? q16.withUnsafeBytes { Array($0.prefix(32)).map { Int16(Int8(bitPattern: $0)) } } : q16
+                #expect(stored.allSatisfy { $0 == 0 }, "\(path) bits \(bits) amax \(tiny): \(stored)")
+            }
+            var small = [Int8](repeating: 7, count: 32)
+            #expect(dloral_quantize_row(8, 2, 32, [1e-30, -1e-30], &small) == Float(1e-30) / 127)
+            #expect(Array(small[0..<2]) == [127, -127], "\(path)")
         }
     }
 

@@ -370,9 +370,13 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
 }
 
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
+    dloral_chw_to_hwc_pixels(c, hw, src, dst, 0, hw);
+}
+
+void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
     // Tiles of 8 channels × 64 pixels keep both sides within a few cache lines.
-    for (size_t p0 = 0; p0 < hw; p0 += 64) {
-        size_t p1 = p0 + 64 < hw ? p0 + 64 : hw;
+    for (size_t p0 = first; p0 < end; p0 += 64) {
+        size_t p1 = p0 + 64 < end ? p0 + 64 : end;
         for (size_t c0 = 0; c0 < c; c0 += 8) {
             size_t c1 = c0 + 8 < c ? c0 + 8 : c;
             for (size_t p = p0; p < p1; p++)

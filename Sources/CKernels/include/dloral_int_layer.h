@@ -46,4 +46,7 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
 /// Transposes one image from [C][HW] (NCHW) to [HW][C] (channels-last).
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst);
 
+/// dloral_chw_to_hwc for pixels [first, end) only (so threads can share one transpose).
+void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end);
+
 #endif

@@ -5,17 +5,22 @@ extension Ops {
     /// SiLU (swish): `x * sigmoid(x)`, computed as PyTorch does, `x / (1 + exp(-x))`, with the
     /// kernels' exp (`dloral_silu`, about 1 ulp; the same bits on every kernel path), on all cores.
     public static func silu(_ x: Tensor) -> Tensor {
-        var out = x
-        let count = out.count
-        out.data.withUnsafeMutableBufferPointer { data in
-            let base = data.baseAddress!
-            let chunk = 1 << 16
-            parallelRanges((count + chunk - 1) / chunk, work: count * 8) { first, end in
-                let lo = first * chunk, hi = min(count, end * chunk)
-                if hi > lo { dloral_silu(hi - lo, base + lo, base + lo) }
+        let count = x.count
+        guard count > 0 else { return x }
+        // Written straight into a new tensor (no copy of x first).
+        let data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let target = buffer.baseAddress!
+            x.data.withUnsafeBufferPointer { source in
+                let base = source.baseAddress!
+                let chunk = 1 << 16
+                parallelRanges((count + chunk - 1) / chunk, work: count * 8) { first, end in
+                    let lo = first * chunk, hi = min(count, end * chunk)
+                    if hi > lo { dloral_silu(hi - lo, base + lo, target + lo) }
+                }
             }
+            initialized = count
         }
-        return out
+        return Tensor(shape: x.shape, data: data)
     }
 
     /// Exact GELU, `0.5 · x · (1 + erf(x / √2))` (PyTorch `approximate='none'`).

@@ -55,8 +55,11 @@ extension Ops {
                                         } else {
                                             sp.baseAddress!.update(repeating: 0, count: rows * s)
                                         }
-                                        for row in 0..<rows {
-                                            softmaxInPlace(sp.baseAddress! + row * s, count: s, stride: 1)
+                                        let scoreBase = sp.baseAddress!
+                                        parallelRanges(rows, work: rows * s * 16) { r0, r1 in
+                                            for row in r0..<r1 {
+                                                softmaxInPlace(scoreBase + row * s, count: s, stride: 1)
+                                            }
                                         }
                                         if dv > 0 {
                                             sgemm(

@@ -79,7 +79,10 @@ extension Ops {
             out.data.withUnsafeMutableBufferPointer { dst in
                 hwc.withUnsafeMutableBufferPointer { cl in
                     for image in 0..<n {
-                        dloral_chw_to_hwc(c, h * w, src.baseAddress! + image * c * h * w, cl.baseAddress!)
+                        let plane = src.baseAddress! + image * c * h * w, channelsLast = cl.baseAddress!
+                        parallelRanges(h * w, work: c * h * w * 4) { p0, p1 in
+                            dloral_chw_to_hwc_pixels(c, h * w, plane, channelsLast, p0, p1)
+                        }
                         let output = dst.baseAddress! + image * o * pixels
                         let input = UnsafePointer(cl.baseAddress!)
                         withOptionalPointer(bias) { b in

@@ -44,26 +44,29 @@ extension Ops {
         let spatial = x.shape.dropFirst(2).reduce(1, *)
         let channelsPerGroup = c / groups
         let groupSize = channelsPerGroup * spatial
-        var out = x
-        guard groupSize > 0, n > 0 else { return out }
+        guard groupSize > 0, n > 0 else { return x }
         let total = n * groups
-        out.data.withUnsafeMutableBufferPointer { data in
-            let base = data.baseAddress!
-            withOptionalPointer(weight) { scale in
-                withOptionalPointer(bias) { shift in
-                    parallelRanges(total, work: total * groupSize * 8) { first, end in
-                        for g in first..<end {
-                            let start = base + g * groupSize
-                            let channel = (g % groups) * channelsPerGroup
-                            dloral_group_norm(
-                                channelsPerGroup, spatial, start, scale.map { $0 + channel },
-                                shift.map { $0 + channel }, eps, silu ? 1 : 0, start)
+        // Written straight into a new tensor (no copy of x first).
+        let data = [Float](unsafeUninitializedCapacity: x.count) { buffer, initialized in
+            let target = buffer.baseAddress!
+            x.data.withUnsafeBufferPointer { source in
+                let base = source.baseAddress!
+                withOptionalPointer(weight) { scale in
+                    withOptionalPointer(bias) { shift in
+                        parallelRanges(total, work: total * groupSize * 8) { first, end in
+                            for g in first..<end {
+                                let channel = (g % groups) * channelsPerGroup
+                                dloral_group_norm(
+                                    channelsPerGroup, spatial, base + g * groupSize, scale.map { $0 + channel },
+                                    shift.map { $0 + channel }, eps, silu ? 1 : 0, target + g * groupSize)
+                            }
                         }
                     }
                 }
             }
+            initialized = x.count
         }
-        return out
+        return Tensor(shape: x.shape, data: data)
     }
 
     /// `torch.nn.functional.layer_norm` over the last axis.

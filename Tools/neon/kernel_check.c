@@ -1293,6 +1293,23 @@ static void check_silu(void) {
     else
         report(0, "dloral_silu accuracy (scalar = every path)", "%zu wrong, first silu(%08x) = %08x; max error %.3g",
                wrong, wrong_x, wrong_y, worst);
+    // Every length 0…40 (each remainder of the 8- and 4-wide loops), from places in the sweep
+    // around 0 (distinct results), on every path: the scalar bits, nothing written past y[len − 1].
+    for (int p = 0; p < nfpaths; p++) {
+        char name[96], problem[160] = "";
+        snprintf(name, sizeof name, "dloral_silu %s lengths 0–40", fpaths[p]);
+        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
+            const float *in = x + 101700 + 37 * len;
+            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
+            silu_on(fpaths[p], len, in, y1);
+            size_t payload, d = first_difference_nan(y0 + 101700 + 37 * len, y1, len, &payload);
+            if (d != (size_t)-1)
+                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
+                         bits_of(y0[101700 + 37 * len + d]));
+            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
+        }
+        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
+    }
     free(x), free(y0), free(y1), free(z);
 }
 
@@ -1404,15 +1421,21 @@ static void check_moments(void) {
 }
 
 // dloral_group_norm on one path; in place (x copied into y first) or into y pre-filled with NaN.
+// y has count + 1 elements: a write past y[count − 1] counts as a failure.
 static void group_norm_on(const char *isa, size_t channels, size_t spatial, const float *x, const float *scale,
                           const float *shift, float eps, int silu, int in_place, float *y) {
     const size_t count = channels * spatial;
     if (in_place) memcpy(y, x, count * 4);
     else
         for (size_t t = 0; t < count; t++) y[t] = NAN;
+    y[count] = -7.0f;  // must stay
     use_path(isa, 0);
     dloral_group_norm(channels, spatial, in_place ? y : x, scale, shift, eps, silu, y);
     use_default_path();
+    if (y[count] != -7.0f) {
+        fprintf(stderr, "dloral_group_norm %s %zux%zu wrote past the end of y\n", isa, channels, spatial);
+        failed++;
+    }
 }
 
 enum gn_data { GN_UNIT, GN_OFFSET, GN_MAGNITUDES };
@@ -1511,14 +1534,14 @@ static void check_group_norm_order(size_t channels, size_t spatial) {
                 snprintf(missed + strlen(missed), sizeof missed - strlen(missed), " %s", order_names[o]);
         }
         // The documented arithmetic, elementwise.
-        float *model = xmalloc(count * 4), *y = xmalloc(count * 4);
+        float *model = xmalloc(count * 4), *y = xmalloc(count * 4 + 4);
         for (size_t t = 0; t < count; t++) {
             float v = (best[t] - m0) * r0;
             v = v * 1.0f + 0.0f;
             model[t] = v;
         }
         for (int silu = 0; silu < 2 && !problem[0]; silu++) {
-            float *ref = xmalloc(count * 4);
+            float *ref = xmalloc(count * 4 + 4);
             group_norm_on("scalar", channels, spatial, best, NULL, NULL, eps, silu, 0, ref);
             size_t d = silu ? (size_t)-1 : first_difference(model, ref, count);
             if (d != (size_t)-1)
@@ -1551,6 +1574,7 @@ static void check_norm(void) {
     // 8-wide elementwise loops (spatial mod 8), one element, a long group.
     static const size_t shapes[][2] = {
         {1, 1}, {1, 3}, {1, 8}, {3, 5}, {2, 7}, {7, 9}, {4, 64}, {5, 33}, {1, 1003}, {16, 257}, {32, 100},
+        {3, 6}, {2, 10}, {1, 12},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_group_norm_case(shapes[s][0], shapes[s][1], GN_UNIT, s % 2 ? 1e-6f : 1e-5f);

@@ -80,4 +80,11 @@ void sgemm_avx2(const sgemm_operands *operands);
 void sgemm_neon(const sgemm_operands *operands);
 #endif
 
+// GroupNorm internals (norm.c) on the current path (dloral_kernels_isa()), for Tools/neon/
+// kernel_check.c, which checks them against the documented arithmetic bit for bit: the double
+// moments of dloral_group_norm (count ≥ 1 elements; mean and biased variance before rounding),
+// and the exp of its SiLU, elementwise (x may be y).
+void norm_moments(size_t count, const float *x, double *mean, double *variance);
+void norm_exp(size_t n, const float *x, float *y);
+
 #endif

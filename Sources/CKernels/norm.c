@@ -1,9 +1,12 @@
 // GroupNorm with an optional fused SiLU (dloral_group_norm) and SiLU alone (dloral_silu).
 //
-// The AVX2 and scalar paths give the same bits: the scalar code performs the AVX2 code's
-// operations in the same order (its 8 double accumulators are the two 4-lane vectors; every
-// multiply-add that is fused in one is fmaf in the other, every other operation rounds on its
-// own), so a result never depends on which path ran or how the caller split the groups.
+// The AVX2, NEON and scalar paths give the same bits: the scalar code performs the vector code's
+// operations in the same order (its 8 double accumulators are AVX2's two 4-lane vectors and
+// NEON's four 2-lane ones; every multiply-add that is fused in one is fmaf in the others, every
+// other operation rounds on its own; the clamps are the same compare-and-select), so a result
+// never depends on which path ran or how the caller split the groups. Elementwise steps
+// (normalisation, SiLU) do not depend on the vector width: the vector loops finish with the
+// scalar code.
 //
 // Moments: mean = Σx / n and variance = Σ(x − mean)² / n, both summed in double in 8 lanes
 // (element i of each full block of 8 into lane i mod 8; the lanes combined as
@@ -27,7 +30,9 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#define EXP_HI 88.72283935546875f  // the float just below ln(FLT_MAX)
+// The float just above ln(FLT_MAX) = 88.722839052…: exp of anything larger is +inf by the select
+// below; exp(EXP_HI) itself overflows to +inf in the final scaling (e^r·2^128 with r > 0).
+#define EXP_HI 88.72283935546875f
 #define EXP_LO -87.3f
 #define LOG2E 1.44269504088896341f
 #define LN2_HI 0.693359375f
@@ -109,6 +114,10 @@ static void normalize_scalar(size_t n, const float *x, float mean, float rstd, f
 
 static void silu_run_scalar(size_t n, const float *x, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = silu_scalar(x[i]);
+}
+
+static void exp_run_scalar(size_t n, const float *x, float *y) {
+    for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
 // MARK: - AVX2
@@ -201,50 +210,183 @@ AVX2 static void silu_run_avx2(size_t n, const float *x, float *y) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, silu_avx2(_mm256_loadu_ps(x + i)));
     silu_run_scalar(n - i, x + i, y + i);
 }
+
+AVX2 static void exp_run_avx2(size_t n, const float *x, float *y) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp_avx2(_mm256_loadu_ps(x + i)));
+    exp_run_scalar(n - i, x + i, y + i);
+}
+#endif
+
+// MARK: - NEON
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+// exp_scalar on 4 lanes, operation for operation. The clamps are a compare and a bit select,
+// not FMIN/FMAX: those return NaN when either operand is NaN (and FMINNM/FMAXNM the number),
+// whereas the scalar `a < b ? a : b` returns b when the comparison is false, which includes a
+// NaN operand; with the select a NaN input passes through both clamps unchanged, as in the
+// scalar code. vfmaq_f32(c, a, b) = fma(a, b, c) rounds once like fmaf; vrndnq_f32 rounds to
+// nearest even like rintf in the default rounding mode; vmulq / vaddq round on their own.
+static inline float32x4_t exp_neon(float32x4_t input) {
+    const float32x4_t hi = vdupq_n_f32(EXP_HI), lo = vdupq_n_f32(EXP_LO);
+    float32x4_t x = vbslq_f32(vcltq_f32(hi, input), hi, input);  // EXP_HI < input ? EXP_HI : input
+    x = vbslq_f32(vcgtq_f32(lo, x), lo, x);                       // EXP_LO > x ? EXP_LO : x
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2E)));
+    float32x4_t r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));  // fmaf(n, −LN2_HI, x)
+    r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));              // fmaf(n, −LN2_LO, r)
+    float32x4_t p = vdupq_n_f32(P0);
+    p = vfmaq_f32(vdupq_n_f32(P1), p, r);  // fmaf(p, r, P1), and so on
+    p = vfmaq_f32(vdupq_n_f32(P2), p, r);
+    p = vfmaq_f32(vdupq_n_f32(P3), p, r);
+    p = vfmaq_f32(vdupq_n_f32(P4), p, r);
+    p = vfmaq_f32(vdupq_n_f32(P5), p, r);
+    const float32x4_t r2 = vmulq_f32(r, r);
+    float32x4_t y = vfmaq_f32(r, p, r2);  // fmaf(p, r2, r)
+    y = vaddq_f32(y, vdupq_n_f32(1.0f));
+    // n is an integer in [−126, 128], so the conversion (toward zero) is exact; a NaN lane gives
+    // 0 (FCVTZS), as the scalar (int32_t) cast does on arm64, and y is NaN there anyway.
+    const int32x4_t ni = vcvtq_s32_f32(n), half = vshrq_n_s32(ni, 1), bias = vdupq_n_s32(127);
+    const float32x4_t scale1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(half, bias), 23));
+    const float32x4_t scale2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, half), bias), 23));
+    const float32x4_t result = vmulq_f32(vmulq_f32(y, scale1), scale2);
+    return vbslq_f32(vcgtq_f32(input, hi), vdupq_n_f32(INFINITY), result);  // input > EXP_HI ? +inf : result
+}
+
+// silu_scalar: t / (1 + exp(−t)), the negation a sign flip (FNEG, as C's unary minus, NaN too).
+static inline float32x4_t silu_neon(float32x4_t t) {
+    return vdivq_f32(t, vaddq_f32(vdupq_n_f32(1.0f), exp_neon(vnegq_f32(t))));
+}
+
+// The 8 lanes are l01 = (l0, l1), l23, l45, l67; ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
+static inline double lanes_sum_neon(float64x2_t l01, float64x2_t l23, float64x2_t l45, float64x2_t l67) {
+    const float64x2_t a = vaddq_f64(l01, l45);  // l0 + l4, l1 + l5
+    const float64x2_t b = vaddq_f64(l23, l67);  // l2 + l6, l3 + l7
+    return (vgetq_lane_f64(a, 0) + vgetq_lane_f64(a, 1)) + (vgetq_lane_f64(b, 0) + vgetq_lane_f64(b, 1));
+}
+
+// moments_scalar with element i of each full block of 8 in lane i mod 8. The squares are a double
+// product and a double sum, rounded separately (clang: the FP_CONTRACT pragma above; GCC ignores
+// the pragma and needs -ffp-contract=off, as for the scalar code).
+static void moments_neon(size_t count, const float *x, double *mean, double *variance) {
+    const size_t full = count / 8 * 8;
+    float64x2_t l01 = vdupq_n_f64(0), l23 = l01, l45 = l01, l67 = l01;
+    for (size_t i = 0; i < full; i += 8) {
+        const float32x4_t v0 = vld1q_f32(x + i), v1 = vld1q_f32(x + i + 4);
+        l01 = vaddq_f64(l01, vcvt_f64_f32(vget_low_f32(v0)));
+        l23 = vaddq_f64(l23, vcvt_high_f64_f32(v0));
+        l45 = vaddq_f64(l45, vcvt_f64_f32(vget_low_f32(v1)));
+        l67 = vaddq_f64(l67, vcvt_high_f64_f32(v1));
+    }
+    double sum = lanes_sum_neon(l01, l23, l45, l67);
+    for (size_t i = full; i < count; i++) sum = sum + (double)x[i];
+    const double m = sum / (double)count;
+    const float64x2_t vm = vdupq_n_f64(m);
+    l01 = l23 = l45 = l67 = vdupq_n_f64(0);
+    for (size_t i = 0; i < full; i += 8) {
+        const float32x4_t v0 = vld1q_f32(x + i), v1 = vld1q_f32(x + i + 4);
+        const float64x2_t d0 = vsubq_f64(vcvt_f64_f32(vget_low_f32(v0)), vm);
+        const float64x2_t d1 = vsubq_f64(vcvt_high_f64_f32(v0), vm);
+        const float64x2_t d2 = vsubq_f64(vcvt_f64_f32(vget_low_f32(v1)), vm);
+        const float64x2_t d3 = vsubq_f64(vcvt_high_f64_f32(v1), vm);
+        l01 = vaddq_f64(l01, vmulq_f64(d0, d0));
+        l23 = vaddq_f64(l23, vmulq_f64(d1, d1));
+        l45 = vaddq_f64(l45, vmulq_f64(d2, d2));
+        l67 = vaddq_f64(l67, vmulq_f64(d3, d3));
+    }
+    double squares = lanes_sum_neon(l01, l23, l45, l67);
+    for (size_t i = full; i < count; i++) {
+        const double d = (double)x[i] - m;
+        squares = squares + d * d;
+    }
+    *mean = m;
+    *variance = squares / (double)count;
+}
+
+// normalize_scalar on 4 lanes: ((x − mean)·rstd)·scale + shift, each operation rounded on its own.
+static inline float32x4_t normalize4_neon(float32x4_t x, float32x4_t vm, float32x4_t vr, float32x4_t vs,
+                                          float32x4_t vb, int silu) {
+    float32x4_t t = vmulq_f32(vsubq_f32(x, vm), vr);
+    t = vaddq_f32(vmulq_f32(t, vs), vb);
+    return silu ? silu_neon(t) : t;
+}
+
+static void normalize_neon(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu,
+                           float *y) {
+    const float32x4_t vm = vdupq_n_f32(mean), vr = vdupq_n_f32(rstd);
+    const float32x4_t vs = vdupq_n_f32(scale), vb = vdupq_n_f32(shift);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {  // two independent vectors per step (x may be y: both loaded first)
+        const float32x4_t x0 = vld1q_f32(x + i), x1 = vld1q_f32(x + i + 4);
+        vst1q_f32(y + i, normalize4_neon(x0, vm, vr, vs, vb, silu));
+        vst1q_f32(y + i + 4, normalize4_neon(x1, vm, vr, vs, vb, silu));
+    }
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, normalize4_neon(vld1q_f32(x + i), vm, vr, vs, vb, silu));
+    normalize_scalar(n - i, x + i, mean, rstd, scale, shift, silu, y + i);
+}
+
+static void silu_run_neon(size_t n, const float *x, float *y) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t x0 = vld1q_f32(x + i), x1 = vld1q_f32(x + i + 4);
+        vst1q_f32(y + i, silu_neon(x0));
+        vst1q_f32(y + i + 4, silu_neon(x1));
+    }
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, silu_neon(vld1q_f32(x + i)));
+    silu_run_scalar(n - i, x + i, y + i);
+}
+
+static void exp_run_neon(size_t n, const float *x, float *y) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, exp_neon(vld1q_f32(x + i)));
+    exp_run_scalar(n - i, x + i, y + i);
+}
 #endif
 
 // MARK: - Entry points
 
-static int use_avx2(void) {
+// The path of dloral_kernels_isa(): the moments and the elementwise loop of each.
+typedef void (*moments_fn)(size_t count, const float *x, double *mean, double *variance);
+typedef void (*normalize_fn)(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu,
+                             float *y);
+typedef void (*elementwise_fn)(size_t n, const float *x, float *y);
+
+typedef struct {
+    moments_fn moments;
+    normalize_fn normalize;
+    elementwise_fn silu, exp;
+} norm_path;
+
+static norm_path current_path(void) {
+    const char *isa = dloral_kernels_isa();
 #if defined(__x86_64__)
-    return strcmp(dloral_kernels_isa(), "avx2") == 0;
-#else
-    return 0;
+    if (strcmp(isa, "avx2") == 0) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2};
+#elif defined(__aarch64__)
+    if (strcmp(isa, "neon") == 0) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon};
 #endif
+    (void)isa;
+    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar};
 }
 
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y) {
     const size_t count = channels * spatial;
     if (count == 0) return;
-    const int avx2 = use_avx2();
+    const norm_path path = current_path();
     double mean, variance;
-#if defined(__x86_64__)
-    if (avx2) moments_avx2(count, x, &mean, &variance);
-    else
-#endif
-        moments_scalar(count, x, &mean, &variance);
+    path.moments(count, x, &mean, &variance);
     const float m = (float)mean, rstd = (float)(1.0 / sqrt(variance + (double)eps));
     for (size_t c = 0; c < channels; c++) {
         const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
-        const float *in = x + c * spatial;
-        float *out = y + c * spatial;
-#if defined(__x86_64__)
-        if (avx2) {
-            normalize_avx2(spatial, in, m, rstd, s, b, silu, out);
-            continue;
-        }
-#endif
-        normalize_scalar(spatial, in, m, rstd, s, b, silu, out);
+        path.normalize(spatial, x + c * spatial, m, rstd, s, b, silu, y + c * spatial);
     }
 }
 
-void dloral_silu(size_t n, const float *x, float *y) {
-#if defined(__x86_64__)
-    if (use_avx2()) {
-        silu_run_avx2(n, x, y);
-        return;
-    }
-#endif
-    silu_run_scalar(n, x, y);
+void dloral_silu(size_t n, const float *x, float *y) { current_path().silu(n, x, y); }
+
+void norm_moments(size_t count, const float *x, double *mean, double *variance) {
+    current_path().moments(count, x, mean, variance);
 }
+
+void norm_exp(size_t n, const float *x, float *y) { current_path().exp(n, x, y); }

@@ -5,8 +5,13 @@
 //
 // Every check compares a vector path with the scalar one (or, for the integer GEMMs and the
 // integer-valued sgemm case, with an exact closed form computed here in 64-bit integers),
-// never with stored outputs. Prints one line per check and closes with "N passed, M failed";
-// exits 1 on any mismatch.
+// never with stored outputs. The float kernels are also held to independent references built
+// here: dloral_sgemm_typed (binary16 operands) on every path and 1 or 2 threads against
+// dloral_sgemm on matrices widened by the harness's own half→float; dloral_sconv2d against
+// dloral_sgemm on an im2col matrix built here; GroupNorm's double moments against the
+// documented summation order written out here, and SiLU / exp / GroupNorm against double
+// references (loose accuracy bounds). Prints one line per check and closes with
+// "N passed, M failed"; exits 1 on any mismatch.
 //
 // Sized to run in a few seconds under qemu-user (the big cases use K = 11520, the largest in the
 // model, with few rows).
@@ -14,12 +19,17 @@
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+// The harness's own float arithmetic (the reference models below) rounds every operation
+// separately; GCC ignores this pragma and gets -ffp-contract=off from run.sh.
+#pragma STDC FP_CONTRACT OFF
 
 // MARK: - Reporting
 
@@ -420,6 +430,375 @@ static void check_sgemm(void) {
     check_sgemm_shape(13, 50, 300, 2.0f, 1, "");
 }
 
+// MARK: - Float paths, threads, comparisons
+
+// The float kernels' paths: "scalar" and, when this CPU has one, the vector path. dloral_sgemm is
+// forced onto one and onto a thread count (1 runs on the calling thread; 2 splits C between the
+// caller and a pool worker when the product is big enough, ≥ 96³ multiply-adds).
+static const char *fpaths[2];
+static int nfpaths;
+
+static void setup_float_paths(void) {
+    fpaths[nfpaths++] = "scalar";
+    if (vec_isa) fpaths[nfpaths++] = vec_isa;
+}
+
+static void use_path(const char *isa, int threads) {
+    dloral_kernels_force(isa);
+    dloral_threads_force(threads);
+}
+
+static void use_default_path(void) {
+    dloral_kernels_force(NULL);
+    dloral_threads_force(0);
+}
+
+// Index of the first element whose bits differ, or (size_t)−1.
+static size_t first_difference(const float *want, const float *got, size_t n) {
+    for (size_t t = 0; t < n; t++)
+        if (bits_of(want[t]) != bits_of(got[t])) return t;
+    return (size_t)-1;
+}
+
+// MARK: - Half-precision operands (dloral_sgemm_typed)
+
+// binary16 → binary32 by moving bit fields, written here independently of the library's
+// converters: a normal half (exponent field e in 1…30) keeps its 10 fraction bits under the float
+// exponent e − 15 + 127; a subnormal f·2^−24 is shifted left until its leading one reaches the
+// implicit-bit position, the exponent lowered by one per shift; ±0 and ±inf keep their form; a
+// NaN keeps its payload (shifted into the top of the float fraction) and gets the quiet bit, as
+// F16C's vcvtph2ps and arm64's FCVT do.
+static float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1F;
+    uint32_t f = h & 0x3FF;
+    if (e == 0x1F) return float_of(sign | 0x7F800000u | (f << 13) | (f ? 0x00400000u : 0));
+    if (e != 0) return float_of(sign | ((e - 15 + 127) << 23) | (f << 13));
+    if (f == 0) return float_of(sign);
+    uint32_t exponent = 127 - 14;  // the value is 0.f × 2^−14
+    while (!(f & 0x400)) {
+        f <<= 1;
+        exponent--;
+    }
+    return float_of(sign | (exponent << 23) | ((f & 0x3FF) << 13));
+}
+
+static void widen_halves(const uint16_t *h, size_t n, float *out) {
+    for (size_t t = 0; t < n; t++) out[t] = half_to_float(h[t]);
+}
+
+// The harness's own converter against the value of every half computed in double
+// ((−1)^s · f·2^−24 or (1024 + f)·2^(e − 25)), ±inf and the NaN rule; then against the
+// library's scalar converter (an independent implementation of the same thing).
+static void check_half_widening(void) {
+    int ok = 1;
+    uint16_t bad = 0;
+    for (uint32_t h = 0; h < 65536 && ok; h++) {
+        const float v = half_to_float((uint16_t)h);
+        const uint32_t e = (h >> 10) & 0x1F, f = h & 0x3FF, s = h >> 15;
+        if (e == 0x1F && f != 0) {
+            ok = isnan(v) && (bits_of(v) >> 31) == s && (bits_of(v) & 0x00400000u) &&
+                 ((bits_of(v) >> 13) & 0x1FF) == (f & 0x1FF);
+        } else {
+            double want = e == 0x1F ? INFINITY : e == 0 ? ldexp((double)f, -24) : ldexp((double)(1024 + f), (int)e - 25);
+            if (s) want = -want;
+            ok = (double)v == want && (signbit(v) != 0) == (s != 0);
+        }
+        if (!ok) bad = (uint16_t)h;
+    }
+    int same_as_library = 1;
+    for (uint32_t h = 0; h < 65536 && ok && same_as_library; h++) {
+        uint16_t x = (uint16_t)h;
+        float lib;
+        f16_to_f32_scalar(1, &x, &lib);
+        same_as_library = bits_of(lib) == bits_of(half_to_float(x));
+        if (!same_as_library) bad = x;
+    }
+    report(ok && same_as_library, "harness half→float (all 65536 halves)",
+           ok && same_as_library ? "= exact values in double; NaN quiet, payload kept; = f16_to_f32_scalar bits"
+                                 : "half %04x: %s", bad, ok ? "differs from f16_to_f32_scalar" : "wrong value");
+}
+
+// A random finite half: mostly |x| in [2^−5, 4) with a random sign and fraction; one in eight any
+// finite bit pattern (±0, subnormals, up to ±65504).
+static uint16_t rnd_half(void) {
+    const uint64_t r = rnd();
+    if (r % 8 == 0) {
+        uint16_t h = (uint16_t)(r >> 32);
+        if ((h & 0x7C00) == 0x7C00) h &= 0xBFFF;  // exponent 31 → 15
+        return h;
+    }
+    return (uint16_t)((((r >> 8) & 1) << 15) | ((10 + (r >> 16) % 7) << 10) | ((r >> 32) & 0x3FF));
+}
+
+// Stores the logical rows×cols matrix (row-major) as an operand: as is (trans 0) or transposed
+// (trans 1, cols×rows), with a row stride of the stored width + 3; the 3 padding elements of each
+// row are NaN (0x7E00 as halves), which must never reach a result. elem: 2 (halves) or 4 bytes.
+static void *store_operand(const void *logical, size_t rows, size_t cols, int trans, size_t elem, size_t *ld) {
+    const size_t srows = trans ? cols : rows, scols = trans ? rows : cols, stride = scols + 3;
+    char *d = xmalloc(srows * stride * elem + elem);
+    for (size_t r = 0; r < srows; r++)
+        for (size_t c = 0; c < stride; c++) {
+            char *to = d + (r * stride + c) * elem;
+            if (c >= scols) {
+                if (elem == 2) *(uint16_t *)to = 0x7E00;
+                else *(float *)to = NAN;
+                continue;
+            }
+            const size_t li = trans ? c : r, lj = trans ? r : c;  // logical (row, col)
+            memcpy(to, (const char *)logical + (li * cols + lj) * elem, elem);
+        }
+    *ld = stride;
+    return d;
+}
+
+static const float sgemm_betas[3] = {0.0f, 1.0f, 0.5f};
+static const char *const half_modes[3] = {"A half", "B half", "A and B half"};
+
+// dloral_sgemm_typed for one shape against the reference dloral_sgemm (scalar path, one thread)
+// on the matrices widened by the harness: A, B or both as binary16 (the other operand random
+// floats that are mostly not halves), every trans_a/trans_b layout of the same logical op(A),
+// op(B) (so one reference serves all four), beta 0 (C full of NaN, not to be read) / 1 / 0.5, on
+// every path. With `threaded` (products ≥ 96³) each path runs on 1 and 2 threads, and each
+// (half mode, beta) takes one of the four layouts in turn. C has 5 guard columns that must stay
+// untouched. One line.
+static void check_typed_shape(size_t m, size_t n, size_t k, float alpha, int threaded, const char *note) {
+    char name[160], problem[320] = "";
+    snprintf(name, sizeof name, "sgemm_typed %zux%zux%zu alpha=%g%s", m, n, k, (double)alpha, note);
+    const double t0 = now();
+    uint16_t *ah = xmalloc(m * k * 2 + 2), *bh = xmalloc(k * n * 2 + 2);
+    float *aw = xmalloc(m * k * 4 + 4), *bw = xmalloc(k * n * 4 + 4);
+    float *af = xmalloc(m * k * 4 + 4), *bf = xmalloc(k * n * 4 + 4);
+    for (size_t t = 0; t < m * k; t++) ah[t] = rnd_half(), af[t] = rnd_unit() * (float)(1 + rnd() % 4);
+    for (size_t t = 0; t < k * n; t++) bh[t] = rnd_half(), bf[t] = rnd_unit();
+    widen_halves(ah, m * k, aw);
+    widen_halves(bh, k * n, bw);
+    void *sa[2][2], *sb[2][2];  // [trans][half]
+    size_t lda[2][2], ldb[2][2];
+    for (int tr = 0; tr < 2; tr++) {
+        sa[tr][0] = store_operand(af, m, k, tr, 4, &lda[tr][0]);
+        sa[tr][1] = store_operand(ah, m, k, tr, 2, &lda[tr][1]);
+        sb[tr][0] = store_operand(bf, k, n, tr, 4, &ldb[tr][0]);
+        sb[tr][1] = store_operand(bh, k, n, tr, 2, &ldb[tr][1]);
+    }
+    const size_t ldc = n + 5, cn = m * ldc;
+    float *cin = xmalloc(cn * 4 + 4), *cnan = xmalloc(cn * 4 + 4), *ref = xmalloc(cn * 4 + 4), *c = xmalloc(cn * 4 + 4);
+    for (size_t t = 0; t < cn; t++) cin[t] = rnd_unit(), cnan[t] = NAN;
+    int runs = 0;
+    for (int hm = 0; hm < 3 && !problem[0]; hm++) {
+        const int a_half = hm != 1, b_half = hm != 0;
+        for (int bi = 0; bi < 3 && !problem[0]; bi++) {
+            const float beta = sgemm_betas[bi];
+            const float *start = beta == 0 ? cnan : cin;
+            memcpy(ref, start, cn * 4);
+            use_path("scalar", 1);
+            dloral_sgemm(0, 0, m, n, k, alpha, a_half ? aw : af, k, b_half ? bw : bf, n, beta, ref, ldc);
+            for (int layout = 0; layout < 4 && !problem[0]; layout++) {
+                if (threaded && layout != (hm + bi) % 4) continue;
+                const int ta = layout >> 1, tb = layout & 1;
+                for (int p = 0; p < nfpaths && !problem[0]; p++)
+                    for (int threads = 1; threads <= (threaded ? 2 : 1) && !problem[0]; threads++) {
+                        memcpy(c, start, cn * 4);
+                        use_path(fpaths[p], threads);
+                        dloral_sgemm_typed(ta, tb, a_half, b_half, m, n, k, alpha, sa[ta][a_half], lda[ta][a_half],
+                                           sb[tb][b_half], ldb[tb][b_half], beta, c, ldc);
+                        runs++;
+                        size_t d = first_difference(ref, c, cn);
+                        if (d != (size_t)-1)
+                            snprintf(problem, sizeof problem,
+                                     "%s ta=%d tb=%d beta=%g %s %d thread(s): c[%zu][%zu] = %08x, widened reference %08x%s",
+                                     half_modes[hm], ta, tb, (double)beta, fpaths[p], threads, d / ldc, d % ldc,
+                                     bits_of(c[d]), bits_of(ref[d]), d % ldc >= n ? " (guard column)" : "");
+                    }
+            }
+        }
+    }
+    use_default_path();
+    if (problem[0]) report(0, name, "%s", problem);
+    else
+        report(1, name, "%d calls (%s, %s%s) = dloral_sgemm on the widened matrices (%.2f s)", runs,
+               threaded ? "one layout per mode/beta" : "3 half modes × 4 layouts × beta 0/1/0.5",
+               nfpaths > 1 ? "scalar + " : "scalar", nfpaths > 1 ? fpaths[1] : "", now() - t0);
+    for (int tr = 0; tr < 2; tr++) free(sa[tr][0]), free(sa[tr][1]), free(sb[tr][0]), free(sb[tr][1]);
+    free(ah), free(bh), free(aw), free(bw), free(af), free(bf), free(cin), free(cnan), free(ref), free(c);
+}
+
+// Halves that are not finite: ±inf and NaNs (quiet, signalling, with payloads) among random ones.
+// Each path's typed result must have the bits of the same path's dloral_sgemm on the widened
+// matrices (the widening in the packing is the path's converter: quiet NaN, payload kept); across
+// paths only NaN payloads may differ (as dloral_kernels.h allows).
+static void check_typed_specials(void) {
+    const size_t m = 7, n = 19, k = 11, ldc = n + 5, cn = m * ldc;
+    static const uint16_t specials[] = {0x7C00, 0xFC00, 0x7C01, 0x7E00, 0xFE00, 0x7D55, 0xFFFF, 0x7BFF, 0x8000, 0x0001};
+    uint16_t *ah = xmalloc(m * k * 2), *bh = xmalloc(k * n * 2);
+    float *aw = xmalloc(m * k * 4), *bw = xmalloc(k * n * 4);
+    for (size_t t = 0; t < m * k; t++) ah[t] = rnd() % 6 ? rnd_half() : specials[rnd() % 10];
+    for (size_t t = 0; t < k * n; t++) bh[t] = rnd() % 6 ? rnd_half() : specials[rnd() % 10];
+    widen_halves(ah, m * k, aw);
+    widen_halves(bh, k * n, bw);
+    size_t lda[2], ldb[2];
+    void *sa[2] = {store_operand(ah, m, k, 0, 2, &lda[0]), store_operand(ah, m, k, 1, 2, &lda[1])};
+    void *sb[2] = {store_operand(bh, k, n, 0, 2, &ldb[0]), store_operand(bh, k, n, 1, 2, &ldb[1])};
+    float *cin = xmalloc(cn * 4), *ref = xmalloc(cn * 4), *c = xmalloc(cn * 4), *first = xmalloc(cn * 4);
+    for (size_t t = 0; t < cn; t++) cin[t] = rnd_unit();
+    char problem[256] = "";
+    size_t nans = 0, payload_only = 0;
+    for (int layout = 0; layout < 4 && !problem[0]; layout++) {
+        const int ta = layout >> 1, tb = layout & 1;
+        for (int p = 0; p < nfpaths && !problem[0]; p++) {
+            use_path(fpaths[p], 1);
+            memcpy(ref, cin, cn * 4);
+            dloral_sgemm(0, 0, m, n, k, 0.5f, aw, k, bw, n, 0.5f, ref, ldc);
+            memcpy(c, cin, cn * 4);
+            dloral_sgemm_typed(ta, tb, 1, 1, m, n, k, 0.5f, sa[ta], lda[ta], sb[tb], ldb[tb], 0.5f, c, ldc);
+            size_t d = first_difference(ref, c, cn);
+            if (d != (size_t)-1) {
+                snprintf(problem, sizeof problem, "%s ta=%d tb=%d: c[%zu][%zu] = %08x, same path widened %08x", fpaths[p],
+                         ta, tb, d / ldc, d % ldc, bits_of(c[d]), bits_of(ref[d]));
+                break;
+            }
+            if (p == 0) {
+                memcpy(first, c, cn * 4);
+                for (size_t t = 0; t < cn; t++) nans += isnan(c[t]) != 0;
+                continue;
+            }
+            for (size_t t = 0; t < cn && !problem[0]; t++) {
+                if (bits_of(first[t]) == bits_of(c[t])) continue;
+                if (isnan(first[t]) && isnan(c[t])) payload_only++;
+                else
+                    snprintf(problem, sizeof problem, "ta=%d tb=%d c[%zu][%zu]: scalar %08x, %s %08x", ta, tb, t / ldc,
+                             t % ldc, bits_of(first[t]), fpaths[p], bits_of(c[t]));
+            }
+        }
+    }
+    use_default_path();
+    if (problem[0]) report(0, "sgemm_typed inf/NaN halves", "%s", problem);
+    else
+        report(1, "sgemm_typed inf/NaN halves", "4 layouts: = same path on widened (bits); %zu NaN results, %zu differ across paths in payload only",
+               nans / 4, payload_only);
+    free(sa[0]), free(sa[1]), free(sb[0]), free(sb[1]);
+    free(ah), free(bh), free(aw), free(bw), free(cin), free(ref), free(c), free(first);
+}
+
+static void check_sgemm_typed(void) {
+    check_half_widening();
+    // Edge shapes: one element; exactly one 6×16 tile and one KC block; one past each; k over two
+    // KC boundaries; rows past MC = 144; columns past NC = 1024; k = 0 (C = beta·C).
+    static const size_t shapes[][3] = {
+        {1, 1, 1}, {6, 16, 256}, {7, 17, 257}, {13, 35, 513}, {5, 3, 2}, {145, 5, 3},
+        {3, 1030, 7}, {23, 41, 300}, {1, 37, 64}, {40, 1, 33}, {3, 5, 0},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        check_typed_shape(shapes[s][0], shapes[s][1], shapes[s][2], s % 2 ? -0.75f : 1.0f, 0, "");
+    check_typed_shape(4, 5, 6, 0.0f, 0, " (alpha = 0)");
+    // ≥ 96³ multiply-adds: split over 2 threads by columns (n ≥ m), and by rows past MC with k
+    // past KC.
+    check_typed_shape(100, 100, 90, 1.0f, 1, " (threads, column split)");
+    check_typed_shape(200, 20, 260, -0.75f, 1, " (threads, row split)");
+    check_typed_specials();
+}
+
+// MARK: - Implicit-GEMM convolution (dloral_sconv2d)
+
+// The im2col matrix of one [c, h, w] image, built here from its definition: row (ch·kh + i)·kw + j,
+// column oy·wo + ox holds image[ch][oy·sh − ph + i][ox·sw − pw + j], or 0 where that is outside
+// the image (the zero padding).
+static float *im2col(const dloral_conv_geometry *g, const float *image) {
+    const size_t rows = g->c * g->kh * g->kw, cols = g->ho * g->wo;
+    float *col = xmalloc(rows * cols * 4 + 4);
+    for (size_t ch = 0; ch < g->c; ch++)
+        for (size_t i = 0; i < g->kh; i++)
+            for (size_t j = 0; j < g->kw; j++) {
+                float *row = col + ((ch * g->kh + i) * g->kw + j) * cols;
+                for (size_t oy = 0; oy < g->ho; oy++)
+                    for (size_t ox = 0; ox < g->wo; ox++) {
+                        const long iy = (long)(oy * g->sh + i) - (long)g->ph, ix = (long)(ox * g->sw + j) - (long)g->pw;
+                        const int inside = iy >= 0 && iy < (long)g->h && ix >= 0 && ix < (long)g->w;
+                        row[oy * g->wo + ox] = inside ? image[(ch * g->h + (size_t)iy) * g->w + (size_t)ix] : 0.0f;
+                    }
+            }
+    return col;
+}
+
+// dloral_sconv2d against the reference dloral_sgemm (scalar path, one thread) of the (widened)
+// weights and the harness's im2col, beta 0 (out full of NaN, not to be read) and 0.5, on every
+// path (and 1 and 2 threads when `threaded`). The image sits between NaN guards (a read outside
+// it would poison a result), out between guard words that must stay untouched. One line.
+static void check_conv(const char *note, int w_half, size_t o, size_t c, size_t h, size_t w, size_t kh, size_t kw,
+                       size_t sh, size_t sw, size_t ph, size_t pw, int threaded) {
+    const size_t ho = (h + 2 * ph - kh) / sh + 1, wo = (w + 2 * pw - kw) / sw + 1;
+    const dloral_conv_geometry g = {c, h, w, kh, kw, sh, sw, ph, pw, ho, wo};
+    const size_t K = c * kh * kw, N = ho * wo, guard = 64;
+    char name[200], problem[320] = "";
+    snprintf(name, sizeof name, "sconv2d %s o=%zu c=%zu %zux%zu k%zux%zu s%zu,%zu p%zu,%zu → %zux%zu%s",
+             w_half ? "fp16" : "fp32", o, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, note);
+    const double t0 = now();
+    float *buf = xmalloc((c * h * w + 2 * guard) * 4);
+    for (size_t t = 0; t < c * h * w + 2 * guard; t++) buf[t] = NAN;
+    float *image = buf + guard;
+    for (size_t t = 0; t < c * h * w; t++) image[t] = rnd_unit() * (float)(1 + rnd() % 3);
+    uint16_t *wh = xmalloc(o * K * 2);
+    float *wf = xmalloc(o * K * 4);
+    for (size_t t = 0; t < o * K; t++) {
+        wh[t] = rnd_half();
+        wf[t] = rnd_unit();
+    }
+    if (w_half) widen_halves(wh, o * K, wf);
+    float *col = im2col(&g, image);
+    const size_t cn = o * N + 2;  // guard word, o × N, guard word
+    float *start = xmalloc(cn * 4), *ref = xmalloc(cn * 4), *out = xmalloc(cn * 4);
+    int runs = 0;
+    static const float betas[2] = {0.0f, 0.5f};
+    for (int bi = 0; bi < 2 && !problem[0]; bi++) {
+        for (size_t t = 0; t < cn; t++) start[t] = betas[bi] == 0 ? NAN : rnd_unit();
+        start[0] = start[cn - 1] = -7.0f;
+        memcpy(ref, start, cn * 4);
+        use_path("scalar", 1);
+        dloral_sgemm(0, 0, o, N, K, 1.0f, wf, K, col, N, betas[bi], ref + 1, N);
+        for (int p = 0; p < nfpaths && !problem[0]; p++)
+            for (int threads = 1; threads <= (threaded ? 2 : 1) && !problem[0]; threads++) {
+                memcpy(out, start, cn * 4);
+                use_path(fpaths[p], threads);
+                dloral_sconv2d(w_half, o, w_half ? (const void *)wh : (const void *)wf, &g, image, betas[bi], out + 1);
+                runs++;
+                size_t d = first_difference(ref, out, cn);
+                if (d == 0 || d == cn - 1)
+                    snprintf(problem, sizeof problem, "%s %d thread(s) beta=%g: wrote outside out", fpaths[p], threads,
+                             (double)betas[bi]);
+                else if (d != (size_t)-1)
+                    snprintf(problem, sizeof problem,
+                             "%s %d thread(s) beta=%g: out[%zu][pixel %zu = (%zu, %zu)] = %08x, sgemm on im2col %08x",
+                             fpaths[p], threads, (double)betas[bi], (d - 1) / N, (d - 1) % N, (d - 1) % N / wo,
+                             (d - 1) % N % wo, bits_of(out[d]), bits_of(ref[d]));
+            }
+    }
+    use_default_path();
+    if (problem[0]) report(0, name, "%s", problem);
+    else report(1, name, "K=%zu N=%zu: %d calls = dloral_sgemm on im2col (%.2f s)", K, N, runs, now() - t0);
+    free(buf), free(wh), free(wf), free(col), free(start), free(ref), free(out);
+}
+
+static void check_sconv2d(void) {
+    //         note                                  half  o    c   h   w  kh kw sh sw ph pw threads
+    check_conv("", 0, 5, 3, 7, 9, 3, 3, 1, 1, 1, 1, 0);  // odd sizes; 16-column slivers end mid-row
+    check_conv("", 1, 5, 3, 7, 9, 3, 3, 1, 1, 1, 1, 0);
+    check_conv(" (stride 2)", 0, 6, 4, 11, 13, 3, 3, 2, 2, 1, 1, 0);
+    check_conv(" (stride 2)", 1, 6, 4, 12, 13, 3, 3, 2, 2, 1, 1, 0);
+    check_conv(" (1×1)", 0, 7, 20, 5, 7, 1, 1, 1, 1, 0, 0, 0);
+    check_conv(" (1×1 stride 2)", 1, 4, 9, 9, 11, 1, 1, 2, 2, 0, 0, 0);
+    check_conv(" (7×7)", 0, 4, 3, 15, 17, 7, 7, 2, 2, 3, 3, 0);
+    check_conv(" (7×7)", 1, 3, 2, 9, 10, 7, 7, 1, 1, 3, 3, 0);
+    check_conv(" (padding past the kernel's reach)", 0, 3, 2, 5, 6, 3, 3, 1, 1, 4, 4, 0);
+    check_conv(" (padding past the kernel's reach)", 1, 2, 3, 4, 3, 2, 3, 2, 1, 3, 5, 0);
+    check_conv(" (kernel wider than the image)", 0, 2, 2, 3, 2, 3, 5, 1, 1, 1, 2, 0);
+    check_conv(" (3×5, strides 2,1)", 1, 5, 3, 10, 11, 3, 5, 2, 1, 1, 2, 0);
+    check_conv(" (stride 3 > kernel 2)", 0, 4, 3, 11, 14, 2, 2, 3, 3, 0, 1, 0);
+    check_conv(" (one output pixel)", 1, 9, 4, 3, 3, 3, 3, 1, 1, 0, 0, 0);
+    check_conv(" (K past KC mid-channel)", 1, 8, 29, 9, 9, 3, 3, 1, 1, 1, 1, 0);
+    check_conv(" (pixels past NC mid-row)", 0, 3, 2, 34, 34, 3, 3, 1, 1, 1, 1, 0);
+    check_conv(" (threads, column split)", 1, 32, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1);
+    check_conv(" (threads, row split past MC)", 0, 300, 16, 5, 5, 3, 3, 1, 1, 1, 1, 1);
+}
+
 // MARK: - Conversions
 
 typedef void (*to16_fn)(size_t, const float *, uint16_t *);
@@ -723,8 +1102,498 @@ static void check_int_layers(void) {
     }
 }
 
+// MARK: - GroupNorm and SiLU (norm.c)
+
+#define HX_EXP_HI 88.72283935546875f  // norm.c's EXP_HI: exp(x) is +inf for x > EXP_HI
+#define HX_EXP_LO -87.3f              // norm.c's EXP_LO: exp's input is clamped below here
+
+// Compares the bits of the scalar path's result with another path's. Identical bits are required
+// for NaN results too (the vector code mirrors the scalar operations); `nan_payload` counts the
+// NaN results that would pass under the weaker rule "any NaN where scalar has a NaN", for the
+// report. Returns the first difference or (size_t)−1.
+static size_t first_difference_nan(const float *want, const float *got, size_t n, size_t *nan_payload) {
+    size_t first = (size_t)-1;
+    *nan_payload = 0;
+    for (size_t t = 0; t < n; t++) {
+        if (bits_of(want[t]) == bits_of(got[t])) continue;
+        if (isnan(want[t]) && isnan(got[t])) (*nan_payload)++;
+        if (first == (size_t)-1) first = t;
+    }
+    return first;
+}
+
+// silu on the given path (x may be y).
+static void silu_on(const char *isa, size_t n, const float *x, float *y) {
+    use_path(isa, 0);
+    dloral_silu(n, x, y);
+    use_default_path();
+}
+
+// Inputs for exp and SiLU: a sweep of [−100, 100] in steps of 2^−10 (every multiple, ±0 and the
+// integers included); random values in [−100, 100]; the x (and −x) for which x·log2(e) rounds to
+// exactly k + 1/2, so that the rounding of n = rint(x·log2 e) is a tie (to even: vrndn, not
+// vrnda); 400 consecutive floats around each of ±EXP_HI (the +inf select and the last finite
+// exp), ±87.3 (the clamp), ±88 and ±ln(FLT_MIN); specials; random bit patterns (NaNs with
+// payloads, huge, tiny, subnormal). An odd count: the vector loops end in the scalar tail.
+static float *exp_inputs(size_t *count) {
+    const size_t cap = 204801 + 20000 + 2 * 9 * 260 + 10 * 400 + 64 + 40000;
+    float *x = xmalloc(cap * 4);
+    size_t n = 0;
+    for (int i = -102400; i <= 102400; i++) x[n++] = (float)i / 1024.0f;
+    for (int i = 0; i < 20000; i++) x[n++] = rnd_unit() * 100.0f;
+    for (int k = -130; k < 130; k++) {
+        float v = (float)(((double)k + 0.5) / 1.4426950408889634);
+        for (int s = 0; s < 4; s++) v = nextafterf(v, -INFINITY);
+        for (int s = 0; s < 9; s++, v = nextafterf(v, INFINITY)) {
+            const float product = v * 1.44269504088896341f;  // norm.c's LOG2E, one float rounding
+            if (product == (float)k + 0.5f) x[n++] = v, x[n++] = -v;
+        }
+    }
+    const float centres[] = {HX_EXP_HI, -HX_EXP_HI, -HX_EXP_LO, HX_EXP_LO, 88.0f, -88.0f, 87.33654475f, -87.33654475f,
+                             103.97f, -103.97f};
+    for (size_t c = 0; c < sizeof centres / sizeof centres[0]; c++) {
+        float v = centres[c];
+        for (int s = 0; s < 200; s++) v = nextafterf(v, -INFINITY);
+        for (int s = 0; s < 400; s++, v = nextafterf(v, INFINITY)) x[n++] = v;
+    }
+    const uint32_t specials[] = {
+        0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001,
+        0x7FA12345, 0xFFBFFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 0x7FC01234, 0xFFE00001, 0x7F7FFFFF, 0xFF7FFFFF,
+        0x00800000, 0x80800000, 0x00000001, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x0DA24260, 0x8DA24260,
+        0x3F800000, 0xBF800000, 0x42B17218, 0xC2B17218, 0x42B17217, 0xC2B17217, 0x42AE9A22, 0xC2AE9A22,
+    };
+    for (size_t t = 0; t < sizeof specials / sizeof specials[0]; t++) x[n++] = float_of(specials[t]);
+    for (int i = 0; i < 40000; i++) x[n++] = float_of((uint32_t)rnd());
+    *count = n % 2 ? n : n - 1;
+    return x;
+}
+
+// exp on the given path (norm.c's, through norm_exp).
+static void exp_on(const char *isa, size_t n, const float *x, float *y) {
+    use_path(isa, 0);
+    norm_exp(n, x, y);
+    use_default_path();
+}
+
+// norm.c's exp itself (internal, norm_exp): every path has the scalar bits, NaN included (the
+// clamps are compare-and-select, so a NaN passes through them as in the scalar code; FMIN/FMAX
+// or FMINNM/FMAXNM would change NaN results); the ties of rint go to even; accuracy against exp
+// in double within 1.5 ulp (of the result's binade) where the result is a normal float; +inf for
+// x ≥ EXP_HI (a select above it, overflow at it); exp(EXP_LO) for x < EXP_LO (the clamp);
+// NaN → NaN.
+static void check_exp(void) {
+    size_t n;
+    float *x = exp_inputs(&n);
+    float *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4);
+    exp_on("scalar", n, x, y0);
+    for (int p = 1; p < nfpaths; p++) {
+        char name[96];
+        size_t payload;
+        snprintf(name, sizeof name, "norm.c exp %s vs scalar", fpaths[p]);
+        exp_on(fpaths[p], n, x, y1);
+        const size_t d = first_difference_nan(y0, y1, n, &payload);
+        if (d == (size_t)-1) report(1, name, "%zu inputs: identical bits, NaN results too", n);
+        else
+            report(0, name, "exp(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", bits_of(x[d]),
+                   bits_of(y0[d]), fpaths[p], bits_of(y1[d]), payload);
+    }
+    float at_lo;
+    const float lo = HX_EXP_LO;
+    exp_on("scalar", 1, &lo, &at_lo);
+    double worst = 0;
+    float worst_at = 0;
+    size_t wrong = 0, checked = 0;
+    uint32_t wrong_x = 0, wrong_y = 0;
+    for (size_t t = 0; t < n; t++) {
+        const float v = x[t], got = y0[t];
+        int ok = 1;
+        if (isnan(v)) ok = isnan(got);
+        else if (v >= HX_EXP_HI) ok = got == INFINITY;
+        else if (v < HX_EXP_LO) ok = bits_of(got) == bits_of(at_lo);
+        else {
+            const double want = exp((double)v);
+            if (want >= FLT_MIN) {
+                int e;
+                frexp(want, &e);
+                const double ulps = fabs((double)got - want) / ldexp(1.0, e - 24);
+                if (ulps > worst) worst = ulps, worst_at = v;
+                ok = ulps <= 1.5;
+                checked++;
+            }
+        }
+        if (!ok && !wrong++) wrong_x = bits_of(v), wrong_y = bits_of(got);
+    }
+    if (!wrong)
+        report(1, "norm.c exp accuracy (scalar = every path)",
+               "%zu in [EXP_LO, EXP_HI): max error %.3f ulp at x = %.9g (≤ 1.5); clamp, +inf, NaN ok", checked, worst,
+               (double)worst_at);
+    else
+        report(0, "norm.c exp accuracy (scalar = every path)", "%zu wrong, first exp(%08x) = %08x; max error %.3f ulp",
+               wrong, wrong_x, wrong_y, worst);
+    free(x), free(y0), free(y1);
+}
+
+static void check_silu(void) {
+    size_t n;
+    float *x = exp_inputs(&n);
+    size_t nan_inputs = 0;
+    for (size_t t = 0; t < n; t++) nan_inputs += isnan(x[t]) != 0;
+
+    float *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4), *z = xmalloc((n + 1) * 4);
+    silu_on("scalar", n, x, y0);
+    for (int p = 1; p < nfpaths; p++) {
+        char name[96];
+        size_t payload;
+        snprintf(name, sizeof name, "dloral_silu %s vs scalar", fpaths[p]);
+        silu_on(fpaths[p], n, x, y1);
+        size_t d = first_difference_nan(y0, y1, n, &payload);
+        if (d == (size_t)-1) report(1, name, "%zu inputs (%zu NaN): identical bits, NaN results too", n, nan_inputs);
+        else
+            report(0, name, "silu(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", bits_of(x[d]),
+                   bits_of(y0[d]), fpaths[p], bits_of(y1[d]), payload);
+        // In place, one element off the allocation's alignment, and a length that is odd.
+        memcpy(z + 1, x, n * 4);
+        silu_on(fpaths[p], n - 2, z + 1, z + 1);
+        d = first_difference_nan(y0, z + 1, n - 2, &payload);
+        snprintf(name, sizeof name, "dloral_silu %s in place, unaligned", fpaths[p]);
+        if (d == (size_t)-1) report(1, name, "%zu inputs: identical bits to scalar", n - 2);
+        else report(0, name, "silu(%08x): scalar %08x, in place %08x", bits_of(x[d]), bits_of(y0[d]), bits_of(z[d + 1]));
+    }
+    // Accuracy of the scalar result (so of every path, equal above) against x / (1 + e^−x) in
+    // double: relative 3e-7 wherever the result is not below FLT_MIN; −0 for x < −EXP_HI (e^−x is
+    // +inf there, as in float); ±0 → ±0, +inf → +inf, −inf → NaN (−inf/inf), NaN → NaN.
+    double worst = 0;
+    float worst_at = 0;
+    size_t checked = 0, zeros = 0, wrong = 0;
+    uint32_t wrong_x = 0, wrong_y = 0;
+    for (size_t t = 0; t < n; t++) {
+        const float v = x[t], got = y0[t];
+        int ok = 1;
+        if (isnan(v)) ok = isnan(got);
+        else if (isinf(v)) ok = v > 0 ? got == INFINITY : isnan(got);
+        else if (v == 0) ok = bits_of(got) == bits_of(v);
+        else if (v < -HX_EXP_HI) {
+            ok = bits_of(got) == 0x80000000u;
+            zeros++;
+        } else if (v > -HX_EXP_HI) {
+            const double want = (double)v / (1.0 + exp(-(double)v));
+            if (fabs(want) >= FLT_MIN) {
+                const double err = fabs((double)got - want) / fabs(want);
+                if (err > worst) worst = err, worst_at = v;
+                ok = err <= 3e-7;
+                checked++;
+            }
+        }
+        if (!ok && !wrong++) wrong_x = bits_of(v), wrong_y = bits_of(got);
+    }
+    if (!wrong)
+        report(1, "dloral_silu accuracy (scalar = every path)",
+               "%zu finite: max relative error %.3g at x = %.9g (≤ 3e-7); %zu inputs below −EXP_HI → −0; 0, inf, NaN ok",
+               checked, worst, (double)worst_at, zeros);
+    else
+        report(0, "dloral_silu accuracy (scalar = every path)", "%zu wrong, first silu(%08x) = %08x; max error %.3g",
+               wrong, wrong_x, wrong_y, worst);
+    // Every length 0…40 (each remainder of the 8- and 4-wide loops), from places in the sweep
+    // around 0 (distinct results), on every path: the scalar bits, nothing written past y[len − 1].
+    for (int p = 0; p < nfpaths; p++) {
+        char name[96], problem[160] = "";
+        snprintf(name, sizeof name, "dloral_silu %s lengths 0–40", fpaths[p]);
+        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
+            const float *in = x + 101700 + 37 * len;
+            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
+            silu_on(fpaths[p], len, in, y1);
+            size_t payload, d = first_difference_nan(y0 + 101700 + 37 * len, y1, len, &payload);
+            if (d != (size_t)-1)
+                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
+                         bits_of(y0[101700 + 37 * len + d]));
+            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
+        }
+        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
+    }
+    free(x), free(y0), free(y1), free(z);
+}
+
+// The documented moments (norm.c's header), written out again here, and wrong orders a vector
+// implementation could slip into. ORDER_DOC: element i of each full block of 8 into lane i mod 8,
+// the lanes combined ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)), the tail added after, in
+// order; the squares (x − mean)² around the double mean, likewise. Every operation is one double
+// rounding (this file is compiled without contraction).
+enum { ORDER_DOC, ORDER_SEQUENTIAL, ORDER_LANES_LINEAR, ORDER_LANES_PAIRWISE, ORDER_4_LANES, ORDER_2_LANES,
+       ORDER_TAIL_FIRST, ORDER_COUNT };
+static const char *const order_names[ORDER_COUNT] = {"documented", "sequential", "8 lanes in a row", "8 lanes pairwise",
+                                                     "4 lanes", "2 lanes", "tail first"};
+
+static double model_sum(size_t count, const float *x, int squares, double m, int order) {
+    const size_t width = order == ORDER_SEQUENTIAL ? 1 : order == ORDER_2_LANES ? 2 : order == ORDER_4_LANES ? 4 : 8;
+    const size_t full = count / width * width;
+    double lane[8] = {0};
+    for (size_t i = 0; i < count; i++) {
+        double term = (double)x[i];
+        if (squares) {
+            const double d = term - m;
+            term = d * d;
+        }
+        if (i < full) lane[i % width] = lane[i % width] + term;
+    }
+    double sum;
+    switch (order) {
+    case ORDER_SEQUENTIAL: sum = lane[0]; break;
+    case ORDER_2_LANES: sum = lane[0] + lane[1]; break;
+    case ORDER_4_LANES: sum = (lane[0] + lane[2]) + (lane[1] + lane[3]); break;
+    case ORDER_LANES_LINEAR:
+        sum = lane[0];
+        for (int l = 1; l < 8; l++) sum = sum + lane[l];
+        break;
+    case ORDER_LANES_PAIRWISE: sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])); break;
+    default: sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7])); break;
+    }
+    double tail = order == ORDER_TAIL_FIRST ? 0.0 : sum;
+    for (size_t i = full; i < count; i++) {
+        double term = (double)x[i];
+        if (squares) {
+            const double d = term - m;
+            term = d * d;
+        }
+        tail = tail + term;
+    }
+    return order == ORDER_TAIL_FIRST ? tail + sum : tail;
+}
+
+// Float mean and rstd as dloral_group_norm rounds them, from the sums in the given order.
+static void model_moments(size_t count, const float *x, float eps, int order, float *mean, float *rstd) {
+    const double m = model_sum(count, x, 0, 0.0, order) / (double)count;
+    const double variance = model_sum(count, x, 1, m, order) / (double)count;
+    *mean = (float)m;
+    *rstd = (float)(1.0 / sqrt(variance + (double)eps));
+}
+
+// Fills x with `kind` data: 0 O(1); 1 offset 1000 (the squares around the mean matter); 2
+// magnitudes 2^±20; 3 pairs ±B (B up to 2^60) at random places among small values, whose exact
+// sum is that of the small values, so that which of them survive depends on the order.
+static void moment_data(int kind, size_t count, float *x) {
+    const size_t pairs = kind == 3 ? count / 4 + rnd() % (count / 4 + 1) : 0;
+    for (size_t t = 0; t < count; t++) {
+        const float u = rnd_unit();
+        if (t < 2 * pairs) x[t] = t % 2 ? -x[t - 1] : ldexpf(1.0f + 0.5f * u, 30 + (int)(rnd() % 31));
+        else if (kind == 0 || kind == 3) x[t] = u * ldexpf(1.0f, kind == 3 ? (int)(rnd() % 8) : 1);
+        else if (kind == 1) x[t] = 1000.0f + u;
+        else x[t] = u * ldexpf(1.0f, (int)(rnd() % 41) - 20);
+    }
+    for (size_t t = count - 1; t > 0 && pairs; t--) {  // shuffle the pairs in
+        const size_t v = rnd() % (t + 1);
+        const float w = x[t];
+        x[t] = x[v];
+        x[v] = w;
+    }
+}
+
+// dloral_group_norm's double moments (internal, norm_moments) on every path against the
+// documented arithmetic written out above (ORDER_DOC), bit for bit in double, before the
+// rounding to float hides most differences: counts 1…40 (every tail of the 8-element blocks),
+// 1003 and 4112; four kinds of data. A fused (x − m)² + lane, or another lane order, shows here.
+static void check_moments(void) {
+    static const char *const kinds[] = {"O(1)", "offset 1000", "magnitudes 2^±20", "±B pairs"};
+    float *x = xmalloc(4112 * 4);
+    for (int kind = 0; kind < 4; kind++) {
+        char name[96], problem[256] = "";
+        snprintf(name, sizeof name, "group norm moments %s", kinds[kind]);
+        int sets = 0;
+        for (size_t count = 1; count <= 42 && !problem[0]; count++) {
+            const size_t c = count == 41 ? 1003 : count == 42 ? 4112 : count;
+            moment_data(kind, c, x);
+            const double m = model_sum(c, x, 0, 0.0, ORDER_DOC) / (double)c;
+            const double v = model_sum(c, x, 1, m, ORDER_DOC) / (double)c;
+            sets++;
+            for (int p = 0; p < nfpaths && !problem[0]; p++) {
+                double pm, pv;
+                use_path(fpaths[p], 0);
+                norm_moments(c, x, &pm, &pv);
+                use_default_path();
+                if (memcmp(&pm, &m, 8) || memcmp(&pv, &v, 8))
+                    snprintf(problem, sizeof problem, "%s count %zu: mean %.17g variance %.17g, documented %.17g %.17g",
+                             fpaths[p], c, pm, pv, m, v);
+            }
+        }
+        if (problem[0]) report(0, name, "%s", problem);
+        else report(1, name, "%d data sets (counts 1–40, 1003, 4112): every path = documented arithmetic (double bits)", sets);
+    }
+    free(x);
+}
+
+// dloral_group_norm on one path; in place (x copied into y first) or into y pre-filled with NaN.
+// y has count + 1 elements: a write past y[count − 1] counts as a failure.
+static void group_norm_on(const char *isa, size_t channels, size_t spatial, const float *x, const float *scale,
+                          const float *shift, float eps, int silu, int in_place, float *y) {
+    const size_t count = channels * spatial;
+    if (in_place) memcpy(y, x, count * 4);
+    else
+        for (size_t t = 0; t < count; t++) y[t] = NAN;
+    y[count] = -7.0f;  // must stay
+    use_path(isa, 0);
+    dloral_group_norm(channels, spatial, in_place ? y : x, scale, shift, eps, silu, y);
+    use_default_path();
+    if (y[count] != -7.0f) {
+        fprintf(stderr, "dloral_group_norm %s %zux%zu wrote past the end of y\n", isa, channels, spatial);
+        failed++;
+    }
+}
+
+enum gn_data { GN_UNIT, GN_OFFSET, GN_MAGNITUDES };
+
+// One (channels, spatial) group with silu off/on and scale/shift NULL/given: every path, out of
+// place and in place, has the scalar path's bits; for O(1) data (GN_UNIT) the scalar result is
+// within 2e-6 of the double reference (x − mean)/sqrt(var + eps)·scale + shift, then silu. One line.
+static void check_group_norm_case(size_t channels, size_t spatial, enum gn_data data, float eps) {
+    static const char *const data_names[] = {"O(1)", "offset 1000", "magnitudes 2^±20"};
+    const size_t count = channels * spatial;
+    char name[128], problem[256] = "";
+    snprintf(name, sizeof name, "dloral_group_norm %zux%zu %s eps=%g", channels, spatial, data_names[data], (double)eps);
+    float *x = xmalloc(count * 4 + 4), *scale = xmalloc(channels * 4), *shift = xmalloc(channels * 4);
+    for (size_t t = 0; t < count; t++) {
+        const float u = rnd_unit();
+        x[t] = data == GN_UNIT ? 0.5f + 2.0f * u : data == GN_OFFSET ? 1000.0f + u : u * ldexpf(1.0f, (int)(rnd() % 41) - 20);
+    }
+    for (size_t c = 0; c < channels; c++) scale[c] = 1.0f + 0.5f * rnd_unit(), shift[c] = 0.5f * rnd_unit();
+    float *ref = xmalloc(count * 4 + 4), *y = xmalloc(count * 4 + 4);
+    double worst = 0;
+    int runs = 0;
+    for (int variant = 0; variant < 4 && !problem[0]; variant++) {
+        const int silu = variant & 1, affine = variant >> 1;
+        const float *s = affine ? scale : NULL, *b = affine ? shift : NULL;
+        group_norm_on("scalar", channels, spatial, x, s, b, eps, silu, 0, ref);
+        for (int p = 0; p < nfpaths && !problem[0]; p++)
+            for (int in_place = 0; in_place < 2 && !problem[0]; in_place++) {
+                if (p == 0 && !in_place) continue;  // that is the reference
+                group_norm_on(fpaths[p], channels, spatial, x, s, b, eps, silu, in_place, y);
+                runs++;
+                const size_t d = first_difference(ref, y, count);
+                if (d != (size_t)-1)
+                    snprintf(problem, sizeof problem, "silu=%d affine=%d %s%s: y[%zu] = %08x, scalar %08x", silu, affine,
+                             fpaths[p], in_place ? " in place" : "", d, bits_of(y[d]), bits_of(ref[d]));
+            }
+        if (data != GN_UNIT || problem[0]) continue;
+        double sum = 0, squares = 0;
+        for (size_t t = 0; t < count; t++) sum += (double)x[t];
+        const double mean = sum / (double)count;
+        for (size_t t = 0; t < count; t++) squares += ((double)x[t] - mean) * ((double)x[t] - mean);
+        const double rstd = 1.0 / sqrt(squares / (double)count + (double)eps);
+        for (size_t t = 0; t < count; t++) {
+            const size_t c = t / spatial;
+            double want = ((double)x[t] - mean) * rstd * (affine ? (double)scale[c] : 1.0) + (affine ? (double)shift[c] : 0.0);
+            if (silu) want = want / (1.0 + exp(-want));
+            const double err = fabs((double)ref[t] - want);
+            if (err > worst) worst = err;
+            if (!(err <= 2e-6) && !problem[0])
+                snprintf(problem, sizeof problem, "silu=%d affine=%d: y[%zu] = %.9g, double reference %.9g", silu, affine,
+                         t, (double)ref[t], want);
+        }
+    }
+    if (problem[0]) report(0, name, "%s", problem);
+    else if (data == GN_UNIT)
+        report(1, name, "silu × affine × in place: %d runs = scalar bits; max |error| vs double %.2g (≤ 2e-6)", runs, worst);
+    else report(1, name, "silu × affine × in place: %d runs = scalar bits", runs);
+    free(x), free(scale), free(shift), free(ref), free(y);
+}
+
+// Data on which the float mean or rstd of the documented summation order differs from that of
+// every wrong order above (huge values of both signs that cancel, so which small terms survive
+// depends on the order): a vector path that summed in another order would give other bits. The
+// scalar path must also match the documented arithmetic written out here (moments, then
+// ((x − mean)·rstd)·1 + 0 with each operation rounded), so the contract itself is checked, not
+// only agreement between paths.
+static void check_group_norm_order(size_t channels, size_t spatial) {
+    const size_t count = channels * spatial;
+    const float eps = 1e-5f;
+    char name[128], problem[256] = "";
+    snprintf(name, sizeof name, "dloral_group_norm %zux%zu summation order", channels, spatial);
+    float *x = xmalloc(count * 4), *best = xmalloc(count * 4);
+    int best_score = -1, applicable = 0;
+    for (int o = 1; o < ORDER_COUNT; o++) applicable += o != ORDER_TAIL_FIRST || count % 8 != 0;
+    char missed[160] = "";
+    int attempt = 0;
+    for (; attempt < 20000 && best_score < applicable; attempt++) {
+        moment_data(3, count, x);  // ±B pairs: each order loses the small values that meet a B
+        float m0, r0;
+        model_moments(count, x, eps, ORDER_DOC, &m0, &r0);
+        int score = 0;
+        for (int o = 1; o < ORDER_COUNT; o++) {
+            if (o == ORDER_TAIL_FIRST && count % 8 == 0) continue;
+            float m, r;
+            model_moments(count, x, eps, o, &m, &r);
+            score += bits_of(m) != bits_of(m0) || bits_of(r) != bits_of(r0);
+        }
+        if (score > best_score) best_score = score, memcpy(best, x, count * 4);
+    }
+    {
+        float m0, r0;
+        model_moments(count, best, eps, ORDER_DOC, &m0, &r0);
+        for (int o = 1; o < ORDER_COUNT; o++) {
+            float m, r;
+            model_moments(count, best, eps, o, &m, &r);
+            if (bits_of(m) == bits_of(m0) && bits_of(r) == bits_of(r0) && (o != ORDER_TAIL_FIRST || count % 8))
+                snprintf(missed + strlen(missed), sizeof missed - strlen(missed), " %s", order_names[o]);
+        }
+        // The documented arithmetic, elementwise.
+        float *model = xmalloc(count * 4), *y = xmalloc(count * 4 + 4);
+        for (size_t t = 0; t < count; t++) {
+            float v = (best[t] - m0) * r0;
+            v = v * 1.0f + 0.0f;
+            model[t] = v;
+        }
+        for (int silu = 0; silu < 2 && !problem[0]; silu++) {
+            float *ref = xmalloc(count * 4 + 4);
+            group_norm_on("scalar", channels, spatial, best, NULL, NULL, eps, silu, 0, ref);
+            size_t d = silu ? (size_t)-1 : first_difference(model, ref, count);
+            if (d != (size_t)-1)
+                snprintf(problem, sizeof problem, "scalar y[%zu] = %08x, documented arithmetic %08x", d, bits_of(ref[d]),
+                         bits_of(model[d]));
+            for (int p = 1; p < nfpaths && !problem[0]; p++) {
+                group_norm_on(fpaths[p], channels, spatial, best, NULL, NULL, eps, silu, 0, y);
+                d = first_difference(ref, y, count);
+                if (d != (size_t)-1)
+                    snprintf(problem, sizeof problem, "silu=%d %s y[%zu] = %08x, scalar %08x", silu, fpaths[p], d,
+                             bits_of(y[d]), bits_of(ref[d]));
+            }
+            free(ref);
+        }
+        free(model), free(y);
+    }
+    if (problem[0]) report(0, name, "%s", problem);
+    else if (missed[0]) report(0, name, "no data found that tells the documented order from:%s", missed);
+    else
+        report(1, name, "data (try %d) whose float moments differ in all %d wrong orders: scalar = documented arithmetic, %s = scalar",
+               attempt, applicable, nfpaths > 1 ? fpaths[1] : "(no vector path)");
+    free(x), free(best);
+}
+
+static void check_norm(void) {
+    check_exp();
+    check_silu();
+    check_moments();
+    // (channels, spatial): tails of the 8-element moment blocks (count mod 8) and of the 4- and
+    // 8-wide elementwise loops (spatial mod 8), one element, a long group.
+    static const size_t shapes[][2] = {
+        {1, 1}, {1, 3}, {1, 8}, {3, 5}, {2, 7}, {7, 9}, {4, 64}, {5, 33}, {1, 1003}, {16, 257}, {32, 100},
+        {3, 6}, {2, 10}, {1, 12},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        check_group_norm_case(shapes[s][0], shapes[s][1], GN_UNIT, s % 2 ? 1e-6f : 1e-5f);
+    check_group_norm_case(3, 77, GN_OFFSET, 1e-6f);
+    check_group_norm_case(5, 41, GN_MAGNITUDES, 1e-5f);
+    check_group_norm_case(8, 96, GN_MAGNITUDES, 0.0f);
+    check_group_norm_order(1, 16);
+    check_group_norm_order(3, 7);
+    check_group_norm_order(2, 20);
+    {  // channels = 0: nothing to do, y untouched.
+        float y = -7.0f;
+        dloral_group_norm(0, 5, &y, NULL, NULL, 1e-5f, 1, &y);
+        report(y == -7.0f, "dloral_group_norm 0 channels", "y untouched");
+    }
+}
+
 int main(void) {
     setup_paths();
+    setup_float_paths();
     printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_isa(), vec_isa ? vec_isa : "none");
 #if defined(__aarch64__)
     printf("; dotprod %s", neon_has_dotprod() ? "yes (SDOT kernel checked)" : "no (SMULL kernel only)");
@@ -746,8 +1615,15 @@ int main(void) {
     double t3 = now();
     check_int_layers();
     double t4 = now();
-    printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s\n",
-           t1 - t0, t2 - t1, t3 - t2, t4 - t3);
+    check_sgemm_typed();
+    double t5 = now();
+    check_sconv2d();
+    double t6 = now();
+    check_norm();
+    double t7 = now();
+    printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s, "
+           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu %.1f s\n",
+           t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6);
     printf("kernel_check: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

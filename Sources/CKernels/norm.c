@@ -17,7 +17,8 @@
 // SiLU: t / (1 + exp(−t)) with exp below.
 //
 // exp(x) (about 1 ulp): +inf above ln(FLT_MAX) as in float (so SiLU of t < −88.72 is −0, as in
-// PyTorch); otherwise x clamped below at −87.3 (results under FLT_MIN are not needed here),
+// PyTorch), and +0 below −87.3 (where float's own exp is subnormal, under 1.2e-38, or 0: so a
+// softmax gives a −inf logit weight 0, and an all −inf row NaN, as PyTorch); otherwise
 // n = rint(x·log2 e) in [−126, 128], r = x − n·ln2 (ln 2 in two parts, two fused steps), e^r by a
 // degree-7 polynomial (Cephes's expf coefficients, Horner with fused steps), times 2^⌊n/2⌋ and
 // then 2^(n − ⌊n/2⌋) (exact scalings built in the exponent bits). NaN passes through.
@@ -69,7 +70,8 @@ static inline float exp_scalar(float input) {
     memcpy(&scale1, &bits1, sizeof scale1);
     memcpy(&scale2, &bits2, sizeof scale2);
     const float result = (y * scale1) * scale2;
-    return input > EXP_HI ? INFINITY : result;
+    const float high = input > EXP_HI ? INFINITY : result;
+    return input < EXP_LO ? 0.0f : high;
 }
 
 static inline float silu_scalar(float t) { return t / (1.0f + exp_scalar(-t)); }
@@ -120,6 +122,30 @@ static void exp_run_scalar(size_t n, const float *x, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
+// Softmax's middle pass: p[i] = exp(p[i] − shift), returning Σ p[i] summed in 8 float lanes
+// (element i of each full block of 8 into lane i mod 8, the lanes combined as
+// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)), the tail added after in order).
+static float exp_sum_tail(size_t from, size_t n, float *p, float shift, float sum) {
+    for (size_t i = from; i < n; i++) {
+        p[i] = exp_scalar(p[i] - shift);
+        sum = sum + p[i];
+    }
+    return sum;
+}
+
+static float exp_sum_scalar(size_t n, float *p, float shift) {
+    const size_t full = n / 8 * 8;
+    float lane[8] = {0};
+    for (size_t i = 0; i < full; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            p[i + l] = exp_scalar(p[i + l] - shift);
+            lane[l] = lane[l] + p[i + l];
+        }
+    }
+    const float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    return exp_sum_tail(full, n, p, shift, sum);
+}
+
 // MARK: - AVX2
 
 #if defined(__x86_64__)
@@ -147,7 +173,9 @@ AVX2 static inline __m256 exp_avx2(__m256 input) {
     const __m256 scale2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
     const __m256 result = _mm256_mul_ps(_mm256_mul_ps(y, scale1), scale2);
     const __m256 over = _mm256_cmp_ps(input, _mm256_set1_ps(EXP_HI), _CMP_GT_OQ);
-    return _mm256_blendv_ps(result, _mm256_set1_ps(INFINITY), over);
+    const __m256 under = _mm256_cmp_ps(input, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ);
+    const __m256 high = _mm256_blendv_ps(result, _mm256_set1_ps(INFINITY), over);
+    return _mm256_blendv_ps(high, _mm256_setzero_ps(), under);
 }
 
 AVX2 static inline __m256 silu_avx2(__m256 t) {
@@ -216,6 +244,21 @@ AVX2 static void exp_run_avx2(size_t n, const float *x, float *y) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp_avx2(_mm256_loadu_ps(x + i)));
     exp_run_scalar(n - i, x + i, y + i);
 }
+
+AVX2 static float exp_sum_avx2(size_t n, float *p, float shift) {
+    const size_t full = n / 8 * 8;
+    const __m256 vs = _mm256_set1_ps(shift);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < full; i += 8) {
+        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + i), vs));
+        _mm256_storeu_ps(p + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float lane[8];
+    _mm256_storeu_ps(lane, acc);
+    const float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    return exp_sum_tail(full, n, p, shift, sum);
+}
 #endif
 
 // MARK: - NEON
@@ -251,7 +294,8 @@ static inline float32x4_t exp_neon(float32x4_t input) {
     const float32x4_t scale1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(half, bias), 23));
     const float32x4_t scale2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vsubq_s32(ni, half), bias), 23));
     const float32x4_t result = vmulq_f32(vmulq_f32(y, scale1), scale2);
-    return vbslq_f32(vcgtq_f32(input, hi), vdupq_n_f32(INFINITY), result);  // input > EXP_HI ? +inf : result
+    const float32x4_t high = vbslq_f32(vcgtq_f32(input, hi), vdupq_n_f32(INFINITY), result);  // input > EXP_HI ? +inf : result
+    return vbslq_f32(vcltq_f32(input, lo), vdupq_n_f32(0.0f), high);                          // input < EXP_LO ? +0 : high
 }
 
 // silu_scalar: t / (1 + exp(−t)), the negation a sign flip (FNEG, as C's unary minus, NaN too).
@@ -342,6 +386,24 @@ static void exp_run_neon(size_t n, const float *x, float *y) {
     for (; i + 4 <= n; i += 4) vst1q_f32(y + i, exp_neon(vld1q_f32(x + i)));
     exp_run_scalar(n - i, x + i, y + i);
 }
+
+// Lanes 0–3 and 4–7 of the scalar code's 8 float lanes as two vectors.
+static float exp_sum_neon(size_t n, float *p, float shift) {
+    const size_t full = n / 8 * 8;
+    const float32x4_t vs = vdupq_n_f32(shift);
+    float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
+    for (size_t i = 0; i < full; i += 8) {
+        const float32x4_t e0 = exp_neon(vsubq_f32(vld1q_f32(p + i), vs));
+        const float32x4_t e1 = exp_neon(vsubq_f32(vld1q_f32(p + i + 4), vs));
+        vst1q_f32(p + i, e0);
+        vst1q_f32(p + i + 4, e1);
+        lo = vaddq_f32(lo, e0);
+        hi = vaddq_f32(hi, e1);
+    }
+    const float32x4_t pair = vaddq_f32(lo, hi);  // l0+l4, l1+l5, l2+l6, l3+l7
+    const float sum = (vgetq_lane_f32(pair, 0) + vgetq_lane_f32(pair, 1)) + (vgetq_lane_f32(pair, 2) + vgetq_lane_f32(pair, 3));
+    return exp_sum_tail(full, n, p, shift, sum);
+}
 #endif
 
 // MARK: - Entry points
@@ -351,22 +413,24 @@ typedef void (*moments_fn)(size_t count, const float *x, double *mean, double *v
 typedef void (*normalize_fn)(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu,
                              float *y);
 typedef void (*elementwise_fn)(size_t n, const float *x, float *y);
+typedef float (*exp_sum_fn)(size_t n, float *p, float shift);
 
 typedef struct {
     moments_fn moments;
     normalize_fn normalize;
     elementwise_fn silu, exp;
+    exp_sum_fn exp_sum;
 } norm_path;
 
 static norm_path current_path(void) {
     const char *isa = dloral_kernels_isa();
 #if defined(__x86_64__)
-    if (strcmp(isa, "avx2") == 0) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2};
+    if (strcmp(isa, "avx2") == 0) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2, exp_sum_avx2};
 #elif defined(__aarch64__)
-    if (strcmp(isa, "neon") == 0) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon};
+    if (strcmp(isa, "neon") == 0) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon};
 #endif
     (void)isa;
-    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar};
+    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar};
 }
 
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
@@ -384,6 +448,17 @@ void dloral_group_norm(size_t channels, size_t spatial, const float *x, const fl
 }
 
 void dloral_silu(size_t n, const float *x, float *y) { current_path().silu(n, x, y); }
+
+void dloral_softmax(size_t n, float *p) {
+    if (n == 0) return;
+    // The maximum does not depend on the order; `v > peak` passes over NaN as Swift's max did.
+    float peak = -INFINITY;
+    for (size_t i = 0; i < n; i++) peak = p[i] > peak ? p[i] : peak;
+    if (peak == -INFINITY) peak = 0;  // all −inf: every e is 0, the sum 0 and the row NaN, as in PyTorch
+    const float sum = current_path().exp_sum(n, p, peak);
+    const float inverse = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) p[i] = p[i] * inverse;
+}
 
 void norm_moments(size_t count, const float *x, double *mean, double *variance) {
     current_path().moments(count, x, mean, variance);

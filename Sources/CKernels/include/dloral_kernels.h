@@ -114,6 +114,11 @@ void dloral_group_norm(size_t channels, size_t spatial, const float *x, const fl
 /// x and y may be the same buffer.
 void dloral_silu(size_t n, const float *x, float *y);
 
+/// Softmax of p[0 … n) in place, as torch.softmax: the maximum m subtracted first, e = exp(p − m)
+/// with norm.c's exp (~1 ulp), Σ e summed in 8 float lanes in a fixed order (norm.c), then
+/// p = e · (1 / Σ e). The same bits on every kernel path.
+void dloral_softmax(size_t n, float *p);
+
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);

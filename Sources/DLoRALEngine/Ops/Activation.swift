@@ -83,9 +83,14 @@ extension Ops {
         return out
     }
 
-    /// Softmax of `count` values spaced `stride` apart, in place.
+    /// Softmax of `count` values spaced `stride` apart, in place (contiguous rows through
+    /// `dloral_softmax`: the vector exp and a fixed 8-lane sum).
     @inline(__always)
     static func softmaxInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, stride: Int) {
+        if stride == 1 {
+            dloral_softmax(count, p)
+            return
+        }
         var peak = -Float.infinity
         for j in 0..<count { peak = max(peak, p[j * stride]) }
         if peak == -.infinity { peak = 0 }

@@ -28,6 +28,19 @@ public struct Tensor: Sendable, Equatable {
         self.data = [Float](repeating: value, count: shape.reduce(1, *))
     }
 
+    /// A tensor of `shape` whose every element `fill` writes (the storage is not zeroed first, so
+    /// big activations are touched once, not twice).
+    /// - Precondition: `fill` writes all `shape.reduce(1, *)` elements.
+    init(shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative extent in shape \(shape)")
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        self.data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fill(buffer)
+            initialized = count
+        }
+    }
+
     /// A tensor of zeros of `shape`.
     public init(zeros shape: [Int]) {
         self.init(repeating: 0, shape: shape)

@@ -10,16 +10,19 @@ func blocksName(_ prefix: String, _ name: String) -> String {
     prefix.isEmpty ? name : prefix + "." + name
 }
 
-/// `a + b` elementwise for tensors of the same shape.
+/// `a + b` elementwise for tensors of the same shape (written into a new tensor, on all cores).
 func blocksAdd(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")
-    var out = a
-    out.data.withUnsafeMutableBufferPointer { dst in
-        b.data.withUnsafeBufferPointer { src in
-            for i in 0..<dst.count { dst[i] += src[i] }
+    return Tensor(shape: a.shape) { dst in
+        a.data.withUnsafeBufferPointer { x in
+            b.data.withUnsafeBufferPointer { y in
+                let (out, left, right) = (dst.baseAddress, x.baseAddress, y.baseAddress)
+                Ops.parallelRanges(dst.count, work: dst.count) { lo, hi in
+                    for i in lo..<hi { out![i] = left![i] + right![i] }
+                }
+            }
         }
     }
-    return out
 }
 
 /// A layer's weight: fp32 activations with an fp32 or fp16 weight read in place (int8 weights

@@ -39,7 +39,8 @@ extension Ops {
         let ho = (h + 2 * ph - kh) / sh + 1
         let wo = (w + 2 * pw - kw) / sw + 1
         precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
-        var out = Tensor(zeros: [n, o, ho, wo])
+        // Every element is written below (bias or beta 0 / the epilogue): no zero fill first.
+        var out = Tensor(shape: [n, o, ho, wo]) { _ in }
         let k = c * kh * kw
         let columnsPerImage = ho * wo
         guard n > 0, o > 0, columnsPerImage > 0 else { return out }

@@ -71,7 +71,8 @@ extension Ops {
         precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
         let ho = (h + 2 * ph - kh) / sh + 1
         let wo = (w + 2 * pw - kw) / sw + 1
-        var out = Tensor(zeros: [n, o, ho, wo])
+        // Every element is written below (bias or beta 0 / the epilogue): no zero fill first.
+        var out = Tensor(shape: [n, o, ho, wo]) { _ in }
         guard n > 0, o > 0, ho * wo > 0 else { return out }
         var hwc = [Float](repeating: 0, count: c * h * w)
         let pixels = ho * wo

@@ -13,20 +13,21 @@ extension Ops {
                      "upsampleNearest from \(h)×\(w) to \(size)")
         let rows = (0..<size.h).map { nearestSource($0, input: h, output: size.h) }
         let cols = (0..<size.w).map { nearestSource($0, input: w, output: size.w) }
-        var out = Tensor(zeros: [n, c, size.h, size.w])
-        x.data.withUnsafeBufferPointer { src in
-            out.data.withUnsafeMutableBufferPointer { dst in
-                for plane in 0..<(n * c) {
-                    let input = src.baseAddress! + plane * h * w
-                    let output = dst.baseAddress! + plane * size.h * size.w
-                    for oy in 0..<size.h {
-                        let line = input + rows[oy] * w
-                        for ox in 0..<size.w { output[oy * size.w + ox] = line[cols[ox]] }
+        return Tensor(shape: [n, c, size.h, size.w]) { dst in
+            x.data.withUnsafeBufferPointer { src in
+                let (source, target) = (src.baseAddress, dst.baseAddress)
+                Ops.parallelRanges(n * c, work: dst.count) { first, end in
+                    for plane in first..<end {
+                        let input = source! + plane * h * w
+                        let output = target! + plane * size.h * size.w
+                        for oy in 0..<size.h {
+                            let line = input + rows[oy] * w
+                            for ox in 0..<size.w { output[oy * size.w + ox] = line[cols[ox]] }
+                        }
                     }
                 }
             }
         }
-        return out
     }
 
     /// `F.avg_pool2d(x, kernel_size=2, stride=2)`: no padding, odd trailing rows and columns

@@ -102,7 +102,13 @@ def main():
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--write-reference", metavar="PATH", help="write a DESIGN §4 reference file and exit")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--isa", choices=["default", "avx2"], default="default",
+                    help="avx2: keep PyTorch's kernels (ATen, oneDNN, MKL) to AVX2, as on a CPU without "
+                         "AVX-512 (the design's target machines); default: whatever this CPU has")
     args = ap.parse_args()
+    if args.isa == "avx2":
+        # Read when torch loads, so they must be set before the import.
+        os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
 
     t_start = time.perf_counter()
     import torch
@@ -160,11 +166,12 @@ def main():
     res = {"frames": list(frames.shape), "threads": args.threads, "import_s": round(t_import, 3),
            "load_s": round(t_load, 3), "warmup_s": None if warm is None else round(warm, 3),
            "step_s": [round(t, 3) for t in times], "step_median_s": round(statistics.median(times), 3),
-           "peak_rss_mib": round(peak_rss_mib(), 1), "torch": torch.__version__}
+           "peak_rss_mib": round(peak_rss_mib(), 1), "torch": torch.__version__,
+           "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if args.json:
         print(json.dumps(res))
     else:
-        print(f"frames {res['frames']}, {args.threads} threads; import {t_import:.2f} s, load {t_load:.2f} s"
+        print(f"frames {res['frames']}, {args.threads} threads, ATen {res['cpu_capability']}; import {t_import:.2f} s, load {t_load:.2f} s"
               + ("" if warm is None else f", warm-up {warm:.2f} s"))
         print(f"step median of {len(times)}: {res['step_median_s']:.3f} s  ({', '.join(f'{t:.3f}' for t in times)})")
         print(f"peak RSS {res['peak_rss_mib']:.0f} MiB")

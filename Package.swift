@@ -50,13 +50,12 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "COpenBLAS", "CKernels", "CLibPNG"]),
+        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "CKernels", "CLibPNG"]),
 
         // MARK: - Implementation details: system libraries and generated C
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // libpng for `dloral-verify --report`; shim.h holds the setjmp-protected encode.
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(
             name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
         // protoc-c output for Formats/onnx-subset.proto, generated once and committed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine (run as root).
-# Debian: the three system libraries the package links (zstd, protobuf-c, OpenBLAS), pkg-config,
-# and libpng for verification reports. PyPI: numpy, safetensors and zstandard for the interoperability
+# Debian: the system libraries the package links (zstd, protobuf-c, libpng for verification
+# reports), pkg-config, and OpenBLAS, which nothing links any more but Tools/bench/sgemm_bench.c
+# measures our GEMM against. PyPI: numpy, safetensors and zstandard for the interoperability
 # tests (no torch: the fixtures are committed).
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then

@@ -1,6 +1,4 @@
 import CKernels
-// OpenBLAS stays linked for other callers; the engine's GEMMs go through dloral_sgemm (CKernels).
-import COpenBLAS
 
 extension Ops {
     /// `torch.nn.functional.conv2d` (groups 1, dilation 1) as one implicit GEMM per image

@@ -205,7 +205,7 @@ public struct VerifyCommand: ParsableCommand {
 
     /// "fp32", "int8", "int16", or "mixed (int8 on N layers, int16 on M)".
     static func activationSummary(_ model: RuntimeModel) -> String {
-        guard model.activations == "mixed" else { return model.activations }
+        guard model.activations == .mixed else { return model.activations.rawValue }
         let wide = model.integerLayers.values.filter { $0 == .int16 }.count
         return "mixed (int8 on \(model.integerLayers.count - wide) layers, int16 on \(wide))"
     }

@@ -24,11 +24,21 @@ public struct RuntimeModel: Sendable {
     /// For `--activations auto` files: the frames PSNR target calibration reached for.
     public let calibrationTarget: Double?
 
-    /// "fp32" (no integer layers), "int8", "int16" or "mixed".
-    public var activations: String {
+    /// The precisions the model's layers run their activations at, as a whole.
+    public enum ActivationMix: String, Sendable {
+        /// No integer layers.
+        case fp32
+        /// Every integer layer at int8 (W8A8) or every one at int16 (W8A16).
+        case int8, int16
+        /// Some at int8, some at int16 (`quantize --activations auto`).
+        case mixed
+    }
+
+    public var activations: ActivationMix {
         let kinds = Set(integerLayers.values)
-        if kinds.isEmpty { return "fp32" }
-        return kinds.count == 2 ? "mixed" : kinds.first!.rawValue
+        if kinds.isEmpty { return .fp32 }
+        if kinds.count == 2 { return .mixed }
+        return kinds.first! == .int8 ? .int8 : .int16
     }
 
     /// An fp32 model from tables already in memory or mapped (a merged folder read by the

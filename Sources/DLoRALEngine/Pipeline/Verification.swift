@@ -34,13 +34,13 @@ public struct VerificationThresholds: Sendable {
     public static func defaults(for model: RuntimeModel, simulatedW8A8PSNR: Double? = nil) -> VerificationThresholds {
         var thresholds = defaults(forScheme: model.weights)
         switch model.activations {
-        case "int8":
+        case .int8:
             thresholds.minCosine = 0.98
             thresholds.framesMinPSNR = simulatedW8A8PSNR.map { $0 - 0.5 } ?? 30
-        case "mixed":
+        case .mixed:
             thresholds.minCosine = 0.98
             thresholds.framesMinPSNR = (model.calibrationTarget ?? 31.4) - 1
-        default:
+        case .fp32, .int16:
             break
         }
         return thresholds

@@ -85,13 +85,13 @@ struct UNetBench: ParsableCommand {
         }
         let checksum = out!.data.reduce(0.0) { $0 + Double($1) }
         emit(json, [
-            ("model", .string(model)), ("latent", .int(latent)), ("activations", .string(runtime.activations)),
+            ("model", .string(model)), ("latent", .int(latent)), ("activations", .string(runtime.activations.rawValue)),
             ("median_s", .number(String(format: "%.4f", median(times)))),
             ("runs_s", .array(times.map { .number(String(format: "%.4f", $0)) })),
             ("peak_rss_mib", .number(String(format: "%.0f", peakRSSMiB()))),
             ("checksum", .number(String(format: "%.6g", checksum))),
         ], text: String(format: "%@ UNet at %d×%d latent (%@): median %.3f s of %d (%@), peak RSS %.0f MiB", model, latent, latent,
-                        runtime.activations, median(times), times.count, times.map { String(format: "%.3f", $0) }.joined(separator: ", "),
+                        runtime.activations.rawValue, median(times), times.count, times.map { String(format: "%.3f", $0) }.joined(separator: ", "),
                         peakRSSMiB()))
     }
 }
@@ -123,14 +123,14 @@ struct StepBench: ParsableCommand {
         let order = ["vae_encoder", "cfr", "unet", "vae_decoder"]
         emit(json, [
             ("model", .string(model)), ("size", .int(size)), ("frames", .int(max(frames, 2))),
-            ("activations", .string(runtime.activations)),
+            ("activations", .string(runtime.activations.rawValue)),
             ("median_s", .number(String(format: "%.3f", median(walls)))),
             ("runs_s", .array(walls.map { .number(String(format: "%.3f", $0)) })),
             ("phase_median_s", .object(order.compactMap { p in m[p].map { (p, .number(String(format: "%.3f", $0))) } })),
             ("steady_state_per_frame_s", .number(String(format: "%.3f", steady))),
             ("peak_rss_mib", .number(String(format: "%.0f", peakRSSMiB()))),
         ], text: String(format: "%@ step, %d frames of %d×%d (%@): median %.2f s; %@; steady state %.2f s per frame; peak RSS %.0f MiB",
-                        model, max(frames, 2), size, size, runtime.activations, median(walls),
+                        model, max(frames, 2), size, size, runtime.activations.rawValue, median(walls),
                         order.compactMap { p in m[p].map { "\(p) \(String(format: "%.2f", $0)) s" } }.joined(separator: ", "),
                         steady, peakRSSMiB()))
     }

@@ -73,13 +73,6 @@ public struct BlocksConv2d: Sendable {
         self.padding = padding ?? (shape[2] / 2, shape[3] / 2)
     }
 
-    /// The fp32 weight (`[O, C, kh, kw]`); only for layers on the fp32 path.
-    public var weight: FloatWeight {
-        guard case .float(let weight) = kernel else {
-            preconditionFailure("conv2d weight \(kernel.shape) is int8 with integer activations, not fp32")
-        }
-        return weight
-    }
 
     public var inChannels: Int { kernel.shape[1] }
     public var outChannels: Int { kernel.shape[0] }

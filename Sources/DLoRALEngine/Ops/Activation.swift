@@ -8,19 +8,16 @@ extension Ops {
         let count = x.count
         guard count > 0 else { return x }
         // Written straight into a new tensor (no copy of x first).
-        let data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            let target = buffer.baseAddress!
+        return Tensor(shape: x.shape) { target in
             x.data.withUnsafeBufferPointer { source in
-                let base = source.baseAddress!
+                let (base, out) = (source.baseAddress!, target.baseAddress!)
                 let chunk = 1 << 16
                 parallelRanges((count + chunk - 1) / chunk, work: count * 8) { first, end in
                     let lo = first * chunk, hi = min(count, end * chunk)
-                    if hi > lo { dloral_silu(hi - lo, base + lo, target + lo) }
+                    if hi > lo { dloral_silu(hi - lo, base + lo, out + lo) }
                 }
             }
-            initialized = count
         }
-        return Tensor(shape: x.shape, data: data)
     }
 
     /// Exact GELU, `0.5 · x · (1 + erf(x / √2))` (PyTorch `approximate='none'`).

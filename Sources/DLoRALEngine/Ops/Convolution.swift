@@ -37,18 +37,16 @@ extension Ops {
         let ho = (h + 2 * ph - kh) / sh + 1
         let wo = (w + 2 * pw - kw) / sw + 1
         precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
-        // Every element is written below (bias or beta 0 / the epilogue): no zero fill first.
-        var out = Tensor(shape: [n, o, ho, wo]) { _ in }
         let k = c * kh * kw
         let columnsPerImage = ho * wo
-        guard n > 0, o > 0, columnsPerImage > 0 else { return out }
         let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
         var geometry = dloral_conv_geometry(
             c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
-
-        x.data.withUnsafeBufferPointer { src in
-            weight.withElements { wt, half in
-                out.data.withUnsafeMutableBufferPointer { dst in
+        // Every element is written here (bias then beta 1, or beta 0): no zero fill first.
+        return Tensor(shape: [n, o, ho, wo]) { dst in
+            guard dst.count > 0 else { return }
+            x.data.withUnsafeBufferPointer { src in
+                weight.withElements { wt, half in
                     for image in 0..<n {
                         let input = src.baseAddress! + image * c * h * w
                         let output = dst.baseAddress! + image * o * columnsPerImage
@@ -71,7 +69,6 @@ extension Ops {
                 }
             }
         }
-        return out
     }
 
     /// `torch.nn.functional.linear`: `y = x · Wᵀ + b` over the last axis.

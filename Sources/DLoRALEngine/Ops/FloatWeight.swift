@@ -1,4 +1,3 @@
-import CKernels
 import DLoRALFormats
 
 /// A conv or linear weight for the fp32 path, read where it lies: fp32 and fp16 tensors of a
@@ -43,9 +42,6 @@ public struct FloatWeight: @unchecked Sendable {
         return false
     }
 
-    /// Number of elements.
-    public var count: Int { shape.reduce(1, *) }
-
     /// Calls `body` with the first element and whether elements are binary16 (else fp32): the
     /// operand for `Ops.sgemm(…aHalf:/bHalf:)`.
     func withElements<R>(_ body: (UnsafeRawPointer, Bool) -> R) -> R {
@@ -54,22 +50,6 @@ public struct FloatWeight: @unchecked Sendable {
             return values.withUnsafeBytes { body($0.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!, false) }
         case .inPlace(let base, let half, let owner):
             return withExtendedLifetime(owner) { body(base, half) }
-        }
-    }
-
-    /// The weight as an fp32 tensor (a copy; for tests and tools, not the forward pass).
-    public func toTensor() -> Tensor {
-        switch storage {
-        case .array(let values): return Tensor(shape: shape, data: values)
-        case .inPlace(let base, let half, let owner):
-            return withExtendedLifetime(owner) {
-                if half {
-                    var out = [Float](repeating: 0, count: count)
-                    dloral_f16_to_f32(count, base.assumingMemoryBound(to: UInt16.self), &out)
-                    return Tensor(shape: shape, data: out)
-                }
-                return Tensor(shape: shape, data: Array(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: count)))
-            }
         }
     }
 }

@@ -71,13 +71,12 @@ extension Ops {
         precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
         let ho = (h + 2 * ph - kh) / sh + 1
         let wo = (w + 2 * pw - kw) / sw + 1
-        // Every element is written below (bias or beta 0 / the epilogue): no zero fill first.
-        var out = Tensor(shape: [n, o, ho, wo]) { _ in }
-        guard n > 0, o > 0, ho * wo > 0 else { return out }
-        var hwc = [Float](repeating: 0, count: c * h * w)
         let pixels = ho * wo
-        x.data.withUnsafeBufferPointer { src in
-            out.data.withUnsafeMutableBufferPointer { dst in
+        // Every element is written here, by the epilogue: no zero fill first.
+        return Tensor(shape: [n, o, ho, wo]) { dst in
+            guard dst.count > 0 else { return }
+            var hwc = [Float](repeating: 0, count: c * h * w)
+            x.data.withUnsafeBufferPointer { src in
                 hwc.withUnsafeMutableBufferPointer { cl in
                     for image in 0..<n {
                         let plane = src.baseAddress! + image * c * h * w, channelsLast = cl.baseAddress!
@@ -98,7 +97,6 @@ extension Ops {
                 }
             }
         }
-        return out
     }
 
     /// `linear` with int8 weights and activations quantized per row (token) to int8 or int16.

@@ -47,10 +47,9 @@ extension Ops {
         guard groupSize > 0, n > 0 else { return x }
         let total = n * groups
         // Written straight into a new tensor (no copy of x first).
-        let data = [Float](unsafeUninitializedCapacity: x.count) { buffer, initialized in
-            let target = buffer.baseAddress!
+        return Tensor(shape: x.shape) { target in
             x.data.withUnsafeBufferPointer { source in
-                let base = source.baseAddress!
+                let (base, out) = (source.baseAddress!, target.baseAddress!)
                 withOptionalPointer(weight) { scale in
                     withOptionalPointer(bias) { shift in
                         parallelRanges(total, work: total * groupSize * 8) { first, end in
@@ -58,15 +57,13 @@ extension Ops {
                                 let channel = (g % groups) * channelsPerGroup
                                 dloral_group_norm(
                                     channelsPerGroup, spatial, base + g * groupSize, scale.map { $0 + channel },
-                                    shift.map { $0 + channel }, eps, silu ? 1 : 0, target + g * groupSize)
+                                    shift.map { $0 + channel }, eps, silu ? 1 : 0, out + g * groupSize)
                             }
                         }
                     }
                 }
             }
-            initialized = x.count
         }
-        return Tensor(shape: x.shape, data: data)
     }
 
     /// `torch.nn.functional.layer_norm` over the last axis.

@@ -77,18 +77,7 @@ AVX2 void error_energy_avx2(size_t n, const float *ref, const float *approx, dou
     _mm256_storeu_pd(s + 4, s_hi);
     _mm256_storeu_pd(nn, n_lo);
     _mm256_storeu_pd(nn + 4, n_hi);
-    for (; i < n; i++) {  // the tail continues the same lanes, as the scalar path does
-        double dx = (double)ref[i];
-        double d = dx - (double)approx[i];
-        double sq = dx * dx;
-        double nq = d * d;
-        s[i & 7] = s[i & 7] + sq;
-        nn[i & 7] = nn[i & 7] + nq;
-    }
-    for (int l = 0; l < 8; l++) {
-        energy[0] += s[l];
-        energy[1] += nn[l];
-    }
+    energy_lanes_finish(i, n, ref, approx, s, nn, energy);  // the tail continues the same lanes
 }
 
 AVX2 void axpy_f32_avx2(size_t n, float a, const float *x, float *y) {

@@ -305,25 +305,31 @@ static inline int32x4_t hsum4(int32x4_t s0, int32x4_t s1, int32x4_t s2, int32x4_
 // int8 (−128 included) and the lanes wrap only as the scalar sum does.
 #define STEP_SDOT(acc, x, w) vdotq_s32(acc, x, w)
 
-DOTPROD static void i8_tile_sdot(size_t kp, const int8_t *a, size_t rows, const int8_t *w, size_t cols, int32_t *c,
-                                 size_t ldc) {
-    TILE_POINTERS(int8_t, a, w, kp, rows, cols);
-    const size_t kv = kp & ~(size_t)15;
-    ZERO16;
-    for (size_t k = 0; k < kv; k += 16) {
-        const int8x16_t v0 = vld1q_s8(w0 + k), v1 = vld1q_s8(w1 + k), v2 = vld1q_s8(w2 + k), v3 = vld1q_s8(w3 + k);
-        int8x16_t x = vld1q_s8(a0 + k);
-        ROW4(STEP_SDOT, 0, x);
-        x = vld1q_s8(a1 + k);
-        ROW4(STEP_SDOT, 1, x);
-        x = vld1q_s8(a2 + k);
-        ROW4(STEP_SDOT, 2, x);
-        x = vld1q_s8(a3 + k);
-        ROW4(STEP_SDOT, 3, x);
+// One 4×4 int8 tile, the same loop for both steps: per 16 columns of k, four weight rows loaded
+// once and each of the four activation rows stepped against them.
+#define I8_TILE(ATTRS, NAME, STEP)                                                                               \
+    ATTRS static void NAME(size_t kp, const int8_t *a, size_t rows, const int8_t *w, size_t cols, int32_t *c, \
+                           size_t ldc) {                                                                         \
+        TILE_POINTERS(int8_t, a, w, kp, rows, cols);                                                             \
+        const size_t kv = kp & ~(size_t)15;                                                                      \
+        ZERO16;                                                                                                  \
+        for (size_t k = 0; k < kv; k += 16) {                                                                    \
+            const int8x16_t v0 = vld1q_s8(w0 + k), v1 = vld1q_s8(w1 + k), v2 = vld1q_s8(w2 + k),                 \
+                            v3 = vld1q_s8(w3 + k);                                                               \
+            int8x16_t x = vld1q_s8(a0 + k);                                                                      \
+            ROW4(STEP, 0, x);                                                                                    \
+            x = vld1q_s8(a1 + k);                                                                                \
+            ROW4(STEP, 1, x);                                                                                    \
+            x = vld1q_s8(a2 + k);                                                                                \
+            ROW4(STEP, 2, x);                                                                                    \
+            x = vld1q_s8(a3 + k);                                                                                \
+            ROW4(STEP, 3, x);                                                                                    \
+        }                                                                                                        \
+        HSUM16;                                                                                                  \
+        tile_finish_i8(kp, kv, ar, wt, sum, rows, cols, c, ldc);                                                 \
     }
-    HSUM16;
-    tile_finish_i8(kp, kv, ar, wt, sum, rows, cols, c, ldc);
-}
+
+I8_TILE(DOTPROD, i8_tile_sdot, STEP_SDOT)
 
 // MARK: int8 × int8 with SMULL / SMLAL2 / SADALP (baseline NEON)
 
@@ -341,25 +347,7 @@ static inline int32x4_t step_smull(int32x4_t acc, int8x16_t x, int8x16_t w) {
 }
 #define STEP_SMULL(acc, x, w) step_smull(acc, x, w)
 
-static void i8_tile_smull(size_t kp, const int8_t *a, size_t rows, const int8_t *w, size_t cols, int32_t *c,
-                          size_t ldc) {
-    TILE_POINTERS(int8_t, a, w, kp, rows, cols);
-    const size_t kv = kp & ~(size_t)15;
-    ZERO16;
-    for (size_t k = 0; k < kv; k += 16) {
-        const int8x16_t v0 = vld1q_s8(w0 + k), v1 = vld1q_s8(w1 + k), v2 = vld1q_s8(w2 + k), v3 = vld1q_s8(w3 + k);
-        int8x16_t x = vld1q_s8(a0 + k);
-        ROW4(STEP_SMULL, 0, x);
-        x = vld1q_s8(a1 + k);
-        ROW4(STEP_SMULL, 1, x);
-        x = vld1q_s8(a2 + k);
-        ROW4(STEP_SMULL, 2, x);
-        x = vld1q_s8(a3 + k);
-        ROW4(STEP_SMULL, 3, x);
-    }
-    HSUM16;
-    tile_finish_i8(kp, kv, ar, wt, sum, rows, cols, c, ldc);
-}
+I8_TILE(, i8_tile_smull, STEP_SMULL)
 
 // MARK: int16 × int8 with SMLAL / SMLAL2
 

@@ -16,6 +16,10 @@ float f16_to_f32_one(uint16_t bits);
 uint16_t f32_to_bf16_one(float value);
 void quantize_i8_scalar(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]);
 void error_energy_scalar(size_t n, const float *ref, const float *approx, double energy[2]);
+// error_energy's 8 double lanes (element i into lane i mod 8): adds elements [i, n) to them as
+// the scalar path does, then the lanes in order into energy. Every path ends its sums here.
+void energy_lanes_finish(size_t i, size_t n, const float *ref, const float *approx, double signal[8], double noise[8],
+                         double energy[2]);
 
 #if defined(__x86_64__)
 void axpy_f32_avx2(size_t n, float a, const float *x, float *y);

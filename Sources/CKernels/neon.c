@@ -86,10 +86,7 @@ void quantize_i8_neon(size_t groups, size_t group_size, const float *src, int8_t
     }
     double sig[8], noi[8];
     energy_store(s, e, sig, noi);
-    for (int l = 0; l < 8; l++) {
-        energy[0] += sig[l];
-        energy[1] += noi[l];
-    }
+    energy_lanes_finish(0, 0, NULL, NULL, sig, noi, energy);
 }
 
 void error_energy_neon(size_t n, const float *ref, const float *approx, double energy[2]) {
@@ -100,17 +97,6 @@ void error_energy_neon(size_t n, const float *ref, const float *approx, double e
         energy8(vld1q_f32(ref + i), vld1q_f32(ref + i + 4), vld1q_f32(approx + i), vld1q_f32(approx + i + 4), s, e);
     double sig[8], noi[8];
     energy_store(s, e, sig, noi);
-    for (; i < n; i++) {  // the tail continues the same lanes, as the scalar path does
-        double dx = (double)ref[i];
-        double d = dx - (double)approx[i];
-        double sq = dx * dx;
-        double nq = d * d;
-        sig[i & 7] = sig[i & 7] + sq;
-        noi[i & 7] = noi[i & 7] + nq;
-    }
-    for (int l = 0; l < 8; l++) {
-        energy[0] += sig[l];
-        energy[1] += noi[l];
-    }
+    energy_lanes_finish(i, n, ref, approx, sig, noi, energy);  // the tail continues the same lanes
 }
 #endif

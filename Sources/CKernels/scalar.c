@@ -105,9 +105,9 @@ void quantize_i8_scalar(size_t groups, size_t group_size, const float *src, int8
     }
 }
 
-void error_energy_scalar(size_t n, const float *ref, const float *approx, double energy[2]) {
-    double signal[8] = {0}, noise[8] = {0};
-    for (size_t i = 0; i < n; i++) {
+void energy_lanes_finish(size_t i, size_t n, const float *ref, const float *approx, double signal[8], double noise[8],
+                         double energy[2]) {
+    for (; i < n; i++) {
         double dx = (double)ref[i];
         double d = dx - (double)approx[i];
         double sq = dx * dx;
@@ -119,4 +119,9 @@ void error_energy_scalar(size_t n, const float *ref, const float *approx, double
         energy[0] += signal[l];
         energy[1] += noise[l];
     }
+}
+
+void error_energy_scalar(size_t n, const float *ref, const float *approx, double energy[2]) {
+    double signal[8] = {0}, noise[8] = {0};
+    energy_lanes_finish(0, n, ref, approx, signal, noise, energy);
 }

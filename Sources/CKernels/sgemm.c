@@ -209,67 +209,47 @@ static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size
     }
 }
 
-// pack_a for a binary16 A: the same layout, each stored row (or, with trans_a, each stored row
-// of Aᵀ) widened a piece at a time.
-static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
-    const uint16_t *a = (const uint16_t *)P->a;
+// pack_a / pack_b for a binary16 operand: the same layout, widened a piece at a time. The
+// operand is seen as `lanes` lanes (rows of op(A), or columns of op(B)) from lane0, cut into
+// slivers of `width` (MR or NR): dst[s·width·kc + p·width + l] = element (lane0 + s·width + l,
+// p0 + p), zero past the last lane. That element is src[(p0 + p)·ld + lane] when a sliver's lanes
+// are contiguous in memory for each p (trans_a for A, !trans_b for B), else src[lane·ld + p0 + p].
+static void pack_half(const uint16_t *src, size_t ld, int lanes_contiguous, size_t lane0, size_t lanes, size_t p0,
+                      size_t kc, size_t width, sgemm_widen_fn widen, float *dst) {
     float piece[HALF_PIECE];
-    for (size_t s = 0; s < mc; s += MR) {
-        size_t rows = mc - s < MR ? mc - s : MR;
+    for (size_t s = 0; s < lanes; s += width) {
+        const size_t valid = lanes - s < width ? lanes - s : width;
         float *d = dst + s * kc;
-        if (P->trans_a) {  // op(A)[i][p] = a[p·lda + i]: MR contiguous halves per p
-            for (size_t p = 0; p < kc; p++, d += MR) {
-                P->widen(rows, a + (p0 + p) * P->lda + i0 + s, piece);
-                size_t r = 0;
-                for (; r < rows; r++) d[r] = piece[r];
-                for (; r < MR; r++) d[r] = 0;
+        if (lanes_contiguous) {  // `valid` contiguous halves per p
+            for (size_t p = 0; p < kc; p++, d += width) {
+                widen(valid, src + (p0 + p) * ld + lane0 + s, piece);
+                size_t l = 0;
+                for (; l < valid; l++) d[l] = piece[l];
+                for (; l < width; l++) d[l] = 0;
             }
-        } else {  // op(A)[i][p] = a[i·lda + p]: widen a piece of each row, interleave
-            for (size_t r = 0; r < MR; r++) {
-                if (r >= rows) {
-                    for (size_t p = 0; p < kc; p++) d[p * MR + r] = 0;
+        } else {  // each lane is a stored row: widen a piece of it, interleave
+            for (size_t l = 0; l < width; l++) {
+                if (l >= valid) {
+                    for (size_t p = 0; p < kc; p++) d[p * width + l] = 0;
                     continue;
                 }
-                const uint16_t *src = a + (i0 + s + r) * P->lda + p0;
+                const uint16_t *row = src + (lane0 + s + l) * ld + p0;
                 for (size_t q = 0; q < kc; q += HALF_PIECE) {
-                    size_t len = kc - q < HALF_PIECE ? kc - q : HALF_PIECE;
-                    P->widen(len, src + q, piece);
-                    for (size_t p = 0; p < len; p++) d[(q + p) * MR + r] = piece[p];
+                    const size_t len = kc - q < HALF_PIECE ? kc - q : HALF_PIECE;
+                    widen(len, row + q, piece);
+                    for (size_t p = 0; p < len; p++) d[(q + p) * width + l] = piece[p];
                 }
             }
         }
     }
 }
 
-// pack_b for a binary16 B, likewise.
+static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
+    pack_half((const uint16_t *)P->a, P->lda, P->trans_a, i0, mc, p0, kc, MR, P->widen, dst);
+}
+
 static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
-    const uint16_t *b = (const uint16_t *)P->b;
-    float piece[HALF_PIECE];
-    for (size_t s = 0; s < nc; s += NR) {
-        size_t cols = nc - s < NR ? nc - s : NR;
-        float *d = dst + s * kc;
-        if (!P->trans_b) {  // op(B)[p][j] = b[p·ldb + j]: NR contiguous halves per p
-            for (size_t p = 0; p < kc; p++, d += NR) {
-                P->widen(cols, b + (p0 + p) * P->ldb + j0 + s, piece);
-                size_t c = 0;
-                for (; c < cols; c++) d[c] = piece[c];
-                for (; c < NR; c++) d[c] = 0;
-            }
-        } else {  // op(B)[p][j] = b[j·ldb + p]: widen a piece of each stored row, scatter
-            for (size_t c = 0; c < NR; c++) {
-                if (c >= cols) {
-                    for (size_t p = 0; p < kc; p++) d[p * NR + c] = 0;
-                    continue;
-                }
-                const uint16_t *src = b + (j0 + s + c) * P->ldb + p0;
-                for (size_t q = 0; q < kc; q += HALF_PIECE) {
-                    size_t len = kc - q < HALF_PIECE ? kc - q : HALF_PIECE;
-                    P->widen(len, src + q, piece);
-                    for (size_t p = 0; p < len; p++) d[(q + p) * NR + c] = piece[p];
-                }
-            }
-        }
-    }
+    pack_half((const uint16_t *)P->b, P->ldb, !P->trans_b, j0, nc, p0, kc, NR, P->widen, dst);
 }
 
 // pack_b for a convolution (implicit GEMM): op(B)[p][j] with p = (ch·kh + i)·kw + t (the weight's

@@ -61,8 +61,8 @@ let package = Package(
         // protoc-c output for Formats/onnx-subset.proto, generated once and committed
         // (regenerate with Tools/regenerate-onnx-c.sh).
         .target(name: "CONNX", dependencies: ["CProtobufC"]),
-        // SIMD kernels (AVX2/FMA/F16C, NEON, scalar), chosen at run time; DLORAL_KERNELS=scalar
-        // forces the fallback.
+        // SIMD kernels (AVX2/FMA/F16C with AVX-VNNI, AVX-512F and AMX-INT8 where present, NEON,
+        // scalar), chosen at run time; DLORAL_KERNELS=<level> caps the level (scalar: the fallback).
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("m")]),
 
         // MARK: - Tests

@@ -5,23 +5,73 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int chosen = -1;  // 0 scalar, 1 avx2, 2 neon
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
-static int choose(void) {
-    const char *forced = getenv("DLORAL_KERNELS");
-    if (forced && strcmp(forced, "scalar") == 0) return 0;
+// The path in use, as a level (kernels_internal.h): -1 until chosen.
+static int chosen = -1;
+
+// Levels by name, lowest first. The x86-64 levels are cumulative: each adds one extension to the
+// one before, and is usable when the CPU has all of them.
+static const char *const level_names[] = {"scalar", "avx2", "neon", "avxvnni", "avx512", "amx"};
+
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 1;
-    return 0;
-#elif defined(__aarch64__)
-    return 2;
+// AMX tile data is off for a process until it asks the kernel (Linux ≥ 5.16) for it; the grant is
+// for the whole process.
+static int amx_permitted(void) {
+#if defined(__linux__)
+    const long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
 #else
     return 0;
 #endif
 }
 
-static inline int path(void) {
+// The highest level this CPU supports.
+static int best_x86_level(void) {
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
+        return LEVEL_SCALAR;
+    if (!__builtin_cpu_supports("avxvnni")) return LEVEL_AVX2;
+    if (!__builtin_cpu_supports("avx512f")) return LEVEL_AVXVNNI;
+    if (!(__builtin_cpu_supports("amx-int8") && __builtin_cpu_supports("amx-tile") && amx_permitted()))
+        return LEVEL_AVX512;
+    return LEVEL_AMX;
+}
+#endif
+
+// The level `name` means on this CPU, or -1 when the name is unknown or the CPU lacks it.
+static int level_named(const char *name) {
+    if (!name) return -1;
+    int level = -1;
+    for (int l = 0; l < (int)(sizeof level_names / sizeof level_names[0]); l++)
+        if (strcmp(name, level_names[l]) == 0) level = l;
+    if (level == LEVEL_SCALAR) return level;
+#if defined(__x86_64__)
+    if (level == LEVEL_NEON || level < 0) return -1;
+    return level <= best_x86_level() ? level : -1;
+#elif defined(__aarch64__)
+    return level == LEVEL_NEON ? level : -1;
+#else
+    return -1;
+#endif
+}
+
+static int choose(void) {
+    int forced = level_named(getenv("DLORAL_KERNELS"));
+    if (forced >= 0) return forced;
+#if defined(__x86_64__)
+    return best_x86_level();
+#elif defined(__aarch64__)
+    return LEVEL_NEON;
+#else
+    return LEVEL_SCALAR;
+#endif
+}
+
+int kernels_level(void) {
     int p = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (p < 0) {
         p = choose();
@@ -30,13 +80,14 @@ static inline int path(void) {
     return p;
 }
 
-const char *dloral_kernels_isa(void) {
-    switch (path()) {
-    case 1: return "avx2";
-    case 2: return "neon";
-    default: return "scalar";
-    }
+int kernels_path(void) {
+    int level = kernels_level();
+    return level >= LEVEL_AVX2 && level != LEVEL_NEON ? PATH_AVX2 : level;
 }
+
+static inline int path(void) { return kernels_path(); }
+
+const char *dloral_kernels_isa(void) { return level_names[kernels_level()]; }
 
 #if defined(__x86_64__)
 #define DISPATCH(name, args) \
@@ -86,10 +137,22 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
 
 // On arm64 the int8 kernel is the SDOT one when the CPU has dotprod, else the SMULL one.
 void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+#if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AVXVNNI) {
+        gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+        return;
+    }
+#endif
     DISPATCH(gemm_i8i8_i32, (m, n, kp, a, w, c));
 }
 
 void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+#if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AVXVNNI) {
+        gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
+        return;
+    }
+#endif
     DISPATCH(gemm_i16i8_i32, (m, n, kp, a, w, c));
 }
 
@@ -114,15 +177,6 @@ void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_
 }
 
 void dloral_kernels_force(const char *isa) {
-    int p = -1;  // automatic: chosen again on the next call
-    if (isa && strcmp(isa, "scalar") == 0) p = 0;
-#if defined(__x86_64__)
-    if (isa && strcmp(isa, "avx2") == 0) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) p = 1;
-    }
-#elif defined(__aarch64__)
-    if (isa && strcmp(isa, "neon") == 0) p = 2;
-#endif
-    __atomic_store_n(&chosen, p, __ATOMIC_RELAXED);
+    // A name this CPU cannot run means automatic: chosen again on the next call.
+    __atomic_store_n(&chosen, level_named(isa), __ATOMIC_RELAXED);
 }

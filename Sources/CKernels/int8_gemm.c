@@ -13,6 +13,8 @@
 // (Tools/neon/run.sh), on a CPU model with dotprod and one without.
 #include "kernels_internal.h"
 
+#include <stdlib.h>
+
 // MARK: - Scalar reference
 
 void gemm_i8i8_i32_scalar(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
@@ -187,6 +189,167 @@ AVX2 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, c
     }
     for (; j < n; j++)
         for (size_t i = 0; i < m; i++) c[i * n + j] = i16_dot(kp, kv, a + i * kp, w + j * kp);
+}
+
+// MARK: - AVX-VNNI (level avxvnni and up)
+//
+// The VEX-encoded VNNI dot products: vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes and
+// adds the four exact products to an int32 lane; vpdpwssd does the same for 2 pairs of int16.
+// Neither saturates (the int32 lane wraps), so the sums are those of the scalar path mod 2^32.
+// vpdpbusd wants one operand unsigned: the kernel multiplies a + 128 (a xor 0x80, in [0, 255]
+// for any int8 a) by w and subtracts 128·Σw per weight row, which is exact for every int8 input,
+// −128 included. Tiles of 4 activation rows × 3 weight rows: 12 accumulators, 3 weight vectors
+// and 1 activation vector are the 16 ymm registers; per 32 bytes of k, 7 loads feed 12 dot
+// products.
+
+#define VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+// Σ_k w[k] over k < kv (a multiple of 32), by vpdpbusd against bytes of 1.
+VNNI static inline uint32_t vnni_row_sum(size_t kv, const int8_t *w) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256i s = _mm256_setzero_si256();
+    for (size_t k = 0; k < kv; k += 32) s = _mm256_dpbusd_avx_epi32(s, ones, _mm256_loadu_si256((const __m256i *)(w + k)));
+    return (uint32_t)hsum1(s);
+}
+
+// MR × NR tile (MR ≤ 4, NR ≤ 3) of c = Σ_k a·w over k < kv from the offset activations au
+// (a xor 0x80, rows of lda bytes), then the scalar tail k ∈ [kv, kp) from a itself.
+VNNI static inline __attribute__((always_inline)) void vnni_i8_tile(
+    int MR, int NR, size_t kp, size_t kv, const uint8_t *au, const int8_t *a, const int8_t *const *wr,
+    const uint32_t *wsum, int32_t *c, size_t ldc) {
+    __m256i s[4][3];
+    for (int r = 0; r < MR; r++)
+        for (int t = 0; t < NR; t++) s[r][t] = _mm256_setzero_si256();
+    for (size_t k = 0; k < kv; k += 32) {
+        __m256i wv[3];
+        for (int t = 0; t < NR; t++) wv[t] = _mm256_loadu_si256((const __m256i *)(wr[t] + k));
+        for (int r = 0; r < MR; r++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(au + r * kp + k));
+            for (int t = 0; t < NR; t++) s[r][t] = _mm256_dpbusd_avx_epi32(s[r][t], x, wv[t]);
+        }
+    }
+    for (int t = 0; t < NR; t++) {
+        uint32_t sums[4];
+        _mm_storeu_si128((__m128i *)sums, hsum4(s[0][t], MR > 1 ? s[1][t] : s[0][t], MR > 2 ? s[2][t] : s[0][t],
+                                               MR > 3 ? s[3][t] : s[0][t]));
+        for (int r = 0; r < MR; r++) {
+            uint32_t v = sums[r] - 128u * wsum[t];
+            const int8_t *ar = a + r * kp;
+            for (size_t k = kv; k < kp; k++) v += (uint32_t)((int32_t)ar[k] * (int32_t)wr[t][k]);
+            c[r * ldc + t] = (int32_t)v;
+        }
+    }
+}
+
+// The tile sizes as constants, so each call below compiles to its own register-blocked loop.
+#define VNNI_I8_TILES(MR)                                                                                    \
+    VNNI static void vnni_i8_##MR##x3(size_t kp, size_t kv, const uint8_t *au, const int8_t *a,             \
+                                      const int8_t *const *wr, const uint32_t *ws, int32_t *c, size_t ldc) { \
+        vnni_i8_tile(MR, 3, kp, kv, au, a, wr, ws, c, ldc);                                                  \
+    }                                                                                                        \
+    VNNI static void vnni_i8_##MR##x1(size_t kp, size_t kv, const uint8_t *au, const int8_t *a,             \
+                                      const int8_t *const *wr, const uint32_t *ws, int32_t *c, size_t ldc) { \
+        vnni_i8_tile(MR, 1, kp, kv, au, a, wr, ws, c, ldc);                                                  \
+    }
+VNNI_I8_TILES(4)
+VNNI_I8_TILES(3)
+VNNI_I8_TILES(2)
+VNNI_I8_TILES(1)
+
+typedef void (*vnni_i8_tile_fn)(size_t, size_t, const uint8_t *, const int8_t *, const int8_t *const *,
+                                const uint32_t *, int32_t *, size_t);
+
+VNNI void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    if (m == 0 || n == 0) return;
+    const size_t kv = kp & ~(size_t)31;
+    // The offset activations, once per call (m·kp bytes against m·n·kp products).
+    uint8_t *au = malloc(m * kp + 32);
+    if (!au) {  // no memory for the copy: the AVX2 kernel gives the same bits
+        gemm_i8i8_i32_avx2(m, n, kp, a, w, c);
+        return;
+    }
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (size_t i = 0; i < m * kp; i += 32) {
+        if (i + 32 <= m * kp)
+            _mm256_storeu_si256((__m256i *)(au + i), _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + i)), flip));
+        else
+            for (size_t t = i; t < m * kp; t++) au[t] = (uint8_t)a[t] ^ 0x80u;
+    }
+    static const vnni_i8_tile_fn by3[5] = {NULL, vnni_i8_1x3, vnni_i8_2x3, vnni_i8_3x3, vnni_i8_4x3};
+    static const vnni_i8_tile_fn by1[5] = {NULL, vnni_i8_1x1, vnni_i8_2x1, vnni_i8_3x1, vnni_i8_4x1};
+    for (size_t j = 0; j < n;) {
+        const size_t nr = n - j >= 3 ? 3 : 1;
+        const int8_t *wr[3] = {w + j * kp, w + (j + (nr > 1 ? 1 : 0)) * kp, w + (j + (nr > 1 ? 2 : 0)) * kp};
+        uint32_t wsum[3];
+        for (size_t t = 0; t < nr; t++) wsum[t] = vnni_row_sum(kv, wr[t]);
+        const vnni_i8_tile_fn *tiles = nr == 3 ? by3 : by1;
+        for (size_t i = 0; i < m; i += 4) {
+            const size_t mr = m - i >= 4 ? 4 : m - i;
+            tiles[mr](kp, kv, au + i * kp, a + i * kp, wr, wsum, c + i * n + j, n);
+        }
+        j += nr;
+    }
+    free(au);
+}
+
+// int16 × int8: the same tiles with vpdpwssd on weights widened in the loop (vpmovsxbw, a
+// shuffle-port µop beside the dot products).
+VNNI static inline __attribute__((always_inline)) void vnni_i16_tile(
+    int MR, int NR, size_t kp, size_t kv, const int16_t *a, const int8_t *const *wr, int32_t *c, size_t ldc) {
+    __m256i s[4][3];
+    for (int r = 0; r < MR; r++)
+        for (int t = 0; t < NR; t++) s[r][t] = _mm256_setzero_si256();
+    for (size_t k = 0; k < kv; k += 16) {
+        __m256i wv[3];
+        for (int t = 0; t < NR; t++) wv[t] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[t] + k)));
+        for (int r = 0; r < MR; r++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(a + r * kp + k));
+            for (int t = 0; t < NR; t++) s[r][t] = _mm256_dpwssd_avx_epi32(s[r][t], x, wv[t]);
+        }
+    }
+    for (int t = 0; t < NR; t++) {
+        uint32_t sums[4];
+        _mm_storeu_si128((__m128i *)sums, hsum4(s[0][t], MR > 1 ? s[1][t] : s[0][t], MR > 2 ? s[2][t] : s[0][t],
+                                               MR > 3 ? s[3][t] : s[0][t]));
+        for (int r = 0; r < MR; r++) {
+            uint32_t v = sums[r];
+            const int16_t *ar = a + r * kp;
+            for (size_t k = kv; k < kp; k++) v += (uint32_t)((int32_t)ar[k] * (int32_t)wr[t][k]);
+            c[r * ldc + t] = (int32_t)v;
+        }
+    }
+}
+
+#define VNNI_I16_TILES(MR)                                                                                       \
+    VNNI static void vnni_i16_##MR##x3(size_t kp, size_t kv, const int16_t *a, const int8_t *const *wr, int32_t *c, \
+                                       size_t ldc) {                                                             \
+        vnni_i16_tile(MR, 3, kp, kv, a, wr, c, ldc);                                                             \
+    }                                                                                                            \
+    VNNI static void vnni_i16_##MR##x1(size_t kp, size_t kv, const int16_t *a, const int8_t *const *wr, int32_t *c, \
+                                       size_t ldc) {                                                             \
+        vnni_i16_tile(MR, 1, kp, kv, a, wr, c, ldc);                                                             \
+    }
+VNNI_I16_TILES(4)
+VNNI_I16_TILES(3)
+VNNI_I16_TILES(2)
+VNNI_I16_TILES(1)
+
+typedef void (*vnni_i16_tile_fn)(size_t, size_t, const int16_t *, const int8_t *const *, int32_t *, size_t);
+
+VNNI void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    const size_t kv = kp & ~(size_t)15;
+    static const vnni_i16_tile_fn by3[5] = {NULL, vnni_i16_1x3, vnni_i16_2x3, vnni_i16_3x3, vnni_i16_4x3};
+    static const vnni_i16_tile_fn by1[5] = {NULL, vnni_i16_1x1, vnni_i16_2x1, vnni_i16_3x1, vnni_i16_4x1};
+    for (size_t j = 0; j < n;) {
+        const size_t nr = n - j >= 3 ? 3 : 1;
+        const int8_t *wr[3] = {w + j * kp, w + (j + (nr > 1 ? 1 : 0)) * kp, w + (j + (nr > 1 ? 2 : 0)) * kp};
+        const vnni_i16_tile_fn *tiles = nr == 3 ? by3 : by1;
+        for (size_t i = 0; i < m; i += 4) {
+            const size_t mr = m - i >= 4 ? 4 : m - i;
+            tiles[mr](kp, kv, a + i * kp, wr, c + i * n + j, n);
+        }
+        j += nr;
+    }
 }
 #endif
 

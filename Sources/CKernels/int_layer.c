@@ -4,6 +4,7 @@
 // (checked by Tools/neon/kernel_check.c, for NEON under qemu-user).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
+#include "kernels_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -254,10 +255,10 @@ struct int_path {
 
 static struct int_path pick_path(void) {
 #if defined(__x86_64__)
-    if (strcmp(dloral_kernels_isa(), "avx2") == 0)
+    if (kernels_path() == PATH_AVX2)
         return (struct int_path){quantize_row_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
 #elif defined(__aarch64__)
-    if (strcmp(dloral_kernels_isa(), "neon") == 0)
+    if (kernels_path() == PATH_NEON)
         return (struct int_path){quantize_row_neon, epilogue_conv_neon, epilogue_linear_neon};
 #endif
     return (struct int_path){quantize_row_scalar, epilogue_conv_scalar, epilogue_linear_scalar};

@@ -7,6 +7,15 @@
 
 #include "dloral_kernels.h"
 
+// Kernel levels (dispatch.c): what dloral_kernels_isa() names. On x86-64 each level above avx2
+// adds one extension to the one before: avxvnni the VEX-encoded VNNI dot products for the integer
+// GEMMs, avx512 the 512-bit sgemm tile, amx the AMX-INT8 tile GEMM.
+enum { LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_NEON = 2, LEVEL_AVXVNNI = 3, LEVEL_AVX512 = 4, LEVEL_AMX = 5 };
+// The base path of a level, for the kernels that do not use the extensions.
+enum { PATH_SCALAR = 0, PATH_AVX2 = 1, PATH_NEON = 2 };
+int kernels_level(void);
+int kernels_path(void);
+
 void axpy_f32_scalar(size_t n, float a, const float *x, float *y);
 void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst);
 void f16_to_f32_scalar(size_t n, const uint16_t *src, float *dst);
@@ -45,6 +54,8 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
 #if defined(__x86_64__)
 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
 #if defined(__aarch64__)
 // gemm_i8i8_i32_neon runs the SDOT kernel when neon_has_dotprod(), else the SMULL one; both are

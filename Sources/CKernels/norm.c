@@ -423,13 +423,13 @@ typedef struct {
 } norm_path;
 
 static norm_path current_path(void) {
-    const char *isa = dloral_kernels_isa();
+    const int path = kernels_path();
 #if defined(__x86_64__)
-    if (strcmp(isa, "avx2") == 0) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2, exp_sum_avx2};
+    if (path == PATH_AVX2) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2, exp_sum_avx2};
 #elif defined(__aarch64__)
-    if (strcmp(isa, "neon") == 0) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon};
+    if (path == PATH_NEON) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon};
 #endif
-    (void)isa;
+    (void)path;
     return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar};
 }
 

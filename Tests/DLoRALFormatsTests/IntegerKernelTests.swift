@@ -21,11 +21,12 @@ struct IntegerKernelTests {
         }
     }
 
-    /// The paths to run: automatic, forced scalar, and forced AVX2 / NEON when the CPU has it.
-    /// Each entry is (label, name passed to dloral_kernels_force).
+    /// The paths to run: automatic, forced scalar, and each forced vector level the CPU has (x86-64:
+    /// avx2, avxvnni, avx512, amx; arm64: neon). Each entry is (label, name passed to
+    /// dloral_kernels_force).
     static func paths() -> [(String, String?)] {
         var result: [(String, String?)] = [("auto", nil), ("scalar", "scalar")]
-        for isa in ["avx2", "neon"] {
+        for isa in ["avx2", "avxvnni", "avx512", "amx", "neon"] {
             dloral_kernels_force(isa)
             if String(cString: dloral_kernels_isa()) == isa { result.append((isa, isa)) }
         }

@@ -85,7 +85,7 @@ typedef void (*gemm16_fn)(size_t, size_t, size_t, const int16_t *, const int8_t 
 struct path8 { const char *name; gemm8_fn fn; };
 struct path16 { const char *name; gemm16_fn fn; };
 
-// The vector path name dloral_kernels_force accepts on this CPU ("avx2" / "neon"), or NULL.
+// The vector level checked, as dloral_kernels_force names it ("avx2" … "amx" / "neon"), or NULL.
 static const char *vec_isa;
 static struct path8 paths8[8];
 static struct path16 paths16[8];
@@ -103,15 +103,24 @@ static void public_i16(size_t m, size_t n, size_t kp, const int16_t *a, const in
     dloral_kernels_force(NULL);
 }
 
-static void setup_paths(void) {
+// x86_level: the x86-64 level to check against scalar ("avx2", "avxvnni", "avx512", "amx").
+// Returns 0 when this CPU cannot run it.
+static int setup_paths(const char *x86_level) {
     paths8[n8++] = (struct path8){"scalar", gemm_i8i8_i32_scalar};
     paths16[n16++] = (struct path16){"scalar", gemm_i16i8_i32_scalar};
 #if defined(__x86_64__)
-    dloral_kernels_force("avx2");
-    if (strcmp(dloral_kernels_isa(), "avx2") == 0) {
-        vec_isa = "avx2";
-        paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2};
-        paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
+    dloral_kernels_force(x86_level);
+    if (strcmp(dloral_kernels_isa(), x86_level) != 0) {
+        dloral_kernels_force(NULL);
+        return 0;
+    }
+    vec_isa = x86_level;
+    const int level = kernels_level();
+    paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2};
+    paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
+    if (level >= LEVEL_AVXVNNI) {
+        paths8[n8++] = (struct path8){"avxvnni", gemm_i8i8_i32_avxvnni};
+        paths16[n16++] = (struct path16){"avxvnni", gemm_i16i8_i32_avxvnni};
     }
 #elif defined(__aarch64__)
     dloral_kernels_force("neon");
@@ -121,11 +130,13 @@ static void setup_paths(void) {
     paths8[n8++] = (struct path8){"neon-auto", gemm_i8i8_i32_neon};
     paths16[n16++] = (struct path16){"neon", gemm_i16i8_i32_neon};
 #endif
+    (void)x86_level;
     dloral_kernels_force(NULL);
     if (vec_isa) {
         paths8[n8++] = (struct path8){"dloral_gemm_i8i8_i32[forced]", public_i8};
         paths16[n16++] = (struct path16){"dloral_gemm_i16i8_i32[forced]", public_i16};
     }
+    return 1;
 }
 
 // MARK: - Integer GEMM
@@ -1643,8 +1654,15 @@ static void check_softmax(void) {
     }
 }
 
-int main(void) {
-    setup_paths();
+// Usage: kernel_check [LEVEL]. On x86-64 LEVEL is the level checked against scalar (default
+// avx2); a level this CPU lacks is reported and skipped (exit 0). Ignored on arm64.
+int main(int argc, char **argv) {
+    const char *x86_level = argc > 1 ? argv[1] : "avx2";
+    if (!setup_paths(x86_level)) {
+        printf("kernel_check: level %s: this CPU cannot run it, skipped\n", x86_level);
+        printf("kernel_check: 0 passed, 0 failed\n");
+        return 0;
+    }
     setup_float_paths();
     printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_isa(), vec_isa ? vec_isa : "none");
 #if defined(__aarch64__)

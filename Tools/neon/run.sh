@@ -2,7 +2,8 @@
 # Bit-exactness of every CKernels path against the scalar reference (Tools/neon/kernel_check.c,
 # plain C built straight from Sources/CKernels/*.c, no Swift):
 #
-#   native   the host compiler on this machine (on x86-64: AVX2 against scalar; on an arm64 host
+#   native   the host compiler on this machine (on x86-64: each level the CPU has — avx2,
+#            avxvnni, avx512, amx — against scalar; on an arm64 host
 #            the NEON paths run natively and the emulated runs below are skipped)
 #   arm64    cross-compiled with aarch64-linux-gnu-gcc for baseline ARMv8-A (the SDOT kernel is
 #            compiled per function for dotprod and picked at run time) and run under qemu-user
@@ -95,7 +96,15 @@ if [[ -z $HOST_CC ]]; then
     if command -v clang >/dev/null; then HOST_CC=clang; else HOST_CC=cc; fi
 fi
 build "$WORK/kernel_check_native" "$HOST_CC"
-run "native $(uname -m), $HOST_CC" "$WORK/kernel_check_native"
+case $(uname -m) in
+x86_64)
+    # Every x86-64 level against scalar; a level this CPU lacks reports itself skipped.
+    for level in avx2 avxvnni avx512 amx; do
+        run "native $(uname -m) $level, $HOST_CC" "$WORK/kernel_check_native" "$level"
+    done
+    ;;
+*) run "native $(uname -m), $HOST_CC" "$WORK/kernel_check_native" ;;
+esac
 
 # MARK: arm64 under qemu-user
 

@@ -1,14 +1,18 @@
-// SIMD kernels for the DLoRAL toolchain: AVX2/FMA/F16C on x86-64, NEON on arm64, and a portable
-// scalar fallback, chosen at run time. Every path gives bit-identical results (FMA is fused in
-// all of them; conversions round to nearest even), so outputs do not depend on the machine.
-// DLORAL_KERNELS=scalar in the environment forces the fallback (tests run every path).
+// SIMD kernels for the DLoRAL toolchain: AVX2/FMA/F16C on x86-64 (with AVX-VNNI, AVX-512F and
+// AMX-INT8 where the CPU has them), NEON on arm64, and a portable scalar fallback, chosen at run
+// time. Every path gives bit-identical results (FMA is fused in all of them; conversions round to
+// nearest even; integer sums are exact mod 2^32), so outputs do not depend on the machine.
+// DLORAL_KERNELS=<level> in the environment caps the level (tests run every level the CPU has).
 #ifndef DLORAL_KERNELS_H
 #define DLORAL_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/// Name of the path in use: "avx2", "neon" or "scalar".
+/// Name of the level in use: "scalar", "neon" (arm64), or on x86-64 "avx2" (AVX2/FMA/F16C),
+/// "avxvnni" (+ AVX-VNNI: integer GEMMs with vpdpbusd / vpdpwssd), "avx512" (+ AVX-512F: the
+/// sgemm tile) or "amx" (+ AMX-INT8: the int8 × int8 GEMM on tiles). The automatic choice is the
+/// highest level the CPU (and, for AMX, the OS) supports.
 const char *dloral_kernels_isa(void);
 
 /// y[i] = fma(a, x[i], y[i]) for i < n.
@@ -128,10 +132,10 @@ int dloral_threads(void);
 /// Applies to calls that start afterwards.
 void dloral_threads_force(int n);
 
-/// For tests: forces the kernel path — "scalar", "avx2" (x86-64 with AVX2/FMA/F16C only) or
-/// "neon" (arm64) — or with NULL goes back to the automatic choice (which honours
-/// DLORAL_KERNELS). An unknown or unsupported name also means automatic. Not thread-safe with
-/// respect to kernels running at the same time on other threads (they may use either path).
+/// For tests: forces the kernel level — one of the names dloral_kernels_isa() returns — or with
+/// NULL goes back to the automatic choice (which honours DLORAL_KERNELS). An unknown name, or a
+/// level this CPU cannot run, also means automatic. Not thread-safe with respect to kernels
+/// running at the same time on other threads (they may use either level).
 void dloral_kernels_force(const char *isa);
 
 #endif

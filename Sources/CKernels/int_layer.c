@@ -52,6 +52,25 @@ static inline void quantize_from(int bits, size_t from, size_t k, size_t kp, int
     }
 }
 
+// q[0 … n) = clamp(rint(x · inv)) with a known inverse scale: the element step of the row
+// quantizer, for a row gathered in pieces (dloral_int_conv2d). Each path's span gives the bits of
+// its row quantizer, element by element.
+static void quantize_span_scalar(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q) {
+    quantize_from(bits, 0, n, n, qmax, inv, x, q);
+}
+
+// max|x[i]| over i < n for one pixel's channels, or NaN when any x[i] is NaN (the caller then
+// quantizes that row the ordinary way). Without NaN the maximum does not depend on the order.
+static float pixel_amax_scalar(size_t n, const float *x) {
+    float amax = 0;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a != a) return NAN;
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
+
 static float quantize_row_scalar(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
     float amax = absmax_from(x, 0, k, 0);
     if (row_is_zero(qmax, amax)) {
@@ -89,6 +108,44 @@ static void epilogue_linear_scalar(size_t rows, size_t n, const int32_t *acc, co
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+AVX2 static void quantize_span_avx2(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q) {
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i hi = _mm256_set1_epi32(qmax), lo = _mm256_set1_epi32(-qmax);
+    const size_t nv = n & ~(size_t)7;
+    for (size_t i = 0; i < nv; i += 8) {
+        // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+        v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
+        __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);  // 8 × int16 in the low half
+        if (bits == 8) {
+            __m128i p8 = _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_castsi256_si128(p16));
+            _mm_storel_epi64((__m128i *)((int8_t *)q + i), p8);
+        } else {
+            _mm_storeu_si128((__m128i *)((int16_t *)q + i), _mm256_castsi256_si128(p16));
+        }
+    }
+    quantize_from(bits, nv, n, n, qmax, inv, x, q);
+}
+
+AVX2 static float pixel_amax_avx2(size_t n, const float *x) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    __m256 vmax = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    const size_t nv = n & ~(size_t)7;
+    for (size_t i = 0; i < nv; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(signmask, v));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(nan)) return NAN;
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    float amax = 0;
+    for (int t = 0; t < 8; t++) amax = lanes[t] > amax ? lanes[t] : amax;
+    const float rest = pixel_amax_scalar(n - nv, x + nv);
+    if (rest != rest) return NAN;
+    return rest > amax ? rest : amax;
+}
+
 AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps();
@@ -104,27 +161,53 @@ AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax,
         return 0;
     }
     float inv = (float)qmax / amax;
-    const __m256 vinv = _mm256_set1_ps(inv);
-    const __m256i hi = _mm256_set1_epi32(qmax), lo = _mm256_set1_epi32(-qmax);
-    for (i = 0; i < kv; i += 8) {
-        // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
-        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-        v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
-        __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v, v), 0x08);  // 8 × int16 in the low half
-        if (bits == 8) {
-            __m128i p8 = _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_castsi256_si128(p16));
-            _mm_storel_epi64((__m128i *)((int8_t *)q + i), p8);
-        } else {
-            _mm_storeu_si128((__m128i *)((int16_t *)q + i), _mm256_castsi256_si128(p16));
-        }
-    }
-    quantize_from(bits, kv, k, kp, qmax, inv, x, q);
+    quantize_span_avx2(bits, k, qmax, inv, x, q);
+    quantize_from(bits, k, k, kp, qmax, inv, x, q);  // the zero tail
     return amax / (float)qmax;
 }
 
+// t[c] = column c of the 8×8 block whose rows are r[0 … 7] (an 8×8 transpose of 32-bit lanes).
+AVX2 static inline void transpose8(const __m256 r[8], __m256 t[8]) {
+    __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+    __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+    t[0] = _mm256_permute2f128_ps(b0, b4, 0x20), t[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
+    t[1] = _mm256_permute2f128_ps(b1, b5, 0x20), t[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    t[2] = _mm256_permute2f128_ps(b2, b6, 0x20), t[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
+    t[3] = _mm256_permute2f128_ps(b3, b7, 0x20), t[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+// Blocks of 8 rows × 8 channels: eight loads of acc rows, an 8×8 transpose, then per channel one
+// FMA over 8 consecutive output pixels (vcvtdq2ps rounds to nearest even like the C conversion;
+// sa·sw is the scalar path's float product).
 AVX2 static void epilogue_conv_avx2(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,
                                     const float *bias, float *out, size_t plane, size_t p) {
-    for (size_t j = 0; j < n; j++) {
+    const size_t r8 = rows & ~(size_t)7, n8 = n & ~(size_t)7;
+    for (size_t j = 0; j < n8; j += 8) {
+        for (size_t r = 0; r < r8; r += 8) {
+            __m256 block[8], col[8];
+            for (int t = 0; t < 8; t++) block[t] = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(acc + (r + t) * n + j)));
+            transpose8(block, col);
+            const __m256 vsa = _mm256_loadu_ps(sa + r);
+            for (int t = 0; t < 8; t++) {
+                const __m256 b = _mm256_set1_ps(bias ? bias[j + t] : 0.0f);
+                const __m256 scale = _mm256_mul_ps(vsa, _mm256_set1_ps(sw[j + t]));
+                const __m256 v = _mm256_cvtepi32_ps(_mm256_castps_si256(col[t]));
+                _mm256_storeu_ps(out + (j + t) * plane + p + r, _mm256_fmadd_ps(v, scale, b));
+            }
+        }
+        for (size_t t = j; t < j + 8; t++) {  // the last rows mod 8
+            float b = bias ? bias[t] : 0.0f, s = sw[t];
+            float *o = out + t * plane + p;
+            for (size_t r = r8; r < rows; r++) o[r] = __builtin_fmaf((float)acc[r * n + t], sa[r] * s, b);
+        }
+    }
+    for (size_t j = n8; j < n; j++) {  // the last channels mod 8
         float b = bias ? bias[j] : 0.0f, s = sw[j];
         float *o = out + j * plane + p;
         for (size_t r = 0; r < rows; r++) o[r] = __builtin_fmaf((float)acc[r * n + j], sa[r] * s, b);
@@ -155,6 +238,39 @@ AVX2 static void epilogue_linear_avx2(size_t rows, size_t n, const int32_t *acc,
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+static void quantize_span_neon(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q) {
+    const float32x4_t vinv = vdupq_n_f32(inv);
+    const int32x4_t hi = vdupq_n_s32(qmax), lo = vdupq_n_s32(-qmax);
+    const size_t kv = n & ~(size_t)7;
+    for (size_t i = 0; i < kv; i += 8) {
+        // One float multiply, then FCVTNS: round half to even, as lrintf in the default mode.
+        int32x4_t v0 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i), vinv));
+        int32x4_t v1 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i + 4), vinv));
+        v0 = vmaxq_s32(vminq_s32(v0, hi), lo);
+        v1 = vmaxq_s32(vminq_s32(v1, hi), lo);
+        // |v| ≤ qmax ≤ 32767 (127 for int8): the narrowings are exact.
+        const int16x8_t p16 = vcombine_s16(vmovn_s32(v0), vmovn_s32(v1));
+        if (bits == 8) vst1_s8((int8_t *)q + i, vmovn_s16(p16));
+        else vst1q_s16((int16_t *)q + i, p16);
+    }
+    quantize_from(bits, kv, n, n, qmax, inv, x, q);
+}
+
+static float pixel_amax_neon(size_t n, const float *x) {
+    float32x4_t vmax = vdupq_n_f32(0.0f);
+    uint32x4_t nan = vdupq_n_u32(0);
+    const size_t nv = n & ~(size_t)3;
+    for (size_t i = 0; i < nv; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        vmax = vmaxnmq_f32(vmax, vabsq_f32(v));
+        nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(v, v)));
+    }
+    if (vmaxvq_u32(nan)) return NAN;
+    const float amax = vmaxnmvq_f32(vmax), rest = pixel_amax_scalar(n - nv, x + nv);
+    if (rest != rest) return NAN;
+    return rest > amax ? rest : amax;
+}
+
 static float quantize_row_neon(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
     // max|x|: FMAXNM, like the scalar comparison, passes over a quiet NaN; for finite values the
     // maximum does not depend on the order.
@@ -167,20 +283,8 @@ static float quantize_row_neon(int bits, size_t k, size_t kp, int32_t qmax, cons
         return 0;
     }
     const float inv = (float)qmax / amax;
-    const float32x4_t vinv = vdupq_n_f32(inv);
-    const int32x4_t hi = vdupq_n_s32(qmax), lo = vdupq_n_s32(-qmax);
-    for (size_t i = 0; i < kv; i += 8) {
-        // One float multiply, then FCVTNS: round half to even, as lrintf in the default mode.
-        int32x4_t v0 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i), vinv));
-        int32x4_t v1 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i + 4), vinv));
-        v0 = vmaxq_s32(vminq_s32(v0, hi), lo);
-        v1 = vmaxq_s32(vminq_s32(v1, hi), lo);
-        // |v| ≤ qmax ≤ 32767 (127 for int8): the narrowings are exact.
-        const int16x8_t p16 = vcombine_s16(vmovn_s32(v0), vmovn_s32(v1));
-        if (bits == 8) vst1_s8((int8_t *)q + i, vmovn_s16(p16));
-        else vst1q_s16((int16_t *)q + i, p16);
-    }
-    quantize_from(bits, kv, k, kp, qmax, inv, x, q);
+    quantize_span_neon(bits, k, qmax, inv, x, q);
+    quantize_from(bits, k, k, kp, qmax, inv, x, q);  // the zero tail
     return amax / (float)qmax;
 }
 
@@ -244,11 +348,15 @@ static void epilogue_linear_neon(size_t rows, size_t n, const int32_t *acc, cons
 // MARK: - Driver
 
 typedef float (*quantize_row_fn)(int, size_t, size_t, int32_t, const float *, void *);
+typedef void (*quantize_span_fn)(int, size_t, int32_t, float, const float *, void *);
+typedef float (*pixel_amax_fn)(size_t, const float *);
 typedef void (*epilogue_conv_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t, size_t);
 typedef void (*epilogue_linear_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t);
 
 struct int_path {
     quantize_row_fn quantize;
+    quantize_span_fn span;
+    pixel_amax_fn pixel_amax;
     epilogue_conv_fn conv_out;
     epilogue_linear_fn linear_out;
 };
@@ -256,12 +364,12 @@ struct int_path {
 static struct int_path pick_path(void) {
 #if defined(__x86_64__)
     if (kernels_path() == PATH_AVX2)
-        return (struct int_path){quantize_row_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
+        return (struct int_path){quantize_row_avx2, quantize_span_avx2, pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
 #elif defined(__aarch64__)
     if (kernels_path() == PATH_NEON)
-        return (struct int_path){quantize_row_neon, epilogue_conv_neon, epilogue_linear_neon};
+        return (struct int_path){quantize_row_neon, quantize_span_neon, pixel_amax_neon, epilogue_conv_neon, epilogue_linear_neon};
 #endif
-    return (struct int_path){quantize_row_scalar, epilogue_conv_scalar, epilogue_linear_scalar};
+    return (struct int_path){quantize_row_scalar, quantize_span_scalar, pixel_amax_scalar, epilogue_conv_scalar, epilogue_linear_scalar};
 }
 
 float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q) {
@@ -308,6 +416,59 @@ static int scratch_alloc(struct scratch *s, size_t k, size_t rows, size_t kp, si
 
 static void scratch_free(struct scratch *s) { free(s->row), free(s->q), free(s->acc), free(s->sa); }
 
+// Quantizes output pixel p's im2col row ((ky, kx, c) order) of a padded or multi-tap conv into
+// q, straight from the channels-last input: its amax is the largest of its taps' per-pixel amax
+// (pix_amax, NaN for a pixel holding NaN), and each tap's c channels are quantized in place of a
+// gathered copy. The same bits as gathering the row and calling the row quantizer: the maximum of
+// the same values, then the same element step. A row touching NaN is gathered and quantized the
+// ordinary way. Returns the row's scale.
+static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, size_t c, size_t h, size_t w_in,
+                            size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t wo,
+                            const float *x_hwc, const float *pix_amax, size_t p, size_t kp, float *row, void *q) {
+    const size_t oy = p / wo, ox = p % wo, k = c * kh * kw, bytes = bits == 8 ? 1 : 2;
+    float amax = 0;
+    int nan = 0;
+    for (size_t ky = 0; ky < kh; ky++) {
+        long iy = (long)(oy * sh + ky) - (long)ph;
+        if (iy < 0 || iy >= (long)h) continue;
+        for (size_t kx = 0; kx < kw; kx++) {
+            long ix = (long)(ox * sw + kx) - (long)pw;
+            if (ix < 0 || ix >= (long)w_in) continue;
+            float a = pix_amax[(size_t)iy * w_in + (size_t)ix];
+            nan |= a != a;
+            amax = a > amax ? a : amax;
+        }
+    }
+    if (nan) {  // gather the row, then the row quantizer
+        for (size_t ky = 0; ky < kh; ky++) {
+            long iy = (long)(oy * sh + ky) - (long)ph;
+            for (size_t kx = 0; kx < kw; kx++) {
+                long ix = (long)(ox * sw + kx) - (long)pw;
+                float *dst = row + (ky * kw + kx) * c;
+                if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
+                else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
+            }
+        }
+        return P->quantize(bits, k, kp, qmax, row, q);
+    }
+    if (row_is_zero(qmax, amax)) {
+        memset(q, 0, kp * bytes);
+        return 0;
+    }
+    const float inv = (float)qmax / amax;
+    for (size_t ky = 0; ky < kh; ky++) {
+        long iy = (long)(oy * sh + ky) - (long)ph;
+        for (size_t kx = 0; kx < kw; kx++) {
+            long ix = (long)(ox * sw + kx) - (long)pw;
+            char *dst = (char *)q + (ky * kw + kx) * c * bytes;
+            if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * bytes);
+            else P->span(bits, c, qmax, inv, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, dst);
+        }
+    }
+    memset((char *)q + k * bytes, 0, (kp - k) * bytes);
+    return amax / (float)qmax;
+}
+
 int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                       size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
                       const float *x_hwc, size_t n, size_t kp, const int8_t *w,
@@ -320,31 +481,36 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
     const size_t rows_per_block = block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
+    // Per input pixel, max|x| over its channels, for the input rows this range of outputs reads.
+    float *pix_amax = NULL;
+    if (!direct) {
+        pix_amax = malloc(h * w_in * sizeof(float) + 4);
+        if (!pix_amax) {
+            scratch_free(&s);
+            return -1;
+        }
+        long iy0 = (long)((p0 / wo) * sh) - (long)ph, iy1 = (long)(((p1 - 1) / wo) * sh + kh) - (long)ph;
+        if (iy0 < 0) iy0 = 0;
+        if (iy1 > (long)h) iy1 = (long)h;
+        for (size_t i = (size_t)iy0 * w_in; i < (size_t)(iy1 > iy0 ? iy1 : iy0) * w_in; i++)
+            pix_amax[i] = P.pixel_amax(c, x_hwc + i * c);
+    }
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
-            size_t oy = (p + r) / wo, ox = (p + r) % wo;
-            const float *src;
+            void *qr = (char *)s.q + r * kp * bytes;
             if (direct) {
-                src = x_hwc + ((oy * sh) * w_in + ox * sw) * c;
+                size_t oy = (p + r) / wo, ox = (p + r) % wo;
+                s.sa[r] = P.quantize(bits, k, kp, qmax, x_hwc + ((oy * sh) * w_in + ox * sw) * c, qr);
             } else {
-                // Gather the (ky, kx, c) row; taps in the zero padding are zeros.
-                for (size_t ky = 0; ky < kh; ky++) {
-                    long iy = (long)(oy * sh + ky) - (long)ph;
-                    for (size_t kx = 0; kx < kw; kx++) {
-                        long ix = (long)(ox * sw + kx) - (long)pw;
-                        float *dst = s.row + (ky * kw + kx) * c;
-                        if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
-                        else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
-                    }
-                }
-                src = s.row;
+                s.sa[r] = quantize_patch(&P, bits, qmax, c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, pix_amax,
+                                         p + r, kp, s.row, qr);
             }
-            s.sa[r] = P.quantize(bits, k, kp, qmax, src, (char *)s.q + r * kp * bytes);
         }
         gemm(bits, rows, n, kp, s.q, w, s.acc);
         P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
     }
+    free(pix_amax);
     scratch_free(&s);
     return 0;
 }
@@ -374,7 +540,7 @@ void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
     dloral_chw_to_hwc_pixels(c, hw, src, dst, 0, hw);
 }
 
-void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
+static void chw_to_hwc_scalar(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
     // Tiles of 8 channels × 64 pixels keep both sides within a few cache lines.
     for (size_t p0 = first; p0 < end; p0 += 64) {
         size_t p1 = p0 + 64 < end ? p0 + 64 : end;
@@ -384,4 +550,34 @@ void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst,
                 for (size_t ch = c0; ch < c1; ch++) dst[p * c + ch] = src[ch * hw + p];
         }
     }
+}
+
+#if defined(__x86_64__)
+// 16 pixels at a time (a whole cache line of each channel), 8 channels per 8×8 transpose.
+AVX2 static void chw_to_hwc_avx2(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
+    const size_t c8 = c & ~(size_t)7;
+    size_t p = first;
+    for (; p + 16 <= end; p += 16) {
+        for (size_t c0 = 0; c0 < c8; c0 += 8)
+            for (size_t half = 0; half < 16; half += 8) {
+                __m256 rows[8], cols[8];
+                for (int t = 0; t < 8; t++) rows[t] = _mm256_loadu_ps(src + (c0 + t) * hw + p + half);
+                transpose8(rows, cols);
+                for (int t = 0; t < 8; t++) _mm256_storeu_ps(dst + (p + half + t) * c + c0, cols[t]);
+            }
+        for (size_t q = p; q < p + 16; q++)  // the last channels mod 8
+            for (size_t ch = c8; ch < c; ch++) dst[q * c + ch] = src[ch * hw + q];
+    }
+    chw_to_hwc_scalar(c, hw, src, dst, p, end);
+}
+#endif
+
+void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
+#if defined(__x86_64__)
+    if (kernels_path() == PATH_AVX2) {
+        chw_to_hwc_avx2(c, hw, src, dst, first, end);
+        return;
+    }
+#endif
+    chw_to_hwc_scalar(c, hw, src, dst, first, end);
 }

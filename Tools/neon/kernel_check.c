@@ -1032,14 +1032,48 @@ static void check_quantize_row(void) {
     }
 }
 
+// The documented arithmetic of one integer conv output pixel, written out here: the im2col row
+// gathered by the harness ((ky, kx, c) order, zeros in the padding), dloral_quantize_row on it,
+// the exact integer dot product with each weight row (mod 2^32), then fma((float)acc, sa·sw, b).
+static void int_conv_reference(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t sh,
+                               size_t sw, size_t ph, size_t pw, size_t wo, const float *x, size_t n, size_t kp,
+                               const int8_t *w, const float *ws, const float *bias, size_t p, size_t plane,
+                               float *out) {
+    const size_t k = c * kh * kw;
+    float *row = xmalloc(k * 4);
+    int16_t *q = xmalloc(kp * 2);
+    for (size_t ky = 0; ky < kh; ky++)
+        for (size_t kx = 0; kx < kw; kx++)
+            for (size_t ch = 0; ch < c; ch++) {
+                long iy = (long)((p / wo) * sh + ky) - (long)ph, ix = (long)((p % wo) * sw + kx) - (long)pw;
+                int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
+                row[(ky * kw + kx) * c + ch] = inside ? x[((size_t)iy * w_in + (size_t)ix) * c + ch] : 0.0f;
+            }
+    const float sa = dloral_quantize_row(bits, k, kp, row, q);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t acc = 0;
+        for (size_t t = 0; t < kp; t++)
+            acc += (uint32_t)((int32_t)(bits == 8 ? ((int8_t *)q)[t] : q[t]) * (int32_t)w[j * kp + t]);
+        out[j * plane + p] = fmaf((float)(int32_t)acc, sa * ws[j], bias ? bias[j] : 0.0f);
+    }
+    free(row), free(q);
+}
+
+// special: some input pixels all zero and a band of tiny values (rows whose amax makes them zero
+// rows, Formats/dlrt.md §4.1, next to ordinary ones).
 static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t sh, size_t sw,
-                           size_t ph, size_t pw, size_t n, int with_bias, size_t p0, size_t p1) {
+                           size_t ph, size_t pw, size_t n, int with_bias, size_t p0, size_t p1, int special) {
     const size_t ho = (h + 2 * ph - kh) / sh + 1, wo = (w_in + 2 * pw - kw) / sw + 1, plane = ho * wo;
     const size_t k = c * kh * kw, kp = (k + 31) / 32 * 32;
     if (p1 > plane) p1 = plane;
     float *x = xmalloc(h * w_in * c * 4), *ws = xmalloc(n * 4), *bias = with_bias ? xmalloc(n * 4) : NULL;
     int8_t *w = xmalloc(n * kp);
     for (size_t t = 0; t < h * w_in * c; t++) x[t] = rnd_unit() * (float)(1 + rnd() % 3);
+    if (special) {
+        for (size_t t = 0; t < 3 * w_in * c && t < h * w_in * c; t++) x[t] = 0;  // the first 3 image rows
+        for (size_t t = 3 * w_in * c; t < 6 * w_in * c && t < h * w_in * c; t++) x[t] = rnd_unit() * 1e-38f;
+        for (size_t t = 0; t < c && 7 * w_in * c + t < h * w_in * c; t++) x[7 * w_in * c + t] = 0;  // one pixel
+    }
     make_weights(n, k, kp, w, ws, bias);
     float *o0 = xmalloc(n * plane * 4), *o1 = xmalloc(n * plane * 4);
     for (size_t t = 0; t < n * plane; t++) o0[t] = o1[t] = -7.0f;
@@ -1051,15 +1085,24 @@ static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh,
     double dt = now() - t0;
     dloral_kernels_force(NULL);
     char name[160];
-    snprintf(name, sizeof name, "dloral_int_conv2d int%d %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s", bits, c, h, w_in, kh,
-             kw, sh, ph, n, with_bias ? " bias" : "");
+    snprintf(name, sizeof name, "dloral_int_conv2d int%d %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s%s", bits, c, h, w_in,
+             kh, kw, sh, ph, n, with_bias ? " bias" : "", special ? " zero/tiny" : "");
+    float *o2 = xmalloc(n * plane * 4);  // the written-out reference, on the scalar path
+    for (size_t t = 0; t < n * plane; t++) o2[t] = -7.0f;
+    dloral_kernels_force("scalar");
+    for (size_t p = p0; p < p1; p++)
+        int_conv_reference(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x, n, kp, w, ws, bias, p, plane, o2);
+    dloral_kernels_force(NULL);
     size_t bad = 0;
     if (rc0 || rc1) report(0, name, "returned %d / %d", rc0, rc1);
+    else if (!same_floats(o2, o0, n * plane, &bad))
+        report(0, name, "out[%zu][%zu]: written-out reference %08x, scalar %08x", bad / plane, bad % plane,
+               bits_of(o2[bad]), bits_of(o0[bad]));
     else if (!same_floats(o0, o1, n * plane, &bad))
         report(0, name, "out[%zu][%zu]: scalar %08x, %s %08x", bad / plane, bad % plane, bits_of(o0[bad]), vec_isa,
                bits_of(o1[bad]));
-    else report(1, name, "pixels [%zu, %zu) of %zu, kp=%zu: identical bits (%.3f s)", p0, p1, plane, kp, dt);
-    free(x), free(ws), free(bias), free(w), free(o0), free(o1);
+    else report(1, name, "pixels [%zu, %zu) of %zu, kp=%zu: = reference, identical bits (%.3f s)", p0, p1, plane, kp, dt);
+    free(x), free(ws), free(bias), free(w), free(o0), free(o1), free(o2);
 }
 
 static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r0, int with_bias, int special) {
@@ -1094,19 +1137,52 @@ static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r
     free(x), free(ws), free(bias), free(w), free(y0), free(y1);
 }
 
+// dloral_chw_to_hwc_pixels on the vector path against the transposition written out here; the
+// pixels outside [first, end) must stay untouched.
+static void check_chw_to_hwc(size_t c, size_t hw, size_t first, size_t end) {
+    float *src = xmalloc(c * hw * 4), *dst = xmalloc(c * hw * 4);
+    for (size_t t = 0; t < c * hw; t++) src[t] = rnd_unit();
+    for (size_t t = 0; t < c * hw; t++) dst[t] = -9.0f;
+    dloral_kernels_force(vec_isa);
+    dloral_chw_to_hwc_pixels(c, hw, src, dst, first, end);
+    dloral_kernels_force(NULL);
+    size_t bad = (size_t)-1;
+    for (size_t p = 0; p < hw && bad == (size_t)-1; p++)
+        for (size_t ch = 0; ch < c; ch++) {
+            float want = p >= first && p < end ? src[ch * hw + p] : -9.0f;
+            if (bits_of(dst[p * c + ch]) != bits_of(want)) {
+                bad = p * c + ch;
+                break;
+            }
+        }
+    char name[96];
+    snprintf(name, sizeof name, "dloral_chw_to_hwc_pixels c=%zu hw=%zu [%zu, %zu)", c, hw, first, end);
+    if (bad == (size_t)-1) report(1, name, "%s: = transposition", vec_isa);
+    else report(0, name, "%s: dst[pixel %zu][channel %zu] wrong", vec_isa, bad / c, bad % c);
+    free(src), free(dst);
+}
+
 static void check_int_layers(void) {
     if (!vec_isa) {
         report(1, "integer layers", "no vector path on this CPU: skipped");
         return;
     }
+    check_chw_to_hwc(16, 64, 0, 64);
+    check_chw_to_hwc(13, 70, 3, 61);
+    check_chw_to_hwc(320, 100, 17, 99);
+    check_chw_to_hwc(4, 33, 0, 33);
     check_quantize_row();
     for (int bits = 8; bits <= 16; bits += 8) {
-        check_int_conv(bits, 5, 7, 9, 3, 3, 1, 1, 1, 1, 6, 1, 0, 1000);
-        check_int_conv(bits, 5, 7, 9, 3, 3, 1, 1, 1, 1, 6, 0, 5, 40);
-        check_int_conv(bits, 3, 9, 11, 3, 3, 2, 2, 0, 0, 7, 1, 0, 1000);
-        check_int_conv(bits, 32, 6, 6, 1, 1, 1, 1, 0, 0, 7, 1, 0, 1000);   // 1×1, read in place
-        check_int_conv(bits, 16, 20, 20, 3, 3, 1, 1, 1, 1, 9, 1, 0, 1000);  // 400 pixels: two row blocks
-        check_int_conv(bits, 1280, 2, 2, 3, 3, 1, 1, 1, 1, 5, 1, 0, 1000);  // K = 11520
+        check_int_conv(bits, 5, 7, 9, 3, 3, 1, 1, 1, 1, 6, 1, 0, 1000, 0);
+        check_int_conv(bits, 5, 7, 9, 3, 3, 1, 1, 1, 1, 6, 0, 5, 40, 0);
+        check_int_conv(bits, 3, 9, 11, 3, 3, 2, 2, 0, 0, 7, 1, 0, 1000, 0);
+        check_int_conv(bits, 32, 6, 6, 1, 1, 1, 1, 0, 0, 7, 1, 0, 1000, 0);   // 1×1, read in place
+        check_int_conv(bits, 16, 20, 20, 3, 3, 1, 1, 1, 1, 9, 1, 0, 1000, 0);  // 400 pixels: two row blocks
+        check_int_conv(bits, 1280, 2, 2, 3, 3, 1, 1, 1, 1, 5, 1, 0, 1000, 0);  // K = 11520
+        // 8-channel multiples (the vector epilogue's 8×8 blocks), an odd pixel range, zero and tiny
+        // input pixels; then stride 2 with padding, as the down-sampling convs.
+        check_int_conv(bits, 24, 13, 11, 3, 3, 1, 1, 1, 1, 24, 1, 3, 140, 1);
+        check_int_conv(bits, 20, 12, 14, 3, 3, 2, 2, 1, 1, 16, 1, 0, 1000, 1);
         check_int_linear(bits, 100, 9, 300, 3, 1, 1);
         check_int_linear(bits, 64, 33, 17, 0, 0, 0);
         check_int_linear(bits, 1, 3, 5, 0, 1, 0);

@@ -138,4 +138,9 @@ void dloral_threads_force(int n);
 /// running at the same time on other threads (they may use either level).
 void dloral_kernels_force(const char *isa);
 
+/// glibc: serve every allocation from the heap (no per-allocation mmap) and never trim it, so
+/// memory freed by one large tensor is reused by the next instead of being unmapped and faulted in
+/// again (see DLoRALEngine's Allocator). Returns 1 when applied, 0 elsewhere (not glibc).
+int dloral_keep_freed_memory(void);
+
 #endif

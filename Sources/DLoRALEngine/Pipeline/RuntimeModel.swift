@@ -50,6 +50,7 @@ public struct RuntimeModel: Sendable {
         for component in ["unet", "vae"] where configs[component] == nil {
             throw FormatError(.invalidModel, file: path, "has no \(component) config")
         }
+        _ = Allocator.tuned
         self.path = path
         weights = "fp32"
         self.unet = unet
@@ -68,6 +69,7 @@ public struct RuntimeModel: Sendable {
         file: DLRTFile,
         activations: ((String, DLRTActivations?) -> DLRTActivations?)? = nil
     ) throws {
+        _ = Allocator.tuned
         path = file.path
         weights = file.metadata["quantization"]?["weights"]?.stringValue ?? "fp32"
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]

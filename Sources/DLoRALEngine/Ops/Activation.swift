@@ -38,21 +38,22 @@ extension Ops {
         let half = width / 2
         var shape = x.shape
         shape[shape.count - 1] = half
-        var out = Tensor(zeros: shape)
-        guard half > 0 else { return out }
+        guard half > 0 else { return Tensor(zeros: shape) }
         let rows = x.count / width
-        x.data.withUnsafeBufferPointer { src in
-            out.data.withUnsafeMutableBufferPointer { dst in
-                for row in 0..<rows {
-                    for j in 0..<half {
-                        let value = src[row * width + j]
-                        let gate = src[row * width + half + j]
-                        dst[row * half + j] = value * gelu(gate)
+        // Every element is written, rows split over the cores (the exact-erf GELU is the cost).
+        return Tensor(shape: shape) { dst in
+            x.data.withUnsafeBufferPointer { src in
+                parallelRanges(rows, work: rows * half * 16) { r0, r1 in
+                    for row in r0..<r1 {
+                        for j in 0..<half {
+                            let value = src[row * width + j]
+                            let gate = src[row * width + half + j]
+                            dst[row * half + j] = value * gelu(gate)
+                        }
                     }
                 }
             }
         }
-        return out
     }
 
     /// Softmax along `axis` (negative counts from the end), subtracting the maximum first as

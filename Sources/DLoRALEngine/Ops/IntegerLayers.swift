@@ -109,11 +109,11 @@ extension Ops {
         if let bias { precondition(bias.count == outFeatures, "linear bias has \(bias.count) elements for \(outFeatures)") }
         var outShape = x.shape
         outShape[outShape.count - 1] = outFeatures
-        var out = Tensor(zeros: outShape)
         let rows = inFeatures == 0 ? 0 : x.count / inFeatures
-        guard rows > 0, outFeatures > 0 else { return out }
-        x.data.withUnsafeBufferPointer { a in
-            out.data.withUnsafeMutableBufferPointer { y in
+        guard rows > 0, outFeatures > 0 else { return Tensor(zeros: outShape) }
+        // Every element is written by the epilogue: no zero fill first.
+        return Tensor(shape: outShape) { y in
+            x.data.withUnsafeBufferPointer { a in
                 withOptionalPointer(bias) { b in
                     parallelRanges(rows, work: rows * outFeatures * inFeatures) { r0, r1 in
                         let status = dloral_int_linear(
@@ -125,6 +125,5 @@ extension Ops {
                 }
             }
         }
-        return out
     }
 }

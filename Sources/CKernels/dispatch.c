@@ -135,9 +135,14 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
 
 // MARK: - Integer GEMM (int8_gemm.c)
 
-// On arm64 the int8 kernel is the SDOT one when the CPU has dotprod, else the SMULL one.
+// On x86-64 the int8 kernel is the AMX one at level amx, the AVX-VNNI one at avxvnni and avx512;
+// on arm64 it is the SDOT one when the CPU has dotprod, else the SMULL one.
 void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
 #if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AMX) {
+        gemm_i8i8_i32_amx(m, n, kp, a, w, c);
+        return;
+    }
     if (kernels_level() >= LEVEL_AVXVNNI) {
         gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
         return;

@@ -376,7 +376,29 @@ float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q
     return pick_path().quantize(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
 }
 
-static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, int32_t *c) {
+// The weights prepared once for all the row blocks of a layer call of `rows` rows: at level amx,
+// int8 weights packed for the tiles (packing costs about as much as the tile products of a few
+// dozen rows, and a call has up to tens of blocks); NULL on the other paths, for calls with
+// fewer than AMX_MIN_ROWS rows (the AVX-VNNI kernel is faster there), or when out of memory (then
+// each block's GEMM chooses for itself). Free with free().
+static int8_t *prepare_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
+#if defined(__x86_64__)
+    if (bits == 8 && rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(n, kp, w);
+#endif
+    (void)bits, (void)rows, (void)n, (void)kp, (void)w;
+    return NULL;
+}
+
+// wp: prepare_weights(bits, …, n, kp, w). Every kernel gives the same bits.
+static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, const int8_t *wp,
+                 int32_t *c) {
+#if defined(__x86_64__)
+    if (wp) {
+        gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        return;
+    }
+#endif
+    (void)wp;
     if (bits == 8) dloral_gemm_i8i8_i32(m, n, kp, a, w, c);
     else dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
 }
@@ -495,6 +517,7 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
         for (size_t i = (size_t)iy0 * w_in; i < (size_t)(iy1 > iy0 ? iy1 : iy0) * w_in; i++)
             pix_amax[i] = P.pixel_amax(c, x_hwc + i * c);
     }
+    int8_t *wp = prepare_weights(bits, p1 - p0, n, kp, w);
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
@@ -507,10 +530,11 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
                                          p + r, kp, s.row, qr);
             }
         }
-        gemm(bits, rows, n, kp, s.q, w, s.acc);
+        gemm(bits, rows, n, kp, s.q, w, wp, s.acc);
         P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
     }
     free(pix_amax);
+    free(wp);
     scratch_free(&s);
     return 0;
 }
@@ -525,13 +549,15 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
     const size_t rows_per_block = block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
+    int8_t *wp = prepare_weights(bits, r1 - r0, n, kp, w);
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++)
             s.sa[r] = P.quantize(bits, k, kp, qmax, x + (p + r) * ldx, (char *)s.q + r * kp * bytes);
-        gemm(bits, rows, n, kp, s.q, w, s.acc);
+        gemm(bits, rows, n, kp, s.q, w, wp, s.acc);
         P.linear_out(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
     }
+    free(wp);
     scratch_free(&s);
     return 0;
 }

@@ -56,6 +56,19 @@ void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const in
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+// AMX-INT8 tiles (amx.c): only when kernels_level() >= LEVEL_AMX (the OS must have granted the
+// process tile data, which choosing that level does). gemm_i8i8_i32_amx packs w for the tiles on
+// every call; for several calls with the same w, amx_pack_weights packs it once (a malloc'd
+// buffer to free(); NULL when out of memory) and gemm_i8i8_i32_amx_packed uses it (and reads w
+// only if its scratch allocation fails, for the AVX-VNNI kernel). Same bits as the scalar kernel.
+// Under AMX_MIN_ROWS rows, packing the weights takes longer than the AVX-VNNI kernel takes for the
+// whole product (crossover between 8 and 16 rows at the SD layer shapes, Tools/bench), so
+// gemm_i8i8_i32_amx runs that kernel instead and int_layer.c packs only for calls with more rows.
+enum { AMX_MIN_ROWS = 16 };
+void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w);
+void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
+                              int32_t *c);
 #endif
 #if defined(__aarch64__)
 // gemm_i8i8_i32_neon runs the SDOT kernel when neon_has_dotprod(), else the SMULL one; both are

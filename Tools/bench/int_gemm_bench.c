@@ -7,13 +7,20 @@
 //      Sources/CKernels/*.c -lopenblas -lm -o /tmp/int_gemm_bench
 //   /tmp/int_gemm_bench [--runs 7]
 //
-// Shapes: a block of activation rows (as the integer layer driver feeds the kernel: at most 128
-// rows, ≤ 256 KiB of quantized activations) against all weight rows of an SD layer; "layer" rows
-// run the whole integer layer (quantization + GEMM + dequantizing epilogue) on every row of the
-// activation matrix, on 1 and 2 threads.
+// Shapes: a block of activation rows (as the integer layer driver feeds the int8 kernel: at most
+// 256 rows, ≤ 512 KiB of quantized activations and ≤ 512 KiB of int32 results) against all weight
+// rows of an SD layer; "layer" rows run the whole integer layer (quantization + GEMM +
+// dequantizing epilogue) on every row of the activation matrix, on 1 and 2 threads.
+//
+// The int8 GEMM runs once per kernel level the CPU has (avx2: vpmaddubsw; avxvnni: vpdpbusd;
+// amx: TDPBSSD tiles, which packs the weights on every call), forced through
+// dloral_kernels_force, and "amx pre" is the AMX kernel on weights packed beforehand, as the
+// layer driver runs it on each row block after the first. The int16 GEMM, the sgemm and the
+// layers run at the automatic level, and the int8 layer also at avxvnni.
 #define _GNU_SOURCE
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
+#include "kernels_internal.h"
 #include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -140,6 +147,89 @@ static void *peak_i16_loop(void *out) {
     return NULL;
 }
 
+// The AVX-VNNI int8 sequence of the kernel's 4×3 tile (per 32 bytes of k: 12 vpdpbusd), register
+// only: twelve accumulators, three weight registers and one activation register.
+static void *peak_vnni_loop(void *out) {
+    static const int8_t init[32 * 2] = {3, -5, 7, -9, 11, -13, 15, -17, 3, -5, 7, -9, 11, -13, 15, -17,
+                                        3, -5, 7, -9, 11, -13, 15, -17, 3, -5, 7, -9, 11, -13, 15, -17,
+                                        -2, 4, -6, 8, -10, 12, -14, 16, -2, 4, -6, 8, -10, 12, -14, 16,
+                                        -2, 4, -6, 8, -10, 12, -14, 16, -2, 4, -6, 8, -10, 12, -14, 16};
+    long n = PEAK_ITERS;
+    double t0 = now();
+    __asm__ volatile(
+        "vmovdqu (%[p]), %%ymm15\n\t"        // a (as unsigned bytes)
+        "vmovdqu 32(%[p]), %%ymm12\n\t"      // three weights
+        "vpabsb %%ymm12, %%ymm13\n\t"
+        "vpxor %%ymm15, %%ymm12, %%ymm14\n\t"
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"   // accumulators 0..11
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t" "vpxor %%ymm2, %%ymm2, %%ymm2\n\t" "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t" "vpxor %%ymm5, %%ymm5, %%ymm5\n\t" "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t" "vpxor %%ymm8, %%ymm8, %%ymm8\n\t" "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t" "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
+        "1:\n\t"
+        "%{vex%} vpdpbusd %%ymm12, %%ymm15, %%ymm0\n\t" "%{vex%} vpdpbusd %%ymm13, %%ymm15, %%ymm1\n\t"
+        "%{vex%} vpdpbusd %%ymm14, %%ymm15, %%ymm2\n\t" "%{vex%} vpdpbusd %%ymm12, %%ymm15, %%ymm3\n\t"
+        "%{vex%} vpdpbusd %%ymm13, %%ymm15, %%ymm4\n\t" "%{vex%} vpdpbusd %%ymm14, %%ymm15, %%ymm5\n\t"
+        "%{vex%} vpdpbusd %%ymm12, %%ymm15, %%ymm6\n\t" "%{vex%} vpdpbusd %%ymm13, %%ymm15, %%ymm7\n\t"
+        "%{vex%} vpdpbusd %%ymm14, %%ymm15, %%ymm8\n\t" "%{vex%} vpdpbusd %%ymm12, %%ymm15, %%ymm9\n\t"
+        "%{vex%} vpdpbusd %%ymm13, %%ymm15, %%ymm10\n\t" "%{vex%} vpdpbusd %%ymm14, %%ymm15, %%ymm11\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "vzeroupper\n\t"
+        : [n] "+r"(n)
+        : [p] "r"(init)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+    double t = now() - t0;
+    *(double *)out = PEAK_ITERS * 12.0 * 32 / t / 1e9;
+    return NULL;
+}
+
+// AMX: the kernel's 2 × 2 block of TDPBSSD (16 × 16 int32 += 16 × 64 int8 · 64 × 16 int8, 16384
+// multiply-adds each) on resident tiles: four accumulators, two A and two B tiles, no loads. The
+// tile intrinsics are volatile builtins, so the compiler keeps every one. Needs the process's AMX
+// permission (choosing level amx asks for it).
+#define AMX __attribute__((target("amx-int8,amx-tile")))
+#define AMX_PEAK_ITERS 4000000L
+AMX static void *peak_amx_loop(void *out) {
+    struct {
+        uint8_t palette, start_row, reserved[14];
+        uint16_t colsb[16];
+        uint8_t rows[16];
+    } __attribute__((aligned(64))) cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    int8_t src[1024] __attribute__((aligned(64)));
+    for (int i = 0; i < 1024; i++) src[i] = (int8_t)(i * 7 + 3);
+    // GCC's tile intrinsics are inline assembly that does not declare all the memory they read:
+    // the stores above must happen first.
+    __asm__ volatile("" : : "r"(&cfg), "r"(src) : "memory");
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, src, 64);
+    _tile_loadd(5, src, 64);
+    _tile_loadd(6, src, 64);
+    _tile_loadd(7, src, 64);
+    double t0 = now();
+    for (long i = 0; i < AMX_PEAK_ITERS; i++) {
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    }
+    double t = now() - t0;
+    _tile_release();
+    *(double *)out = AMX_PEAK_ITERS * 4.0 * 16384 / t / 1e9;
+    return NULL;
+}
+
 // fp32: ten independent vfmadd231ps chains (8 multiply-adds each).
 static void *peak_f32_loop(void *out) {
     static const float init[8] = {1.0001f, 0.9999f, 1, 1, 1, 1, 1, 1};
@@ -233,6 +323,35 @@ static double layer(int bits, const struct shape *s, const float *x, const int8_
     return now() - t0;
 }
 
+// Whether the CPU has kernel level `isa` (forcing it then names it); back to automatic after.
+static int has_level(const char *isa) {
+    dloral_kernels_force(isa);
+    int ok = strcmp(dloral_kernels_isa(), isa) == 0;
+    dloral_kernels_force(NULL);
+    return ok;
+}
+
+// The int8 GEMM's GMAC/s on level `isa` (median of runs), or 0 when the CPU lacks it.
+static double i8_gemm_rate(const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
+                           const int8_t *a, const int8_t *w, int32_t *c) {
+    if (!has_level(isa)) return 0;
+    double t[64];
+    dloral_kernels_force(isa);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        for (size_t q = 0; q < reps; q++) dloral_gemm_i8i8_i32(block, n, kp, a, w, c);
+        t[r] = (now() - t0) / reps;
+    }
+    dloral_kernels_force(NULL);
+    return (double)block * n * kp / median(t, runs) / 1e9;
+}
+
+// A GMAC/s column: "-" for a level the CPU lacks.
+static void column(double v, int width) {
+    if (v > 0) printf(" %*.1f", width, v);
+    else printf(" %*s", width, "-");
+}
+
 int main(int argc, char **argv) {
     int runs = 7;
     for (int i = 1; i + 1 < argc; i++) if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
@@ -241,20 +360,30 @@ int main(int argc, char **argv) {
     dloral_threads_force(1);
     openblas_set_num_threads(1);
     printf("kernel path %s; %d runs, medians; GEMM columns 1 thread\n", dloral_kernels_isa(), runs);
+    const int vnni = has_level("avxvnni"), amx = has_level("amx");
     double p8 = peak(peak_i8_loop, 1), p16 = peak(peak_i16_loop, 1), pf = peak(peak_f32_loop, 1);
-    printf("register-only peak, 1 thread:  int8 sequence %.1f GMAC/s, int16 sequence %.1f GMAC/s, fp32 FMA %.1f GMAC/s\n",
+    double pv = vnni ? peak(peak_vnni_loop, 1) : 0, pa = amx ? peak(peak_amx_loop, 1) : 0;
+    printf("register-only peak, 1 thread:  int8 sequence %.1f GMAC/s, int16 sequence %.1f GMAC/s, fp32 FMA %.1f GMAC/s",
            p8, p16, pf);
-    printf("register-only peak, 2 threads: int8 sequence %.1f GMAC/s, int16 sequence %.1f GMAC/s, fp32 FMA %.1f GMAC/s\n\n",
+    if (vnni) printf(", AVX-VNNI vpdpbusd %.1f GMAC/s", pv);
+    if (amx) printf(", AMX TDPBSSD %.1f GMAC/s", pa);
+    printf("\nregister-only peak, 2 threads: int8 sequence %.1f GMAC/s, int16 sequence %.1f GMAC/s, fp32 FMA %.1f GMAC/s",
            peak(peak_i8_loop, 2), peak(peak_i16_loop, 2), peak(peak_f32_loop, 2));
-    printf("%-34s %10s %10s %10s %10s %10s | %9s %9s %9s %9s\n", "shape (rows x n x K)", "i8 gemm", "%peak", "i16 gemm",
-           "%peak", "sgemm", "i8 lay/1", "i8 lay/2", "i16 lay/1", "i16 lay/2");
+    if (vnni) printf(", AVX-VNNI vpdpbusd %.1f GMAC/s", peak(peak_vnni_loop, 2));
+    if (amx) printf(", AMX TDPBSSD %.1f GMAC/s", peak(peak_amx_loop, 2));
+    printf("\n\nGEMM on one block of rows, 1 thread (int8 at each level; %%peak: of that level's sequence):\n");
+    printf("%-34s %9s %9s %9s %9s %6s %9s %6s %9s %9s\n", "shape (rows x n x K)", "i8 avx2", "i8 vnni", "i8 amx",
+           "amx pre", "%peak", "i16 gemm", "%peak", "sgemm", "rows");
+    double rates[sizeof shapes / sizeof *shapes][5];
     srand(1);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const struct shape *s = &shapes[si];
         size_t kp = (s->k + 31) / 32 * 32;
-        // The kernel block: as many rows as the driver gives it (≤ 128, ≤ 256 KiB of int16).
-        size_t block = (256u * 1024u) / (kp * 2);
-        if (block > 128) block = 128;
+        // The kernel block: as many rows as the driver gives the int8 kernel (int_layer.c's
+        // block_rows: ≤ 256, ≤ 512 KiB of int8 activations, ≤ 512 KiB of int32 results).
+        size_t block = (512u * 1024u) / (kp + 1), by_out = (512u * 1024u) / (s->n * 4 + 1);
+        if (by_out < block) block = by_out;
+        if (block > 256) block = 256;
         if (block < 8) block = 8;
         int8_t *w = aligned_alloc(64, s->n * kp), *a8 = aligned_alloc(64, block * kp);
         int16_t *a16 = aligned_alloc(64, block * kp * 2);
@@ -266,14 +395,29 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < s->rows * s->k; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         for (size_t i = 0; i < s->n * s->k; i++) wf[i] = (float)rand() / RAND_MAX - 0.5f;
         for (size_t i = 0; i < s->n; i++) { scales[i] = 0.01f; bias[i] = 0.1f; }
-        double t8[64], t16[64], tf[64], l8a[64], l8b[64], l16a[64], l16b[64];
-        // The fp32 GEMM of one block's rows too, so the three compare the same work.
+        double tp[64], t16[64], tf[64], l8a[64], l8b[64], l8v[64], l16a[64], l16b[64];
+        // The fp32 GEMM of one block's rows too, so they all compare the same work.
         size_t reps = 1 + (size_t)(2e9 / ((double)block * s->n * s->k));
+        const double macs_block = (double)block * s->n * kp;
+        double g8[3];
+        static const char *const i8_levels[3] = {"avx2", "avxvnni", "amx"};
+        for (int l = 0; l < 3; l++)
+            g8[l] = i8_gemm_rate(i8_levels[l], runs, l == 2 ? 4 * reps : reps, block, s->n, kp, a8, w, c);
+        double gp = 0;
+        if (amx) {  // the AMX kernel on prepacked weights
+            dloral_kernels_force("amx");
+            int8_t *wp = amx_pack_weights(s->n, kp, w);
+            for (int r = 0; r < runs && wp; r++) {
+                double t0 = now();
+                for (size_t q = 0; q < 4 * reps; q++) gemm_i8i8_i32_amx_packed(block, s->n, kp, a8, w, wp, c);
+                tp[r] = (now() - t0) / (4 * reps);
+            }
+            if (wp) gp = macs_block / median(tp, runs) / 1e9;
+            free(wp);
+            dloral_kernels_force(NULL);
+        }
         for (int r = 0; r < runs; r++) {
             double t0 = now();
-            for (size_t q = 0; q < reps; q++) dloral_gemm_i8i8_i32(block, s->n, kp, a8, w, c);
-            t8[r] = (now() - t0) / reps;
-            t0 = now();
             for (size_t q = 0; q < reps; q++) dloral_gemm_i16i8_i32(block, s->n, kp, a16, w, c);
             t16[r] = (now() - t0) / reps;
             t0 = now();
@@ -282,16 +426,39 @@ int main(int argc, char **argv) {
             tf[r] = (now() - t0) / reps;
             l8a[r] = layer(8, s, x, w, scales, bias, y, 1);
             l8b[r] = layer(8, s, x, w, scales, bias, y, 2);
+            if (vnni) {
+                dloral_kernels_force("avxvnni");
+                l8v[r] = layer(8, s, x, w, scales, bias, y, 2);
+                dloral_kernels_force(NULL);
+            }
             l16a[r] = layer(16, s, x, w, scales, bias, y, 1);
             l16b[r] = layer(16, s, x, w, scales, bias, y, 2);
         }
-        double macs_block = (double)block * s->n * kp, macs = (double)s->rows * s->n * s->k;
-        double g8 = macs_block / median(t8, runs) / 1e9, g16 = macs_block / median(t16, runs) / 1e9;
+        const double macs = (double)s->rows * s->n * s->k;
+        double g16 = macs_block / median(t16, runs) / 1e9;
         double gf = (double)block * s->n * s->k / median(tf, runs) / 1e9;
-        printf("%-34s %10.1f %9.0f%% %10.1f %9.0f%% %10.1f | %9.1f %9.1f %9.1f %9.1f\n", s->name, g8, 100 * g8 / p8, g16,
-               100 * g16 / p16, gf, macs / median(l8a, runs) / 1e9, macs / median(l8b, runs) / 1e9,
-               macs / median(l16a, runs) / 1e9, macs / median(l16b, runs) / 1e9);
+        // %peak of the best int8 level's sequence; the int16 one against the AVX2 int16 sequence.
+        double best8 = amx ? gp : vnni ? g8[1] : g8[0], peak8 = amx ? pa : vnni ? pv : p8;
+        printf("%-34s", s->name);
+        column(g8[0], 9), column(g8[1], 9), column(g8[2], 9), column(gp, 9);
+        printf(" %5.0f%%", 100 * best8 / peak8);
+        column(g16, 9);
+        printf(" %5.0f%%", 100 * g16 / p16);
+        column(gf, 9);
+        printf(" %9zu\n", block);
+        rates[si][0] = macs / median(l8a, runs) / 1e9, rates[si][1] = macs / median(l8b, runs) / 1e9;
+        rates[si][2] = vnni ? macs / median(l8v, runs) / 1e9 : 0;
+        rates[si][3] = macs / median(l16a, runs) / 1e9, rates[si][4] = macs / median(l16b, runs) / 1e9;
         free(w), free(a8), free(a16), free(c), free(x), free(y), free(wf), free(scales), free(bias);
+    }
+    printf("\nWhole layers (quantization + GEMM + epilogue, all rows), GMAC/s at level %s, 1 / 2 threads; int8 on 2 "
+           "threads also at avxvnni:\n", dloral_kernels_isa());
+    printf("%-34s %9s %9s %9s %9s %9s\n", "shape (rows x n x K)", "i8 lay/1", "i8 lay/2", "vnni /2", "i16 lay/1",
+           "i16 lay/2");
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        printf("%-34s", shapes[si].name);
+        for (int q = 0; q < 5; q++) column(rates[si][q], 9);
+        printf("\n");
     }
     // OpenBLAS at the full layer shapes, for reference (its kernel choice is printed by
     // openblas_get_config; on this virtual CPU it is the SSE3 Prescott kernel unless

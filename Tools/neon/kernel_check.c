@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 // The harness's own float arithmetic (the reference models below) rounds every operation
 // separately; GCC ignores this pragma and gets -ffp-contract=off from run.sh.
@@ -82,7 +84,9 @@ static float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 typedef void (*gemm8_fn)(size_t, size_t, size_t, const int8_t *, const int8_t *, int32_t *);
 typedef void (*gemm16_fn)(size_t, size_t, size_t, const int16_t *, const int8_t *, int32_t *);
 
-struct path8 { const char *name; gemm8_fn fn; };
+// any_int8: exact for every int8 weight, −128 included (the contract allows only [−127, 127]
+// weights because the AVX2 and the NEON SMULL kernels are not; scalar, AVX-VNNI, AMX and SDOT are).
+struct path8 { const char *name; gemm8_fn fn; int any_int8; };
 struct path16 { const char *name; gemm16_fn fn; };
 
 // The vector level checked, as dloral_kernels_force names it ("avx2" … "amx" / "neon"), or NULL.
@@ -103,10 +107,25 @@ static void public_i16(size_t m, size_t n, size_t kp, const int16_t *a, const in
     dloral_kernels_force(NULL);
 }
 
+#if defined(__x86_64__)
+// The AMX tile kernel at every m: gemm_i8i8_i32_amx hands products of fewer than AMX_MIN_ROWS
+// rows to the AVX-VNNI kernel; this packs the weights (as int_layer.c does once per layer call)
+// and runs the tiles on them whatever m is.
+static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    int8_t *wp = amx_pack_weights(n, kp, w);
+    if (!wp) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+    free(wp);
+}
+#endif
+
 // x86_level: the x86-64 level to check against scalar ("avx2", "avxvnni", "avx512", "amx").
 // Returns 0 when this CPU cannot run it.
 static int setup_paths(const char *x86_level) {
-    paths8[n8++] = (struct path8){"scalar", gemm_i8i8_i32_scalar};
+    paths8[n8++] = (struct path8){"scalar", gemm_i8i8_i32_scalar, 1};
     paths16[n16++] = (struct path16){"scalar", gemm_i16i8_i32_scalar};
 #if defined(__x86_64__)
     dloral_kernels_force(x86_level);
@@ -116,24 +135,35 @@ static int setup_paths(const char *x86_level) {
     }
     vec_isa = x86_level;
     const int level = kernels_level();
-    paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2};
+    paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2, 0};
     paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
     if (level >= LEVEL_AVXVNNI) {
-        paths8[n8++] = (struct path8){"avxvnni", gemm_i8i8_i32_avxvnni};
+        paths8[n8++] = (struct path8){"avxvnni", gemm_i8i8_i32_avxvnni, 1};
         paths16[n16++] = (struct path16){"avxvnni", gemm_i16i8_i32_avxvnni};
+    }
+    if (level >= LEVEL_AMX) {
+        paths8[n8++] = (struct path8){"amx", gemm_i8i8_i32_amx, 1};
+        paths8[n8++] = (struct path8){"amx-tiles", amx_tiles, 1};
     }
 #elif defined(__aarch64__)
     dloral_kernels_force("neon");
     if (strcmp(dloral_kernels_isa(), "neon") == 0) vec_isa = "neon";
-    paths8[n8++] = (struct path8){"neon-smull", gemm_i8i8_i32_neon_smull};
-    if (neon_has_dotprod()) paths8[n8++] = (struct path8){"neon-sdot", gemm_i8i8_i32_neon_sdot};
-    paths8[n8++] = (struct path8){"neon-auto", gemm_i8i8_i32_neon};
+    paths8[n8++] = (struct path8){"neon-smull", gemm_i8i8_i32_neon_smull, 0};
+    if (neon_has_dotprod()) paths8[n8++] = (struct path8){"neon-sdot", gemm_i8i8_i32_neon_sdot, 1};
+    paths8[n8++] = (struct path8){"neon-auto", gemm_i8i8_i32_neon, neon_has_dotprod()};
     paths16[n16++] = (struct path16){"neon", gemm_i16i8_i32_neon};
+#endif
+    // The public entry point is exact for every int8 where its kernel for the level is.
+    int public_any_int8 = 0;
+#if defined(__x86_64__)
+    public_any_int8 = kernels_level() >= LEVEL_AVXVNNI;
+#elif defined(__aarch64__)
+    public_any_int8 = neon_has_dotprod();
 #endif
     (void)x86_level;
     dloral_kernels_force(NULL);
     if (vec_isa) {
-        paths8[n8++] = (struct path8){"dloral_gemm_i8i8_i32[forced]", public_i8};
+        paths8[n8++] = (struct path8){"dloral_gemm_i8i8_i32[forced]", public_i8, public_any_int8};
         paths16[n16++] = (struct path16){"dloral_gemm_i16i8_i32[forced]", public_i16};
     }
     return 1;
@@ -158,6 +188,12 @@ static void gemm_ref64(size_t m, size_t n, size_t kp, const void *a, int a_bits,
         }
 }
 
+// Set while checking int8 weights outside the contract (−128): check_gemm then runs only the
+// int8 paths marked any_int8.
+static int weights_any_int8;
+
+static int path_runs(int a_bits, int p) { return a_bits != 8 || !weights_any_int8 || paths8[p].any_int8; }
+
 // Runs every path on (a, w) and compares with the 64-bit reference, with a and w at their
 // allocation's alignment and one element off it; c is surrounded by guard words that must stay
 // untouched. expect_wrap: 1 the data must overflow int32, 0 it must not, −1 either. One line.
@@ -179,6 +215,7 @@ static void check_gemm(const char *label, int a_bits, size_t m, size_t n, size_t
         int32_t *want = xmalloc((m * n + 1) * 4);
         gemm_ref64(m, n, kp, a + offset * ab, a_bits, w + offset, want, &fits);
         for (int p = 0; p < npaths && !problem[0]; p++) {
+            if (!path_runs(a_bits, p)) continue;
             const char *pname = a_bits == 8 ? paths8[p].name : paths16[p].name;
             int32_t *c = xmalloc((m * n + 2) * 4);
             for (size_t t = 0; t < m * n + 2; t++) c[t] = (int32_t)0x5A5A5A5A;
@@ -207,11 +244,58 @@ static void check_gemm(const char *label, int a_bits, size_t m, size_t n, size_t
     }
     char paths[256] = "";
     for (int p = 0; p < npaths; p++) {
-        strncat(paths, p ? " " : "", sizeof paths - strlen(paths) - 1);
+        if (!path_runs(a_bits, p)) continue;
+        strncat(paths, paths[0] ? " " : "", sizeof paths - strlen(paths) - 1);
         strncat(paths, a_bits == 8 ? paths8[p].name : paths16[p].name, sizeof paths - strlen(paths) - 1);
     }
     report(1, name, "%s%s [%s] (slowest %.3f s)", fits ? "exact" : "wraps mod 2^32",
            offsets > 1 ? ", aligned + unaligned" : "", paths, dt_max);
+}
+
+// `bytes` at the end of a fresh mapping whose next page is inaccessible: an access past the end
+// is SIGSEGV. Free with munmap(*map, *len).
+static void *flush_with_guard(size_t bytes, void **map, size_t *len) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    *len = (bytes + page - 1) / page * page + page;
+    char *p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p + *len - page, page, PROT_NONE) != 0) {
+        fprintf(stderr, "mmap / mprotect failed\n");
+        exit(2);
+    }
+    *map = p;
+    return p + *len - page - bytes;
+}
+
+// Every path with a, w and c each flush against an inaccessible page, at shapes where a tile
+// kernel's loads and stores would overhang the inputs (m, n not multiples of 16, kp mod 64 = 32,
+// kp not a multiple of 4): a read or write past any of them ends the run with SIGSEGV. One line.
+static void check_gemm_bounds(int a_bits, size_t m, size_t n, size_t kp) {
+    const size_t ab = a_bits == 8 ? 1 : 2;
+    void *maps[3];
+    size_t lens[3];
+    char *a = flush_with_guard(m * kp * ab, &maps[0], &lens[0]);
+    int8_t *w = flush_with_guard(n * kp, &maps[1], &lens[1]);
+    int32_t *c = flush_with_guard(m * n * 4, &maps[2], &lens[2]);
+    for (size_t t = 0; t < m * kp; t++) {
+        if (a_bits == 8) ((int8_t *)a)[t] = (int8_t)rnd_in(-128, 127);
+        else ((int16_t *)a)[t] = (int16_t)rnd_in(-1000, 1000);
+    }
+    for (size_t t = 0; t < n * kp; t++) w[t] = (int8_t)rnd_in(-127, 127);
+    int32_t *want = xmalloc(m * n * 4);
+    int fits;
+    gemm_ref64(m, n, kp, a, a_bits, w, want, &fits);
+    const int npaths = a_bits == 8 ? n8 : n16;
+    int ok = 1;
+    for (int p = 0; p < npaths && ok; p++) {
+        if (a_bits == 8) paths8[p].fn(m, n, kp, (const int8_t *)a, w, c);
+        else paths16[p].fn(m, n, kp, (const int16_t *)a, w, c);
+        ok = memcmp(c, want, m * n * 4) == 0;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "gemm i%d×i8 inputs at a page end m=%zu n=%zu kp=%zu", a_bits, m, n, kp);
+    report(ok, name, ok ? "every path, no access past a, w or c" : "a result differs from the reference");
+    free(want);
+    for (int t = 0; t < 3; t++) munmap(maps[t], lens[t]);
 }
 
 enum fill { RANDOM, CONST, SIGNS };
@@ -284,6 +368,63 @@ static void check_int_gemms(void) {
             }
         }
     }
+    // Shapes for the tile kernels' edges (AMX: 16 × 16 C tiles in 2 × 2 blocks, 64-byte steps of
+    // k): m and n around multiples of 16 and 32, kp = 32 and kp mod 64 = 32 (a half step), kp not a
+    // multiple of 4, a full block of the layer driver (256 rows), the model's largest kp.
+    static const size_t tile_shapes[][3] = {
+        {16, 16, 64},  {32, 32, 128}, {17, 33, 64},   {31, 47, 128}, {48, 48, 192}, {15, 17, 320},
+        {33, 18, 32},  {40, 19, 32},  {20, 21, 96},   {64, 64, 160}, {37, 35, 352}, {19, 20, 75},
+        {50, 70, 576}, {256, 40, 320}, {17, 33, 11520},
+    };
+    for (size_t s = 0; s < sizeof tile_shapes / sizeof tile_shapes[0]; s++) {
+        size_t m = tile_shapes[s][0], n = tile_shapes[s][1], kp = tile_shapes[s][2];
+        int8_t *a = make_a(8, m * kp, RANDOM, -128, 127, 0);
+        int8_t *w = make_a(8, n * kp, RANDOM, -127, 127, 0);
+        check_gemm("random", 8, m, n, kp, a, w, 0);
+        free(a), free(w);
+    }
+    // Sums that leave int32 (kp > 2^31 / (128·127) = 132104): at the end (a = −128, w = +127:
+    // c = −16256·kp wraps), and only on the way (w = +127 on the first half of k, −127 on the
+    // second: each sum passes −16256·kp/2 < −2^31 and comes back to 0). The int32 accumulators
+    // must wrap, never saturate. Inside the contract: every path.
+    {
+        const size_t kp = 132128, m = 17, n = 3;
+        int8_t *a = make_a(8, m * 2 * kp, CONST, 0, 0, -128);
+        int8_t *w = make_a(8, n * kp, CONST, 0, 0, 127);
+        check_gemm("a=-128 w=+127 wraps", 8, m, n, kp, a, w, 1);
+        int32_t c[17 * 3], want = (int32_t)(uint32_t)(uint64_t)(-16256 * (int64_t)kp);
+        int ok = 1;
+        for (int p = 0; p < n8; p++) {
+            paths8[p].fn(m, n, kp, a, w, c);
+            for (size_t q = 0; q < m * n; q++) ok &= c[q] == want;
+        }
+        report(ok, "gemm i8×i8 closed form a=-128 w=+127 kp=132128", "every path: c = (a·w·kp) mod 2^32 = %d", want);
+        free(w);
+        const size_t kp2 = 2 * kp;
+        w = make_a(8, n * kp2, CONST, 0, 0, 127);
+        for (size_t j = 0; j < n; j++) memset(w + j * kp2 + kp, -127, kp);
+        check_gemm("a=-128 w=+127|-127 wraps on the way", 8, m, n, kp2, a, w, 0);
+        free(a), free(w);
+    }
+    // Weights outside the contract (−128), on the paths exact for every int8: random over the
+    // full range, and (−128)·(−128)·kp past 2^31.
+    weights_any_int8 = 1;
+    {
+        static const size_t full[][3] = {{35, 37, 352}, {20, 33, 11520}, {7, 5, 75}};
+        for (size_t s = 0; s < sizeof full / sizeof full[0]; s++) {
+            size_t m = full[s][0], n = full[s][1], kp = full[s][2];
+            int8_t *a = make_a(8, m * kp, RANDOM, -128, 127, 0);
+            int8_t *w = make_a(8, n * kp, RANDOM, -128, 127, 0);
+            check_gemm("random a, w in [-128, 127]", 8, m, n, kp, a, w, 0);
+            free(a), free(w);
+        }
+        const size_t kp = 131104, m = 17, n = 3;
+        int8_t *a = make_a(8, m * kp, CONST, 0, 0, -128);
+        int8_t *w = make_a(8, n * kp, CONST, 0, 0, -128);
+        check_gemm("a=-128 w=-128 wraps", 8, m, n, kp, a, w, 1);
+        free(a), free(w);
+    }
+    weights_any_int8 = 0;
     // int16 × int8 within the documented bound (|a| ≤ dloral_activation_qmax(16, kp): exact).
     static const size_t shapes16[][3] = {
         {1, 1, 32}, {4, 4, 32}, {5, 7, 64}, {13, 9, 96}, {3, 5, 11}, {6, 3, 47}, {9, 17, 100}, {2, 2, 1},
@@ -351,6 +492,11 @@ static void check_int_gemms(void) {
         check_gemm("empty", 8, 2, 0, 32, a, w, 0);
         check_gemm("empty", 16, 0, 3, 32, a16, w, 0);
         check_gemm("empty", 16, 2, 0, 32, a16, w, 0);
+    }
+    static const size_t bounds[][3] = {{17, 19, 96}, {33, 35, 32}, {32, 20, 96}, {16, 17, 32}, {3, 5, 75}, {18, 31, 160}, {32, 32, 64}};
+    for (size_t s = 0; s < sizeof bounds / sizeof bounds[0]; s++) {
+        check_gemm_bounds(8, bounds[s][0], bounds[s][1], bounds[s][2]);
+        check_gemm_bounds(16, bounds[s][0], bounds[s][1], bounds[s][2]);
     }
 }
 
@@ -1184,6 +1330,7 @@ static void check_int_layers(void) {
         check_int_conv(bits, 24, 13, 11, 3, 3, 1, 1, 1, 1, 24, 1, 3, 140, 1);
         check_int_conv(bits, 20, 12, 14, 3, 3, 2, 2, 1, 1, 16, 1, 0, 1000, 1);
         check_int_linear(bits, 100, 9, 300, 3, 1, 1);
+        check_int_linear(bits, 300, 37, 600, 5, 1, 0);  // three row blocks of one call: AMX packs w once
         check_int_linear(bits, 64, 33, 17, 0, 0, 0);
         check_int_linear(bits, 1, 3, 5, 0, 1, 0);
     }

@@ -1,0 +1,269 @@
+// AMX-INT8 int8 × int8 → int32 GEMM (level amx): c[i][j] = Σ_k a[i][k]·w[j][k], a [m][kp], w [n][kp],
+// c [m][n], the contract of dloral_gemm_i8i8_i32 (int8_gemm.c has the other paths).
+//
+// TDPBSSD multiplies a 16 × 64-byte tile of signed bytes (16 rows of a, 64 consecutive k) by a
+// 16 × 64-byte tile in the "VNNI" layout (16 quads of k, each holding 4 bytes for each of 16
+// columns) and adds, for every one of the 16 × 16 int32 results, the 64 exact products to it. The
+// int32 addition wraps and nothing saturates, so every element is the scalar sum mod 2^32 for any
+// int8 input (−128 included, in a and w alike); kernel_check compares it with the scalar kernel on
+// sums that wrap, at the end and only on the way.
+//
+// Blocking: tmm0–3 hold a 2 × 2 block of 16 × 16 C tiles (32 rows × 32 columns), tmm4–5 the two
+// A tiles and tmm6–7 the two B tiles of one 64-wide step of k; per step 4 loads feed 4 TDPBSSD.
+// A tiles load straight from a (stride kp). The weights are packed into the VNNI layout (pack_b),
+// zero-padded to whole tiles: per call by gemm_i8i8_i32_amx, or once for all the row blocks of a
+// layer call by amx_pack_weights (int_layer.c): at the layer driver's block sizes, packing per
+// call took 10–40 % of the GEMM's time. (Under AMX_MIN_ROWS rows gemm_i8i8_i32_amx leaves the
+// product to the AVX-VNNI kernel, which is faster than packing.) Rows of a that do not fill a tile (m mod 16) and, when kp is not a multiple
+// of 64, all of a are copied into a zero-padded scratch first, so no tile load reads past an
+// input; C tiles that do not fit c (m or n not a multiple of 16) are stored to a scratch tile and
+// copied out. The column pairs are outermost, so one packed panel of 32 weight rows (32·kp bytes)
+// stays in L2 while every row block of a passes it (measured: faster than rows outermost, and
+// than blocking k to keep the panel in L1).
+//
+// The tile configuration is per thread: each call loads it and releases the tiles at the end, so
+// concurrent calls on other threads and code that does not use AMX are unaffected. The process
+// must have been granted tile data (dispatch.c asks the OS for it before it selects level amx);
+// call this only when kernels_level() >= LEVEL_AMX.
+#include "kernels_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AMX __attribute__((target("amx-int8,amx-tile,avx512f,avx2,fma,f16c,avxvnni")))
+
+enum { TILE_K = 64, TILE_BYTES = 1024 };
+
+// GCC's AMX intrinsics are inline assembly that declares less than the instructions do:
+// ldtilecfg names only the first 8 bytes of its 64-byte operand, tileloadd no memory at all. This
+// barrier (p: memory that must count as read) keeps every store before it — the configuration,
+// the packed weights, the padded rows — ahead of the tile instructions after it. clang's builtins
+// declare their memory operands; for them the barrier costs nothing.
+#define MEMORY_BARRIER(p) __asm__ volatile("" : : "r"(p) : "memory")
+
+// LDTILECFG's 64-byte operand, palette 1: per tile register, rows and bytes per row.
+struct tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+// All eight tiles 16 rows × 64 bytes: C (16 × 16 int32), A (16 rows × 64 k) and B (16 k-quads ×
+// 16 columns × 4 bytes) alike.
+AMX static void configure_tiles(void) {
+    struct tile_config cfg __attribute__((aligned(64)));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    MEMORY_BARRIER(&cfg);
+    _tile_loadconfig(&cfg);
+}
+
+// MARK: - Packing
+
+// 16 × 16 int32 transpose in four rounds of shuffles (32-bit and 64-bit unpacks within 128-bit
+// lanes, then two rounds of 128-bit lane shuffles).
+AMX static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int q = 0; q < 16; q += 2) {
+        t[q] = _mm512_unpacklo_epi32(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_epi32(r[q], r[q + 1]);
+    }
+    for (int q = 0; q < 16; q += 4) {  // u[q + x], lane L: column 4L + x of rows q … q+3
+        u[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
+        u[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
+        u[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
+        u[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
+    }
+    for (int x = 0; x < 4; x++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[x], u[4 + x], 0x88), v1 = _mm512_shuffle_i32x4(u[x], u[4 + x], 0xdd);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + x], u[12 + x], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + x], u[12 + x], 0xdd);
+        r[x] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + x] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[8 + x] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        r[12 + x] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+}
+
+// Weight rows w[n][kp] in TDPBSSD's B layout: for each panel of 16 weight rows (jb) and each
+// 64-wide step of k (s), one 1 KiB tile at bp + (jb·steps + s)·1024 whose row r holds
+// w[16jb + c][64s + 4r … 64s + 4r + 3] for c = 0 … 15: the transpose, in 4-byte units, of the
+// 16 × 64 bytes of w it covers. Rows past n and bytes past kp are zero.
+AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_t *bp) {
+    const size_t full_steps = kp / TILE_K;
+    for (size_t jb = 0; jb * 16 < n; jb++) {
+        const size_t cols = n - jb * 16 < 16 ? n - jb * 16 : 16;
+        const int8_t *wj = w + jb * 16 * kp;
+        for (size_t s = 0; s < steps; s++) {
+            int8_t *dst = bp + (jb * steps + s) * TILE_BYTES;
+            if (cols == 16 && s < full_steps) {
+                __m512i r[16];
+                for (int c = 0; c < 16; c++) r[c] = _mm512_loadu_si512(wj + c * kp + s * TILE_K);
+                transpose16(r);
+                for (int q = 0; q < 16; q++) _mm512_store_si512(dst + q * 64, r[q]);
+            } else {  // the edges, byte by byte
+                memset(dst, 0, TILE_BYTES);
+                const size_t k0 = s * TILE_K, kn = kp - k0 < TILE_K ? kp - k0 : TILE_K;
+                for (size_t c = 0; c < cols; c++)
+                    for (size_t k = 0; k < kn; k++) dst[(k / 4) * 64 + c * 4 + k % 4] = wj[c * kp + k0 + k];
+            }
+        }
+    }
+}
+
+// MARK: - Tiles
+
+// Where the A tile of one row block comes from: rows of `stride` bytes.
+struct a_rows {
+    const int8_t *p;
+    size_t stride;
+};
+
+// Where one C tile goes: straight into c when all 16 × 16 elements lie inside it, else into a
+// scratch tile whose valid rows × cols are copied out.
+struct c_tile {
+    int32_t *c, *scratch;
+    size_t ldc, rows, cols;
+};
+
+// Stores tile register T to its destination.
+#define STORE_C(T, d)                                                                    \
+    do {                                                                                 \
+        if ((d).rows == 16 && (d).cols == 16) {                                          \
+            _tile_stored(T, (d).c, (d).ldc * sizeof(int32_t));                           \
+        } else {                                                                         \
+            _tile_stored(T, (d).scratch, 64);                                            \
+            for (size_t r_ = 0; r_ < (d).rows; r_++)                                     \
+                memcpy((d).c + r_ * (d).ldc, (d).scratch + r_ * 16, (d).cols * 4);       \
+        }                                                                                \
+    } while (0)
+
+// One MR × NR block of C tiles (MR, NR ∈ {1, 2}; constants at each call, so the tile register
+// numbers are too): C[r][t] = Σ over the steps of A[r]·B[t], in tmm(2r + t).
+AMX static inline __attribute__((always_inline)) void amx_block(int MR, int NR, size_t steps, struct a_rows a0,
+                                                                struct a_rows a1, const int8_t *b0,
+                                                                const int8_t *b1, const struct c_tile d[4]) {
+    _tile_zero(0);
+    if (NR > 1) _tile_zero(1);
+    if (MR > 1) _tile_zero(2);
+    if (MR > 1 && NR > 1) _tile_zero(3);
+    for (size_t s = 0; s < steps; s++) {
+        _tile_loadd(6, b0 + s * TILE_BYTES, 64);
+        if (NR > 1) _tile_loadd(7, b1 + s * TILE_BYTES, 64);
+        _tile_loadd(4, a0.p + s * TILE_K, a0.stride);
+        _tile_dpbssd(0, 4, 6);
+        if (NR > 1) _tile_dpbssd(1, 4, 7);
+        if (MR > 1) {
+            _tile_loadd(5, a1.p + s * TILE_K, a1.stride);
+            _tile_dpbssd(2, 5, 6);
+            if (NR > 1) _tile_dpbssd(3, 5, 7);
+        }
+    }
+    STORE_C(0, d[0]);
+    if (NR > 1) STORE_C(1, d[1]);
+    if (MR > 1) STORE_C(2, d[2]);
+    if (MR > 1 && NR > 1) STORE_C(3, d[3]);
+}
+
+AMX static void amx_block_2x2(size_t steps, struct a_rows a0, struct a_rows a1, const int8_t *b0, const int8_t *b1,
+                              const struct c_tile d[4]) {
+    amx_block(2, 2, steps, a0, a1, b0, b1, d);
+}
+AMX static void amx_block_2x1(size_t steps, struct a_rows a0, struct a_rows a1, const int8_t *b0, const int8_t *b1,
+                              const struct c_tile d[4]) {
+    amx_block(2, 1, steps, a0, a1, b0, b1, d);
+}
+AMX static void amx_block_1x2(size_t steps, struct a_rows a0, struct a_rows a1, const int8_t *b0, const int8_t *b1,
+                              const struct c_tile d[4]) {
+    amx_block(1, 2, steps, a0, a1, b0, b1, d);
+}
+AMX static void amx_block_1x1(size_t steps, struct a_rows a0, struct a_rows a1, const int8_t *b0, const int8_t *b1,
+                              const struct c_tile d[4]) {
+    amx_block(1, 1, steps, a0, a1, b0, b1, d);
+}
+
+// MARK: - Drivers
+
+// Bytes of the packed weights: whole 16-row panels × whole 64-wide steps (at least one tile, so
+// the size is never 0).
+static size_t packed_bytes(size_t n, size_t kp) {
+    const size_t tiles = ((n + 15) / 16) * ((kp + TILE_K - 1) / TILE_K);
+    return (tiles ? tiles : 1) * TILE_BYTES;
+}
+
+AMX int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w) {
+    int8_t *wp = aligned_alloc(64, packed_bytes(n, kp));
+    if (wp) pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp);
+    return wp;
+}
+
+AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
+                                  int32_t *c) {
+    if (m == 0 || n == 0) return;
+    if (kp == 0) {
+        memset(c, 0, m * n * sizeof(int32_t));
+        return;
+    }
+    const size_t steps = (kp + TILE_K - 1) / TILE_K, kp64 = steps * TILE_K;
+    const size_t mt = (m + 15) / 16, nt = (n + 15) / 16;
+    // Row blocks from `copied` on are read from the zero-padded copy (rows of kp64 bytes): only
+    // the last, partial one when kp is a multiple of 64, else all (a 64-byte load would run past
+    // the end of each row, and of a).
+    const size_t copied = kp % TILE_K ? 0 : m / 16;
+    int8_t *ap = NULL;
+    if (mt > copied) {
+        ap = aligned_alloc(64, (mt - copied) * 16 * kp64);
+        if (!ap) {  // no memory for the copy: the AVX-VNNI kernel gives the same bits
+            gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+            return;
+        }
+        memset(ap, 0, (mt - copied) * 16 * kp64);
+        for (size_t i = copied * 16; i < m; i++) memcpy(ap + (i - copied * 16) * kp64, a + i * kp, kp);
+    }
+    int32_t scratch[4][256] __attribute__((aligned(64)));
+    MEMORY_BARRIER(wp);
+    configure_tiles();
+    for (size_t tj = 0; tj < nt; tj += 2) {
+        const size_t nr = nt - tj >= 2 ? 2 : 1;
+        const int8_t *b0 = wp + tj * steps * TILE_BYTES, *b1 = b0 + (nr > 1 ? steps * TILE_BYTES : 0);
+        for (size_t ti = 0; ti < mt; ti += 2) {
+            const size_t mr = mt - ti >= 2 ? 2 : 1;
+            struct a_rows ar[2];
+            struct c_tile d[4];
+            for (size_t r = 0; r < mr; r++) {
+                const size_t t = ti + r;
+                ar[r] = t < copied ? (struct a_rows){a + t * 16 * kp, kp}
+                                   : (struct a_rows){ap + (t - copied) * 16 * kp64, kp64};
+                for (size_t q = 0; q < nr; q++) {
+                    const size_t i0 = t * 16, j0 = (tj + q) * 16;
+                    d[r * 2 + q] = (struct c_tile){c + i0 * n + j0, scratch[r * 2 + q], n,
+                                                   m - i0 < 16 ? m - i0 : 16, n - j0 < 16 ? n - j0 : 16};
+                }
+            }
+            if (mr == 1) ar[1] = ar[0];
+            if (mr == 2 && nr == 2) amx_block_2x2(steps, ar[0], ar[1], b0, b1, d);
+            else if (mr == 2) amx_block_2x1(steps, ar[0], ar[1], b0, b1, d);
+            else if (nr == 2) amx_block_1x2(steps, ar[0], ar[1], b0, b1, d);
+            else amx_block_1x1(steps, ar[0], ar[1], b0, b1, d);
+        }
+    }
+    _tile_release();
+    free(ap);
+}
+
+AMX void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    if (m == 0 || n == 0) return;
+    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(n, kp, w) : NULL;
+    if (!wp) {  // few rows, or no memory for the packed weights: the AVX-VNNI kernel, same bits
+        gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+        return;
+    }
+    gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+    free(wp);
+}
+#endif

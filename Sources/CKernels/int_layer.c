@@ -111,8 +111,24 @@ static void epilogue_linear_scalar(size_t rows, size_t n, const int32_t *acc, co
 AVX2 static void quantize_span_avx2(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q) {
     const __m256 vinv = _mm256_set1_ps(inv);
     const __m256i hi = _mm256_set1_epi32(qmax), lo = _mm256_set1_epi32(-qmax);
+    size_t i = 0;
+    if (bits == 8) {
+        // 32 at a time: the saturating packs (int32 → int16 → int8) clamp to [−128, 127], one
+        // vpmaxsb makes it [−127, 127] = clamp(·, −qmax, qmax), and vpermd puts the 32 bytes
+        // (interleaved by the in-lane packs) back in order for one store.
+        const __m256i floor8 = _mm256_set1_epi8(-127), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 32 <= n; i += 32) {
+            __m256i v0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+            __m256i v1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vinv));
+            __m256i v2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vinv));
+            __m256i v3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vinv));
+            __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+            p8 = _mm256_max_epi8(_mm256_permutevar8x32_epi32(p8, order), floor8);
+            _mm256_storeu_si256((__m256i *)((int8_t *)q + i), p8);
+        }
+    }
     const size_t nv = n & ~(size_t)7;
-    for (size_t i = 0; i < nv; i += 8) {
+    for (; i < nv; i += 8) {
         // cvtps2dq rounds half to even (MXCSR default), as lrintf does.
         __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
         v = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);

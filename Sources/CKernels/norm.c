@@ -24,6 +24,7 @@
 // then 2^(n − ⌊n/2⌋) (exact scalings built in the exponent bits). NaN passes through.
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
+#include "transpose_avx2.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -433,17 +434,73 @@ static norm_path current_path(void) {
     return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar};
 }
 
+void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd) {
+    double m = 0, variance = 0;
+    if (count > 0) current_path().moments(count, x, &m, &variance);
+    *mean = (float)m;
+    *rstd = (float)(1.0 / sqrt(variance + (double)eps));
+}
+
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y) {
     const size_t count = channels * spatial;
     if (count == 0) return;
     const norm_path path = current_path();
-    double mean, variance;
-    path.moments(count, x, &mean, &variance);
-    const float m = (float)mean, rstd = (float)(1.0 / sqrt(variance + (double)eps));
+    float m, rstd;
+    dloral_group_norm_stats(count, x, eps, &m, &rstd);
     for (size_t c = 0; c < channels; c++) {
         const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
         path.normalize(spatial, x + c * spatial, m, rstd, s, b, silu, y + c * spatial);
+    }
+}
+
+// Pixels per block of dloral_group_norm_nhwc: 8 channels × 64 pixels of normalised values (2 KiB)
+// wait in L1 for their transposition.
+enum { NHWC_PIXELS = 64 };
+
+// y[p·ldy + j] = t[j·NHWC_PIXELS + p] for p < pixels, j < rows (rows ≤ 8).
+static void transpose_out_scalar(size_t rows, size_t pixels, const float *t, float *y, size_t ldy) {
+    for (size_t p = 0; p < pixels; p++)
+        for (size_t j = 0; j < rows; j++) y[p * ldy + j] = t[j * NHWC_PIXELS + p];
+}
+
+#if defined(__x86_64__)
+AVX2 static void transpose_out_avx2(size_t rows, size_t pixels, const float *t, float *y, size_t ldy) {
+    if (rows != 8) {
+        transpose_out_scalar(rows, pixels, t, y, ldy);
+        return;
+    }
+    size_t p = 0;
+    for (; p + 8 <= pixels; p += 8) {
+        __m256 in[8], out[8];
+        for (int j = 0; j < 8; j++) in[j] = _mm256_loadu_ps(t + j * NHWC_PIXELS + p);
+        transpose8(in, out);
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(y + (p + q) * ldy, out[q]);
+    }
+    for (; p < pixels; p++)
+        for (size_t j = 0; j < 8; j++) y[p * ldy + j] = t[j * NHWC_PIXELS + p];
+}
+#endif
+
+void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
+                            const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1) {
+    const norm_path path = current_path();
+    void (*transpose_out)(size_t, size_t, const float *, float *, size_t) = transpose_out_scalar;
+#if defined(__x86_64__)
+    if (kernels_path() == PATH_AVX2) transpose_out = transpose_out_avx2;
+#endif
+    float t[8 * NHWC_PIXELS];
+    for (size_t p = p0; p < p1; p += NHWC_PIXELS) {
+        const size_t pixels = p1 - p < NHWC_PIXELS ? p1 - p : NHWC_PIXELS;
+        for (size_t c0 = 0; c0 < channels; c0 += 8) {
+            const size_t rows = channels - c0 < 8 ? channels - c0 : 8;
+            for (size_t j = 0; j < rows; j++) {
+                const size_t c = c0 + j;
+                path.normalize(pixels, x + c * spatial + p, mean[c], rstd[c], scale ? scale[c] : 1.0f,
+                               shift ? shift[c] : 0.0f, silu, t + j * NHWC_PIXELS);
+            }
+            transpose_out(rows, pixels, t, y + p * channels + c0, channels);
+        }
     }
 }
 

@@ -23,6 +23,42 @@ struct OpsClosedFormTests {
         }
     }
 
+    /// The channels-last GroupNorm the integer conv reads: the closed form of a constant input
+    /// (every value the bias), then bit for bit `groupNorm` transposed, on two images with
+    /// channels off the 8-channel blocks and a non-square plane.
+    @Test func groupNormNHWCIsGroupNormTransposed() {
+        let constant = Ops.groupNormNHWC(
+            Tensor(repeating: -1.25, shape: [1, 4, 2, 3]), groups: 2, weight: nil,
+            bias: Tensor(shape: [4], data: [1, -2, 0.5, 7]), eps: 1e-5)
+        #expect(constant.shape == [1, 2, 3, 4])
+        #expect(constant.data == Array(repeating: [Float(1), -2, 0.5, 7], count: 6).flatMap { $0 })
+
+        let (n, c, h, w) = (2, 12, 5, 7)
+        var state: UInt32 = 12345
+        let data = (0..<(n * c * h * w)).map { _ -> Float in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(state >> 8) / Float(1 << 24) * 4 - 1.5
+        }
+        let x = Tensor(shape: [n, c, h, w], data: data)
+        let weight = Tensor(shape: [c], data: (0..<c).map { 0.5 + Float($0) / 7 })
+        let bias = Tensor(shape: [c], data: (0..<c).map { Float($0) / 3 - 2 })
+        for silu in [false, true] {
+            let nchw = Ops.groupNorm(x, groups: 3, weight: weight, bias: bias, eps: 1e-6, silu: silu)
+            let nhwc = Ops.groupNormNHWC(x, groups: 3, weight: weight, bias: bias, eps: 1e-6, silu: silu)
+            #expect(nhwc.shape == [n, h, w, c])
+            var mismatches = 0
+            for b in 0..<n {
+                for ch in 0..<c {
+                    for p in 0..<(h * w) where nhwc.data[(b * h * w + p) * c + ch].bitPattern
+                        != nchw.data[(b * c + ch) * h * w + p].bitPattern {
+                        mismatches += 1
+                    }
+                }
+            }
+            #expect(mismatches == 0, "silu \(silu)")
+        }
+    }
+
     @Test func groupNormOfPlusMinusOne() {
         // One group of four values ±1: mean 0, biased variance 1.
         let x = Tensor(shape: [1, 2, 1, 2], data: [1, -1, -1, 1])

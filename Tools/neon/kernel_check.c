@@ -1796,7 +1796,57 @@ static void check_group_norm_order(size_t channels, size_t spatial) {
     free(x), free(best);
 }
 
+// dloral_group_norm_nhwc on every path against dloral_group_norm (scalar path) on each group,
+// transposed here: bit for bit, for whole images and pixel ranges, with and without SiLU and
+// affine, channel counts off the 8-channel blocks.
+static void check_group_norm_nhwc(size_t channels, size_t groups, size_t spatial, size_t p0, size_t p1, int silu,
+                                  int affine) {
+    const size_t cpg = channels / groups;
+    float *x = xmalloc(channels * spatial * 4), *ref = xmalloc(channels * spatial * 4);
+    float *y = xmalloc(channels * spatial * 4), *scale = xmalloc(channels * 4), *shift = xmalloc(channels * 4);
+    float *mean = xmalloc(channels * 4), *rstd = xmalloc(channels * 4);
+    for (size_t t = 0; t < channels * spatial; t++) x[t] = rnd_unit() * 3.0f + 0.25f;
+    for (size_t c = 0; c < channels; c++) scale[c] = 0.5f + rnd_unit(), shift[c] = rnd_unit();
+    dloral_kernels_force("scalar");
+    for (size_t g = 0; g < groups; g++)
+        dloral_group_norm(cpg, spatial, x + g * cpg * spatial, affine ? scale + g * cpg : NULL,
+                          affine ? shift + g * cpg : NULL, 1e-6f, silu, ref + g * cpg * spatial);
+    int ok = 1;
+    char problem[160] = "";
+    for (int f = 0; f < nfpaths && ok; f++) {
+        use_path(fpaths[f], 1);
+        for (size_t g = 0; g < groups; g++) {
+            float m, r;
+            dloral_group_norm_stats(cpg * spatial, x + g * cpg * spatial, 1e-6f, &m, &r);
+            for (size_t c = g * cpg; c < (g + 1) * cpg; c++) mean[c] = m, rstd[c] = r;
+        }
+        for (size_t t = 0; t < channels * spatial; t++) y[t] = -5.0f;
+        dloral_group_norm_nhwc(channels, spatial, x, mean, rstd, affine ? scale : NULL, affine ? shift : NULL, silu, y,
+                               p0, p1);
+        for (size_t p = 0; p < spatial && ok; p++)
+            for (size_t c = 0; c < channels && ok; c++) {
+                float want = p >= p0 && p < p1 ? ref[c * spatial + p] : -5.0f;
+                if (bits_of(y[p * channels + c]) != bits_of(want)) {
+                    ok = 0;
+                    snprintf(problem, sizeof problem, "%s: pixel %zu channel %zu: %08x, group norm %08x", fpaths[f], p,
+                             c, bits_of(y[p * channels + c]), bits_of(want));
+                }
+            }
+    }
+    use_default_path();
+    char name[128];
+    snprintf(name, sizeof name, "dloral_group_norm_nhwc c=%zu g=%zu hw=%zu [%zu, %zu)%s%s", channels, groups, spatial, p0,
+             p1, silu ? " silu" : "", affine ? " affine" : "");
+    if (ok) report(1, name, "every path = dloral_group_norm transposed");
+    else report(0, name, "%s", problem);
+    free(x), free(ref), free(y), free(scale), free(shift), free(mean), free(rstd);
+}
+
 static void check_norm(void) {
+    check_group_norm_nhwc(32, 8, 200, 0, 200, 1, 1);
+    check_group_norm_nhwc(24, 3, 130, 7, 129, 0, 1);
+    check_group_norm_nhwc(20, 4, 67, 0, 67, 1, 0);
+    check_group_norm_nhwc(6, 2, 9, 2, 9, 1, 1);
     check_exp();
     check_silu();
     check_moments();

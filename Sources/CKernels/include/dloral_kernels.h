@@ -114,6 +114,18 @@ void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y);
 
+/// The statistics dloral_group_norm uses for one group of `count` elements: its mean and
+/// rstd = 1 / sqrt(variance + eps), computed in double as described there and rounded to float.
+void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd);
+
+/// GroupNorm (optionally + SiLU) of one image x [channels][spatial] written channels-last,
+/// y[p·channels + c], for pixels p in [p0, p1) (threads can split the pixels). mean and rstd
+/// are per channel (each channel's group's dloral_group_norm_stats); scale / shift per channel or
+/// NULL. Every value has the bits dloral_group_norm gives it: this is dloral_group_norm followed
+/// by a transpose, in one pass, for a consumer that wants channels-last (the integer conv).
+void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
+                            const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1);
+
 /// SiLU, y = x / (1 + exp(−x)) with norm.c's exp (~1 ulp), the same bits on every kernel path.
 /// x and y may be the same buffer.
 void dloral_silu(size_t n, const float *x, float *y);

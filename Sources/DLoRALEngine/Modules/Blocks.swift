@@ -77,6 +77,18 @@ public struct BlocksConv2d: Sendable {
     public var inChannels: Int { kernel.shape[1] }
     public var outChannels: Int { kernel.shape[0] }
 
+    /// `self(norm(x, silu: silu))`. On the integer path (outside calibration) the GroupNorm
+    /// writes its output channels-last for the convolution in the same pass, instead of NCHW and a
+    /// transposed copy: the same bits, one pass over the activation fewer.
+    public func callAsFunction(normalizing x: Tensor, with norm: BlocksGroupNorm, silu: Bool) -> Tensor {
+        if case .integer(let weight) = kernel, ActivationProbe.current == nil, x.rank == 4 {
+            let nhwc = Ops.groupNormNHWC(
+                x, groups: norm.groups, weight: norm.weight, bias: norm.bias, eps: norm.eps, silu: silu)
+            return Ops.conv2d(nhwc: nhwc, weight: weight, bias: bias, stride: stride, padding: padding)
+        }
+        return self(norm(x, silu: silu))
+    }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kernel {
         case .float(let weight):
@@ -191,7 +203,7 @@ public struct ResnetBlock2D: Sendable {
     ///     has no `time_emb_proj`, required when it has one.
     /// - Returns: `[N, Cout, H, W]`.
     public func callAsFunction(_ x: Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
-        var h = conv1(norm1(x, silu: true))
+        var h = conv1(normalizing: x, with: norm1, silu: true)
         if let projection = timeEmbeddingProjection {
             guard let timeEmbedding else { preconditionFailure("ResnetBlock2D with time_emb_proj needs a time embedding") }
             let t = projection(Ops.silu(timeEmbedding))  // [N or 1, Cout]
@@ -210,7 +222,7 @@ public struct ResnetBlock2D: Sendable {
                 }
             }
         }
-        h = conv2(norm2(h, silu: true))
+        h = conv2(normalizing: h, with: norm2, silu: true)
         let residual = shortcut.map { $0(x) } ?? x
         return blocksAdd(residual, h)
     }

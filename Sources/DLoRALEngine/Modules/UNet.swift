@@ -314,7 +314,7 @@ public final class UNet2DCondition: @unchecked Sendable {
             }
         }
 
-        return convOut(convNormOut(h, silu: true))
+        return convOut(normalizing: h, with: convNormOut, silu: true)
     }
 
     /// `torch.cat([a, b], dim=1)` for NCHW tensors of equal batch and spatial size.

@@ -166,7 +166,7 @@ public struct VAEEncoder: Sendable {
             if let down = block.downsampler { h = down(h) }
         }
         h = midBlock(h)
-        h = convOut(normOut(h, silu: true))
+        h = convOut(normalizing: h, with: normOut, silu: true)
         if let quantConv { h = quantConv(h) }
         return h
     }
@@ -237,7 +237,7 @@ public struct VAEDecoder: Sendable {
             for resnet in block.resnets { h = resnet(h) }
             if let up = block.upsampler { h = up(h) }
         }
-        return convOut(normOut(h, silu: true))
+        return convOut(normalizing: h, with: normOut, silu: true)
     }
 
     /// Scaled latents (as the UNet sees them) → images: decodes `latents / scaling_factor`.

@@ -62,20 +62,10 @@ extension Ops {
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        let shape = weight.info.logicalShape
-        precondition(shape.count == 4 && shape[1] == c, "integer conv2d weight \(shape) does not take \(c) input channels")
-        let (o, kh, kw) = (shape[0], shape[2], shape[3])
-        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
-        let (sh, sw) = stride
-        let (ph, pw) = padding
-        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
-        let ho = (h + 2 * ph - kh) / sh + 1
-        let wo = (w + 2 * pw - kw) / sw + 1
-        let pixels = ho * wo
-        // Every element is written here, by the epilogue: no zero fill first.
-        return Tensor(shape: [n, o, ho, wo]) { dst in
+        // The integer layer reads channels-last: one transposed copy of each image, on all cores.
+        var hwc = [Float](repeating: 0, count: c * h * w)
+        return Tensor(shape: integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)) { dst in
             guard dst.count > 0 else { return }
-            var hwc = [Float](repeating: 0, count: c * h * w)
             x.data.withUnsafeBufferPointer { src in
                 hwc.withUnsafeMutableBufferPointer { cl in
                     for image in 0..<n {
@@ -83,18 +73,68 @@ extension Ops {
                         parallelRanges(h * w, work: c * h * w * 4) { p0, p1 in
                             dloral_chw_to_hwc_pixels(c, h * w, plane, channelsLast, p0, p1)
                         }
-                        let output = dst.baseAddress! + image * o * pixels
-                        let input = UnsafePointer(cl.baseAddress!)
-                        withOptionalPointer(bias) { b in
-                            parallelRanges(pixels, work: pixels * o * c * kh * kw) { p0, p1 in
-                                let status = dloral_int_conv2d(
-                                    weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                                    o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1)
-                                precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
-                            }
-                        }
+                        integerConvImage(
+                            UnsafePointer(channelsLast), c: c, h: h, w: w, weight: weight, bias: bias, stride: stride,
+                            padding: padding, output: dst.baseAddress! + image * dst.count / n)
                     }
                 }
+            }
+        }
+    }
+
+    /// `conv2d` on the integer path for an input already channels-last, `[N, H, W, C]` (from
+    /// `groupNormNHWC`); the output is NCHW, and bit for bit that of `conv2d` on the NCHW input.
+    public static func conv2d(
+        nhwc x: Tensor, weight: IntegerWeight, bias: Tensor?,
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
+        precondition(x.rank == 4, "conv2d(nhwc:) expects [N, H, W, C], got \(x.shape)")
+        let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        return Tensor(shape: integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)) { dst in
+            guard dst.count > 0 else { return }
+            x.data.withUnsafeBufferPointer { src in
+                for image in 0..<n {
+                    integerConvImage(
+                        src.baseAddress! + image * c * h * w, c: c, h: h, w: w, weight: weight, bias: bias,
+                        stride: stride, padding: padding, output: dst.baseAddress! + image * dst.count / n)
+                }
+            }
+        }
+    }
+
+    /// The NCHW output shape of an integer conv2d, checking the weight against the input.
+    private static func integerConvShape(
+        n: Int, c: Int, h: Int, w: Int, weight: IntegerWeight, stride: (Int, Int), padding: (Int, Int)
+    ) -> [Int] {
+        let shape = weight.info.logicalShape
+        precondition(shape.count == 4 && shape[1] == c, "integer conv2d weight \(shape) does not take \(c) input channels")
+        let (o, kh, kw) = (shape[0], shape[2], shape[3])
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
+        return [n, o, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1]
+    }
+
+    /// One channels-last image through the integer layer, its output pixels split over the cores;
+    /// writes every element of the image's NCHW output.
+    private static func integerConvImage(
+        _ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?,
+        stride: (Int, Int), padding: (Int, Int), output: UnsafeMutablePointer<Float>
+    ) {
+        let shape = weight.info.logicalShape
+        let (o, kh, kw) = (shape[0], shape[2], shape[3])
+        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        let ho = (h + 2 * ph - kh) / sh + 1
+        let wo = (w + 2 * pw - kw) / sw + 1
+        let pixels = ho * wo
+        withOptionalPointer(bias) { b in
+            parallelRanges(pixels, work: pixels * o * c * kh * kw) { p0, p1 in
+                let status = dloral_int_conv2d(
+                    weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                    o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1)
+                precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
             }
         }
     }

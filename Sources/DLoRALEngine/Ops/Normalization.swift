@@ -66,6 +66,56 @@ extension Ops {
         }
     }
 
+    /// `groupNorm` of an NCHW image batch returned channels-last, `[N, H, W, C]`: the same values
+    /// bit for bit, written transposed in the same pass (`dloral_group_norm_nhwc`), for the
+    /// integer convolution, which reads its input channels-last.
+    public static func groupNormNHWC(
+        _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
+    ) -> Tensor {
+        let (n, c, h, w) = x.nchw("groupNormNHWC")
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
+        if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
+        let plane = h * w
+        let channelsPerGroup = c / groups
+        return Tensor(shape: [n, h, w, c]) { target in
+            guard target.count > 0 else { return }
+            var mean = [Float](repeating: 0, count: c)
+            var rstd = [Float](repeating: 0, count: c)
+            x.data.withUnsafeBufferPointer { source in
+                withOptionalPointer(weight) { scale in
+                    withOptionalPointer(bias) { shift in
+                        for image in 0..<n {
+                            let base = source.baseAddress! + image * c * plane
+                            mean.withUnsafeMutableBufferPointer { m in
+                                rstd.withUnsafeMutableBufferPointer { r in
+                                    let (means, rstds) = (m.baseAddress!, r.baseAddress!)
+                                    parallelRanges(groups, work: c * plane * 2) { g0, g1 in
+                                        for g in g0..<g1 {
+                                            let first = g * channelsPerGroup
+                                            dloral_group_norm_stats(
+                                                channelsPerGroup * plane, base + first * plane, eps,
+                                                means + first, rstds + first)
+                                            for ch in first + 1..<first + channelsPerGroup {
+                                                means[ch] = means[first]
+                                                rstds[ch] = rstds[first]
+                                            }
+                                        }
+                                    }
+                                    let out = target.baseAddress! + image * c * plane
+                                    parallelRanges(plane, work: c * plane * 8) { p0, p1 in
+                                        dloral_group_norm_nhwc(
+                                            c, plane, base, means, rstds, scale, shift, silu ? 1 : 0, out, p0, p1)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// `torch.nn.functional.layer_norm` over the last axis.
     /// - Parameters:
     ///   - x: `[*, D]`.

@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AMX __attribute__((target("amx-int8,amx-tile,avx512f,avx2,fma,f16c,avxvnni")))
+#define AMX __attribute__((target("amx-int8,amx-tile,avx512f,avx512bw,avx2,fma,f16c,avxvnni")))
 
 enum { TILE_K = 64, TILE_BYTES = 1024 };
 
@@ -196,9 +196,15 @@ static size_t packed_bytes(size_t n, size_t kp) {
     return (tiles ? tiles : 1) * TILE_BYTES;
 }
 
+AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums);
+
+// The packed tiles, then Σ_k w[j][k] for each weight row (uint32, for the int16 products below).
 AMX int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w) {
-    int8_t *wp = aligned_alloc(64, packed_bytes(n, kp));
-    if (wp) pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp);
+    int8_t *wp = aligned_alloc(64, packed_bytes(n, kp) + ((n * sizeof(uint32_t) + 63) / 64) * 64);
+    if (wp) {
+        pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp);
+        row_sums(n, kp, w, (uint32_t *)(wp + packed_bytes(n, kp)));
+    }
     return wp;
 }
 
@@ -254,6 +260,81 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
     }
     _tile_release();
     free(ap);
+}
+
+// MARK: - int16 activations on the int8 tiles
+//
+// AMX has no 16-bit integer product, but a = 256·h + l with h = a >> 8 (arithmetic: int8 for any
+// int16) and l = a & 255 splits one int16 × int8 product into two int8 ones:
+//     Σ a·w = 256·Σ h·w + Σ (l − 128)·w + 128·Σ w,
+// with l − 128 an int8 (the low byte xor 0x80). Both sums run on TDPBSSD against the same packed
+// weights, Σ w per weight row is a vpdpbusd against ones, and the combination is 32-bit wrapping
+// arithmetic, so the result is the scalar int16 kernel's mod 2^32 for every input (−32768 and
+// −128 included). Two int8 tile products cost far less than one AVX-VNNI vpdpwssd product.
+
+// Σ_k w[j][k] for each weight row, mod 2^32 (stored after the packed tiles).
+AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    const size_t kv = kp & ~(size_t)31;
+    for (size_t j = 0; j < n; j++) {
+        const int8_t *wj = w + j * kp;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        size_t k = 0;
+        for (; k + 64 <= kv; k += 64) {
+            s0 = _mm256_dpbusd_avx_epi32(s0, ones, _mm256_loadu_si256((const __m256i *)(wj + k)));
+            s1 = _mm256_dpbusd_avx_epi32(s1, ones, _mm256_loadu_si256((const __m256i *)(wj + k + 32)));
+        }
+        for (; k < kv; k += 32) s0 = _mm256_dpbusd_avx_epi32(s0, ones, _mm256_loadu_si256((const __m256i *)(wj + k)));
+        uint32_t lanes[8], sum = 0;
+        _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi32(s0, s1));
+        for (int t = 0; t < 8; t++) sum += lanes[t];
+        for (; k < kp; k++) sum += (uint32_t)(int32_t)wj[k];
+        sums[j] = sum;
+    }
+}
+
+AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w,
+                                   const int8_t *wp, int32_t *c) {
+    if (m == 0 || n == 0) return;
+    int8_t *hi = malloc(m * kp + 64), *lo = malloc(m * kp + 64);
+    int32_t *low = malloc(m * n * sizeof(int32_t) + 64);
+    const uint32_t *sums = (const uint32_t *)(wp + packed_bytes(n, kp));
+    if (!hi || !lo || !low) {  // no memory for the halves: the AVX-VNNI kernel, same bits
+        free(hi), free(lo), free(low);
+        gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
+        return;
+    }
+    // The halves: the high byte as is, the low byte xor 0x80 (l − 128), 32 activations per step.
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    size_t i = 0;
+    for (; i + 32 <= m * kp; i += 32) {
+        const __m512i v = _mm512_loadu_si512(a + i);
+        _mm256_storeu_si256((__m256i *)(hi + i), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+        _mm256_storeu_si256((__m256i *)(lo + i), _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(flip)));
+    }
+    for (; i < m * kp; i++) {
+        hi[i] = (int8_t)(a[i] >> 8);
+        lo[i] = (int8_t)((uint8_t)a[i] ^ 0x80u);
+    }
+    gemm_i8i8_i32_amx_packed(m, n, kp, hi, w, wp, c);
+    gemm_i8i8_i32_amx_packed(m, n, kp, lo, w, wp, low);
+    for (size_t r = 0; r < m; r++) {
+        uint32_t *cr = (uint32_t *)c + r * n;
+        const uint32_t *lr = (const uint32_t *)low + r * n;
+        for (size_t j = 0; j < n; j++) cr[j] = (cr[j] << 8) + lr[j] + (sums[j] << 7);
+    }
+    free(hi), free(lo), free(low);
+}
+
+AMX void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    if (m == 0 || n == 0) return;
+    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(n, kp, w) : NULL;
+    if (!wp) {  // few rows, or no memory for the packed weights: the AVX-VNNI kernel, same bits
+        gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
+        return;
+    }
+    gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+    free(wp);
 }
 
 AMX void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {

@@ -153,6 +153,10 @@ void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const 
 
 void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
 #if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AMX) {
+        gemm_i16i8_i32_amx(m, n, kp, a, w, c);
+        return;
+    }
     if (kernels_level() >= LEVEL_AVXVNNI) {
         gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
         return;

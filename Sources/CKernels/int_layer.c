@@ -384,7 +384,7 @@ float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q
 // each block's GEMM chooses for itself). Free with free().
 static int8_t *prepare_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
 #if defined(__x86_64__)
-    if (bits == 8 && rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(n, kp, w);
+    if (rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(n, kp, w);
 #endif
     (void)bits, (void)rows, (void)n, (void)kp, (void)w;
     return NULL;
@@ -395,7 +395,8 @@ static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const i
                  int32_t *c) {
 #if defined(__x86_64__)
     if (wp) {
-        gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        if (bits == 8) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        else gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
         return;
     }
 #endif

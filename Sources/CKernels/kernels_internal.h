@@ -67,6 +67,10 @@ void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, con
 enum { AMX_MIN_ROWS = 16 };
 void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w);
+// int16 × int8 on the same tiles (two int8 products, amx.c), with the same packed weights.
+void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, const int8_t *wp,
+                               int32_t *c);
 void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
                               int32_t *c);
 #endif

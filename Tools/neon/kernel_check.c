@@ -120,6 +120,17 @@ static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8
     gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
     free(wp);
 }
+
+// The same for int16 activations (two int8 tile products against the packed weights).
+static void amx_tiles16(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    int8_t *wp = amx_pack_weights(n, kp, w);
+    if (!wp) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+    free(wp);
+}
 #endif
 
 // x86_level: the x86-64 level to check against scalar ("avx2", "avxvnni", "avx512", "amx").
@@ -144,6 +155,8 @@ static int setup_paths(const char *x86_level) {
     if (level >= LEVEL_AMX) {
         paths8[n8++] = (struct path8){"amx", gemm_i8i8_i32_amx, 1};
         paths8[n8++] = (struct path8){"amx-tiles", amx_tiles, 1};
+        paths16[n16++] = (struct path16){"amx", gemm_i16i8_i32_amx};
+        paths16[n16++] = (struct path16){"amx-tiles", amx_tiles16};
     }
 #elif defined(__aarch64__)
     dloral_kernels_force("neon");

@@ -167,6 +167,17 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 
 // MARK: - Single-precision GEMM (sgemm.c)
 
+// The 8×32 zmm tile from the avx512 level up, else the path's 6×16 tile.
+static void sgemm_dispatch(const sgemm_operands *operands) {
+#if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AVX512) {
+        sgemm_avx512(operands);
+        return;
+    }
+#endif
+    DISPATCH(sgemm, (operands));
+}
+
 void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc) {
     dloral_sgemm_typed(trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -175,14 +186,14 @@ void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float 
 void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
                         const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc) {
     const sgemm_operands operands = {trans_a, trans_b, a_half, b_half, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL};
-    DISPATCH(sgemm, (&operands));
+    sgemm_dispatch(&operands);
 }
 
 void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
                     float beta, float *out) {
     const size_t n = g->ho * g->wo, k = g->c * g->kh * g->kw;
     const sgemm_operands operands = {0, 0, w_half, 0, o, n, k, 1.0f, weight, k, image, n, beta, out, n, g};
-    DISPATCH(sgemm, (&operands));
+    sgemm_dispatch(&operands);
 }
 
 void dloral_kernels_force(const char *isa) {

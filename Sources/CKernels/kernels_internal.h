@@ -85,7 +85,8 @@ void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const 
 #endif
 
 // Single-precision GEMM (sgemm.c): one driver, a register tile per path.
-// The tile: S[r][j] (r < 6, j < 16) = fused chain from +0 over p < kc of a[p·6 + r]·b[p·16 + j];
+// The tile, MR × NR (6 × 16 on the scalar, AVX2 and NEON paths, 8 × 32 on AVX-512):
+// S[r][j] (r < MR, j < NR) = fused chain from +0 over p < kc of a[p·MR + r]·b[p·NR + j];
 // then c[r·ldc + j] = alpha·S when beta is 0 (c not read), else fma(alpha, S, beta·c).
 typedef void (*sgemm_tile_fn)(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta);
 // Widens n binary16 values to fp32 (exact): the path's f16_to_f32.
@@ -107,6 +108,7 @@ typedef struct {
 void sgemm_scalar(const sgemm_operands *operands);
 #if defined(__x86_64__)
 void sgemm_avx2(const sgemm_operands *operands);
+void sgemm_avx512(const sgemm_operands *operands);
 #endif
 #if defined(__aarch64__)
 void sgemm_neon(const sgemm_operands *operands);

@@ -1,8 +1,9 @@
 // Single-precision GEMM (dloral_sgemm): Goto/BLIS blocking with packed operands, one shared
-// driver, and a register tile per path (AVX2/FMA 6×16, NEON 6×16, scalar fmaf 6×16).
+// driver, and a register tile per path (AVX2/FMA 6×16, NEON 6×16, scalar fmaf 6×16, AVX-512F
+// 8×32).
 //
-// Arithmetic (the same on every path and for any thread count, MC or NC): k is cut into blocks
-// of KC = DLORAL_SGEMM_KC consecutive indices, and for each C element and block in turn
+// Arithmetic (the same on every path and for any thread count, tile, MC or NC): k is cut into
+// blocks of KC = DLORAL_SGEMM_KC consecutive indices, and for each C element and block in turn
 //   S = +0;  for p in the block, increasing:  S = fma(op(A)[i][p], op(B)[p][j], S)
 //   first block:  C = beta == 0 ? alpha·S : fma(alpha, S, beta·C)
 //   later blocks: C = fma(alpha, S, C)
@@ -15,6 +16,11 @@
 // slivers) → ic over MC rows (pack A: MC×KC into MR-tall slivers) → jr over NR slivers → ir over
 // MR slivers → tile. Edge tiles run on a zero-padded MR×NR scratch tile and write back only the
 // valid part. The packed buffers are per thread, allocated once.
+//
+// Tiles: a path is an sgemm_kernel (its tile function, MR × NR, binary16 converter and loop nest).
+// The loop nest and the packing are written once, as always-inline functions of MR, NR, MC and NC,
+// and compiled once per tile shape (run_region_6x16, run_region_8x32), so that each shape gets
+// packing loops with constant trip counts and strides.
 //
 // Threads: a pool of persistent workers, created lazily and sleeping on a condition variable
 // when idle. A call cuts C into a few wide ranges of NR columns (when n ≥ m) or MR rows
@@ -35,8 +41,9 @@
 // Products and sums stay as written (the only fused operations are the explicit fmaf / FMA).
 #pragma STDC FP_CONTRACT OFF
 
-#define MR 6
-#define NR 16
+// The tile of the scalar, AVX2 and NEON paths: 6 rows × 16 columns of C.
+#define MR6 6
+#define NR16 16
 // Cache blocking: a KC×NR sliver of packed B (16 KiB) stays in L1 while the MC×KC block of packed
 // A (144 KiB) streams from L2, and the KC×NC panel of packed B (1 MiB) stays in L2 between the MC
 // blocks. MC and NC change speed only, never the bits; -D overrides them for tuning. KC is part
@@ -48,12 +55,30 @@
 #ifndef SGEMM_NC
 #define SGEMM_NC 1024
 #endif
-#define KC ((size_t)DLORAL_SGEMM_KC)  // part of the arithmetic contract: not a tuning knob
-#define MC ((size_t)SGEMM_MC)
-#define NC ((size_t)SGEMM_NC)
-#if SGEMM_MC % MR != 0 || SGEMM_NC % NR != 0
-#error "SGEMM_MC must be a multiple of MR and SGEMM_NC of NR"
+#if SGEMM_MC % MR6 != 0 || SGEMM_NC % NR16 != 0
+#error "SGEMM_MC must be a multiple of 6 and SGEMM_NC of 16"
 #endif
+
+// The AVX-512 tile: 8 rows × 32 columns (16 zmm accumulators). Its KC×NR sliver of B is 32 KiB,
+// still inside a 48 KiB L1d; the MC×KC block of A and the KC×NC panel of B are as above.
+#define MR8 8
+#define NR32 32
+#ifndef SGEMM512_MC
+#define SGEMM512_MC 144
+#endif
+#ifndef SGEMM512_NC
+#define SGEMM512_NC 1024
+#endif
+#if SGEMM512_MC % MR8 != 0 || SGEMM512_NC % NR32 != 0
+#error "SGEMM512_MC must be a multiple of 8 and SGEMM512_NC of 32"
+#endif
+
+#define KC ((size_t)DLORAL_SGEMM_KC)  // part of the arithmetic contract: not a tuning knob
+// The largest tile and blocks of any path: sizes of the scratch tile and the packing buffers.
+#define MR_MAX 8
+#define NR_MAX 32
+#define MC_MAX ((size_t)(SGEMM_MC > SGEMM512_MC ? SGEMM_MC : SGEMM512_MC))
+#define NC_MAX ((size_t)(SGEMM_NC > SGEMM512_NC ? SGEMM_NC : SGEMM512_NC))
 
 // Below this many multiply-adds a call runs on the caller's thread (waking a worker costs more).
 #ifndef SGEMM_INLINE_MACS
@@ -61,9 +86,29 @@
 #endif
 #define SGEMM_MAX_THREADS 64
 
+// The loop nest and packing, inlined into one function per tile shape.
+#define TILED static inline __attribute__((always_inline))
+
+#if defined(__x86_64__)
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+#endif
+
 // MARK: - Problem and driver
 
+typedef struct sgemm_problem sgemm_problem;
+
+// A path: its register tile (the function and its shape, MR rows × NR columns of C), its binary16
+// converter, and the loop nest compiled for that shape (with its MC and NC).
 typedef struct {
+    size_t mr, nr;
+    sgemm_tile_fn tile;
+    // Widens binary16 operands exactly to fp32 as they are packed.
+    sgemm_widen_fn widen;
+    // C rows [i0, i1) × columns [j0, j1), the whole loop nest, on the calling thread.
+    void (*region)(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1);
+} sgemm_kernel;
+
+struct sgemm_problem {
     int trans_a, trans_b;
     size_t m, n, k;
     float alpha, beta;
@@ -73,15 +118,20 @@ typedef struct {
     size_t ldb;
     float *c;
     size_t ldc;
-    sgemm_tile_fn tile;
+    const sgemm_kernel *kernel;
     // A or B holds IEEE binary16 elements (a, b then point at uint16_t), widened exactly to fp32
-    // as they are packed, by the path's converter.
+    // as they are packed, by the kernel's converter.
     int a_half, b_half;
-    sgemm_widen_fn widen;
     // When set, B is not stored: op(B) is the im2col matrix of this convolution's input image
     // (b points at the [C, H, W] image), gathered straight into the packed panels.
     const dloral_conv_geometry *conv;
-} sgemm_problem;
+};
+
+// Packed B is written a row of k at a time: the pieces of one row go to NR-wide slivers
+// b_stride floats apart. At KC·NR floats (a multiple of 4 KiB) they would all fall in the same
+// few L1 sets and evict each other; one extra cache line per sliver spreads them.
+// (Slivers stay 64-byte aligned for NR a multiple of 16; at most NC / 16 of them in a panel.)
+TILED size_t b_stride(size_t kc, size_t nr) { return kc * nr + 16; }
 
 // Widening binary16 to fp32 is exact, so packing a half operand gives the same packed floats as
 // packing its widened copy: the result is that of dloral_sgemm on the widened matrix.
@@ -99,100 +149,96 @@ static void scale_c(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, siz
     }
 }
 
+TILED void pack_half(const uint16_t *src, size_t ld, int lanes_contiguous, size_t lane0, size_t lanes, size_t p0,
+                     size_t kc, size_t width, size_t stride, sgemm_widen_fn widen, float *dst);
+
 // Packs rows [i0, i0+mc) × columns [p0, p0+kc) of op(A) into MR-tall slivers:
 // dst[s·MR·kc + p·MR + r] = op(A)[i0 + s·MR + r][p0 + p], zero past row m.
-static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst);
-
-static void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
+TILED void pack_a(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst, const size_t mr) {
+    const size_t lda = P->lda;
     if (P->a_half) {
-        pack_a_half(P, i0, mc, p0, kc, dst);
+        pack_half((const uint16_t *)P->a, lda, P->trans_a, i0, mc, p0, kc, mr, mr * kc, P->kernel->widen, dst);
         return;
     }
-    for (size_t s = 0; s < mc; s += MR) {
-        size_t rows = mc - s < MR ? mc - s : MR;
+    for (size_t s = 0; s < mc; s += mr) {
+        size_t rows = mc - s < mr ? mc - s : mr;
         float *d = dst + s * kc;
         if (P->trans_a) {  // op(A)[i][p] = a[p·lda + i]: MR contiguous floats per p
-            const float *src = P->a + p0 * P->lda + i0 + s;
-            if (rows == MR) {
-                for (size_t p = 0; p < kc; p++, src += P->lda, d += MR) {
-                    for (size_t r = 0; r < MR; r++) d[r] = src[r];
+            const float *src = P->a + p0 * lda + i0 + s;
+            if (rows == mr) {
+                for (size_t p = 0; p < kc; p++, src += lda, d += mr) {
+                    for (size_t r = 0; r < mr; r++) d[r] = src[r];
                 }
             } else {
-                for (size_t p = 0; p < kc; p++, src += P->lda, d += MR) {
+                for (size_t p = 0; p < kc; p++, src += lda, d += mr) {
                     size_t r = 0;
                     for (; r < rows; r++) d[r] = src[r];
-                    for (; r < MR; r++) d[r] = 0;
+                    for (; r < mr; r++) d[r] = 0;
                 }
             }
         } else {  // op(A)[i][p] = a[i·lda + p]: interleave MR rows
-            const float *src = P->a + (i0 + s) * P->lda + p0;
-            if (rows == MR) {
-                const float *r0 = src, *r1 = r0 + P->lda, *r2 = r1 + P->lda;
-                const float *r3 = r2 + P->lda, *r4 = r3 + P->lda, *r5 = r4 + P->lda;
+            const float *src = P->a + (i0 + s) * lda + p0;
+            if (rows == mr) {
                 // Rows of A are read in short pieces: fetch the next sliver's while packing this one.
-                const float *ahead = s + 2 * MR <= mc ? r0 + MR * P->lda : NULL;
+                const float *ahead = s + 2 * mr <= mc ? src + mr * lda : NULL;
                 for (size_t q = 0; q < kc; q += 16) {
                     if (ahead) {
-                        for (size_t r = 0; r < MR; r++) __builtin_prefetch(ahead + r * P->lda + q);
+                        for (size_t r = 0; r < mr; r++) __builtin_prefetch(ahead + r * lda + q);
                     }
                     const size_t end = q + 16 < kc ? q + 16 : kc;
-                    for (size_t p = q; p < end; p++, d += MR) {
-                        d[0] = r0[p];
-                        d[1] = r1[p];
-                        d[2] = r2[p];
-                        d[3] = r3[p];
-                        d[4] = r4[p];
-                        d[5] = r5[p];
+                    for (size_t p = q; p < end; p++, d += mr) {
+                        for (size_t r = 0; r < mr; r++) d[r] = src[r * lda + p];
                     }
                 }
             } else {
-                for (size_t p = 0; p < kc; p++, d += MR) {
+                for (size_t p = 0; p < kc; p++, d += mr) {
                     size_t r = 0;
-                    for (; r < rows; r++) d[r] = src[r * P->lda + p];
-                    for (; r < MR; r++) d[r] = 0;
+                    for (; r < rows; r++) d[r] = src[r * lda + p];
+                    for (; r < mr; r++) d[r] = 0;
                 }
             }
         }
     }
 }
 
+TILED void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst,
+                       const size_t nr);
+
 // Packs rows [p0, p0+kc) × columns [j0, j0+nc) of op(B) into NR-wide slivers:
-// dst[s·NR·kc + p·NR + c] = op(B)[p0 + p][j0 + s·NR + c], zero past column n.
-static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst);
-
-static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst);
-
-static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+// dst[s·b_stride(kc, NR) + p·NR + c] = op(B)[p0 + p][j0 + s·NR + c], zero past column n.
+TILED void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst, const size_t nr) {
+    const size_t ldb = P->ldb;
     if (P->conv) {
-        pack_b_conv(P, p0, kc, j0, nc, dst);
+        pack_b_conv(P, p0, kc, j0, nc, dst, nr);
         return;
     }
     if (P->b_half) {
-        pack_b_half(P, p0, kc, j0, nc, dst);
+        pack_half((const uint16_t *)P->b, ldb, !P->trans_b, j0, nc, p0, kc, nr, b_stride(kc, nr), P->kernel->widen, dst);
         return;
     }
+    const size_t stride = b_stride(kc, nr);
     if (!P->trans_b) {  // op(B)[p][j] = b[p·ldb + j]: read B row by row (sequential streams)
-        const size_t full = nc / NR * NR, cols = nc - full;
-        const float *src = P->b + p0 * P->ldb + j0;
-        for (size_t p = 0; p < kc; p++, src += P->ldb) {
-            float *d = dst + p * NR;
-            for (size_t s = 0; s < full; s += NR) memcpy(d + s * kc, src + s, NR * sizeof(float));
+        const size_t full = nc / nr, cols = nc - full * nr;
+        const float *src = P->b + p0 * ldb + j0;
+        for (size_t p = 0; p < kc; p++, src += ldb) {
+            float *d = dst + p * nr;
+            for (size_t s = 0; s < full; s++) memcpy(d + s * stride, src + s * nr, nr * sizeof(float));
             if (cols) {
-                memcpy(d + full * kc, src + full, cols * sizeof(float));
-                memset(d + full * kc + cols, 0, (NR - cols) * sizeof(float));
+                memcpy(d + full * stride, src + full * nr, cols * sizeof(float));
+                memset(d + full * stride + cols, 0, (nr - cols) * sizeof(float));
             }
         }
         return;
     }
-    for (size_t s = 0; s < nc; s += NR) {  // op(B)[p][j] = b[j·ldb + p]: gather NR rows of b
-        size_t cols = nc - s < NR ? nc - s : NR;
-        float *d = dst + s * kc;
-        const float *src = P->b + (j0 + s) * P->ldb + p0;
+    for (size_t s = 0; s < nc; s += nr) {  // op(B)[p][j] = b[j·ldb + p]: gather NR rows of b
+        size_t cols = nc - s < nr ? nc - s : nr;
+        float *d = dst + s / nr * stride;
+        const float *src = P->b + (j0 + s) * ldb + p0;
         size_t c = 0;
         for (; c + 4 <= cols; c += 4) {
-            const float *s0 = src + c * P->ldb, *s1 = s0 + P->ldb, *s2 = s1 + P->ldb, *s3 = s2 + P->ldb;
+            const float *s0 = src + c * ldb, *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
             float *dc = d + c;
-            for (size_t p = 0; p < kc; p++, dc += NR) {
+            for (size_t p = 0; p < kc; p++, dc += nr) {
                 dc[0] = s0[p];
                 dc[1] = s1[p];
                 dc[2] = s2[p];
@@ -200,26 +246,27 @@ static void pack_b(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size
             }
         }
         for (; c < cols; c++) {
-            const float *sc = src + c * P->ldb;
-            for (size_t p = 0; p < kc; p++) d[p * NR + c] = sc[p];
+            const float *sc = src + c * ldb;
+            for (size_t p = 0; p < kc; p++) d[p * nr + c] = sc[p];
         }
-        for (; c < NR; c++) {
-            for (size_t p = 0; p < kc; p++) d[p * NR + c] = 0;
+        for (; c < nr; c++) {
+            for (size_t p = 0; p < kc; p++) d[p * nr + c] = 0;
         }
     }
 }
 
 // pack_a / pack_b for a binary16 operand: the same layout, widened a piece at a time. The
 // operand is seen as `lanes` lanes (rows of op(A), or columns of op(B)) from lane0, cut into
-// slivers of `width` (MR or NR): dst[s·width·kc + p·width + l] = element (lane0 + s·width + l,
-// p0 + p), zero past the last lane. That element is src[(p0 + p)·ld + lane] when a sliver's lanes
-// are contiguous in memory for each p (trans_a for A, !trans_b for B), else src[lane·ld + p0 + p].
-static void pack_half(const uint16_t *src, size_t ld, int lanes_contiguous, size_t lane0, size_t lanes, size_t p0,
-                      size_t kc, size_t width, sgemm_widen_fn widen, float *dst) {
+// slivers of `width` (MR or NR) `stride` floats apart: dst[s·stride + p·width + l] = element
+// (lane0 + s·width + l, p0 + p), zero past the last lane. That element is src[(p0 + p)·ld + lane]
+// when a sliver's lanes are contiguous in memory for each p (trans_a for A, !trans_b for B), else
+// src[lane·ld + p0 + p].
+TILED void pack_half(const uint16_t *src, size_t ld, int lanes_contiguous, size_t lane0, size_t lanes, size_t p0,
+                     size_t kc, size_t width, size_t stride, sgemm_widen_fn widen, float *dst) {
     float piece[HALF_PIECE];
     for (size_t s = 0; s < lanes; s += width) {
         const size_t valid = lanes - s < width ? lanes - s : width;
-        float *d = dst + s * kc;
+        float *d = dst + s / width * stride;
         if (lanes_contiguous) {  // `valid` contiguous halves per p
             for (size_t p = 0; p < kc; p++, d += width) {
                 widen(valid, src + (p0 + p) * ld + lane0 + s, piece);
@@ -244,27 +291,20 @@ static void pack_half(const uint16_t *src, size_t ld, int lanes_contiguous, size
     }
 }
 
-static void pack_a_half(const sgemm_problem *P, size_t i0, size_t mc, size_t p0, size_t kc, float *dst) {
-    pack_half((const uint16_t *)P->a, P->lda, P->trans_a, i0, mc, p0, kc, MR, P->widen, dst);
-}
-
-static void pack_b_half(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
-    pack_half((const uint16_t *)P->b, P->ldb, !P->trans_b, j0, nc, p0, kc, NR, P->widen, dst);
-}
-
 // pack_b for a convolution (implicit GEMM): op(B)[p][j] with p = (ch·kh + i)·kw + t (the weight's
 // [C, kh, kw] order) and j = oy·wo + ox (output pixels, row-major) is the input pixel
 // (oy·sh − ph + i, ox·sw − pw + t) of channel ch, or 0 in the padding: the im2col matrix, packed
 // without being stored. Pixels are taken an output row at a time; at stride 1 the inside of a row
 // is one contiguous run of the input row, copied in pieces that end at the NR-wide sliver edges.
-static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst) {
+TILED void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0, size_t nc, float *dst,
+                       const size_t nr) {
     const dloral_conv_geometry *g = P->conv;
     const float *image = P->b;
-    const size_t taps = g->kh * g->kw;
+    const size_t taps = g->kh * g->kw, stride = b_stride(kc, nr);
     for (size_t p = 0; p < kc; p++) {
         const size_t row = p0 + p, ch = row / taps, i = row % taps / g->kw, t = row % g->kw;
         const float *plane = image + ch * g->h * g->w;
-        float *d = dst + p * NR;  // + sliver·NR·kc + column
+        float *d = dst + p * nr;  // + sliver·stride + column
         size_t jj = 0;            // pixel index within [j0, j0 + nc)
         while (jj < nc) {
             const size_t j = j0 + jj, oy = j / g->wo, ox0 = j % g->wo;
@@ -284,16 +324,20 @@ static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0,
             size_t ox = ox0;
             while (ox < ox0 + run) {
                 // Up to the end of the current sliver, of the padding / inside stretch, and of the run.
-                const size_t at = jj + (ox - ox0), column = at % NR;
-                float *out = d + at / NR * NR * kc + column;
-                size_t end = ox + (NR - column);
+                const size_t at = jj + (ox - ox0), column = at % nr;
+                float *out = d + at / nr * stride + column;
+                size_t end = ox + (nr - column);
                 const size_t stretch = ox < lo ? lo : ox < hi ? hi : ox0 + run;
                 if (end > stretch) end = stretch;
                 const size_t count = end - ox;
                 if (ox < lo || ox >= hi) {
                     memset(out, 0, count * sizeof(float));
                 } else if (g->sw == 1) {
-                    memcpy(out, src + ox - g->pw + t, count * sizeof(float));
+                    // Mostly whole slivers: a copy of constant size, inlined (a libc call per
+                    // sliver costs as much as the copy).
+                    const float *in = src + ox - g->pw + t;
+                    if (count == nr) memcpy(out, in, nr * sizeof(float));
+                    else memcpy(out, in, count * sizeof(float));
                 } else {
                     for (size_t q = 0; q < count; q++) out[q] = src[(ox + q) * g->sw - g->pw + t];
                 }
@@ -302,18 +346,18 @@ static void pack_b_conv(const sgemm_problem *P, size_t p0, size_t kc, size_t j0,
             jj += run;
         }
         // Zero the columns of the last sliver past nc.
-        if (nc % NR) {
-            float *out = d + nc / NR * NR * kc + nc % NR;
-            memset(out, 0, (NR - nc % NR) * sizeof(float));
+        if (nc % nr) {
+            float *out = d + nc / nr * stride + nc % nr;
+            memset(out, 0, (nr - nc % nr) * sizeof(float));
         }
     }
 }
 
 // Per-thread packing buffers (aligned to 64 bytes), allocated on first use and freed when the
-// thread exits.
+// thread exits; big enough for every kernel's blocks.
 typedef struct {
     float *a;  // MC × KC
-    float *b;  // KC × NC
+    float *b;  // KC × NC, NR-wide slivers b_stride apart
 } sgemm_buffers;
 
 static pthread_key_t buffers_key;
@@ -339,8 +383,8 @@ static sgemm_buffers *thread_buffers(void) {
     if (buf) return buf;
     buf = malloc(sizeof *buf);
     // aligned_alloc wants a multiple of the alignment.
-    float *a = aligned_alloc(64, (MC * KC * sizeof(float) + 63) / 64 * 64);
-    float *b = aligned_alloc(64, (KC * NC * sizeof(float) + 63) / 64 * 64);
+    float *a = aligned_alloc(64, (MC_MAX * KC * sizeof(float) + 63) / 64 * 64);
+    float *b = aligned_alloc(64, ((KC * NC_MAX + NC_MAX) * sizeof(float) + 63) / 64 * 64);
     if (!buf || !a || !b || pthread_setspecific(buffers_key, buf) != 0) {
         fputs("dloral_sgemm: out of memory for the packing buffers\n", stderr);
         abort();
@@ -352,58 +396,77 @@ static sgemm_buffers *thread_buffers(void) {
 
 // One mc × nc block of C from packed A (mc × kc) and packed B (kc × nc), written back with beta
 // (the caller's beta for the first k block, 1 for the others).
-static void macro_kernel(const sgemm_problem *P, size_t kc, size_t mc, size_t nc, const float *pa,
-                         const float *pb, float *c, float beta) {
+TILED void macro_kernel(const sgemm_problem *P, size_t kc, size_t mc, size_t nc, const float *pa, const float *pb,
+                        float *c, float beta, const size_t mr, const size_t nr) {
     const size_t ldc = P->ldc;
-    for (size_t jr = 0; jr < nc; jr += NR) {
-        size_t cols = nc - jr < NR ? nc - jr : NR;
-        const float *b = pb + jr * kc;
-        for (size_t ir = 0; ir < mc; ir += MR) {
-            size_t rows = mc - ir < MR ? mc - ir : MR;
+    const sgemm_tile_fn tile = P->kernel->tile;
+    for (size_t jr = 0; jr < nc; jr += nr) {
+        size_t cols = nc - jr < nr ? nc - jr : nr;
+        const float *b = pb + jr / nr * b_stride(kc, nr);
+        for (size_t ir = 0; ir < mc; ir += mr) {
+            size_t rows = mc - ir < mr ? mc - ir : mr;
             const float *a = pa + ir * kc;
             float *ct = c + ir * ldc + jr;
             // The tile ends by reading or writing C, which is mostly out of cache: fetch the
-            // next tile's rows while this one computes.
-            float *next = ir + MR < mc ? ct + MR * ldc : jr + NR < nc ? c + jr + NR : NULL;
+            // next tile's rows while this one computes (every 64-byte line of an NR-float row).
+            float *next = ir + mr < mc ? ct + mr * ldc : jr + nr < nc ? c + jr + nr : NULL;
             if (next) {
-                size_t next_rows = ir + MR < mc ? (mc - ir - MR < MR ? mc - ir - MR : MR) : (mc < MR ? mc : MR);
+                size_t next_rows = ir + mr < mc ? (mc - ir - mr < mr ? mc - ir - mr : mr) : (mc < mr ? mc : mr);
                 for (size_t r = 0; r < next_rows; r++) {
-                    __builtin_prefetch(next + r * ldc, 1);
-                    __builtin_prefetch(next + r * ldc + NR - 1, 1);
+                    for (size_t j = 0; j < nr; j += 16) __builtin_prefetch(next + r * ldc + j, 1);
+                    __builtin_prefetch(next + r * ldc + nr - 1, 1);
                 }
             }
-            if (rows == MR && cols == NR) {
-                P->tile(kc, a, b, ct, ldc, P->alpha, beta);
+            if (rows == mr && cols == nr) {
+                tile(kc, a, b, ct, ldc, P->alpha, beta);
             } else {
-                float t[MR * NR] __attribute__((aligned(64)));
+                float t[MR_MAX * NR_MAX] __attribute__((aligned(64)));
                 if (beta != 0) {
-                    memset(t, 0, sizeof t);
-                    for (size_t r = 0; r < rows; r++) memcpy(t + r * NR, ct + r * ldc, cols * sizeof(float));
+                    memset(t, 0, mr * nr * sizeof(float));
+                    for (size_t r = 0; r < rows; r++) memcpy(t + r * nr, ct + r * ldc, cols * sizeof(float));
                 }
-                P->tile(kc, a, b, t, NR, P->alpha, beta);
-                for (size_t r = 0; r < rows; r++) memcpy(ct + r * ldc, t + r * NR, cols * sizeof(float));
+                tile(kc, a, b, t, nr, P->alpha, beta);
+                for (size_t r = 0; r < rows; r++) memcpy(ct + r * ldc, t + r * nr, cols * sizeof(float));
             }
         }
     }
 }
 
-// The whole loop nest on C rows [i0, i1) × columns [j0, j1), on the calling thread.
-static void run_region(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+// The whole loop nest on C rows [i0, i1) × columns [j0, j1), on the calling thread, for an
+// MR × NR tile with MC × NC blocks.
+TILED void run_region_tiled(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1, const size_t mr,
+                            const size_t nr, const size_t mc_block, const size_t nc_block) {
     if (i0 >= i1 || j0 >= j1) return;
     sgemm_buffers *buf = thread_buffers();
-    for (size_t jc = j0; jc < j1; jc += NC) {
-        size_t nc = j1 - jc < NC ? j1 - jc : NC;
+    for (size_t jc = j0; jc < j1; jc += nc_block) {
+        size_t nc = j1 - jc < nc_block ? j1 - jc : nc_block;
         for (size_t pc = 0; pc < P->k; pc += KC) {
             size_t kc = P->k - pc < KC ? P->k - pc : KC;
-            pack_b(P, pc, kc, jc, nc, buf->b);
+            pack_b(P, pc, kc, jc, nc, buf->b, nr);
             const float beta = pc == 0 ? P->beta : 1.0f;
-            for (size_t ic = i0; ic < i1; ic += MC) {
-                size_t mc = i1 - ic < MC ? i1 - ic : MC;
-                pack_a(P, ic, mc, pc, kc, buf->a);
-                macro_kernel(P, kc, mc, nc, buf->a, buf->b, P->c + ic * P->ldc + jc, beta);
+            for (size_t ic = i0; ic < i1; ic += mc_block) {
+                size_t mc = i1 - ic < mc_block ? i1 - ic : mc_block;
+                pack_a(P, ic, mc, pc, kc, buf->a, mr);
+                macro_kernel(P, kc, mc, nc, buf->a, buf->b, P->c + ic * P->ldc + jc, beta, mr, nr);
             }
         }
     }
+}
+
+static void run_region_6x16(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    run_region_tiled(P, i0, i1, j0, j1, MR6, NR16, SGEMM_MC, SGEMM_NC);
+}
+
+#if defined(__x86_64__)
+// Runs only where the AVX-512 tile does, so it is compiled for AVX-512 too: the packing copies
+// move whole zmm registers (a few percent on the SD shapes). It only moves data; no arithmetic.
+AVX512 static void run_region_8x32(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    run_region_tiled(P, i0, i1, j0, j1, MR8, NR32, SGEMM512_MC, SGEMM512_NC);
+}
+#endif
+
+static void run_region(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    P->kernel->region(P, i0, i1, j0, j1);
 }
 
 // MARK: - Thread pool
@@ -433,7 +496,8 @@ static struct {
 
 // Takes chunks of the current job until there are none left.
 static void run_chunks(const sgemm_problem *P, int split_cols, size_t chunk_units, size_t chunks) {
-    const size_t unit = split_cols ? NR : MR, extent = split_cols ? P->n : P->m;
+    const size_t mr = P->kernel->mr, nr = P->kernel->nr;
+    const size_t unit = split_cols ? nr : mr, extent = split_cols ? P->n : P->m;
     for (;;) {
         size_t chunk = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
         if (chunk >= chunks) return;
@@ -535,8 +599,9 @@ static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
     }
     // Chunks: a multiple of parts (up to 3 per thread) no narrower than 512 columns or 384 rows,
     // unless that leaves fewer than one per thread.
-    const size_t unit = split_cols ? NR : MR, extent = split_cols ? P->n : P->m;
-    const size_t units = (extent + unit - 1) / unit, min_units = split_cols ? 512 / NR : 384 / MR;
+    const size_t mr = P->kernel->mr, nr = P->kernel->nr;
+    const size_t unit = split_cols ? nr : mr, extent = split_cols ? P->n : P->m;
+    const size_t units = (extent + unit - 1) / unit, min_units = split_cols ? 512 / nr : 384 / mr;
     size_t per_thread = units / ((size_t)parts * min_units);
     if (per_thread < 1) per_thread = 1;
     if (per_thread > 3) per_thread = 3;
@@ -576,17 +641,17 @@ void dloral_threads_force(int n) {
 
 int dloral_threads(void) { return thread_count(); }
 
-static void sgemm_drive(const sgemm_operands *X, sgemm_tile_fn tile, sgemm_widen_fn widen) {
+static void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
     const size_t m = X->m, n = X->n, k = X->k;
     if (m == 0 || n == 0) return;
     sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
-                       (const float *)X->b, X->ldb, X->c, X->ldc, tile, X->a_half != 0, X->b_half != 0, widen, X->conv};
+                       (const float *)X->b, X->ldb, X->c, X->ldc, kernel, X->a_half != 0, X->b_half != 0, X->conv};
     if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
         scale_c(&P, 0, m, 0, n);
         return;
     }
     int split_cols = n >= m;
-    size_t units = split_cols ? (n + NR - 1) / NR : (m + MR - 1) / MR;
+    size_t units = split_cols ? (n + kernel->nr - 1) / kernel->nr : (m + kernel->mr - 1) / kernel->mr;
     int parts = thread_count();
     if ((size_t)parts > units) parts = (int)units;
     if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS) parts = 1;
@@ -596,30 +661,32 @@ static void sgemm_drive(const sgemm_operands *X, sgemm_tile_fn tile, sgemm_widen
 
 // MARK: - Scalar tile
 
-// The reference tile: S[r][j] = fused chain over p < kc of a[p·MR + r]·b[p·NR + j] from +0, then
+// The reference tile: S[r][j] = fused chain over p < kc of a[p·6 + r]·b[p·16 + j] from +0, then
 // C = alpha·S when beta is 0 (C not read), else fma(alpha, S, beta·C).
 static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
-    float acc[MR][NR];
-    for (size_t r = 0; r < MR; r++) {
-        for (size_t j = 0; j < NR; j++) acc[r][j] = 0.0f;
+    float acc[MR6][NR16];
+    for (size_t r = 0; r < MR6; r++) {
+        for (size_t j = 0; j < NR16; j++) acc[r][j] = 0.0f;
     }
-    for (size_t p = 0; p < kc; p++, a += MR, b += NR) {
-        for (size_t r = 0; r < MR; r++) {
+    for (size_t p = 0; p < kc; p++, a += MR6, b += NR16) {
+        for (size_t r = 0; r < MR6; r++) {
             const float x = a[r];
-            for (size_t j = 0; j < NR; j++) acc[r][j] = fmaf(x, b[j], acc[r][j]);
+            for (size_t j = 0; j < NR16; j++) acc[r][j] = fmaf(x, b[j], acc[r][j]);
         }
     }
-    for (size_t r = 0; r < MR; r++) {
+    for (size_t r = 0; r < MR6; r++) {
         float *row = c + r * ldc;
         if (beta == 0) {
-            for (size_t j = 0; j < NR; j++) row[j] = alpha * acc[r][j];
+            for (size_t j = 0; j < NR16; j++) row[j] = alpha * acc[r][j];
         } else {
-            for (size_t j = 0; j < NR; j++) row[j] = fmaf(alpha, acc[r][j], beta * row[j]);
+            for (size_t j = 0; j < NR16; j++) row[j] = fmaf(alpha, acc[r][j], beta * row[j]);
         }
     }
 }
 
-void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_scalar, f16_to_f32_scalar); }
+static const sgemm_kernel kernel_scalar = {MR6, NR16, sgemm_tile_scalar, f16_to_f32_scalar, run_region_6x16};
+
+void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, &kernel_scalar); }
 
 // MARK: - AVX2 tile
 
@@ -713,7 +780,111 @@ AVX2 static void sgemm_tile_avx2(size_t kc, const float *a, const float *b, floa
 }
 #undef SGEMM_AVX2_STEP
 
-void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_avx2, f16_to_f32_avx2); }
+static const sgemm_kernel kernel_avx2 = {MR6, NR16, sgemm_tile_avx2, f16_to_f32_avx2, run_region_6x16};
+
+void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx2); }
+
+// MARK: - AVX-512 tile
+
+// 8 rows × 32 columns: 16 zmm accumulators, row r in zmm(2r) (columns 0–15) and zmm(2r+1)
+// (16–31); per p two loads of B (zmm16, zmm17) and eight broadcasts of A (zmm18 and zmm19 in
+// turn). vfmadd231ps rounds once, as fmaf does. The whole tile, write-back included, is inline
+// assembly: for the reason given at the AVX2 tile, and because 16 read-write accumulator operands
+// would count as 32 of the 30 GCC allows in one statement.
+//
+// 8 rows rather than 12 (24 accumulators, the most that fit with B and the broadcasts): both run
+// the k loop at the FMA peak from L1/L2, but the channel counts of the networks (128 … 1280) are
+// multiples of 8 and not of 12, and 8 × 32 measured a few percent faster on the SD shapes.
+//
+// X(P, R, LO, HI, T): row R's accumulators and its broadcast register.
+#define SGEMM_512_ROWS(X, P)                                                                         \
+    X(P, 0, 0, 1, 18) X(P, 1, 2, 3, 19) X(P, 2, 4, 5, 18) X(P, 3, 6, 7, 19) X(P, 4, 8, 9, 18)         \
+    X(P, 5, 10, 11, 19) X(P, 6, 12, 13, 18) X(P, 7, 14, 15, 19)
+#define SGEMM_512_ZERO(P, R, LO, HI, T)                   \
+    "vpxord %%zmm" #LO ", %%zmm" #LO ", %%zmm" #LO "\n\t" \
+    "vpxord %%zmm" #HI ", %%zmm" #HI ", %%zmm" #HI "\n\t"
+// Step p + P: S[R] += A[p + P][R] · B[p + P].
+#define SGEMM_512_FMA(P, R, LO, HI, T)                       \
+    "vbroadcastss " #P "*32+" #R "*4(%[a]), %%zmm" #T "\n\t" \
+    "vfmadd231ps %%zmm16, %%zmm" #T ", %%zmm" #LO "\n\t"     \
+    "vfmadd231ps %%zmm17, %%zmm" #T ", %%zmm" #HI "\n\t"
+#define SGEMM_512_STEP(P)                      \
+    "vmovaps " #P "*128(%[b]), %%zmm16\n\t"    \
+    "vmovaps " #P "*128+64(%[b]), %%zmm17\n\t" \
+    SGEMM_512_ROWS(SGEMM_512_FMA, P)
+// Write-back of row R (alpha in zmm16, beta in zmm17), then c moves to the next row:
+// C = alpha·S when beta is 0 (C not read), else fma(alpha, S, beta·C).
+#define SGEMM_512_OUT0(P, R, LO, HI, T)              \
+    "vmulps %%zmm16, %%zmm" #LO ", %%zmm" #LO "\n\t" \
+    "vmulps %%zmm16, %%zmm" #HI ", %%zmm" #HI "\n\t" \
+    "vmovups %%zmm" #LO ", (%[c])\n\t"               \
+    "vmovups %%zmm" #HI ", 64(%[c])\n\t"             \
+    "add %[ldc], %[c]\n\t"
+#define SGEMM_512_OUT(P, R, LO, HI, T)                \
+    "vmulps (%[c]), %%zmm17, %%zmm18\n\t"            \
+    "vmulps 64(%[c]), %%zmm17, %%zmm19\n\t"          \
+    "vfmadd231ps %%zmm16, %%zmm" #LO ", %%zmm18\n\t" \
+    "vfmadd231ps %%zmm16, %%zmm" #HI ", %%zmm19\n\t" \
+    "vmovups %%zmm18, (%[c])\n\t"                    \
+    "vmovups %%zmm19, 64(%[c])\n\t"                  \
+    "add %[ldc], %[c]\n\t"
+
+AVX512 static void sgemm_tile_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha,
+                                     float beta) {
+    const size_t ldc_bytes = ldc * sizeof(float);
+    const int beta_zero = beta == 0;
+    // rax holds kc mod 4 for the tail loop.
+    __asm__ volatile(
+        SGEMM_512_ROWS(SGEMM_512_ZERO, 0)
+        "mov %[kc], %%rax\n\t"
+        "and $3, %%eax\n\t"
+        "shr $2, %[kc]\n\t"
+        "jz 2f\n\t"
+        ".p2align 5\n"
+        "1:\n\t"
+        SGEMM_512_STEP(0)
+        SGEMM_512_STEP(1)
+        SGEMM_512_STEP(2)
+        SGEMM_512_STEP(3)
+        "add $128, %[a]\n\t"
+        "add $512, %[b]\n\t"
+        "dec %[kc]\n\t"
+        "jnz 1b\n"
+        "2:\n\t"
+        "test %%rax, %%rax\n\t"
+        "jz 4f\n"
+        "3:\n\t"
+        SGEMM_512_STEP(0)
+        "add $32, %[a]\n\t"
+        "add $128, %[b]\n\t"
+        "dec %%rax\n\t"
+        "jnz 3b\n"
+        "4:\n\t"
+        "vbroadcastss %[alpha], %%zmm16\n\t"
+        "vbroadcastss %[beta], %%zmm17\n\t"
+        "test %[beta_zero], %[beta_zero]\n\t"
+        "jz 5f\n\t"
+        SGEMM_512_ROWS(SGEMM_512_OUT0, 0)
+        "jmp 6f\n"
+        "5:\n\t"
+        SGEMM_512_ROWS(SGEMM_512_OUT, 0)
+        "6:\n\t"
+        "vzeroupper\n\t"
+        : [a] "+r"(a), [b] "+r"(b), [kc] "+r"(kc), [c] "+r"(c)
+        : [ldc] "r"(ldc_bytes), [alpha] "m"(alpha), [beta] "m"(beta), [beta_zero] "r"(beta_zero)
+        : "rax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+          "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "cc", "memory");
+}
+#undef SGEMM_512_ROWS
+#undef SGEMM_512_ZERO
+#undef SGEMM_512_FMA
+#undef SGEMM_512_STEP
+#undef SGEMM_512_OUT0
+#undef SGEMM_512_OUT
+
+static const sgemm_kernel kernel_avx512 = {MR8, NR32, sgemm_tile_avx512, f16_to_f32_avx2, run_region_8x32};
+
+void sgemm_avx512(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx512); }
 #endif
 
 // MARK: - NEON tile
@@ -723,11 +894,11 @@ void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_avx2, f16_t
 
 // 24 q-register accumulators (6 rows × 4 quarters of 16 columns); fmla by element is fused.
 static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
-    float32x4_t acc[MR][4];
-    for (int r = 0; r < MR; r++) {
+    float32x4_t acc[MR6][4];
+    for (int r = 0; r < MR6; r++) {
         for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
     }
-    for (size_t p = 0; p < kc; p++, a += MR, b += NR) {
+    for (size_t p = 0; p < kc; p++, a += MR6, b += NR16) {
         const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8), b3 = vld1q_f32(b + 12);
         const float32x4_t a0 = vld1q_f32(a);
         const float32x2_t a4 = vld1_f32(a + 4);
@@ -744,7 +915,7 @@ static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c,
         SGEMM_NEON_ROW(5, vfmaq_lane_f32, a4, 1)
 #undef SGEMM_NEON_ROW
     }
-    for (int r = 0; r < MR; r++) {  // C = alpha·S, or fma(alpha, S, beta·C)
+    for (int r = 0; r < MR6; r++) {  // C = alpha·S, or fma(alpha, S, beta·C)
         float *row = c + r * ldc;
         for (int q = 0; q < 4; q++) {
             float32x4_t out = beta == 0 ? vmulq_n_f32(acc[r][q], alpha)
@@ -754,5 +925,7 @@ static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c,
     }
 }
 
-void sgemm_neon(const sgemm_operands *X) { sgemm_drive(X, sgemm_tile_neon, f16_to_f32_neon); }
+static const sgemm_kernel kernel_neon = {MR6, NR16, sgemm_tile_neon, f16_to_f32_neon, run_region_6x16};
+
+void sgemm_neon(const sgemm_operands *X) { sgemm_drive(X, &kernel_neon); }
 #endif

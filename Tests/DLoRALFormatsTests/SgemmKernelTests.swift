@@ -158,7 +158,7 @@ extension IntegerKernelTests {
             }
         }
 
-        @Test("larger shapes straddling the 6×16 tile and the KC / MC / NC blocks")
+        @Test("larger shapes straddling the 6×16 and 8×32 tiles and the KC / MC / NC blocks")
         func blockBoundaries() {
             // sgemm.c blocks k by DLORAL_SGEMM_KC = 256, rows by MC = 144 and columns by NC = 1024;
             // these shapes also cross the other values tuning tried (MC 96/192/288, NC 2048/4096).

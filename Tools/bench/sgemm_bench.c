@@ -1,15 +1,21 @@
-// fp32 GEMM micro-benchmark: median GFLOP/s of dloral_sgemm (1 and 2 threads) against OpenBLAS
-// cblas_sgemm at the Stable Diffusion shapes the engine runs, next to a register-only FMA peak.
+// fp32 GEMM micro-benchmark: median GFLOP/s of dloral_sgemm on the avx2 level (6×16 ymm tile) and
+// the avx512 level (8×32 zmm tile), 1 and 2 threads, against OpenBLAS cblas_sgemm at the Stable
+// Diffusion shapes the engine runs, next to register-only FMA peaks.
 // Build at -O2 (the debug SwiftPM build compiles C at -O0) from Tools/bench:
 //   cc -O2 -mavx2 -mfma -pthread -I../../Sources/CKernels -I../../Sources/CKernels/include
 //      $(pkg-config --cflags openblas) sgemm_bench.c ../../Sources/CKernels/*.c
 //      $(pkg-config --libs openblas) -lm -o sgemm_bench
-// (-mavx2 -mfma are not needed for the kernels, which are compiled for AVX2 per function; the
-// driver and packing are plain C, as in the SwiftPM build. cc is GCC here; SwiftPM uses clang.)
-// Run: ./sgemm_bench                            (OpenBLAS with the kernel it picks itself)
-//      OPENBLAS_CORETYPE=Haswell ./sgemm_bench  (OpenBLAS forced to its AVX2 kernels)
+// (-mavx2 -mfma are not needed for the kernels, which are compiled for AVX2 / AVX-512 per
+// function; the driver and packing are plain C, as in the SwiftPM build. cc is GCC here; SwiftPM
+// uses clang.)
+// Run: ./sgemm_bench                              (OpenBLAS with the kernel it picks itself)
+//      OPENBLAS_CORETYPE=Haswell ./sgemm_bench    (OpenBLAS forced to its AVX2 kernels)
+//      OPENBLAS_CORETYPE=SkylakeX ./sgemm_bench   (its AVX-512 kernels; OpenBLAS 0.3.21 does not
+//                                                  know Emerald Rapids and picks Prescott, SSE3)
 // Options: -r N repetitions per measurement (default 7), -q only the first two shapes.
-// "max rel" is max |dloral − OpenBLAS| / max |OpenBLAS| over C (a sanity check, not a test).
+// A level the CPU lacks is skipped (shown as -). "bits" says whether the avx2 and avx512 results
+// are bit-identical (they must be); "max rel" is max |dloral − OpenBLAS| / max |OpenBLAS| over C
+// (a sanity check, not a test).
 #include "dloral_kernels.h"
 
 #include <cblas.h>
@@ -61,15 +67,40 @@ __attribute__((target("avx2,fma"), noinline)) static float fma_peak_loop(long it
     return out[0];
 }
 
-static double fma_peak(int reps) {
-    const long iters = 10000000;  // 120 M FMAs, 1.92 GFLOP
+// The same with zmm registers (16 floats per FMA): the peak the AVX-512 tile aims at.
+__attribute__((target("avx512f"), noinline)) static float fma512_peak_loop(long iters, float seed) {
+    const __m512 y = _mm512_set1_ps(0.999999f), x = _mm512_set1_ps(1e-3f);
+    __m512 c0 = _mm512_set1_ps(seed), c1 = _mm512_set1_ps(seed + 1), c2 = _mm512_set1_ps(seed + 2);
+    __m512 c3 = _mm512_set1_ps(seed + 3), c4 = _mm512_set1_ps(seed + 4), c5 = _mm512_set1_ps(seed + 5);
+    __m512 c6 = _mm512_set1_ps(seed + 6), c7 = _mm512_set1_ps(seed + 7), c8 = _mm512_set1_ps(seed + 8);
+    __m512 c9 = _mm512_set1_ps(seed + 9), c10 = _mm512_set1_ps(seed + 10), c11 = _mm512_set1_ps(seed + 11);
+    for (long i = 0; i < iters; i++) {
+        c0 = _mm512_fmadd_ps(c0, y, x); c1 = _mm512_fmadd_ps(c1, y, x); c2 = _mm512_fmadd_ps(c2, y, x);
+        c3 = _mm512_fmadd_ps(c3, y, x); c4 = _mm512_fmadd_ps(c4, y, x); c5 = _mm512_fmadd_ps(c5, y, x);
+        c6 = _mm512_fmadd_ps(c6, y, x); c7 = _mm512_fmadd_ps(c7, y, x); c8 = _mm512_fmadd_ps(c8, y, x);
+        c9 = _mm512_fmadd_ps(c9, y, x); c10 = _mm512_fmadd_ps(c10, y, x); c11 = _mm512_fmadd_ps(c11, y, x);
+        __asm__("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5));
+        __asm__("" : "+v"(c6), "+v"(c7), "+v"(c8), "+v"(c9), "+v"(c10), "+v"(c11));
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
+                             _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
+    float out[16];
+    _mm512_storeu_ps(out, s);
+    return out[0];
+}
+
+// Median 1-thread GFLOP/s of 12 chains of `lanes`-wide FMAs.
+static double fma_peak(int reps, int lanes) {
+    const long iters = 10000000;  // 120 M FMAs
+    float (*loop)(long, float) = lanes == 16 ? fma512_peak_loop : fma_peak_loop;
     double g[64];
     volatile float sink = 0;
-    sink += fma_peak_loop(iters / 10, 1.0f);
+    sink += loop(iters / 10, 1.0f);
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        sink += fma_peak_loop(iters, 1.0f + r);
-        g[r] = 12.0 * 16.0 * iters / (now() - t0) * 1e-9;
+        sink += loop(iters, 1.0f + r);
+        g[r] = 12.0 * 2.0 * lanes * iters / (now() - t0) * 1e-9;
     }
     (void)sink;
     return median(g, reps);
@@ -112,16 +143,34 @@ static double median_gflops(void (*f)(const shape *, const float *, const float 
     return median(g, reps);
 }
 
-// Median GFLOP/s of dloral_sgemm, then of cblas_sgemm, on `threads` threads. (Not interleaved:
-// OpenBLAS workers spin for a while after a call and would take the core from ours.)
-static void measure(const shape *s, const float *a, const float *b, float *c, float *cref, int threads, int reps,
-                    double *dloral, double *openblas) {
+// Median GFLOP/s of dloral_sgemm on `level` (or -1 when the CPU lacks it) on `threads` threads.
+static double measure_dloral(const char *level, const shape *s, const float *a, const float *b, float *c, int threads,
+                             int reps) {
+    dloral_kernels_force(level);
+    if (strcmp(dloral_kernels_isa(), level) != 0) {
+        dloral_kernels_force(NULL);
+        return -1;
+    }
     dloral_threads_force(threads);
+    double g = median_gflops(run_dloral, s, a, b, c, reps);
+    dloral_kernels_force(NULL);
+    dloral_threads_force(0);
+    return g;
+}
+
+// Median GFLOP/s of cblas_sgemm on `threads` threads. (Measured after ours, not interleaved:
+// OpenBLAS workers spin for a while after a call and would take the core from ours.)
+static double measure_openblas(const shape *s, const float *a, const float *b, float *c, int threads, int reps) {
     openblas_set_num_threads(threads);
-    *dloral = median_gflops(run_dloral, s, a, b, c, reps);
-    *openblas = median_gflops(run_openblas, s, a, b, cref, reps);
+    double g = median_gflops(run_openblas, s, a, b, c, reps);
     struct timespec pause = {0, 200000000};  // let OpenBLAS's workers go to sleep
     nanosleep(&pause, NULL);
+    return g;
+}
+
+static void print_gflops(double g) {
+    if (g < 0) printf(" %8s", "-");
+    else printf(" %8.1f", g);
 }
 
 int main(int argc, char **argv) {
@@ -132,32 +181,42 @@ int main(int argc, char **argv) {
     }
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
-    printf("dloral path %s, OpenBLAS %s (%s)\n", dloral_kernels_isa(), openblas_get_corename(), openblas_get_config());
-    printf("GFLOP/s, median of %d; peak = 1-thread FMA peak (12 register chains) measured just before each shape\n\n", reps);
-    printf("%-30s %6s %9s %9s %9s %9s %7s %9s\n", "shape (m x n x k)", "peak", "dloral/1", "dloral/2", "oblas/1",
-           "oblas/2", "%peak/1", "max rel");
+    printf("dloral automatic level %s, OpenBLAS %s (%s)\n", dloral_kernels_isa(), openblas_get_corename(),
+           openblas_get_config());
+    printf("GFLOP/s, median of %d; peak = 1-thread FMA peak with ymm / zmm (12 register chains), measured just "
+           "before each shape\n\n", reps);
+    printf("%-30s %6s %6s %8s %8s %8s %8s %8s %8s %5s %8s\n", "shape (m x n x k)", "ymm", "zmm", "avx2/1", "avx2/2",
+           "avx512/1", "avx512/2", "oblas/1", "oblas/2", "bits", "max rel");
+    __builtin_cpu_init();
+    const int has512 = __builtin_cpu_supports("avx512f");
     for (int i = 0; i < nshapes; i++) {
         const shape *s = &shapes[i];
         size_t na = s->m * s->k, nb = s->k * s->n, nc = s->m * s->n;
         float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
-        float *c = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float));
+        float *c2 = malloc(nc * sizeof(float)), *c5 = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float));
         srand(1);
         for (size_t j = 0; j < na; j++) a[j] = (float)rand() / (float)RAND_MAX - 0.5f;
         for (size_t j = 0; j < nb; j++) b[j] = (float)rand() / (float)RAND_MAX - 0.5f;
-        double peak = fma_peak(reps < 3 ? reps : 3), d1, d2, o1, o2;
-        measure(s, a, b, c, cref, 1, reps, &d1, &o1);
-        measure(s, a, b, c, cref, 2, reps, &d2, &o2);
+        const int peak_reps = reps < 3 ? reps : 3;
+        double peak256 = fma_peak(peak_reps, 8), peak512 = has512 ? fma_peak(peak_reps, 16) : -1;
+        double g[2][3];  // [threads − 1][avx2, avx512, OpenBLAS]
+        for (int t = 1; t <= 2; t++) {
+            g[t - 1][0] = measure_dloral("avx2", s, a, b, c2, t, reps);
+            g[t - 1][1] = measure_dloral("avx512", s, a, b, c5, t, reps);
+            g[t - 1][2] = measure_openblas(s, a, b, cref, t, reps);
+        }
         double worst = 0, scale = 0;
         for (size_t j = 0; j < nc; j++) scale = fmax(scale, fabs(cref[j]));
-        for (size_t j = 0; j < nc; j++) worst = fmax(worst, fabs(c[j] - cref[j]) / scale);
-        printf("%-30s %6.1f %9.1f %9.1f %9.1f %9.1f %6.0f%% %9.1e\n", s->name, peak, d1, d2, o1, o2, 100 * d1 / peak,
-               worst);
+        for (size_t j = 0; j < nc; j++) worst = fmax(worst, fabs(c2[j] - cref[j]) / scale);
+        const char *bits = g[0][1] < 0 ? "-" : memcmp(c2, c5, nc * sizeof(float)) == 0 ? "same" : "DIFF";
+        printf("%-30s %6.1f", s->name, peak256);
+        if (peak512 < 0) printf(" %6s", "-");
+        else printf(" %6.1f", peak512);
+        print_gflops(g[0][0]), print_gflops(g[1][0]), print_gflops(g[0][1]), print_gflops(g[1][1]);
+        print_gflops(g[0][2]), print_gflops(g[1][2]);
+        printf(" %5s %8.1e\n", bits, worst);
         fflush(stdout);
-        free(a);
-        free(b);
-        free(c);
-        free(cref);
+        free(a), free(b), free(c2), free(c5), free(cref);
     }
-    dloral_threads_force(0);
     return 0;
 }

@@ -586,8 +586,10 @@ static void check_sgemm(void) {
         report(1, "sgemm", "no vector path on this CPU: skipped");
         return;
     }
+    // Around the 6×16 tile and the 8×32 AVX-512 tile: exactly one, one past, one short.
     static const size_t shapes[][3] = {
         {1, 1, 1}, {6, 16, 256}, {7, 17, 257}, {12, 32, 513}, {5, 3, 2}, {23, 41, 300}, {1, 37, 64}, {40, 1, 33},
+        {8, 32, 256}, {9, 33, 257}, {7, 31, 256}, {16, 64, 40},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_sgemm_shape(shapes[s][0], shapes[s][1], shapes[s][2], s % 2 ? -0.75f : 1.0f, 0, "");
@@ -851,11 +853,12 @@ static void check_typed_specials(void) {
 
 static void check_sgemm_typed(void) {
     check_half_widening();
-    // Edge shapes: one element; exactly one 6×16 tile and one KC block; one past each; k over two
-    // KC boundaries; rows past MC = 144; columns past NC = 1024; k = 0 (C = beta·C).
+    // Edge shapes: one element; exactly one 6×16 tile (and one 8×32 AVX-512 tile) and one KC
+    // block; one past each; k over two KC boundaries; rows past MC = 144; columns past NC = 1024;
+    // k = 0 (C = beta·C).
     static const size_t shapes[][3] = {
         {1, 1, 1}, {6, 16, 256}, {7, 17, 257}, {13, 35, 513}, {5, 3, 2}, {145, 5, 3},
-        {3, 1030, 7}, {23, 41, 300}, {1, 37, 64}, {40, 1, 33}, {3, 5, 0},
+        {3, 1030, 7}, {23, 41, 300}, {1, 37, 64}, {40, 1, 33}, {3, 5, 0}, {8, 32, 256}, {9, 33, 257},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         check_typed_shape(shapes[s][0], shapes[s][1], shapes[s][2], s % 2 ? -0.75f : 1.0f, 0, "");
@@ -949,7 +952,7 @@ static void check_conv(const char *note, int w_half, size_t o, size_t c, size_t 
 
 static void check_sconv2d(void) {
     //         note                                  half  o    c   h   w  kh kw sh sw ph pw threads
-    check_conv("", 0, 5, 3, 7, 9, 3, 3, 1, 1, 1, 1, 0);  // odd sizes; 16-column slivers end mid-row
+    check_conv("", 0, 5, 3, 7, 9, 3, 3, 1, 1, 1, 1, 0);  // odd sizes; 16- and 32-column slivers end mid-row
     check_conv("", 1, 5, 3, 7, 9, 3, 3, 1, 1, 1, 1, 0);
     check_conv(" (stride 2)", 0, 6, 4, 11, 13, 3, 3, 2, 2, 1, 1, 0);
     check_conv(" (stride 2)", 1, 6, 4, 12, 13, 3, 3, 2, 2, 1, 1, 0);

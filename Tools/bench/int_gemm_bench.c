@@ -332,6 +332,21 @@ static int has_level(const char *isa) {
 }
 
 // The int8 GEMM's GMAC/s on level `isa` (median of runs), or 0 when the CPU lacks it.
+// The int16 × int8 GEMM at one level (0 when the CPU lacks it).
+static double i16_gemm_rate(const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
+                            const int16_t *a, const int8_t *w, int32_t *c) {
+    if (!has_level(isa)) return 0;
+    double t[64];
+    dloral_kernels_force(isa);
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        for (size_t q = 0; q < reps; q++) dloral_gemm_i16i8_i32(block, n, kp, a, w, c);
+        t[r] = (now() - t0) / reps;
+    }
+    dloral_kernels_force(NULL);
+    return (double)block * n * kp / median(t, runs) / 1e9;
+}
+
 static double i8_gemm_rate(const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
                            const int8_t *a, const int8_t *w, int32_t *c) {
     if (!has_level(isa)) return 0;
@@ -346,6 +361,12 @@ static double i8_gemm_rate(const char *isa, int runs, size_t reps, size_t block,
     return (double)block * n * kp / median(t, runs) / 1e9;
 }
 
+// A percentage of a peak: "-" when either is unknown.
+static void percent(double v, double of) {
+    if (v > 0 && of > 0) printf(" %4.0f%%", 100 * v / of);
+    else printf(" %5s", "-");
+}
+
 // A GMAC/s column: "-" for a level the CPU lacks.
 static void column(double v, int width) {
     if (v > 0) printf(" %*.1f", width, v);
@@ -356,6 +377,9 @@ int main(int argc, char **argv) {
     int runs = 7;
     for (int i = 1; i + 1 < argc; i++) if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
     if (runs < 1 || runs > 64) runs = 7;
+    // The engine's allocator setting (DLoRALEngine's Allocator): scratch buffers of a few hundred
+    // KiB come from the heap instead of a fresh mapping per call, as in the engine.
+    dloral_keep_freed_memory();
     // Kernels on one thread (the GEMM columns and OpenBLAS too); the layer columns run 1 and 2.
     dloral_threads_force(1);
     openblas_set_num_threads(1);
@@ -371,9 +395,11 @@ int main(int argc, char **argv) {
            peak(peak_i8_loop, 2), peak(peak_i16_loop, 2), peak(peak_f32_loop, 2));
     if (vnni) printf(", AVX-VNNI vpdpbusd %.1f GMAC/s", peak(peak_vnni_loop, 2));
     if (amx) printf(", AMX TDPBSSD %.1f GMAC/s", peak(peak_amx_loop, 2));
-    printf("\n\nGEMM on one block of rows, 1 thread (int8 at each level; %%peak: of that level's sequence):\n");
-    printf("%-34s %9s %9s %9s %9s %6s %9s %6s %9s %9s\n", "shape (rows x n x K)", "i8 avx2", "i8 vnni", "i8 amx",
-           "amx pre", "%peak", "i16 gemm", "%peak", "sgemm", "rows");
+    printf("\n\nGEMM on one block of rows, 1 thread, at each level; %% of the register-only peak of that level's "
+           "instructions (int16 on VNNI: vpdpwssd, half vpdpbusd's products; on AMX: two int8 tile products):\n");
+    printf("%-34s %9s %5s %9s %5s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %6s\n", "shape (rows x n x K)", "i8 avx2",
+           "%", "i8 vnni", "%", "i8 amx", "amx pre", "%", "i16 avx2", "%", "i16 vnni", "%", "i16 amx", "%", "sgemm",
+           "rows");
     double rates[sizeof shapes / sizeof *shapes][5];
     srand(1);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
@@ -395,7 +421,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < s->rows * s->k; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         for (size_t i = 0; i < s->n * s->k; i++) wf[i] = (float)rand() / RAND_MAX - 0.5f;
         for (size_t i = 0; i < s->n; i++) { scales[i] = 0.01f; bias[i] = 0.1f; }
-        double tp[64], t16[64], tf[64], l8a[64], l8b[64], l8v[64], l16a[64], l16b[64];
+        double tp[64], tf[64], l8a[64], l8b[64], l8v[64], l16a[64], l16b[64];
         // The fp32 GEMM of one block's rows too, so they all compare the same work.
         size_t reps = 1 + (size_t)(2e9 / ((double)block * s->n * s->k));
         const double macs_block = (double)block * s->n * kp;
@@ -416,11 +442,12 @@ int main(int argc, char **argv) {
             free(wp);
             dloral_kernels_force(NULL);
         }
+        double g16l[3];
+        static const char *const i16_levels[3] = {"avx2", "avxvnni", "amx"};
+        for (int l = 0; l < 3; l++)
+            g16l[l] = i16_gemm_rate(i16_levels[l], runs, l == 2 ? 2 * reps : reps, block, s->n, kp, a16, w, c);
         for (int r = 0; r < runs; r++) {
             double t0 = now();
-            for (size_t q = 0; q < reps; q++) dloral_gemm_i16i8_i32(block, s->n, kp, a16, w, c);
-            t16[r] = (now() - t0) / reps;
-            t0 = now();
             for (size_t q = 0; q < reps; q++)
                 dloral_sgemm(0, 1, block, s->n, s->k, 1.0f, x, s->k, wf, s->k, 0.0f, y, s->n);
             tf[r] = (now() - t0) / reps;
@@ -435,17 +462,16 @@ int main(int argc, char **argv) {
             l16b[r] = layer(16, s, x, w, scales, bias, y, 2);
         }
         const double macs = (double)s->rows * s->n * s->k;
-        double g16 = macs_block / median(t16, runs) / 1e9;
         double gf = (double)block * s->n * s->k / median(tf, runs) / 1e9;
-        // %peak of the best int8 level's sequence; the int16 one against the AVX2 int16 sequence.
-        double best8 = amx ? gp : vnni ? g8[1] : g8[0], peak8 = amx ? pa : vnni ? pv : p8;
         printf("%-34s", s->name);
-        column(g8[0], 9), column(g8[1], 9), column(g8[2], 9), column(gp, 9);
-        printf(" %5.0f%%", 100 * best8 / peak8);
-        column(g16, 9);
-        printf(" %5.0f%%", 100 * g16 / p16);
+        column(g8[0], 9), percent(g8[0], p8);
+        column(g8[1], 9), percent(g8[1], pv);
+        column(g8[2], 9), column(gp, 9), percent(gp, pa);
+        column(g16l[0], 9), percent(g16l[0], p16);
+        column(g16l[1], 9), percent(g16l[1], pv / 2);
+        column(g16l[2], 9), percent(g16l[2], pa / 2);
         column(gf, 9);
-        printf(" %9zu\n", block);
+        printf(" %6zu\n", block);
         rates[si][0] = macs / median(l8a, runs) / 1e9, rates[si][1] = macs / median(l8b, runs) / 1e9;
         rates[si][2] = vnni ? macs / median(l8v, runs) / 1e9 : 0;
         rates[si][3] = macs / median(l16a, runs) / 1e9, rates[si][4] = macs / median(l16b, runs) / 1e9;

@@ -35,7 +35,10 @@ static int best_x86_level(void) {
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
         return LEVEL_SCALAR;
     if (!__builtin_cpu_supports("avxvnni")) return LEVEL_AVX2;
-    if (!__builtin_cpu_supports("avx512f")) return LEVEL_AVXVNNI;
+    // The 512-bit kernels (sgemm's tile, AMX's packing and int16 split) use F, BW, VL and DQ.
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+        return LEVEL_AVXVNNI;
     if (!(__builtin_cpu_supports("amx-int8") && __builtin_cpu_supports("amx-tile") && amx_permitted()))
         return LEVEL_AVX512;
     return LEVEL_AMX;

@@ -274,7 +274,7 @@ VNNI void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, 
     if (m == 0 || n == 0) return;
     const size_t kv = kp & ~(size_t)31;
     // The offset activations, once per call (m·kp bytes against m·n·kp products).
-    uint8_t *au = malloc(m * kp + 32);
+    uint8_t *au = aligned_alloc(64, (m * kp + 32 + 63) / 64 * 64);  // rows 32-byte aligned, as a is
     if (!au) {  // no memory for the copy: the AVX2 kernel gives the same bits
         gemm_i8i8_i32_avx2(m, n, kp, a, w, c);
         return;

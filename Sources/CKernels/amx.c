@@ -272,24 +272,12 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
 // arithmetic, so the result is the scalar int16 kernel's mod 2^32 for every input (−32768 and
 // −128 included). Two int8 tile products cost far less than one AVX-VNNI vpdpwssd product.
 
-// Σ_k w[j][k] for each weight row, mod 2^32 (stored after the packed tiles).
+// Σ_k w[j][k] for each weight row, mod 2^32 (stored after the packed tiles), three rows at a time.
 AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums) {
-    const __m256i ones = _mm256_set1_epi8(1);
-    const size_t kv = kp & ~(size_t)31;
-    for (size_t j = 0; j < n; j++) {
-        const int8_t *wj = w + j * kp;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-        size_t k = 0;
-        for (; k + 64 <= kv; k += 64) {
-            s0 = _mm256_dpbusd_avx_epi32(s0, ones, _mm256_loadu_si256((const __m256i *)(wj + k)));
-            s1 = _mm256_dpbusd_avx_epi32(s1, ones, _mm256_loadu_si256((const __m256i *)(wj + k + 32)));
-        }
-        for (; k < kv; k += 32) s0 = _mm256_dpbusd_avx_epi32(s0, ones, _mm256_loadu_si256((const __m256i *)(wj + k)));
-        uint32_t lanes[8], sum = 0;
-        _mm256_storeu_si256((__m256i *)lanes, _mm256_add_epi32(s0, s1));
-        for (int t = 0; t < 8; t++) sum += lanes[t];
-        for (; k < kp; k++) sum += (uint32_t)(int32_t)wj[k];
-        sums[j] = sum;
+    for (size_t j = 0; j < n; j += 3) {
+        const size_t nr = n - j < 3 ? n - j : 3;
+        const int8_t *rows[3] = {w + j * kp, w + (j + (nr > 1)) * kp, w + (j + 2 * (nr > 2)) * kp};
+        weight_row_sums_avxvnni(nr, kp, rows, sums + j);
     }
 }
 
@@ -326,25 +314,27 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
     free(hi), free(lo), free(low);
 }
 
-AMX void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+// The unpacked entries: pack w for this call, or under AMX_MIN_ROWS rows (or without memory for
+// the packed weights) the AVX-VNNI kernel, which gives the same bits.
+AMX static void gemm_amx_unpacked(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+                                  int32_t *c) {
     if (m == 0 || n == 0) return;
     int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(n, kp, w) : NULL;
-    if (!wp) {  // few rows, or no memory for the packed weights: the AVX-VNNI kernel, same bits
-        gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
-        return;
+    if (bits == 8) {
+        if (wp) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        else gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+    } else {
+        if (wp) gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        else gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
     }
-    gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
     free(wp);
 }
 
 AMX void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
-    if (m == 0 || n == 0) return;
-    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(n, kp, w) : NULL;
-    if (!wp) {  // few rows, or no memory for the packed weights: the AVX-VNNI kernel, same bits
-        gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
-        return;
-    }
-    gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
-    free(wp);
+    gemm_amx_unpacked(8, m, n, kp, a, w, c);
+}
+
+AMX void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    gemm_amx_unpacked(16, m, n, kp, a, w, c);
 }
 #endif

@@ -204,23 +204,29 @@ AVX2 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, c
 
 #define VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 
-// Σ_k w[k] over k < kv (a multiple of 32), by vpdpbusd against bytes of 1, for nr ≤ 3 rows at
-// once: six independent chains, so the sums are not held up by the dot product's latency (with
-// one chain they were a sixth of a small-m call).
-VNNI static inline void vnni_row_sums(size_t nr, size_t kv, const int8_t *const *w, uint32_t *sums) {
+// Σ_{c < k} w[t][c] (mod 2^32) for nr ≤ 3 weight rows at once, by vpdpbusd against bytes of 1:
+// six independent chains, so the sums are not held up by the dot product's latency (with one
+// chain they were a sixth of a small-m call); the last k mod 32 columns are added in order. The
+// AVX-VNNI int8 kernel's 128·Σw and AMX's int16 split (amx.c) use it.
+VNNI void weight_row_sums_avxvnni(size_t nr, size_t k, const int8_t *const *w, uint32_t *sums) {
     const __m256i ones = _mm256_set1_epi8(1);
+    const size_t kv = k & ~(size_t)31;
     __m256i s[3][2];
     for (size_t t = 0; t < 3; t++) s[t][0] = s[t][1] = _mm256_setzero_si256();
-    size_t k = 0;
-    for (; k + 64 <= kv; k += 64)
+    size_t c = 0;
+    for (; c + 64 <= kv; c += 64)
         for (size_t t = 0; t < nr; t++) {
-            s[t][0] = _mm256_dpbusd_avx_epi32(s[t][0], ones, _mm256_loadu_si256((const __m256i *)(w[t] + k)));
-            s[t][1] = _mm256_dpbusd_avx_epi32(s[t][1], ones, _mm256_loadu_si256((const __m256i *)(w[t] + k + 32)));
+            s[t][0] = _mm256_dpbusd_avx_epi32(s[t][0], ones, _mm256_loadu_si256((const __m256i *)(w[t] + c)));
+            s[t][1] = _mm256_dpbusd_avx_epi32(s[t][1], ones, _mm256_loadu_si256((const __m256i *)(w[t] + c + 32)));
         }
-    for (; k < kv; k += 32)
+    for (; c < kv; c += 32)
         for (size_t t = 0; t < nr; t++)
-            s[t][0] = _mm256_dpbusd_avx_epi32(s[t][0], ones, _mm256_loadu_si256((const __m256i *)(w[t] + k)));
-    for (size_t t = 0; t < nr; t++) sums[t] = (uint32_t)hsum1(_mm256_add_epi32(s[t][0], s[t][1]));
+            s[t][0] = _mm256_dpbusd_avx_epi32(s[t][0], ones, _mm256_loadu_si256((const __m256i *)(w[t] + c)));
+    for (size_t t = 0; t < nr; t++) {
+        uint32_t sum = (uint32_t)hsum1(_mm256_add_epi32(s[t][0], s[t][1]));
+        for (size_t q = kv; q < k; q++) sum += (uint32_t)(int32_t)w[t][q];
+        sums[t] = sum;
+    }
 }
 
 // MR × NR tile (MR ≤ 4, NR ≤ 3) of c = Σ_k a·w over k < kv from the offset activations au
@@ -292,7 +298,7 @@ VNNI void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, 
         const size_t nr = n - j >= 3 ? 3 : 1;
         const int8_t *wr[3] = {w + j * kp, w + (j + (nr > 1 ? 1 : 0)) * kp, w + (j + (nr > 1 ? 2 : 0)) * kp};
         uint32_t wsum[3];
-        vnni_row_sums(nr, kv, wr, wsum);
+        weight_row_sums_avxvnni(nr, kv, wr, wsum);
         const vnni_i8_tile_fn *tiles = nr == 3 ? by3 : by1;
         for (size_t i = 0; i < m; i += 4) {
             const size_t mr = m - i >= 4 ? 4 : m - i;

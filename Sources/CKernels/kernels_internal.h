@@ -56,6 +56,8 @@ void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const in
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+// Σ_{c < k} w[t][c] mod 2^32 for nr ≤ 3 weight rows (AVX-VNNI; level avxvnni and up).
+void weight_row_sums_avxvnni(size_t nr, size_t k, const int8_t *const *w, uint32_t *sums);
 // AMX-INT8 tiles (amx.c): only when kernels_level() >= LEVEL_AMX (the OS must have granted the
 // process tile data, which choosing that level does). gemm_i8i8_i32_amx packs w for the tiles on
 // every call; for several calls with the same w, amx_pack_weights packs it once (a malloc'd

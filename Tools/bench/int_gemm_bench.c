@@ -331,30 +331,19 @@ static int has_level(const char *isa) {
     return ok;
 }
 
-// The int8 GEMM's GMAC/s on level `isa` (median of runs), or 0 when the CPU lacks it.
-// The int16 × int8 GEMM at one level (0 when the CPU lacks it).
-static double i16_gemm_rate(const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
-                            const int16_t *a, const int8_t *w, int32_t *c) {
+// The GEMM's GMAC/s at level `isa` (median of runs), int8 × int8 (bits 8, a int8_t) or int16 ×
+// int8 (bits 16, a int16_t), or 0 when the CPU lacks the level.
+static double gemm_rate(int bits, const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
+                        const void *a, const int8_t *w, int32_t *c) {
     if (!has_level(isa)) return 0;
     double t[64];
     dloral_kernels_force(isa);
     for (int r = 0; r < runs; r++) {
         double t0 = now();
-        for (size_t q = 0; q < reps; q++) dloral_gemm_i16i8_i32(block, n, kp, a, w, c);
-        t[r] = (now() - t0) / reps;
-    }
-    dloral_kernels_force(NULL);
-    return (double)block * n * kp / median(t, runs) / 1e9;
-}
-
-static double i8_gemm_rate(const char *isa, int runs, size_t reps, size_t block, size_t n, size_t kp,
-                           const int8_t *a, const int8_t *w, int32_t *c) {
-    if (!has_level(isa)) return 0;
-    double t[64];
-    dloral_kernels_force(isa);
-    for (int r = 0; r < runs; r++) {
-        double t0 = now();
-        for (size_t q = 0; q < reps; q++) dloral_gemm_i8i8_i32(block, n, kp, a, w, c);
+        for (size_t q = 0; q < reps; q++) {
+            if (bits == 8) dloral_gemm_i8i8_i32(block, n, kp, a, w, c);
+            else dloral_gemm_i16i8_i32(block, n, kp, a, w, c);
+        }
         t[r] = (now() - t0) / reps;
     }
     dloral_kernels_force(NULL);
@@ -426,9 +415,9 @@ int main(int argc, char **argv) {
         size_t reps = 1 + (size_t)(2e9 / ((double)block * s->n * s->k));
         const double macs_block = (double)block * s->n * kp;
         double g8[3];
-        static const char *const i8_levels[3] = {"avx2", "avxvnni", "amx"};
+        static const char *const levels[3] = {"avx2", "avxvnni", "amx"};
         for (int l = 0; l < 3; l++)
-            g8[l] = i8_gemm_rate(i8_levels[l], runs, l == 2 ? 4 * reps : reps, block, s->n, kp, a8, w, c);
+            g8[l] = gemm_rate(8, levels[l], runs, l == 2 ? 4 * reps : reps, block, s->n, kp, a8, w, c);
         double gp = 0;
         if (amx) {  // the AMX kernel on prepacked weights
             dloral_kernels_force("amx");
@@ -443,9 +432,8 @@ int main(int argc, char **argv) {
             dloral_kernels_force(NULL);
         }
         double g16l[3];
-        static const char *const i16_levels[3] = {"avx2", "avxvnni", "amx"};
         for (int l = 0; l < 3; l++)
-            g16l[l] = i16_gemm_rate(i16_levels[l], runs, l == 2 ? 2 * reps : reps, block, s->n, kp, a16, w, c);
+            g16l[l] = gemm_rate(16, levels[l], runs, l == 2 ? 2 * reps : reps, block, s->n, kp, a16, w, c);
         for (int r = 0; r < runs; r++) {
             double t0 = now();
             for (size_t q = 0; q < reps; q++)

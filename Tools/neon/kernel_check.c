@@ -326,9 +326,16 @@ static void *make_a(int bits, size_t count, enum fill f, int32_t lo, int32_t hi,
 
 static void check_int_gemms(void) {
     // int8 × int8: random activations in the full int8 range (−128 included), weights in [−127, 127].
+    // After the first row, shapes for the tile kernels' edges (AMX: 16 × 16 C tiles in 2 × 2
+    // blocks, 64-byte steps of k): m and n around multiples of 16 and 32, kp = 32 and kp mod 64 = 32
+    // (a half step), kp not a multiple of 4, a full block of the layer driver (256 rows), the
+    // model's largest kp.
     static const size_t shapes[][3] = {
         {1, 1, 32}, {4, 4, 32}, {5, 7, 64}, {13, 9, 96}, {8, 12, 320}, {3, 5, 11}, {6, 3, 47},
         {9, 17, 100}, {1, 13, 17}, {7, 1, 15}, {2, 2, 1}, {3, 3, 0}, {33, 35, 64},
+        {16, 16, 64},  {32, 32, 128}, {17, 33, 64},   {31, 47, 128}, {48, 48, 192}, {15, 17, 320},
+        {33, 18, 32},  {40, 19, 32},  {20, 21, 96},   {64, 64, 160}, {37, 35, 352}, {19, 20, 75},
+        {50, 70, 576}, {256, 40, 320}, {17, 33, 11520},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         size_t m = shapes[s][0], n = shapes[s][1], kp = shapes[s][2];
@@ -380,21 +387,6 @@ static void check_int_gemms(void) {
                 free(a), free(w);
             }
         }
-    }
-    // Shapes for the tile kernels' edges (AMX: 16 × 16 C tiles in 2 × 2 blocks, 64-byte steps of
-    // k): m and n around multiples of 16 and 32, kp = 32 and kp mod 64 = 32 (a half step), kp not a
-    // multiple of 4, a full block of the layer driver (256 rows), the model's largest kp.
-    static const size_t tile_shapes[][3] = {
-        {16, 16, 64},  {32, 32, 128}, {17, 33, 64},   {31, 47, 128}, {48, 48, 192}, {15, 17, 320},
-        {33, 18, 32},  {40, 19, 32},  {20, 21, 96},   {64, 64, 160}, {37, 35, 352}, {19, 20, 75},
-        {50, 70, 576}, {256, 40, 320}, {17, 33, 11520},
-    };
-    for (size_t s = 0; s < sizeof tile_shapes / sizeof tile_shapes[0]; s++) {
-        size_t m = tile_shapes[s][0], n = tile_shapes[s][1], kp = tile_shapes[s][2];
-        int8_t *a = make_a(8, m * kp, RANDOM, -128, 127, 0);
-        int8_t *w = make_a(8, n * kp, RANDOM, -127, 127, 0);
-        check_gemm("random", 8, m, n, kp, a, w, 0);
-        free(a), free(w);
     }
     // Sums that leave int32 (kp > 2^31 / (128·127) = 132104): at the end (a = −128, w = +127:
     // c = −16256·kp wraps), and only on the way (w = +127 on the first half of k, −127 on the

@@ -94,9 +94,10 @@ AMX static inline void transpose16(__m512i r[16]) {
 // 64-wide step of k (s), one 1 KiB tile at bp + (jb·steps + s)·1024 whose row r holds
 // w[16jb + c][64s + 4r … 64s + 4r + 3] for c = 0 … 15: the transpose, in 4-byte units, of the
 // 16 × 64 bytes of w it covers. Rows past n and bytes past kp are zero.
-AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_t *bp) {
+// Packs panels [jb0, jb1) only.
+AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_t *bp, size_t jb0, size_t jb1) {
     const size_t full_steps = kp / TILE_K;
-    for (size_t jb = 0; jb * 16 < n; jb++) {
+    for (size_t jb = jb0; jb < jb1 && jb * 16 < n; jb++) {
         const size_t cols = n - jb * 16 < 16 ? n - jb * 16 : 16;
         const int8_t *wj = w + jb * 16 * kp;
         for (size_t s = 0; s < steps; s++) {
@@ -198,13 +199,27 @@ static size_t packed_bytes(size_t n, size_t kp) {
 
 AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums);
 
-// The packed tiles, then Σ_k w[j][k] for each weight row (uint32, for the int16 products below).
-AMX int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w) {
-    int8_t *wp = aligned_alloc(64, packed_bytes(n, kp) + ((n * sizeof(uint32_t) + 63) / 64) * 64);
-    if (wp) {
-        pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp);
-        row_sums(n, kp, w, (uint32_t *)(wp + packed_bytes(n, kp)));
+// The packed tiles, then (for int16 activations only) Σ_k w[j][k] for each weight row (uint32,
+// for the int16 products below).
+size_t amx_packed_weight_bytes(size_t n, size_t kp, int bits) {
+    return packed_bytes(n, kp) + (bits == 16 ? ((n * sizeof(uint32_t) + 63) / 64) * 64 : 0);
+}
+
+AMX void amx_pack_weight_panels(int bits, size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0,
+                                size_t panel1) {
+    const size_t panels = (n + 15) / 16;
+    if (panel1 > panels) panel1 = panels;
+    if (panel0 >= panel1) return;
+    pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp, panel0, panel1);
+    if (bits == 16) {
+        const size_t j1 = panel1 * 16 < n ? panel1 * 16 : n;
+        row_sums(j1 - panel0 * 16, kp, w + panel0 * 16 * kp, (uint32_t *)(wp + packed_bytes(n, kp)) + panel0 * 16);
     }
+}
+
+AMX int8_t *amx_pack_weights(int bits, size_t n, size_t kp, const int8_t *w) {
+    int8_t *wp = aligned_alloc(64, amx_packed_weight_bytes(n, kp, bits));
+    if (wp) amx_pack_weight_panels(bits, n, kp, w, wp, 0, (n + 15) / 16);
     return wp;
 }
 
@@ -319,7 +334,7 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
 AMX static void gemm_amx_unpacked(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                                   int32_t *c) {
     if (m == 0 || n == 0) return;
-    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(n, kp, w) : NULL;
+    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(bits, n, kp, w) : NULL;
     if (bits == 8) {
         if (wp) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
         else gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);

@@ -192,6 +192,20 @@ void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t
     sgemm_dispatch(&operands);
 }
 
+void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    const sgemm_operands operands = {trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 1};
+    sgemm_dispatch(&operands);
+}
+
+sgemm_packed *sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb) {
+    sgemm_packed *packed = NULL;
+    const sgemm_operands operands = {0, trans_b, 0, 0, 0, n, k, 1.0f, NULL, 0, b, ldb, 0.0f, NULL, 0, NULL, 1, NULL,
+                                     &packed};
+    sgemm_dispatch(&operands);
+    return packed;
+}
+
 void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
                     float beta, float *out) {
     const size_t n = g->ho * g->wo, k = g->c * g->kh * g->kw;

@@ -384,10 +384,61 @@ float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q
 // each block's GEMM chooses for itself). Free with free().
 static int8_t *prepare_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
 #if defined(__x86_64__)
-    if (rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(n, kp, w);
+    if (rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(bits, n, kp, w);
 #endif
     (void)bits, (void)rows, (void)n, (void)kp, (void)w;
     return NULL;
+}
+
+// prepare_weights shared by the threads of one layer call: the same packed bytes, each thread
+// packing some of the 16-row panels.
+struct dloral_int_weights {
+    int bits;
+    size_t n, kp;
+    const int8_t *w;
+    int8_t *packed;
+};
+
+dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
+#if defined(__x86_64__)
+    if (rows >= AMX_MIN_ROWS && n > 0 && kernels_level() >= LEVEL_AMX) {
+        dloral_int_weights *prepared = malloc(sizeof *prepared);
+        int8_t *packed = aligned_alloc(64, amx_packed_weight_bytes(n, kp, bits));
+        if (prepared && packed) {
+            *prepared = (dloral_int_weights){bits, n, kp, w, packed};
+            return prepared;
+        }
+        free(prepared);
+        free(packed);
+    }
+#endif
+    (void)bits, (void)rows, (void)n, (void)kp, (void)w;
+    return NULL;
+}
+
+size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
+    return prepared ? (prepared->n + 15) / 16 : 0;
+}
+
+void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t end) {
+#if defined(__x86_64__)
+    if (prepared)
+        amx_pack_weight_panels(prepared->bits, prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
+#endif
+    (void)prepared, (void)first, (void)end;
+}
+
+// prepared's packed weights when they are those of this call, else NULL.
+static const int8_t *prepared_for(const dloral_int_weights *prepared, int bits, size_t n, size_t kp, const int8_t *w) {
+    return prepared && prepared->bits == bits && prepared->n == n && prepared->kp == kp && prepared->w == w
+               ? prepared->packed
+               : NULL;
+}
+
+void dloral_int_weights_free(dloral_int_weights *prepared) {
+    if (!prepared) return;
+    free(prepared->packed);
+    free(prepared);
 }
 
 // wp: prepare_weights(bits, …, n, kp, w). Every kernel gives the same bits.
@@ -496,7 +547,8 @@ static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, si
 int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                       size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
                       const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1) {
+                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+                      const dloral_int_weights *prepared) {
     if (p1 <= p0 || n == 0) return 0;
     const struct int_path P = pick_path();
     const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
@@ -519,7 +571,9 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
         for (size_t i = (size_t)iy0 * w_in; i < (size_t)(iy1 > iy0 ? iy1 : iy0) * w_in; i++)
             pix_amax[i] = P.pixel_amax(c, x_hwc + i * c);
     }
-    int8_t *wp = prepare_weights(bits, p1 - p0, n, kp, w);
+    const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
+    int8_t *own = shared ? NULL : prepare_weights(bits, p1 - p0, n, kp, w);
+    const int8_t *wp = shared ? shared : own;
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
@@ -536,14 +590,14 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
         P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
     }
     free(pix_amax);
-    free(wp);
+    free(own);
     scratch_free(&s);
     return 0;
 }
 
 int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
                       const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                      size_t r0, size_t r1) {
+                      size_t r0, size_t r1, const dloral_int_weights *prepared) {
     if (r1 <= r0 || n == 0) return 0;
     const struct int_path P = pick_path();
     const size_t bytes = bits == 8 ? 1 : 2;
@@ -551,7 +605,9 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
     const size_t rows_per_block = block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
-    int8_t *wp = prepare_weights(bits, r1 - r0, n, kp, w);
+    const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
+    int8_t *own = shared ? NULL : prepare_weights(bits, r1 - r0, n, kp, w);
+    const int8_t *wp = shared ? shared : own;
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++)
@@ -559,7 +615,7 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
         gemm(bits, rows, n, kp, s.q, w, wp, s.acc);
         P.linear_out(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
     }
-    free(wp);
+    free(own);
     scratch_free(&s);
     return 0;
 }

@@ -68,7 +68,12 @@ void weight_row_sums_avxvnni(size_t nr, size_t k, const int8_t *const *w, uint32
 // gemm_i8i8_i32_amx runs that kernel instead and int_layer.c packs only for calls with more rows.
 enum { AMX_MIN_ROWS = 16 };
 void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
-int8_t *amx_pack_weights(size_t n, size_t kp, const int8_t *w);
+// For `bits`-bit activations (16: the weight row sums are stored after the tiles too).
+int8_t *amx_pack_weights(int bits, size_t n, size_t kp, const int8_t *w);
+// amx_pack_weights in pieces: the buffer's size, and the panels of 16 weight rows [panel0,
+// panel1) packed into it (threads may pack disjoint ranges at once).
+size_t amx_packed_weight_bytes(size_t n, size_t kp, int bits);
+void amx_pack_weight_panels(int bits, size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1);
 // int16 × int8 on the same tiles (two int8 products, amx.c), with the same packed weights.
 void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, const int8_t *wp,
@@ -106,7 +111,25 @@ typedef struct {
     float *c;
     size_t ldc;
     const dloral_conv_geometry *conv;  // dloral_sconv2d: B is this convolution's im2col of b
+    int serial;                        // 1: on the calling thread only (the same bits)
+    const struct sgemm_packed *packed_b;  // B already packed (b, ldb, trans_b, b_half unused)
+    struct sgemm_packed **pack_b_into;    // pack B (k × n) into a new sgemm_packed; nothing else
 } sgemm_operands;
+// dloral_sgemm on the calling thread only, whatever the size (for callers that split their own
+// work over threads, as attention's do).
+void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc);
+// An operand B (k × n) packed once, in the panels dloral_sgemm would pack it into, for many
+// products with different A (attention's K and V, shared by all the query blocks of a head). It
+// holds the path it was packed for; products with it run on that path, with the bits of
+// dloral_sgemm on the unpacked B.
+typedef struct sgemm_packed sgemm_packed;
+// NULL when out of memory.
+sgemm_packed *sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb);
+void sgemm_packed_free(sgemm_packed *packed);
+// sgemm_serial with op(B) the packed operand (its n and k).
+void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, const sgemm_packed *b, float beta, float *c,
+                         size_t ldc);
 void sgemm_scalar(const sgemm_operands *operands);
 #if defined(__x86_64__)
 void sgemm_avx2(const sgemm_operands *operands);

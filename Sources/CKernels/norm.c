@@ -123,9 +123,9 @@ static void exp_run_scalar(size_t n, const float *x, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = exp_scalar(x[i]);
 }
 
-// Softmax's middle pass: p[i] = exp(p[i] − shift), returning Σ p[i] summed in 8 float lanes
-// (element i of each full block of 8 into lane i mod 8, the lanes combined as
-// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)), the tail added after in order).
+// Softmax's middle pass: p[i] = exp(p[i] − shift), returning Σ p[i] summed in 16 float lanes
+// (element i of each full block of 16 into lane i mod 16; lane l + lane l+8 for l < 8, then
+// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)); the tail added after in order).
 static float exp_sum_tail(size_t from, size_t n, float *p, float shift, float sum) {
     for (size_t i = from; i < n; i++) {
         p[i] = exp_scalar(p[i] - shift);
@@ -134,17 +134,33 @@ static float exp_sum_tail(size_t from, size_t n, float *p, float shift, float su
     return sum;
 }
 
+// Softmax's first pass: the largest p[i] (`p[i] > peak` passes over NaN), −inf for none. The
+// result does not depend on the order (up to the sign of a zero maximum, which no exp(x − m)
+// can tell apart), so the vector paths compare lane by lane.
+static float peak_scalar(size_t n, const float *p) {
+    float peak = -INFINITY;
+    for (size_t i = 0; i < n; i++) peak = p[i] > peak ? p[i] : peak;
+    return peak;
+}
+
+// The 16 lanes of exp_sum combined: lane l + lane l+8 into 8, then
+// ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)).
+static float lanes16_sum(const float lane[16]) {
+    float v[8];
+    for (int l = 0; l < 8; l++) v[l] = lane[l] + lane[l + 8];
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
 static float exp_sum_scalar(size_t n, float *p, float shift) {
-    const size_t full = n / 8 * 8;
-    float lane[8] = {0};
-    for (size_t i = 0; i < full; i += 8) {
-        for (int l = 0; l < 8; l++) {
+    const size_t full = n / 16 * 16;
+    float lane[16] = {0};
+    for (size_t i = 0; i < full; i += 16) {
+        for (int l = 0; l < 16; l++) {
             p[i + l] = exp_scalar(p[i + l] - shift);
             lane[l] = lane[l] + p[i + l];
         }
     }
-    const float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-    return exp_sum_tail(full, n, p, shift, sum);
+    return exp_sum_tail(full, n, p, shift, lanes16_sum(lane));
 }
 
 // MARK: - AVX2
@@ -246,19 +262,84 @@ AVX2 static void exp_run_avx2(size_t n, const float *x, float *y) {
     exp_run_scalar(n - i, x + i, y + i);
 }
 
-AVX2 static float exp_sum_avx2(size_t n, float *p, float shift) {
-    const size_t full = n / 8 * 8;
-    const __m256 vs = _mm256_set1_ps(shift);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < full; i += 8) {
-        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + i), vs));
-        _mm256_storeu_ps(p + i, e);
-        acc = _mm256_add_ps(acc, e);
+// max_ps(x, m) is x > m ? x : m, NaN x included, as the scalar compare.
+AVX2 static float peak_avx2(size_t n, const float *p) {
+    const size_t full = n / 32 * 32;
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    for (size_t i = 0; i < full; i += 32) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(p + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(p + i + 8), m1);
+        m2 = _mm256_max_ps(_mm256_loadu_ps(p + i + 16), m2);
+        m3 = _mm256_max_ps(_mm256_loadu_ps(p + i + 24), m3);
     }
     float lane[8];
-    _mm256_storeu_ps(lane, acc);
-    const float sum = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-    return exp_sum_tail(full, n, p, shift, sum);
+    _mm256_storeu_ps(lane, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    float peak = peak_scalar(n - full, p + full);
+    for (int l = 0; l < 8; l++) peak = lane[l] > peak ? lane[l] : peak;
+    return peak;
+}
+
+// Lanes 0–7 and 8–15 of the scalar code's 16 as two vectors.
+AVX2 static float exp_sum_avx2(size_t n, float *p, float shift) {
+    const size_t full = n / 16 * 16;
+    const __m256 vs = _mm256_set1_ps(shift);
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (size_t i = 0; i < full; i += 16) {
+        const __m256 e0 = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + i), vs));
+        const __m256 e1 = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(p + i + 8), vs));
+        _mm256_storeu_ps(p + i, e0);
+        _mm256_storeu_ps(p + i + 8, e1);
+        lo = _mm256_add_ps(lo, e0);
+        hi = _mm256_add_ps(hi, e1);
+    }
+    float lane[16];
+    _mm256_storeu_ps(lane, lo);
+    _mm256_storeu_ps(lane + 8, hi);
+    return exp_sum_tail(full, n, p, shift, lanes16_sum(lane));
+}
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+
+// exp_avx2 on 16 lanes, operation for operation (min/max keep the second operand for NaN, the
+// clamps are compares and blends), at the avx512 level and up.
+AVX512 static inline __m512 exp_avx512(__m512 input) {
+    __m512 x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), input);
+    x = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    __m512 p = _mm512_set1_ps(P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 y = _mm512_fmadd_ps(p, r2, r);
+    y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+    const __m512i ni = _mm512_cvtps_epi32(n), half = _mm512_srai_epi32(ni, 1), bias = _mm512_set1_epi32(127);
+    const __m512 scale1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(half, bias), 23));
+    const __m512 scale2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(ni, half), bias), 23));
+    const __m512 result = _mm512_mul_ps(_mm512_mul_ps(y, scale1), scale2);
+    const __mmask16 over = _mm512_cmp_ps_mask(input, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ);
+    const __mmask16 under = _mm512_cmp_ps_mask(input, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ);
+    const __m512 high = _mm512_mask_blend_ps(over, result, _mm512_set1_ps(INFINITY));
+    return _mm512_mask_blend_ps(under, high, _mm512_setzero_ps());
+}
+
+// The scalar code's 16 lanes as one vector.
+AVX512 static float exp_sum_avx512(size_t n, float *p, float shift) {
+    const size_t full = n / 16 * 16;
+    const __m512 vs = _mm512_set1_ps(shift);
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < full; i += 16) {
+        const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(p + i), vs));
+        _mm512_storeu_ps(p + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    float lane[16];
+    _mm512_storeu_ps(lane, acc);
+    return exp_sum_tail(full, n, p, shift, lanes16_sum(lane));
 }
 #endif
 
@@ -388,22 +469,34 @@ static void exp_run_neon(size_t n, const float *x, float *y) {
     exp_run_scalar(n - i, x + i, y + i);
 }
 
-// Lanes 0–3 and 4–7 of the scalar code's 8 float lanes as two vectors.
-static float exp_sum_neon(size_t n, float *p, float shift) {
-    const size_t full = n / 8 * 8;
-    const float32x4_t vs = vdupq_n_f32(shift);
-    float32x4_t lo = vdupq_n_f32(0.0f), hi = vdupq_n_f32(0.0f);
-    for (size_t i = 0; i < full; i += 8) {
-        const float32x4_t e0 = exp_neon(vsubq_f32(vld1q_f32(p + i), vs));
-        const float32x4_t e1 = exp_neon(vsubq_f32(vld1q_f32(p + i + 4), vs));
-        vst1q_f32(p + i, e0);
-        vst1q_f32(p + i + 4, e1);
-        lo = vaddq_f32(lo, e0);
-        hi = vaddq_f32(hi, e1);
+// vmaxq_f32 would return NaN for a NaN lane: compare and select as the scalar code does.
+static float peak_neon(size_t n, const float *p) {
+    const size_t full = n / 4 * 4;
+    float32x4_t m = vdupq_n_f32(-INFINITY);
+    for (size_t i = 0; i < full; i += 4) {
+        const float32x4_t x = vld1q_f32(p + i);
+        m = vbslq_f32(vcgtq_f32(x, m), x, m);
     }
-    const float32x4_t pair = vaddq_f32(lo, hi);  // l0+l4, l1+l5, l2+l6, l3+l7
-    const float sum = (vgetq_lane_f32(pair, 0) + vgetq_lane_f32(pair, 1)) + (vgetq_lane_f32(pair, 2) + vgetq_lane_f32(pair, 3));
-    return exp_sum_tail(full, n, p, shift, sum);
+    float peak = peak_scalar(n - full, p + full);
+    for (int l = 0; l < 4; l++) peak = m[l] > peak ? m[l] : peak;
+    return peak;
+}
+
+// Lanes 0–3, 4–7, 8–11 and 12–15 of the scalar code's 16 as four vectors.
+static float exp_sum_neon(size_t n, float *p, float shift) {
+    const size_t full = n / 16 * 16;
+    const float32x4_t vs = vdupq_n_f32(shift);
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (size_t i = 0; i < full; i += 16) {
+        for (int v = 0; v < 4; v++) {
+            const float32x4_t e = exp_neon(vsubq_f32(vld1q_f32(p + i + 4 * v), vs));
+            vst1q_f32(p + i + 4 * v, e);
+            acc[v] = vaddq_f32(acc[v], e);
+        }
+    }
+    float lane[16];
+    for (int v = 0; v < 4; v++) vst1q_f32(lane + 4 * v, acc[v]);
+    return exp_sum_tail(full, n, p, shift, lanes16_sum(lane));
 }
 #endif
 
@@ -415,23 +508,27 @@ typedef void (*normalize_fn)(size_t n, const float *x, float mean, float rstd, f
                              float *y);
 typedef void (*elementwise_fn)(size_t n, const float *x, float *y);
 typedef float (*exp_sum_fn)(size_t n, float *p, float shift);
+typedef float (*peak_fn)(size_t n, const float *p);
 
 typedef struct {
     moments_fn moments;
     normalize_fn normalize;
     elementwise_fn silu, exp;
     exp_sum_fn exp_sum;
+    peak_fn peak;
 } norm_path;
 
 static norm_path current_path(void) {
     const int path = kernels_path();
 #if defined(__x86_64__)
-    if (path == PATH_AVX2) return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2, exp_sum_avx2};
+    if (path == PATH_AVX2)
+        return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2,
+                           kernels_level() >= LEVEL_AVX512 ? exp_sum_avx512 : exp_sum_avx2, peak_avx2};
 #elif defined(__aarch64__)
-    if (path == PATH_NEON) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon};
+    if (path == PATH_NEON) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon, peak_neon};
 #endif
     (void)path;
-    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar};
+    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar, peak_scalar};
 }
 
 void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd) {
@@ -510,11 +607,10 @@ void dloral_silu(size_t n, const float *x, float *y) { current_path().silu(n, x,
 
 void dloral_softmax(size_t n, float *p) {
     if (n == 0) return;
-    // The maximum does not depend on the order; `v > peak` passes over NaN as Swift's max did.
-    float peak = -INFINITY;
-    for (size_t i = 0; i < n; i++) peak = p[i] > peak ? p[i] : peak;
+    const norm_path path = current_path();
+    float peak = path.peak(n, p);
     if (peak == -INFINITY) peak = 0;  // all −inf: every e is 0, the sum 0 and the row NaN, as in PyTorch
-    const float sum = current_path().exp_sum(n, p, peak);
+    const float sum = path.exp_sum(n, p, peak);
     const float inverse = 1.0f / sum;
     for (size_t i = 0; i < n; i++) p[i] = p[i] * inverse;
 }

@@ -106,6 +106,7 @@ typedef struct {
     sgemm_widen_fn widen;
     // C rows [i0, i1) × columns [j0, j1), the whole loop nest, on the calling thread.
     void (*region)(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1);
+    size_t nc;  // the region's NC (the width of a packed panel of B)
 } sgemm_kernel;
 
 struct sgemm_problem {
@@ -125,6 +126,18 @@ struct sgemm_problem {
     // When set, B is not stored: op(B) is the im2col matrix of this convolution's input image
     // (b points at the [C, H, W] image), gathered straight into the packed panels.
     const dloral_conv_geometry *conv;
+    // When set, B is this whole packed operand (regions then span all of n): its panels are used
+    // as they are, in the order run_region_tiled walks them.
+    const float *packed_b;
+    // When set, run_region_tiled only packs B, panel after panel, from here on.
+    float *pack_b_into;
+};
+
+// A whole packed B: the panels run_region_tiled packs, for jc then pc, one after the other.
+struct sgemm_packed {
+    const sgemm_kernel *kernel;
+    size_t n, k;
+    float *panels;
 };
 
 // Packed B is written a row of k at a time: the pieces of one row go to NR-wide slivers
@@ -438,16 +451,28 @@ TILED void run_region_tiled(const sgemm_problem *P, size_t i0, size_t i1, size_t
                             const size_t nr, const size_t mc_block, const size_t nc_block) {
     if (i0 >= i1 || j0 >= j1) return;
     sgemm_buffers *buf = thread_buffers();
+    size_t panel = 0;  // floats of the whole packed B before this panel
     for (size_t jc = j0; jc < j1; jc += nc_block) {
         size_t nc = j1 - jc < nc_block ? j1 - jc : nc_block;
         for (size_t pc = 0; pc < P->k; pc += KC) {
             size_t kc = P->k - pc < KC ? P->k - pc : KC;
-            pack_b(P, pc, kc, jc, nc, buf->b, nr);
+            const float *pb = buf->b;
+            if (P->pack_b_into) {  // packing only
+                pack_b(P, pc, kc, jc, nc, P->pack_b_into + panel, nr);
+                panel += (nc + nr - 1) / nr * b_stride(kc, nr);
+                continue;
+            }
+            if (P->packed_b) {
+                pb = P->packed_b + panel;
+                panel += (nc + nr - 1) / nr * b_stride(kc, nr);
+            } else {
+                pack_b(P, pc, kc, jc, nc, buf->b, nr);
+            }
             const float beta = pc == 0 ? P->beta : 1.0f;
             for (size_t ic = i0; ic < i1; ic += mc_block) {
                 size_t mc = i1 - ic < mc_block ? i1 - ic : mc_block;
                 pack_a(P, ic, mc, pc, kc, buf->a, mr);
-                macro_kernel(P, kc, mc, nc, buf->a, buf->b, P->c + ic * P->ldc + jc, beta, mr, nr);
+                macro_kernel(P, kc, mc, nc, buf->a, pb, P->c + ic * P->ldc + jc, beta, mr, nr);
             }
         }
     }
@@ -641,11 +666,64 @@ void dloral_threads_force(int n) {
 
 int dloral_threads(void) { return thread_count(); }
 
+// The floats of B (k × n) packed whole for this kernel: its panels, for jc then pc.
+static size_t packed_b_floats(const sgemm_kernel *kernel, size_t n, size_t k) {
+    const size_t nr = kernel->nr;
+    size_t total = 0;
+    for (size_t jc = 0; jc < n; jc += kernel->nc) {
+        const size_t nc = n - jc < kernel->nc ? n - jc : kernel->nc;
+        for (size_t pc = 0; pc < k; pc += KC) {
+            const size_t kc = k - pc < KC ? k - pc : KC;
+            total += (nc + nr - 1) / nr * b_stride(kc, nr);
+        }
+    }
+    return total;
+}
+
+// Packs P's B whole (run_region_tiled in its packing-only mode); NULL when out of memory.
+static sgemm_packed *pack_whole_b(sgemm_problem *P) {
+    sgemm_packed *packed = malloc(sizeof *packed);
+    const size_t floats = packed_b_floats(P->kernel, P->n, P->k);
+    float *panels = aligned_alloc(64, ((floats ? floats : 1) * sizeof(float) + 63) / 64 * 64);
+    if (!packed || !panels) {
+        free(packed);
+        free(panels);
+        return NULL;
+    }
+    *packed = (sgemm_packed){P->kernel, P->n, P->k, panels};
+    P->pack_b_into = panels;
+    if (P->k > 0) run_region(P, 0, 1, 0, P->n);
+    return packed;
+}
+
+void sgemm_packed_free(sgemm_packed *packed) {
+    if (!packed) return;
+    free(packed->panels);
+    free(packed);
+}
+
+void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, const sgemm_packed *b, float beta, float *c,
+                         size_t ldc) {
+    const size_t n = b->n, k = b->k;
+    if (m == 0 || n == 0) return;
+    sgemm_problem P = {0, 0, m, n, k, alpha, beta, a, lda, NULL, 0, c, ldc, b->kernel, 0, 0, NULL, b->panels, NULL};
+    if (k == 0 || alpha == 0) {
+        scale_c(&P, 0, m, 0, n);
+        return;
+    }
+    run_region(&P, 0, m, 0, n);
+}
+
 static void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
     const size_t m = X->m, n = X->n, k = X->k;
-    if (m == 0 || n == 0) return;
+    if ((m == 0 && !X->pack_b_into) || n == 0) return;
     sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
-                       (const float *)X->b, X->ldb, X->c, X->ldc, kernel, X->a_half != 0, X->b_half != 0, X->conv};
+                       (const float *)X->b, X->ldb, X->c, X->ldc, kernel, X->a_half != 0, X->b_half != 0, X->conv,
+                       NULL, NULL};
+    if (X->pack_b_into) {
+        *X->pack_b_into = pack_whole_b(&P);
+        return;
+    }
     if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
         scale_c(&P, 0, m, 0, n);
         return;
@@ -654,7 +732,7 @@ static void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
     size_t units = split_cols ? (n + kernel->nr - 1) / kernel->nr : (m + kernel->mr - 1) / kernel->mr;
     int parts = thread_count();
     if ((size_t)parts > units) parts = (int)units;
-    if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS) parts = 1;
+    if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS || X->serial) parts = 1;
     if (parts <= 1) run_region(&P, 0, m, 0, n);
     else pool_run(&P, split_cols, parts);
 }
@@ -684,7 +762,7 @@ static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *
     }
 }
 
-static const sgemm_kernel kernel_scalar = {MR6, NR16, sgemm_tile_scalar, f16_to_f32_scalar, run_region_6x16};
+static const sgemm_kernel kernel_scalar = {MR6, NR16, sgemm_tile_scalar, f16_to_f32_scalar, run_region_6x16, SGEMM_NC};
 
 void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, &kernel_scalar); }
 
@@ -780,7 +858,7 @@ AVX2 static void sgemm_tile_avx2(size_t kc, const float *a, const float *b, floa
 }
 #undef SGEMM_AVX2_STEP
 
-static const sgemm_kernel kernel_avx2 = {MR6, NR16, sgemm_tile_avx2, f16_to_f32_avx2, run_region_6x16};
+static const sgemm_kernel kernel_avx2 = {MR6, NR16, sgemm_tile_avx2, f16_to_f32_avx2, run_region_6x16, SGEMM_NC};
 
 void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx2); }
 
@@ -882,7 +960,7 @@ AVX512 static void sgemm_tile_avx512(size_t kc, const float *a, const float *b, 
 #undef SGEMM_512_OUT0
 #undef SGEMM_512_OUT
 
-static const sgemm_kernel kernel_avx512 = {MR8, NR32, sgemm_tile_avx512, f16_to_f32_avx2, run_region_8x32};
+static const sgemm_kernel kernel_avx512 = {MR8, NR32, sgemm_tile_avx512, f16_to_f32_avx2, run_region_8x32, SGEMM512_NC};
 
 void sgemm_avx512(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx512); }
 #endif
@@ -925,7 +1003,7 @@ static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c,
     }
 }
 
-static const sgemm_kernel kernel_neon = {MR6, NR16, sgemm_tile_neon, f16_to_f32_neon, run_region_6x16};
+static const sgemm_kernel kernel_neon = {MR6, NR16, sgemm_tile_neon, f16_to_f32_neon, run_region_6x16, SGEMM_NC};
 
 void sgemm_neon(const sgemm_operands *X) { sgemm_drive(X, &kernel_neon); }
 #endif

@@ -98,10 +98,10 @@ struct IntegerLayerTests {
             let status: Int32 = out.withUnsafeMutableBufferPointer { o in
                 if let bias {
                     return dloral_int_conv2d(Int32(bits), t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                             hwc, t.n, kp, packed, scales, bias, o.baseAddress, p0, p1)
+                                             hwc, t.n, kp, packed, scales, bias, o.baseAddress, p0, p1, nil)
                 }
                 return dloral_int_conv2d(Int32(bits), t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                         hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1)
+                                         hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1, nil)
             }
             #expect(status == 0)
         }
@@ -223,7 +223,7 @@ struct IntegerLayerTests {
                 var got = [Float](repeating: .nan, count: rows * n)
                 let half = rows / 2
                 for (r0, r1) in [(0, half), (half, rows)] {
-                    #expect(dloral_int_linear(Int32(bits), k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1) == 0)
+                    #expect(dloral_int_linear(Int32(bits), k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1, nil) == 0)
                 }
                 #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "rows \(rows) k \(k) n \(n) path \(path)")
             }

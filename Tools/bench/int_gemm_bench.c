@@ -305,7 +305,7 @@ struct job {
 static void *run_job(void *arg) {
     struct job *j = arg;
     size_t kp = (j->s->k + 31) / 32 * 32;
-    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, j->s->n, kp, j->w, j->scales, j->bias, j->y, j->s->n, j->r0, j->r1);
+    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, j->s->n, kp, j->w, j->scales, j->bias, j->y, j->s->n, j->r0, j->r1, NULL);
     return NULL;
 }
 
@@ -421,7 +421,7 @@ int main(int argc, char **argv) {
         double gp = 0;
         if (amx) {  // the AMX kernel on prepacked weights
             dloral_kernels_force("amx");
-            int8_t *wp = amx_pack_weights(s->n, kp, w);
+            int8_t *wp = amx_pack_weights(8, s->n, kp, w);
             for (int r = 0; r < runs && wp; r++) {
                 double t0 = now();
                 for (size_t q = 0; q < 4 * reps; q++) gemm_i8i8_i32_amx_packed(block, s->n, kp, a8, w, wp, c);

@@ -111,8 +111,19 @@ static void public_i16(size_t m, size_t n, size_t kp, const int16_t *a, const in
 // The AMX tile kernel at every m: gemm_i8i8_i32_amx hands products of fewer than AMX_MIN_ROWS
 // rows to the AVX-VNNI kernel; this packs the weights (as int_layer.c does once per layer call)
 // and runs the tiles on them whatever m is.
+// The panels are packed in two uneven ranges, as threads sharing a layer call pack them.
+static int8_t *amx_pack_split(int bits, size_t n, size_t kp, const int8_t *w) {
+    int8_t *wp = aligned_alloc(64, amx_packed_weight_bytes(n, kp, bits));
+    const size_t panels = (n + 15) / 16, cut = panels / 3;
+    if (wp) {
+        amx_pack_weight_panels(bits, n, kp, w, wp, cut, panels);
+        amx_pack_weight_panels(bits, n, kp, w, wp, 0, cut);
+    }
+    return wp;
+}
+
 static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
-    int8_t *wp = amx_pack_weights(n, kp, w);
+    int8_t *wp = amx_pack_split(8, n, kp, w);
     if (!wp) {
         fprintf(stderr, "out of memory\n");
         exit(2);
@@ -123,7 +134,7 @@ static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8
 
 // The same for int16 activations (two int8 tile products against the packed weights).
 static void amx_tiles16(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
-    int8_t *wp = amx_pack_weights(n, kp, w);
+    int8_t *wp = amx_pack_split(16, n, kp, w);
     if (!wp) {
         fprintf(stderr, "out of memory\n");
         exit(2);
@@ -1213,6 +1224,16 @@ static void int_conv_reference(int bits, size_t c, size_t h, size_t w_in, size_t
     free(row), free(q);
 }
 
+// The weights prepared for a layer call as threads share them (dloral_int_weights_new, its pieces
+// packed in two uneven ranges, the later first): NULL where the level prepares nothing.
+static dloral_int_weights *shared_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
+    dloral_int_weights *prepared = dloral_int_weights_new(bits, rows, n, kp, w);
+    const size_t pieces = dloral_int_weights_pieces(prepared), cut = pieces / 3;
+    dloral_int_weights_pack(prepared, cut, pieces);
+    dloral_int_weights_pack(prepared, 0, cut);
+    return prepared;
+}
+
 // special: some input pixels all zero and a band of tiny values (rows whose amax makes them zero
 // rows, Formats/dlrt.md §4.1, next to ordinary ones).
 static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t sh, size_t sw,
@@ -1232,11 +1253,16 @@ static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh,
     float *o0 = xmalloc(n * plane * 4), *o1 = xmalloc(n * plane * 4);
     for (size_t t = 0; t < n * plane; t++) o0[t] = o1[t] = -7.0f;
     dloral_kernels_force("scalar");
-    int rc0 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o0, p0, p1);
+    int rc0 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o0, p0, p1,
+                                NULL);
     dloral_kernels_force(vec_isa);
+    // With a bias, the weights are prepared as a shared layer call prepares them.
+    dloral_int_weights *prepared = with_bias ? shared_weights(bits, p1 - p0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o1, p0, p1);
+    int rc1 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o1, p0, p1,
+                                prepared);
     double dt = now() - t0;
+    dloral_int_weights_free(prepared);
     dloral_kernels_force(NULL);
     char name[160];
     snprintf(name, sizeof name, "dloral_int_conv2d int%d %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s%s", bits, c, h, w_in,
@@ -1273,11 +1299,13 @@ static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r
     float *y0 = xmalloc(rows * ldy * 4), *y1 = xmalloc(rows * ldy * 4);
     for (size_t t = 0; t < rows * ldy; t++) y0[t] = y1[t] = -7.0f;
     dloral_kernels_force("scalar");
-    int rc0 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y0, ldy, r0, rows);
+    int rc0 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y0, ldy, r0, rows, NULL);
     dloral_kernels_force(vec_isa);
+    dloral_int_weights *prepared = with_bias ? shared_weights(bits, rows - r0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y1, ldy, r0, rows);
+    int rc1 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y1, ldy, r0, rows, prepared);
     double dt = now() - t0;
+    dloral_int_weights_free(prepared);
     dloral_kernels_force(NULL);
     char name[160];
     snprintf(name, sizeof name, "dloral_int_linear int%d k=%zu n=%zu rows [%zu, %zu)%s%s", bits, k, n, r0, rows,
@@ -1879,7 +1907,7 @@ static void check_norm(void) {
     }
 }
 
-// dloral_softmax: every path has the scalar bits (the 8-lane float sum in a fixed order); within
+// dloral_softmax: every path has the scalar bits (the 16-lane float sum in a fixed order); within
 // 1e-6 of a double softmax on finite rows; a −inf logit gets exactly 0; an all −inf row is NaN.
 static void check_softmax(void) {
     const size_t sizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 77, 1000, 4096, 4103};
@@ -1935,6 +1963,90 @@ static void check_softmax(void) {
     }
 }
 
+// dloral_attention_run: on every path and however the tasks are shared out, each block of the
+// output has the bits of the unfused steps on that path (dloral_sgemm for S = alpha·Q·Kᵀ,
+// dloral_softmax per row, dloral_sgemm for S·V), and every path has the scalar path's bits;
+// within 1e-5 (relative to max |v|) of attention computed in double.
+static void check_attention(void) {
+    struct {
+        size_t batch, queries, keys, heads, d, dv;
+    } cases[] = {{1, 1, 1, 1, 1, 1}, {2, 77, 77, 2, 8, 8}, {1, 130, 4103, 3, 64, 40}, {2, 1030, 77, 5, 64, 64},
+                 {1, 257, 513, 1, 17, 33}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const size_t b = cases[ci].batch, t = cases[ci].queries, s = cases[ci].keys, heads = cases[ci].heads;
+        const size_t d = cases[ci].d, dv = cases[ci].dv, c = heads * d, cv = heads * dv;
+        float *q = xmalloc(b * t * c * 4), *k = xmalloc(b * s * c * 4), *v = xmalloc(b * s * cv * 4);
+        float *want = xmalloc(b * t * cv * 4), *got = xmalloc(b * t * cv * 4), *first = xmalloc(b * t * cv * 4);
+        float *scores = xmalloc(t * s * 4);
+        for (size_t i = 0; i < b * t * c; i++) q[i] = 3.0f * rnd_unit();
+        for (size_t i = 0; i < b * s * c; i++) k[i] = 3.0f * rnd_unit();
+        for (size_t i = 0; i < b * s * cv; i++) v[i] = rnd_unit();
+        const float alpha = (float)(1 / sqrt((double)d));
+        dloral_attention_shape shape = {b, t, s, heads, d, dv, alpha, q, k, v, got};
+        const size_t tasks = dloral_attention_tasks(&shape);
+        char name[128];
+        for (int p = 0; p < nfpaths; p++) {
+            use_path(fpaths[p], 0);
+            for (size_t n = 0; n < b; n++) {
+                for (size_t h = 0; h < heads; h++) {
+                    dloral_sgemm(0, 1, t, s, d, alpha, q + n * t * c + h * d, c, k + n * s * c + h * d, c, 0.0f, scores, s);
+                    for (size_t r = 0; r < t; r++) dloral_softmax(s, scores + r * s);
+                    dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f,
+                                 want + n * t * cv + h * dv, cv);
+                }
+            }
+            // Three uneven ranges of tasks, as threads would take them.
+            memset(got, 0xff, b * t * cv * 4);
+            const size_t cut1 = tasks / 3, cut2 = tasks - tasks / 5;
+            dloral_attention_run(&shape, 0, cut1);
+            dloral_attention_run(&shape, cut2, tasks);
+            dloral_attention_run(&shape, cut1, cut2);
+            use_default_path();
+            const size_t diff = first_difference(want, got, b * t * cv);
+            snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu d %zu dv %zu %s vs unfused", b, t, s,
+                     heads, d, dv, fpaths[p]);
+            if (diff == (size_t)-1) report(1, name, "identical bits (%zu tasks)", tasks);
+            else report(0, name, "element %zu: unfused %08x, fused %08x", diff, bits_of(want[diff]), bits_of(got[diff]));
+            if (p == 0) {
+                memcpy(first, got, b * t * cv * 4);
+                // Accuracy against double attention, on a sample of rows.
+                double worst = 0;
+                for (size_t n = 0; n < b; n++) {
+                    for (size_t h = 0; h < heads; h++) {
+                        for (size_t r = 0; r < t; r += 1 + t / 16) {
+                            double peak = -INFINITY, sum = 0;
+                            double *e = xmalloc(s * sizeof(double));
+                            for (size_t j = 0; j < s; j++) {
+                                double dot = 0;
+                                for (size_t i = 0; i < d; i++)
+                                    dot += (double)q[(n * t + r) * c + h * d + i] * k[(n * s + j) * c + h * d + i];
+                                e[j] = dot * alpha;
+                                peak = e[j] > peak ? e[j] : peak;
+                            }
+                            for (size_t j = 0; j < s; j++) sum += e[j] = exp(e[j] - peak);
+                            for (size_t i = 0; i < dv; i++) {
+                                double o = 0;
+                                for (size_t j = 0; j < s; j++) o += e[j] / sum * v[(n * s + j) * cv + h * dv + i];
+                                const double err = fabs(o - got[(n * t + r) * cv + h * dv + i]);
+                                worst = err > worst ? err : worst;
+                            }
+                            free(e);
+                        }
+                    }
+                }
+                snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu accuracy", b, t, s, heads);
+                report(worst <= 1e-5, name, "max abs error %.3g (≤ 1e-5)", worst);
+            } else {
+                const size_t pd = first_difference(first, got, b * t * cv);
+                snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu %s vs scalar", b, t, s, heads, fpaths[p]);
+                if (pd == (size_t)-1) report(1, name, "identical bits");
+                else report(0, name, "element %zu: scalar %08x, %s %08x", pd, bits_of(first[pd]), fpaths[p], bits_of(got[pd]));
+            }
+        }
+        free(q), free(k), free(v), free(want), free(got), free(first), free(scores);
+    }
+}
+
 // Usage: kernel_check [LEVEL]. On x86-64 LEVEL is the level checked against scalar (default
 // avx2); a level this CPU lacks is reported and skipped (exit 0). Ignored on arm64.
 int main(int argc, char **argv) {
@@ -1972,9 +2084,10 @@ int main(int argc, char **argv) {
     double t6 = now();
     check_norm();
     check_softmax();
+    check_attention();
     double t7 = now();
     printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s, "
-           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax %.1f s\n",
+           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax + attention %.1f s\n",
            t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6);
     printf("kernel_check: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

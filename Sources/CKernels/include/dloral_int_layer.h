@@ -24,24 +24,45 @@ int32_t dloral_activation_qmax(int bits, size_t kp);
 /// −qmax, qmax). Returns the scale (0 for an all-zero row, whose q are all 0).
 float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q);
 
+/// An integer layer's weights prepared once for one layer call that several threads share (at
+/// the amx level: packed for the tiles, about as costly as the tile products of a few dozen
+/// rows). Threads pack disjoint ranges of its pieces, then pass it to dloral_int_conv2d /
+/// dloral_int_linear, which then do not prepare the weights themselves.
+typedef struct dloral_int_weights dloral_int_weights;
+
+/// The preparation for `bits`-bit activations, n × kp int8 weights w and calls of at least
+/// `rows` rows per thread; NULL when this kernel level has nothing to prepare (or when out of
+/// memory: the layer calls then prepare for themselves, with the same results).
+dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w);
+
+/// How many pieces dloral_int_weights_pack splits the work into.
+size_t dloral_int_weights_pieces(const dloral_int_weights *prepared);
+
+/// Prepares pieces [first, end); every piece must be prepared before the weights are used.
+void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t end);
+
+void dloral_int_weights_free(dloral_int_weights *prepared);
+
 /// One image of a Conv2d (groups 1, dilation 1) on the integer path, output pixels [p0, p1) only
 /// (call with disjoint ranges from several threads to split the work).
 ///
 /// - x_hwc: the input image channels-last, [H][W][C] floats.
 /// - w: int8 rows [n][kp] in (ky, kx, c) column order; w_scales: [n]; bias: [n] or NULL.
 /// - out: [n][ho·wo] floats (NCHW of one image); pixel p of channel j goes to out[j·ho·wo + p].
+/// - prepared: w prepared by dloral_int_weights_new / _pack, or NULL to prepare it here.
 /// Returns 0, or −1 when scratch memory cannot be allocated (nothing is written then).
 int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                       size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
                       const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1);
+                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+                      const dloral_int_weights *prepared);
 
 /// Linear on the integer path for rows [r0, r1) of x ([rows][k] floats, row stride ldx):
-/// y[r][j] = dequant(Σ_k q(x[r])·w[j]) + bias[j], y row-major with row stride ldy.
-/// Returns 0, or −1 when scratch memory cannot be allocated.
+/// y[r][j] = dequant(Σ_k q(x[r])·w[j]) + bias[j], y row-major with row stride ldy. prepared: as
+/// for dloral_int_conv2d. Returns 0, or −1 when scratch memory cannot be allocated.
 int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
                       const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                      size_t r0, size_t r1);
+                      size_t r0, size_t r1, const dloral_int_weights *prepared);
 
 /// Transposes one image from [C][HW] (NCHW) to [HW][C] (channels-last).
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst);

@@ -131,9 +131,32 @@ void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, con
 void dloral_silu(size_t n, const float *x, float *y);
 
 /// Softmax of p[0 … n) in place, as torch.softmax: the maximum m subtracted first, e = exp(p − m)
-/// with norm.c's exp (~1 ulp), Σ e summed in 8 float lanes in a fixed order (norm.c), then
+/// with norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (norm.c), then
 /// p = e · (1 / Σ e). The same bits on every kernel path.
 void dloral_softmax(size_t n, float *p);
+
+/// Multi-head scaled dot-product attention: q [batch][queries][heads·d], k [batch][keys][heads·d],
+/// v [batch][keys][heads·dv], out [batch][queries][heads·dv], all contiguous; head h uses
+/// channels [h·d, (h+1)·d) (of v and out: [h·dv, (h+1)·dv)).
+typedef struct {
+    size_t batch, queries, keys, heads, d, dv;
+    float alpha;  // the logits' scale, 1/√d as the caller rounds it
+    const float *q, *k, *v;
+    float *out;
+} dloral_attention_shape;
+
+/// The number of tasks the attention is cut into: (batch, head, block of queries), each
+/// independent of the others.
+size_t dloral_attention_tasks(const dloral_attention_shape *a);
+
+/// Runs tasks [first, end) on the calling thread (threads may run disjoint ranges at once). Each
+/// task writes its block of out bit for bit as
+///     S = alpha·Q·Kᵀ  (dloral_sgemm(0, 1, rows, keys, d, alpha, …, 0, S, keys))
+///     dloral_softmax on each row of S
+///     O = S·V         (dloral_sgemm(0, 0, rows, dv, keys, 1, S, keys, …, 0, O, heads·dv))
+/// so the result does not depend on how the tasks are shared out. No keys: zeros. Uses no thread
+/// pool; per thread it holds a block of scores (about 1 MiB) and K, V of one head packed.
+void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t end);
 
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.

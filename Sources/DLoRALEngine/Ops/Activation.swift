@@ -82,7 +82,7 @@ extension Ops {
     }
 
     /// Softmax of `count` values spaced `stride` apart, in place (contiguous rows through
-    /// `dloral_softmax`: the vector exp and a fixed 8-lane sum).
+    /// `dloral_softmax`: the vector exp and a fixed 16-lane sum).
     @inline(__always)
     static func softmaxInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, stride: Int) {
         if stride == 1 {

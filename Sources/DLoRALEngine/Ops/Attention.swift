@@ -1,8 +1,7 @@
-extension Ops {
-    /// Queries processed per block, bounding the score matrix to `queryBlock × S` floats per
-    /// head (4096 latent tokens would otherwise need 64 MB per head).
-    static let attentionQueryBlock = 1024
+import CKernels
+import Dispatch
 
+extension Ops {
     /// Multi-head scaled dot-product attention as in diffusers' `Attention` (and
     /// `F.scaled_dot_product_attention`): channels split into `heads` contiguous groups,
     /// `softmax(Q·Kᵀ / √d) · V` per head, heads concatenated back.
@@ -30,45 +29,25 @@ extension Ops {
         guard s > 0 else { return out }
         // PyTorch scales by 1/sqrt(d) computed in double and applied as a float.
         let scale = Float(1 / Double(d).squareRoot())
-        let block = min(t, attentionQueryBlock)
-        var scores = [Float](repeating: 0, count: block * s)
-
+        // Tasks of one (batch, head, block of queries), each run start to end on one core
+        // (dloral_attention_run): the block's scores stay in that core's L2.
         q.data.withUnsafeBufferPointer { qp in
             k.data.withUnsafeBufferPointer { kp in
                 v.data.withUnsafeBufferPointer { vp in
                     out.data.withUnsafeMutableBufferPointer { op in
-                        scores.withUnsafeMutableBufferPointer { sp in
-                            for batch in 0..<b {
-                                for head in 0..<heads {
-                                    let keys = kp.baseAddress! + batch * s * c + head * d
-                                    let values = vp.baseAddress! + batch * s * cv + head * dv
-                                    var start = 0
-                                    while start < t {
-                                        let rows = min(block, t - start)
-                                        let queries = qp.baseAddress! + (batch * t + start) * c + head * d
-                                        let result = op.baseAddress! + (batch * t + start) * cv + head * dv
-                                        if d > 0 {
-                                            sgemm(
-                                                m: rows, n: s, k: d, alpha: scale, a: queries, lda: c,
-                                                b: keys, ldb: c, transposeB: true,
-                                                c: sp.baseAddress!, ldc: s)
-                                        } else {
-                                            sp.baseAddress!.update(repeating: 0, count: rows * s)
-                                        }
-                                        let scoreBase = sp.baseAddress!
-                                        parallelRanges(rows, work: rows * s * 16) { r0, r1 in
-                                            for row in r0..<r1 {
-                                                softmaxInPlace(scoreBase + row * s, count: s, stride: 1)
-                                            }
-                                        }
-                                        if dv > 0 {
-                                            sgemm(
-                                                m: rows, n: dv, k: s, a: sp.baseAddress!, lda: s,
-                                                b: values, ldb: cv, c: result, ldc: cv)
-                                        }
-                                        start += rows
-                                    }
-                                }
+                        var shape = dloral_attention_shape(
+                            batch: b, queries: t, keys: s, heads: heads, d: d, dv: dv, alpha: scale,
+                            q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, out: op.baseAddress!)
+                        let tasks = dloral_attention_tasks(&shape)
+                        let work = t * s * (d + dv) * heads * b
+                        let parts = work < 1 << 22 ? 1 : max(1, min(Int(dloral_threads()), tasks))
+                        if parts == 1 {
+                            dloral_attention_run(&shape, 0, tasks)
+                        } else {
+                            let problem = shape
+                            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                var local = problem
+                                dloral_attention_run(&local, tasks * part / parts, tasks * (part + 1) / parts)
                             }
                         }
                     }

@@ -55,6 +55,25 @@ extension Ops {
         }
     }
 
+    /// Runs `body` with the weights prepared once for a layer call of `count` rows that
+    /// `parallelRanges(count, work:)` splits (at the amx level: packed for the tiles, the threads
+    /// packing a share each), or with nil where the kernel level has nothing to prepare.
+    static func withPreparedWeights(
+        _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?) -> Void
+    ) {
+        let parts = work < 1 << 22 ? 1 : min(integerThreads, count)
+        let outputs = weight.info.logicalShape[0]
+        let prepared = dloral_int_weights_new(weight.bits, count / max(parts, 1), outputs, weight.info.kPadded, weight.rows)
+        defer { dloral_int_weights_free(prepared) }
+        if let prepared {
+            let pieces = dloral_int_weights_pieces(prepared)
+            parallelRanges(pieces, work: parts > 1 ? work : 0) { first, end in
+                dloral_int_weights_pack(prepared, first, end)
+            }
+        }
+        body(prepared)
+    }
+
     /// `conv2d` with int8 weights and activations quantized per output pixel to int8 or int16
     /// (the row of the im2col matrix), int32 accumulation, dequantized with bias.
     public static func conv2d(
@@ -129,12 +148,15 @@ extension Ops {
         let ho = (h + 2 * ph - kh) / sh + 1
         let wo = (w + 2 * pw - kw) / sw + 1
         let pixels = ho * wo
+        let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
-            parallelRanges(pixels, work: pixels * o * c * kh * kw) { p0, p1 in
-                let status = dloral_int_conv2d(
-                    weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                    o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1)
-                precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
+            withPreparedWeights(weight, rows: pixels, work: work) { prepared in
+                parallelRanges(pixels, work: work) { p0, p1 in
+                    let status = dloral_int_conv2d(
+                        weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                        o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1, prepared)
+                    precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
+                }
             }
         }
     }
@@ -155,12 +177,15 @@ extension Ops {
         return Tensor(shape: outShape) { y in
             x.data.withUnsafeBufferPointer { a in
                 withOptionalPointer(bias) { b in
-                    parallelRanges(rows, work: rows * outFeatures * inFeatures) { r0, r1 in
-                        let status = dloral_int_linear(
-                            weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                            weight.info.kPadded, weight.rows, weight.info.scales, b,
-                            y.baseAddress!, outFeatures, r0, r1)
-                        precondition(status == 0, "integer linear: out of memory for its scratch buffers")
+                    let work = rows * outFeatures * inFeatures
+                    withPreparedWeights(weight, rows: rows, work: work) { prepared in
+                        parallelRanges(rows, work: work) { r0, r1 in
+                            let status = dloral_int_linear(
+                                weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
+                                weight.info.kPadded, weight.rows, weight.info.scales, b,
+                                y.baseAddress!, outFeatures, r0, r1, prepared)
+                            precondition(status == 0, "integer linear: out of memory for its scratch buffers")
+                        }
                     }
                 }
             }

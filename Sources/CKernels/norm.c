@@ -538,6 +538,49 @@ void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mea
     *rstd = (float)(1.0 / sqrt(variance + (double)eps));
 }
 
+// LayerNorm's elementwise step: y = ((x − mean)·rstd)·w[j] + b[j], each operation rounded (w, b
+// NULL for 1, 0: the step is then skipped, which rounds the same).
+static void layer_affine_scalar(size_t n, const float *x, float mean, float rstd, const float *w, const float *b,
+                                float *y) {
+    for (size_t j = 0; j < n; j++) {
+        float t = (x[j] - mean) * rstd;
+        if (w) t = t * w[j];
+        if (b) t = t + b[j];
+        y[j] = t;
+    }
+}
+
+#if defined(__x86_64__)
+AVX2 static void layer_affine_avx2(size_t n, const float *x, float mean, float rstd, const float *w, const float *b,
+                                   float *y) {
+    const __m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), vm), vr);
+        if (w) t = _mm256_mul_ps(t, _mm256_loadu_ps(w + j));
+        if (b) t = _mm256_add_ps(t, _mm256_loadu_ps(b + j));
+        _mm256_storeu_ps(y + j, t);
+    }
+    layer_affine_scalar(n - j, x + j, mean, rstd, w ? w + j : NULL, b ? b + j : NULL, y + j);
+}
+#endif
+
+void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
+                       size_t r0, size_t r1) {
+    if (d == 0) return;
+    const norm_path path = current_path();
+    void (*affine)(size_t, const float *, float, float, const float *, const float *, float *) = layer_affine_scalar;
+#if defined(__x86_64__)
+    if (kernels_path() == PATH_AVX2) affine = layer_affine_avx2;
+#endif
+    for (size_t r = r0; r < r1; r++) {
+        double m = 0, variance = 0;
+        path.moments(d, x + r * d, &m, &variance);
+        const float mean = (float)m, rstd = (float)(1.0 / sqrt(variance + (double)eps));
+        affine(d, x + r * d, mean, rstd, weight, bias, y + r * d);
+    }
+}
+
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y) {
     const size_t count = channels * spatial;

@@ -1963,6 +1963,54 @@ static void check_softmax(void) {
     }
 }
 
+// dloral_layer_norm: every path has the scalar bits (rows split in two ranges, in place and not,
+// with and without weight and bias); within 2e-6 relative of a double layer norm.
+static void check_layer_norm(void) {
+    const size_t dims[] = {1, 7, 8, 320, 1283};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const size_t d = dims[di], rows = 9;
+        float *x = xmalloc(rows * d * 4), *w = xmalloc(d * 4), *b = xmalloc(d * 4);
+        float *y0 = xmalloc(rows * d * 4), *y1 = xmalloc(rows * d * 4);
+        for (size_t i = 0; i < rows * d; i++) x[i] = 5.0f + 3.0f * rnd_unit();  // an offset mean
+        for (size_t i = 0; i < d; i++) w[i] = 1.0f + rnd_unit(), b[i] = rnd_unit();
+        for (int affine = 0; affine < 2; affine++) {
+            const float *wp = affine ? w : NULL, *bp = affine ? b : NULL;
+            use_path("scalar", 0);
+            dloral_layer_norm(d, x, wp, bp, 1e-5f, y0, 0, rows);
+            use_default_path();
+            char name[96];
+            for (int p = 1; p < nfpaths; p++) {
+                memcpy(y1, x, rows * d * 4);
+                use_path(fpaths[p], 0);
+                dloral_layer_norm(d, y1, wp, bp, 1e-5f, y1, 4, rows);  // in place, two ranges
+                dloral_layer_norm(d, y1, wp, bp, 1e-5f, y1, 0, 4);
+                use_default_path();
+                const size_t diff = first_difference(y0, y1, rows * d);
+                snprintf(name, sizeof name, "dloral_layer_norm d=%zu%s %s vs scalar", d, affine ? " affine" : "", fpaths[p]);
+                if (diff == (size_t)-1) report(1, name, "identical bits");
+                else report(0, name, "element %zu: scalar %08x, %s %08x", diff, bits_of(y0[diff]), fpaths[p], bits_of(y1[diff]));
+            }
+            double worst = 0;
+            for (size_t r = 0; r < rows; r++) {
+                double m = 0, v = 0;
+                for (size_t j = 0; j < d; j++) m += x[r * d + j];
+                m /= (double)d;
+                for (size_t j = 0; j < d; j++) v += (x[r * d + j] - m) * (x[r * d + j] - m);
+                v /= (double)d;
+                for (size_t j = 0; j < d; j++) {
+                    double want = (x[r * d + j] - m) / sqrt(v + 1e-5);
+                    if (affine) want = want * w[j] + b[j];
+                    const double e = fabs(want - y0[r * d + j]) / (1.0 + fabs(want));
+                    worst = e > worst ? e : worst;
+                }
+            }
+            snprintf(name, sizeof name, "dloral_layer_norm d=%zu%s accuracy", d, affine ? " affine" : "");
+            report(worst <= 2e-6, name, "max relative error %.3g (≤ 2e-6)", worst);
+        }
+        free(x), free(w), free(b), free(y0), free(y1);
+    }
+}
+
 // dloral_attention_run: on every path and however the tasks are shared out, each block of the
 // output has the bits of the unfused steps on that path (dloral_sgemm for S = alpha·Q·Kᵀ,
 // dloral_softmax per row, dloral_sgemm for S·V), and every path has the scalar path's bits;
@@ -2084,10 +2132,11 @@ int main(int argc, char **argv) {
     double t6 = now();
     check_norm();
     check_softmax();
+    check_layer_norm();
     check_attention();
     double t7 = now();
     printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s, "
-           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax + attention %.1f s\n",
+           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax + layer norm + attention %.1f s\n",
            t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6);
     printf("kernel_check: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -126,6 +126,13 @@ void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mea
 void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
                             const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1);
 
+/// torch.nn.functional.layer_norm over the last axis for rows [r0, r1) of x [rows][d]: mean and
+/// biased variance of each row as dloral_group_norm_stats computes them (double, 8 lanes), then
+/// y = ((x − mean)·rstd)·weight[j] + bias[j], each operation rounded (weight / bias NULL: that
+/// step is skipped). The same bits on every kernel path; x and y may be the same buffer.
+void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
+                       size_t r0, size_t r1);
+
 /// SiLU, y = x / (1 + exp(−x)) with norm.c's exp (~1 ulp), the same bits on every kernel path.
 /// x and y may be the same buffer.
 void dloral_silu(size_t n, const float *x, float *y);

@@ -94,12 +94,18 @@ AMX static inline void transpose16(__m512i r[16]) {
 // 64-wide step of k (s), one 1 KiB tile at bp + (jb·steps + s)·1024 whose row r holds
 // w[16jb + c][64s + 4r … 64s + 4r + 3] for c = 0 … 15: the transpose, in 4-byte units, of the
 // 16 × 64 bytes of w it covers. Rows past n and bytes past kp are zero.
-// Packs panels [jb0, jb1) only.
-AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_t *bp, size_t jb0, size_t jb1) {
+// Packs panels [jb0, jb1) only. With sums, also Σ_k w[j][k] mod 2^32 of each weight row j of
+// those panels, read back from the packed tiles while they are in L1 (their zero padding adds
+// nothing): in a tile, 32-bit slot c of every row holds 4 bytes of weight row c, so vpdpbusd
+// with a ones operand adds them into lane c.
+AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_t *bp, size_t jb0, size_t jb1,
+                       uint32_t *sums) {
     const size_t full_steps = kp / TILE_K;
+    const __m256i ones = _mm256_set1_epi8(1);
     for (size_t jb = jb0; jb < jb1 && jb * 16 < n; jb++) {
         const size_t cols = n - jb * 16 < 16 ? n - jb * 16 : 16;
         const int8_t *wj = w + jb * 16 * kp;
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();  // slots 0–7, 8–15
         for (size_t s = 0; s < steps; s++) {
             int8_t *dst = bp + (jb * steps + s) * TILE_BYTES;
             if (cols == 16 && s < full_steps) {
@@ -113,6 +119,18 @@ AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_
                 for (size_t c = 0; c < cols; c++)
                     for (size_t k = 0; k < kn; k++) dst[(k / 4) * 64 + c * 4 + k % 4] = wj[c * kp + k0 + k];
             }
+            if (sums) {
+                for (int q = 0; q < 16; q++) {
+                    lo = _mm256_dpbusd_avx_epi32(lo, ones, _mm256_load_si256((const __m256i *)(dst + q * 64)));
+                    hi = _mm256_dpbusd_avx_epi32(hi, ones, _mm256_load_si256((const __m256i *)(dst + q * 64 + 32)));
+                }
+            }
+        }
+        if (sums) {
+            uint32_t lane[16];
+            _mm256_storeu_si256((__m256i *)lane, lo);
+            _mm256_storeu_si256((__m256i *)(lane + 8), hi);
+            memcpy(sums + jb * 16, lane, cols * sizeof(uint32_t));
         }
     }
 }
@@ -197,8 +215,6 @@ static size_t packed_bytes(size_t n, size_t kp) {
     return (tiles ? tiles : 1) * TILE_BYTES;
 }
 
-AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums);
-
 // The packed tiles, then (for int16 activations only) Σ_k w[j][k] for each weight row (uint32,
 // for the int16 products below).
 size_t amx_packed_weight_bytes(size_t n, size_t kp, int bits) {
@@ -210,11 +226,8 @@ AMX void amx_pack_weight_panels(int bits, size_t n, size_t kp, const int8_t *w, 
     const size_t panels = (n + 15) / 16;
     if (panel1 > panels) panel1 = panels;
     if (panel0 >= panel1) return;
-    pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp, panel0, panel1);
-    if (bits == 16) {
-        const size_t j1 = panel1 * 16 < n ? panel1 * 16 : n;
-        row_sums(j1 - panel0 * 16, kp, w + panel0 * 16 * kp, (uint32_t *)(wp + packed_bytes(n, kp)) + panel0 * 16);
-    }
+    pack_b(n, kp, (kp + TILE_K - 1) / TILE_K, w, wp, panel0, panel1,
+           bits == 16 ? (uint32_t *)(wp + packed_bytes(n, kp)) : NULL);
 }
 
 AMX int8_t *amx_pack_weights(int bits, size_t n, size_t kp, const int8_t *w) {
@@ -283,18 +296,10 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
 // int16) and l = a & 255 splits one int16 × int8 product into two int8 ones:
 //     Σ a·w = 256·Σ h·w + Σ (l − 128)·w + 128·Σ w,
 // with l − 128 an int8 (the low byte xor 0x80). Both sums run on TDPBSSD against the same packed
-// weights, Σ w per weight row is a vpdpbusd against ones, and the combination is 32-bit wrapping
+// weights, Σ w per weight row is summed from the packed tiles as they are written (pack_b), and
+// the combination is 32-bit wrapping
 // arithmetic, so the result is the scalar int16 kernel's mod 2^32 for every input (−32768 and
 // −128 included). Two int8 tile products cost far less than one AVX-VNNI vpdpwssd product.
-
-// Σ_k w[j][k] for each weight row, mod 2^32 (stored after the packed tiles), three rows at a time.
-AMX static void row_sums(size_t n, size_t kp, const int8_t *w, uint32_t *sums) {
-    for (size_t j = 0; j < n; j += 3) {
-        const size_t nr = n - j < 3 ? n - j : 3;
-        const int8_t *rows[3] = {w + j * kp, w + (j + (nr > 1)) * kp, w + (j + 2 * (nr > 2)) * kp};
-        weight_row_sums_avxvnni(nr, kp, rows, sums + j);
-    }
-}
 
 AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                    const int8_t *wp, int32_t *c) {

@@ -416,6 +416,13 @@ dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size
     return NULL;
 }
 
+size_t dloral_int_min_rows(void) {
+#if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AMX) return AMX_MIN_ROWS;
+#endif
+    return 1;
+}
+
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
     return prepared ? (prepared->n + 15) / 16 : 0;
 }

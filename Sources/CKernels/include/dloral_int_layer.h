@@ -35,6 +35,11 @@ typedef struct dloral_int_weights dloral_int_weights;
 /// memory: the layer calls then prepare for themselves, with the same results).
 dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w);
 
+/// The fewest rows per thread worth giving one layer call: at the amx level AMX_MIN_ROWS (16;
+/// with fewer, the call runs a kernel without the tiles, slower than one thread with twice the
+/// rows on them), else 1.
+size_t dloral_int_min_rows(void);
+
 /// How many pieces dloral_int_weights_pack splits the work into.
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared);
 

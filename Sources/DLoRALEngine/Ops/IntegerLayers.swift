@@ -45,7 +45,13 @@ extension Ops {
     /// Splits `0..<count` into at most `integerThreads` contiguous parts and runs `body` on each
     /// concurrently (inline for small work).
     static func parallelRanges(_ count: Int, work: Int, _ body: (Int, Int) -> Void) {
-        let parts = work < 1 << 22 ? 1 : min(integerThreads, count)
+        parallelRanges(count, parts: work < 1 << 22 ? 1 : min(integerThreads, count), body)
+    }
+
+    /// Splits `0..<count` into `parts` contiguous parts (at most `count`) and runs `body` on each,
+    /// concurrently.
+    static func parallelRanges(_ count: Int, parts wanted: Int, _ body: (Int, Int) -> Void) {
+        let parts = max(1, min(wanted, count))
         if parts <= 1 {
             body(0, count)
             return
@@ -58,20 +64,24 @@ extension Ops {
     /// Runs `body` with the weights prepared once for a layer call of `count` rows that
     /// `parallelRanges(count, work:)` splits (at the amx level: packed for the tiles, the threads
     /// packing a share each), or with nil where the kernel level has nothing to prepare.
+    ///
+    /// `body` gets the number of parts to split the rows into: no part gets fewer rows than the
+    /// kernels want (`dloral_int_min_rows`: at the amx level, one thread on the tiles beats two on
+    /// a kernel without them for a 4×4 latent's 16 pixels).
     static func withPreparedWeights(
-        _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?) -> Void
+        _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?, Int) -> Void
     ) {
-        let parts = work < 1 << 22 ? 1 : min(integerThreads, count)
+        let wanted = work < 1 << 22 ? 1 : min(integerThreads, count)
+        let parts = max(1, min(wanted, count / max(1, Int(dloral_int_min_rows()))))
         let outputs = weight.info.logicalShape[0]
-        let prepared = dloral_int_weights_new(weight.bits, count / max(parts, 1), outputs, weight.info.kPadded, weight.rows)
+        let prepared = dloral_int_weights_new(weight.bits, count / parts, outputs, weight.info.kPadded, weight.rows)
         defer { dloral_int_weights_free(prepared) }
         if let prepared {
-            let pieces = dloral_int_weights_pieces(prepared)
-            parallelRanges(pieces, work: parts > 1 ? work : 0) { first, end in
+            parallelRanges(dloral_int_weights_pieces(prepared), parts: wanted) { first, end in
                 dloral_int_weights_pack(prepared, first, end)
             }
         }
-        body(prepared)
+        body(prepared, parts)
     }
 
     /// `conv2d` with int8 weights and activations quantized per output pixel to int8 or int16
@@ -150,8 +160,8 @@ extension Ops {
         let pixels = ho * wo
         let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
-            withPreparedWeights(weight, rows: pixels, work: work) { prepared in
-                parallelRanges(pixels, work: work) { p0, p1 in
+            withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
+                parallelRanges(pixels, parts: parts) { p0, p1 in
                     let status = dloral_int_conv2d(
                         weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
                         o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1, prepared)
@@ -178,8 +188,8 @@ extension Ops {
             x.data.withUnsafeBufferPointer { a in
                 withOptionalPointer(bias) { b in
                     let work = rows * outFeatures * inFeatures
-                    withPreparedWeights(weight, rows: rows, work: work) { prepared in
-                        parallelRanges(rows, work: work) { r0, r1 in
+                    withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
+                        parallelRanges(rows, parts: parts) { r0, r1 in
                             let status = dloral_int_linear(
                                 weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
                                 weight.info.kPadded, weight.rows, weight.info.scales, b,

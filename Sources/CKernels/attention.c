@@ -10,11 +10,27 @@
 //   normalised and read back while it is still in that core's L2;
 // - K and V are packed for the GEMM once per (batch, head) on each thread, not once per block
 //   (attention's products are short in k = d: packing K costs as much as multiplying by it).
+//
+// With int8_logits the logits come from the integer path instead (dloral_attention_shape):
+// per (batch, head), K is smoothed — each channel's mean over the keys subtracted, which changes
+// every logit of a query by the same amount and so no softmax — and each key row quantized to
+// int8; per task each query row is quantized to int8, the int32 products summed exactly
+// (dloral_gemm_i8i8_i32; at the amx level on the tiles, K packed once per head) and scaled back;
+// softmax and the product with V stay in fp32.
+#include "dloral_int_layer.h"
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+static void out_of_memory(void) {
+    fputs("dloral_attention_run: out of memory for the scores and packed K, V\n", stderr);
+    abort();
+}
 
 // Queries per task: a multiple of 8 whose scores fit in about 1 MiB, at most 256.
 static size_t block_rows(const dloral_attention_shape *a) {
@@ -35,9 +51,51 @@ size_t dloral_attention_tasks(const dloral_attention_shape *a) {
     return a->batch * a->heads * blocks_per_head(a);
 }
 
-static void out_of_memory(void) {
-    fputs("dloral_attention_run: out of memory for the scores and packed K, V\n", stderr);
-    abort();
+
+// One head's keys on the integer path: smoothed, quantized rows [keys][kp] and their scales,
+// and the rows prepared for the GEMM.
+typedef struct {
+    int8_t *rows;
+    float *scales;
+    dloral_int_weights *prepared;
+} int_keys;
+
+static void int_keys_free(int_keys *keys) {
+    dloral_int_weights_free(keys->prepared);
+    free(keys->rows);
+    free(keys->scales);
+    *keys = (int_keys){NULL, NULL, NULL};
+}
+
+// k: the head's first key channel (rows c floats apart); smoothed into `row` one key at a time.
+static void int_keys_make(int_keys *keys, size_t s, size_t d, size_t kp, size_t rows_min, const float *k, size_t c) {
+    keys->rows = malloc(s * kp + 64);
+    keys->scales = malloc(s * sizeof(float) + 4);
+    double *sum = calloc(d ? d : 1, sizeof(double));
+    float *mean = malloc(d * sizeof(float) + 4), *row = malloc(d * sizeof(float) + 4);
+    if (!keys->rows || !keys->scales || !sum || !mean || !row) out_of_memory();
+    // mean[i] = Σ over the keys in order of k[j][i], in double, / s, rounded to float.
+    for (size_t j = 0; j < s; j++)
+        for (size_t i = 0; i < d; i++) sum[i] += (double)k[j * c + i];
+    for (size_t i = 0; i < d; i++) mean[i] = (float)(sum[i] / (double)s);
+    for (size_t j = 0; j < s; j++) {
+        for (size_t i = 0; i < d; i++) row[i] = k[j * c + i] - mean[i];
+        keys->scales[j] = dloral_quantize_row(8, d, kp, row, keys->rows + j * kp);
+    }
+    keys->prepared = dloral_int_weights_new(8, rows_min, s, kp, keys->rows);
+    dloral_int_weights_pack(keys->prepared, 0, dloral_int_weights_pieces(keys->prepared));
+    free(sum), free(mean), free(row);
+}
+
+// S[r][j] = (float)acc[r][j] · ((alpha·sq[r]) · sk[j]), each product rounded; acc and S share
+// the buffer.
+static void int_logits(size_t rows, size_t s, float alpha, const float *sq, const float *sk, void *buffer) {
+    for (size_t r = 0; r < rows; r++) {
+        const int32_t *acc = (const int32_t *)buffer + r * s;
+        float *out = (float *)buffer + r * s;
+        const float t = alpha * sq[r];
+        for (size_t j = 0; j < s; j++) out[j] = (float)acc[j] * (t * sk[j]);
+    }
 }
 
 void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t end) {
@@ -46,6 +104,15 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
     if (first >= end) return;
     float *scores = s ? malloc(rows_max * s * sizeof(float)) : NULL;
     if (s && !scores) out_of_memory();
+    const size_t kp = (a->d + 31) / 32 * 32;
+    int8_t *queries = NULL;
+    float *query_scales = NULL;
+    if (a->int8_logits) {
+        queries = malloc(rows_max * kp + 64);
+        query_scales = malloc(rows_max * sizeof(float) + 4);
+        if (!queries || !query_scales) out_of_memory();
+    }
+    int_keys int_k = {NULL, NULL, NULL};
     sgemm_packed *keys = NULL, *values = NULL;
     size_t packed_for = (size_t)-1;  // the (batch, head) keys and values were packed for
     for (size_t task = first; task < end; task++) {
@@ -58,19 +125,32 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
                 for (size_t j = 0; j < a->dv; j++) out[r * cv + j] = 0;
             continue;
         }
+        const float *k = a->k + batch * s * c + head * a->d, *q = a->q + (batch * t + start) * c + head * a->d;
         if (pair != packed_for) {
             sgemm_packed_free(keys);
             sgemm_packed_free(values);
-            keys = sgemm_pack_b(1, s, a->d, a->k + batch * s * c + head * a->d, c);
+            int_keys_free(&int_k);
+            keys = NULL;
+            if (a->int8_logits) int_keys_make(&int_k, s, a->d, kp, rows_max, k, c);
+            else keys = sgemm_pack_b(1, s, a->d, k, c);
             values = sgemm_pack_b(0, a->dv, s, a->v + batch * s * cv + head * a->dv, cv);
-            if (!keys || !values) out_of_memory();
+            if ((!keys && !a->int8_logits) || !values) out_of_memory();
             packed_for = pair;
         }
-        sgemm_serial_packed(rows, a->alpha, a->q + (batch * t + start) * c + head * a->d, c, keys, 0.0f, scores, s);
+        if (a->int8_logits) {
+            for (size_t r = 0; r < rows; r++)
+                query_scales[r] = dloral_quantize_row(8, a->d, kp, q + r * c, queries + r * kp);
+            int_gemm_prepared(8, rows, s, kp, queries, int_k.rows, int_k.prepared, (int32_t *)scores);
+            int_logits(rows, s, a->alpha, query_scales, int_k.scales, scores);
+        } else {
+            sgemm_serial_packed(rows, a->alpha, q, c, keys, 0.0f, scores, s);
+        }
         for (size_t r = 0; r < rows; r++) dloral_softmax(s, scores + r * s);
         sgemm_serial_packed(rows, 1.0f, scores, s, values, 0.0f, out, cv);
     }
     sgemm_packed_free(keys);
     sgemm_packed_free(values);
+    int_keys_free(&int_k);
+    free(queries), free(query_scales);
     free(scores);
 }

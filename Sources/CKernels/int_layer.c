@@ -463,6 +463,11 @@ static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const i
     else dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
 }
 
+void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+                       const dloral_int_weights *prepared, int32_t *c) {
+    gemm(bits, m, n, kp, a, w, prepared_for(prepared, bits, n, kp, w), c);
+}
+
 // Rows per block: the quantized block (rows·kp elements) stays within about 512 KiB of the 2 MiB
 // L2, up to 256 rows, and the int32 results (rows·n) within about 512 KiB. (Against 256 KiB and
 // 128 rows, this was about 15 % faster on two threads in Tools/bench/int_gemm_bench.c.)

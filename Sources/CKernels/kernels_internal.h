@@ -91,6 +91,12 @@ void gemm_i8i8_i32_neon_smull(size_t m, size_t n, size_t kp, const int8_t *a, co
 void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
 
+// int_layer.c's GEMM for a layer call: dloral_gemm_i8i8_i32 / dloral_gemm_i16i8_i32 (bits 8 /
+// 16), on prepared's packed weights when they are w's (the same bits).
+#include "dloral_int_layer.h"
+void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+                       const dloral_int_weights *prepared, int32_t *c);
+
 // Single-precision GEMM (sgemm.c): one driver, a register tile per path.
 // The tile, MR × NR (6 × 16 on the scalar, AVX2 and NEON paths, 8 × 32 on AVX-512):
 // S[r][j] (r < MR, j < NR) = fused chain from +0 over p < kc of a[p·MR + r]·b[p·NR + j];

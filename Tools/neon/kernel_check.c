@@ -2011,87 +2011,138 @@ static void check_layer_norm(void) {
     }
 }
 
+// Attention with int8 logits written out from Formats/dlrt.md §4.2 on the scalar path: K smoothed
+// by its channel means (double sums in key order), key and query rows quantized by
+// dloral_quantize_row, integer dot products summed in int64, S = float(sum)·((alpha·sq)·sk), then
+// dloral_softmax and dloral_sgemm for the product with V.
+static void int8_logits_reference(size_t b, size_t t, size_t s, size_t heads, size_t d, size_t dv, float alpha,
+                                  const float *q, const float *k, const float *v, float *out) {
+    const size_t c = heads * d, cv = heads * dv, kp = (d + 31) / 32 * 32;
+    int8_t *kq = xmalloc(s * kp), *qq = xmalloc(kp);
+    float *sk = xmalloc(s * 4), *row = xmalloc(d * 4 + 4), *mean = xmalloc(d * 4 + 4), *scores = xmalloc(t * s * 4);
+    double *sum = xmalloc(d * 8 + 8);
+    use_path("scalar", 0);
+    for (size_t n = 0; n < b; n++) {
+        for (size_t h = 0; h < heads; h++) {
+            const float *kh = k + n * s * c + h * d;
+            for (size_t i = 0; i < d; i++) sum[i] = 0;
+            for (size_t j = 0; j < s; j++)
+                for (size_t i = 0; i < d; i++) sum[i] += (double)kh[j * c + i];
+            for (size_t i = 0; i < d; i++) mean[i] = (float)(sum[i] / (double)s);
+            for (size_t j = 0; j < s; j++) {
+                for (size_t i = 0; i < d; i++) row[i] = kh[j * c + i] - mean[i];
+                sk[j] = dloral_quantize_row(8, d, kp, row, kq + j * kp);
+            }
+            for (size_t r = 0; r < t; r++) {
+                const float sq = dloral_quantize_row(8, d, kp, q + (n * t + r) * c + h * d, qq);
+                const float tr = alpha * sq;
+                for (size_t j = 0; j < s; j++) {
+                    int64_t dot = 0;
+                    for (size_t i = 0; i < kp; i++) dot += (int64_t)qq[i] * kq[j * kp + i];
+                    scores[r * s + j] = (float)(int32_t)dot * (tr * sk[j]);
+                }
+                dloral_softmax(s, scores + r * s);
+            }
+            dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f, out + n * t * cv + h * dv, cv);
+        }
+    }
+    use_default_path();
+    free(kq), free(qq), free(sk), free(row), free(mean), free(scores), free(sum);
+}
+
 // dloral_attention_run: on every path and however the tasks are shared out, each block of the
-// output has the bits of the unfused steps on that path (dloral_sgemm for S = alpha·Q·Kᵀ,
-// dloral_softmax per row, dloral_sgemm for S·V), and every path has the scalar path's bits;
-// within 1e-5 (relative to max |v|) of attention computed in double.
+// output has the bits of the unfused steps on that path (fp32 logits: dloral_sgemm for
+// S = alpha·Q·Kᵀ, dloral_softmax per row, dloral_sgemm for S·V; int8 logits: the reference written
+// out above), and every path has the scalar path's bits; fp32 logits are within 1e-5 (int8 logits
+// within 2e-2) of attention computed in double, relative to max |v| = 1. Keys get a common offset
+// per channel (as real keys have, which smoothing takes out).
 static void check_attention(void) {
     struct {
         size_t batch, queries, keys, heads, d, dv;
     } cases[] = {{1, 1, 1, 1, 1, 1}, {2, 77, 77, 2, 8, 8}, {1, 130, 4103, 3, 64, 40}, {2, 1030, 77, 5, 64, 64},
                  {1, 257, 513, 1, 17, 33}};
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const size_t b = cases[ci].batch, t = cases[ci].queries, s = cases[ci].keys, heads = cases[ci].heads;
-        const size_t d = cases[ci].d, dv = cases[ci].dv, c = heads * d, cv = heads * dv;
-        float *q = xmalloc(b * t * c * 4), *k = xmalloc(b * s * c * 4), *v = xmalloc(b * s * cv * 4);
-        float *want = xmalloc(b * t * cv * 4), *got = xmalloc(b * t * cv * 4), *first = xmalloc(b * t * cv * 4);
-        float *scores = xmalloc(t * s * 4);
-        for (size_t i = 0; i < b * t * c; i++) q[i] = 3.0f * rnd_unit();
-        for (size_t i = 0; i < b * s * c; i++) k[i] = 3.0f * rnd_unit();
-        for (size_t i = 0; i < b * s * cv; i++) v[i] = rnd_unit();
-        const float alpha = (float)(1 / sqrt((double)d));
-        dloral_attention_shape shape = {b, t, s, heads, d, dv, alpha, q, k, v, got};
-        const size_t tasks = dloral_attention_tasks(&shape);
-        char name[128];
-        for (int p = 0; p < nfpaths; p++) {
-            use_path(fpaths[p], 0);
-            for (size_t n = 0; n < b; n++) {
-                for (size_t h = 0; h < heads; h++) {
-                    dloral_sgemm(0, 1, t, s, d, alpha, q + n * t * c + h * d, c, k + n * s * c + h * d, c, 0.0f, scores, s);
-                    for (size_t r = 0; r < t; r++) dloral_softmax(s, scores + r * s);
-                    dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f,
-                                 want + n * t * cv + h * dv, cv);
-                }
-            }
-            // Three uneven ranges of tasks, as threads would take them.
-            memset(got, 0xff, b * t * cv * 4);
-            const size_t cut1 = tasks / 3, cut2 = tasks - tasks / 5;
-            dloral_attention_run(&shape, 0, cut1);
-            dloral_attention_run(&shape, cut2, tasks);
-            dloral_attention_run(&shape, cut1, cut2);
-            use_default_path();
-            const size_t diff = first_difference(want, got, b * t * cv);
-            snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu d %zu dv %zu %s vs unfused", b, t, s,
-                     heads, d, dv, fpaths[p]);
-            if (diff == (size_t)-1) report(1, name, "identical bits (%zu tasks)", tasks);
-            else report(0, name, "element %zu: unfused %08x, fused %08x", diff, bits_of(want[diff]), bits_of(got[diff]));
-            if (p == 0) {
-                memcpy(first, got, b * t * cv * 4);
-                // Accuracy against double attention, on a sample of rows.
-                double worst = 0;
-                for (size_t n = 0; n < b; n++) {
-                    for (size_t h = 0; h < heads; h++) {
-                        for (size_t r = 0; r < t; r += 1 + t / 16) {
-                            double peak = -INFINITY, sum = 0;
-                            double *e = xmalloc(s * sizeof(double));
-                            for (size_t j = 0; j < s; j++) {
-                                double dot = 0;
-                                for (size_t i = 0; i < d; i++)
-                                    dot += (double)q[(n * t + r) * c + h * d + i] * k[(n * s + j) * c + h * d + i];
-                                e[j] = dot * alpha;
-                                peak = e[j] > peak ? e[j] : peak;
-                            }
-                            for (size_t j = 0; j < s; j++) sum += e[j] = exp(e[j] - peak);
-                            for (size_t i = 0; i < dv; i++) {
-                                double o = 0;
-                                for (size_t j = 0; j < s; j++) o += e[j] / sum * v[(n * s + j) * cv + h * dv + i];
-                                const double err = fabs(o - got[(n * t + r) * cv + h * dv + i]);
-                                worst = err > worst ? err : worst;
-                            }
-                            free(e);
+    for (int int8_logits = 0; int8_logits < 2; int8_logits++) {
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const size_t b = cases[ci].batch, t = cases[ci].queries, s = cases[ci].keys, heads = cases[ci].heads;
+            const size_t d = cases[ci].d, dv = cases[ci].dv, c = heads * d, cv = heads * dv;
+            float *q = xmalloc(b * t * c * 4), *k = xmalloc(b * s * c * 4), *v = xmalloc(b * s * cv * 4);
+            float *want = xmalloc(b * t * cv * 4), *got = xmalloc(b * t * cv * 4), *first = xmalloc(b * t * cv * 4);
+            float *scores = xmalloc(t * s * 4);
+            for (size_t i = 0; i < b * t * c; i++) q[i] = 3.0f * rnd_unit();
+            for (size_t i = 0; i < b * s * c; i++) k[i] = 3.0f * rnd_unit() + (float)(i % c % 5) - 2.0f;
+            for (size_t i = 0; i < b * s * cv; i++) v[i] = rnd_unit();
+            const float alpha = (float)(1 / sqrt((double)d));
+            dloral_attention_shape shape = {b, t, s, heads, d, dv, alpha, q, k, v, got, int8_logits};
+            const size_t tasks = dloral_attention_tasks(&shape);
+            const char *kind = int8_logits ? "int8 logits" : "fp32";
+            char name[160];
+            if (int8_logits) int8_logits_reference(b, t, s, heads, d, dv, alpha, q, k, v, want);
+            for (int p = 0; p < nfpaths; p++) {
+                use_path(fpaths[p], 0);
+                if (!int8_logits) {
+                    for (size_t n = 0; n < b; n++) {
+                        for (size_t h = 0; h < heads; h++) {
+                            dloral_sgemm(0, 1, t, s, d, alpha, q + n * t * c + h * d, c, k + n * s * c + h * d, c, 0.0f,
+                                         scores, s);
+                            for (size_t r = 0; r < t; r++) dloral_softmax(s, scores + r * s);
+                            dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f,
+                                         want + n * t * cv + h * dv, cv);
                         }
                     }
                 }
-                snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu accuracy", b, t, s, heads);
-                report(worst <= 1e-5, name, "max abs error %.3g (≤ 1e-5)", worst);
-            } else {
-                const size_t pd = first_difference(first, got, b * t * cv);
-                snprintf(name, sizeof name, "dloral_attention %zu×%zu×%zu heads %zu %s vs scalar", b, t, s, heads, fpaths[p]);
-                if (pd == (size_t)-1) report(1, name, "identical bits");
-                else report(0, name, "element %zu: scalar %08x, %s %08x", pd, bits_of(first[pd]), fpaths[p], bits_of(got[pd]));
+                // Three uneven ranges of tasks, as threads would take them.
+                memset(got, 0xff, b * t * cv * 4);
+                const size_t cut1 = tasks / 3, cut2 = tasks - tasks / 5;
+                dloral_attention_run(&shape, 0, cut1);
+                dloral_attention_run(&shape, cut2, tasks);
+                dloral_attention_run(&shape, cut1, cut2);
+                use_default_path();
+                const size_t diff = first_difference(want, got, b * t * cv);
+                snprintf(name, sizeof name, "dloral_attention %s %zu×%zu×%zu heads %zu d %zu dv %zu %s vs %s", kind, b,
+                         t, s, heads, d, dv, fpaths[p], int8_logits ? "written-out reference" : "unfused");
+                if (diff == (size_t)-1) report(1, name, "identical bits (%zu tasks)", tasks);
+                else report(0, name, "element %zu: want %08x, got %08x", diff, bits_of(want[diff]), bits_of(got[diff]));
+                if (p == 0) {
+                    memcpy(first, got, b * t * cv * 4);
+                    // Accuracy against double attention, on a sample of rows.
+                    double worst = 0;
+                    double *e = xmalloc(s * sizeof(double));
+                    for (size_t n = 0; n < b; n++) {
+                        for (size_t h = 0; h < heads; h++) {
+                            for (size_t r = 0; r < t; r += 1 + t / 16) {
+                                double peak = -INFINITY, sum = 0;
+                                for (size_t j = 0; j < s; j++) {
+                                    double dot = 0;
+                                    for (size_t i = 0; i < d; i++)
+                                        dot += (double)q[(n * t + r) * c + h * d + i] * k[(n * s + j) * c + h * d + i];
+                                    e[j] = dot * alpha;
+                                    peak = e[j] > peak ? e[j] : peak;
+                                }
+                                for (size_t j = 0; j < s; j++) sum += e[j] = exp(e[j] - peak);
+                                for (size_t i = 0; i < dv; i++) {
+                                    double o = 0;
+                                    for (size_t j = 0; j < s; j++) o += e[j] / sum * v[(n * s + j) * cv + h * dv + i];
+                                    const double err = fabs(o - got[(n * t + r) * cv + h * dv + i]);
+                                    worst = err > worst ? err : worst;
+                                }
+                            }
+                        }
+                    }
+                    free(e);
+                    const double bound = int8_logits ? 2e-2 : 1e-5;
+                    snprintf(name, sizeof name, "dloral_attention %s %zu×%zu×%zu heads %zu accuracy", kind, b, t, s, heads);
+                    report(worst <= bound, name, "max abs error %.3g (≤ %g)", worst, bound);
+                } else {
+                    const size_t pd = first_difference(first, got, b * t * cv);
+                    snprintf(name, sizeof name, "dloral_attention %s %zu×%zu×%zu heads %zu %s vs scalar", kind, b, t, s,
+                             heads, fpaths[p]);
+                    if (pd == (size_t)-1) report(1, name, "identical bits");
+                    else report(0, name, "element %zu: scalar %08x, %s %08x", pd, bits_of(first[pd]), fpaths[p],
+                                bits_of(got[pd]));
+                }
             }
+            free(q), free(k), free(v), free(want), free(got), free(first), free(scores);
         }
-        free(q), free(k), free(v), free(want), free(got), free(first), free(scores);
     }
 }
 

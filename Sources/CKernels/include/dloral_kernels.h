@@ -150,6 +150,14 @@ typedef struct {
     float alpha;  // the logits' scale, 1/√d as the caller rounds it
     const float *q, *k, *v;
     float *out;
+    /// 0: S = alpha·Q·Kᵀ in fp32 (below). 1: S on the integer path, per (batch, head): each
+    /// channel i of K smoothed, k′[j][i] = k[j][i] − m[i] with m[i] = float(Σ_j k[j][i] (in
+    /// double, in key order) / keys) (every logit of a query moves by the same q·m, so the
+    /// softmax does not); each key row k′[j] and query row q[r] quantized as an int8 activation
+    /// row (dloral_quantize_row, scales sk[j], sq[r]); S[r][j] = float(Σ_i qq[r][i]·kq[j][i])
+    /// · ((alpha·sq[r])·sk[j]), the sum exact in int32, each product rounded (Formats/dlrt.md
+    /// §4.2). The same bits on every kernel path.
+    int int8_logits;
 } dloral_attention_shape;
 
 /// The number of tasks the attention is cut into: (batch, head, block of queries), each

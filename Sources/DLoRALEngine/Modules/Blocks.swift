@@ -40,6 +40,12 @@ public enum BlocksWeight: Sendable {
         return .float(FloatWeight(view))
     }
 
+    /// An integer weight whose layer quantizes its activations to int8.
+    public var int8Activations: Bool {
+        if case .integer(let weight) = self { return weight.activations == .int8 }
+        return false
+    }
+
     /// The PyTorch shape.
     public var shape: [Int] {
         switch self {

@@ -11,6 +11,9 @@ public struct TransformerAttention: Sendable {
     public let toV: BlocksLinear
     public let toOut: BlocksLinear
     public let heads: Int
+    /// The logits `Q·Kᵀ` on the integer path: when `to_q` and `to_k` both quantize their
+    /// activations to int8 (Formats/dlrt.md §4.2).
+    public let int8Logits: Bool
 
     /// Loads `<prefix>.to_q`, `.to_k`, `.to_v`, `.to_out.0`.
     public init(table: TensorTable, prefix: String, heads: Int) throws {
@@ -25,6 +28,7 @@ public struct TransformerAttention: Sendable {
                 expected: "inner dimension divisible by the head count", actual: toQ.kernel.shape)
         }
         self.heads = heads
+        int8Logits = toQ.kernel.int8Activations && toK.kernel.int8Activations
     }
 
     /// - Parameters:
@@ -42,7 +46,7 @@ public struct TransformerAttention: Sendable {
             k = transformerRepeatBatch(k, batch)
             v = transformerRepeatBatch(v, batch)
         }
-        return toOut(Ops.attention(q: q, k: k, v: v, heads: heads))
+        return toOut(Ops.attention(q: q, k: k, v: v, heads: heads, int8Logits: int8Logits))
     }
 }
 

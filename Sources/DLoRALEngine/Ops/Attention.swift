@@ -12,8 +12,11 @@ extension Ops {
     ///   - k: `[B, S, C]` keys.
     ///   - v: `[B, S, Cv]` values; `Cv` must also be divisible by `heads`.
     ///   - heads: number of heads; divides `C`, and `d = C / heads`.
+    ///   - int8Logits: compute `Q·Kᵀ` on the integer path (K smoothed by its channel means,
+    ///     query and key rows quantized to int8, exact int32 sums; Formats/dlrt.md §4.2);
+    ///     softmax and `·V` stay fp32.
     /// - Returns: `[B, T, Cv]`.
-    public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int) -> Tensor {
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, int8Logits: Bool = false) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention expects [B, T, C] inputs: q \(q.shape), k \(k.shape), v \(v.shape)")
         let (b, t, c) = (q.shape[0], q.shape[1], q.shape[2])
         let s = k.shape[1]
@@ -37,7 +40,8 @@ extension Ops {
                     out.data.withUnsafeMutableBufferPointer { op in
                         var shape = dloral_attention_shape(
                             batch: b, queries: t, keys: s, heads: heads, d: d, dv: dv, alpha: scale,
-                            q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, out: op.baseAddress!)
+                            q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, out: op.baseAddress!,
+                            int8_logits: int8Logits ? 1 : 0)
                         let tasks = dloral_attention_tasks(&shape)
                         let work = t * s * (d + dv) * heads * b
                         let parts = work < 1 << 22 ? 1 : max(1, min(Int(dloral_threads()), tasks))

@@ -9,9 +9,9 @@
 // here: dloral_sgemm_typed (binary16 operands) on every path and 1 or 2 threads against
 // dloral_sgemm on matrices widened by the harness's own half→float; dloral_sconv2d against
 // dloral_sgemm on an im2col matrix built here; GroupNorm's double moments against the
-// documented summation order written out here, and SiLU / exp / GroupNorm against double
-// references (loose accuracy bounds). Prints one line per check and closes with
-// "N passed, M failed"; exits 1 on any mismatch.
+// documented summation order written out here, SiLU / exp / GroupNorm against double
+// references (loose accuracy bounds), GELU against erf / erfc in double (within 2 ulp). Prints
+// one line per check and closes with "N passed, M failed"; exits 1 on any mismatch.
 //
 // Sized to run in a few seconds under qemu-user (the big cases use K = 11520, the largest in the
 // model, with few rows).
@@ -2146,6 +2146,203 @@ static void check_attention(void) {
     }
 }
 
+// MARK: - GELU and GEGLU (activation.c)
+
+#define HX_GELU_T_MAX 12.0f  // activation.c's T_MAX: |x| clamped to 12, gelu(x) = −0 below −12
+
+// gelu(x) = 0.5·x·(1 + erf(x/√2)) in double; for x < 0 the same as 0.5·x·erfc(−x/√2), which
+// does not cancel.
+static double gelu_reference(double x) {
+    return x >= 0 ? 0.5 * x * (1.0 + erf(x * M_SQRT1_2)) : 0.5 * x * erfc(-x * M_SQRT1_2);
+}
+
+static void gelu_on(const char *isa, size_t n, const float *x, float *y) {
+    use_path(isa, 0);
+    dloral_gelu(n, x, y);
+    use_default_path();
+}
+
+static void geglu_on(const char *isa, size_t rows, size_t half, const float *x, float *y) {
+    use_path(isa, 0);
+    dloral_geglu(rows, half, x, y);
+    use_default_path();
+}
+
+// Inputs for GELU: a sweep of [−14, 14] in steps of 2^−10; random values in [−14, 14]; 64
+// consecutive floats (both signs) around each interval switch of G (1 … 7), the clamp (12),
+// 11.6 (where |gelu| crosses 1e-30) and 0.5; the x for which n = rint(−x²/2·log2 e) is a tie in
+// activation.c's float arithmetic (to even on every path); ± tiny values near 1e-30 and FLT_MIN;
+// specials (±0, subnormals, ±inf, NaNs with payloads, ±FLT_MAX); random bit patterns; every
+// 4099th float bit pattern (about a million, all binades). An odd count.
+static float *gelu_inputs(size_t *count) {
+    const size_t cap = 28673 + 20000 + 11 * 128 + 2 * 110 * 129 + 2 * 2 * 256 + 64 + 40000 + (1ull << 32) / 4099 + 2;
+    float *x = xmalloc(cap * 4);
+    size_t n = 0;
+    for (int i = -14336; i <= 14336; i++) x[n++] = (float)i / 1024.0f;
+    for (int i = 0; i < 20000; i++) x[n++] = rnd_unit() * 14.0f;
+    const float centres[] = {1, 2, 3, 4, 5, 6, 7, HX_GELU_T_MAX, 11.6f, 0.5f, 1e-30f};
+    for (size_t c = 0; c < sizeof centres / sizeof centres[0]; c++) {
+        float v = centres[c];
+        for (int s = 0; s < 32; s++) v = nextafterf(v, -INFINITY);
+        for (int s = 0; s < 64; s++, v = nextafterf(v, INFINITY)) x[n++] = v, x[n++] = -v;
+    }
+    for (int k = 0; k < 110; k++) {
+        float v = (float)sqrt(2.0 * ((double)k + 0.5) / 1.4426950408889634);
+        for (int s = 0; s < 64; s++) v = nextafterf(v, -INFINITY);
+        for (int s = 0; s < 129; s++, v = nextafterf(v, INFINITY)) {
+            const float a = -0.5f * (v * v);            // activation.c's a, one rounding each
+            if (a * 1.44269504088896341f == -((float)k + 0.5f)) x[n++] = v, x[n++] = -v;
+        }
+    }
+    for (int i = 0; i < 256; i++) {
+        const float tiny[2] = {ldexpf(1.0f + (float)i / 256.0f, -100), ldexpf(1.0f + (float)i / 256.0f, -127)};
+        for (int j = 0; j < 2; j++) x[n++] = tiny[j], x[n++] = -tiny[j];
+    }
+    const uint32_t specials[] = {
+        0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001,
+        0x7FA12345, 0xFFBFFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 0x7FC01234, 0xFFE00001, 0x7F7FFFFF, 0xFF7FFFFF,
+        0x00800000, 0x80800000, 0x00000001, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x3F800000, 0xBF800000,
+        0x41400000, 0xC1400000, 0x41400001, 0xC1400001, 0x413FFFFF, 0xC13FFFFF, 0x4B000000, 0xCB000000,
+    };
+    for (size_t t = 0; t < sizeof specials / sizeof specials[0]; t++) x[n++] = float_of(specials[t]);
+    for (int i = 0; i < 40000; i++) x[n++] = float_of((uint32_t)rnd());
+    for (uint64_t b = 0; b < (1ull << 32); b += 4099) x[n++] = float_of((uint32_t)b);
+    *count = n % 2 ? n : n - 1;
+    return x;
+}
+
+// dloral_gelu: every path has the scalar bits (NaN results too), in place and off alignment, at
+// every length 0…40; accuracy of the scalar result (so of every path) against gelu in double:
+// within 2 ulp (of the reference's binade) wherever |gelu| ≥ 1e-30, within 1e-30 below that;
+// ±0 → ±0, +inf → +inf, −inf and x < −12 → −0, NaN → NaN.
+static void check_gelu(void) {
+    size_t n;
+    float *x = gelu_inputs(&n);
+    size_t nan_inputs = 0;
+    for (size_t t = 0; t < n; t++) nan_inputs += isnan(x[t]) != 0;
+    float *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4), *z = xmalloc((n + 1) * 4);
+    gelu_on("scalar", n, x, y0);
+    for (int p = 1; p < nfpaths; p++) {
+        char name[96];
+        size_t payload;
+        snprintf(name, sizeof name, "dloral_gelu %s vs scalar", fpaths[p]);
+        gelu_on(fpaths[p], n, x, y1);
+        size_t d = first_difference_nan(y0, y1, n, &payload);
+        if (d == (size_t)-1) report(1, name, "%zu inputs (%zu NaN): identical bits, NaN results too", n, nan_inputs);
+        else
+            report(0, name, "gelu(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", bits_of(x[d]),
+                   bits_of(y0[d]), fpaths[p], bits_of(y1[d]), payload);
+        memcpy(z + 1, x, n * 4);
+        gelu_on(fpaths[p], n - 2, z + 1, z + 1);
+        d = first_difference_nan(y0, z + 1, n - 2, &payload);
+        snprintf(name, sizeof name, "dloral_gelu %s in place, unaligned", fpaths[p]);
+        if (d == (size_t)-1) report(1, name, "%zu inputs: identical bits to scalar", n - 2);
+        else report(0, name, "gelu(%08x): scalar %08x, in place %08x", bits_of(x[d]), bits_of(y0[d]), bits_of(z[d + 1]));
+    }
+    double worst = 0;
+    float worst_at = 0;
+    size_t checked = 0, tiny = 0, wrong = 0;
+    uint32_t wrong_x = 0, wrong_y = 0;
+    for (size_t t = 0; t < n; t++) {
+        const float v = x[t], got = y0[t];
+        int ok = 1;
+        if (isnan(v)) ok = isnan(got);
+        else if (v == INFINITY) ok = got == INFINITY;
+        else if (v < -HX_GELU_T_MAX) ok = bits_of(got) == 0x80000000u;  // −inf too
+        else if (v == 0) ok = bits_of(got) == bits_of(v);
+        else {
+            const double want = gelu_reference((double)v);
+            if (fabs(want) >= 1e-30) {
+                int e;
+                frexp(want, &e);
+                const double ulps = fabs((double)got - want) / ldexp(1.0, e - 24);
+                if (ulps > worst) worst = ulps, worst_at = v;
+                ok = ulps <= 2.0;
+                checked++;
+            } else {
+                ok = fabs((double)got - want) <= 1e-30;
+                tiny++;
+            }
+        }
+        if (!ok && !wrong++) wrong_x = bits_of(v), wrong_y = bits_of(got);
+    }
+    if (!wrong)
+        report(1, "dloral_gelu accuracy (scalar = every path)",
+               "%zu with |gelu| ≥ 1e-30: max error %.3f ulp at x = %.9g (≤ 2); %zu tiny within 1e-30; 0, inf, NaN, "
+               "x < −12 ok",
+               checked, worst, (double)worst_at, tiny);
+    else
+        report(0, "dloral_gelu accuracy (scalar = every path)", "%zu wrong, first gelu(%08x) = %08x; max error %.3f ulp",
+               wrong, wrong_x, wrong_y, worst);
+    // Every length 0…40 (each remainder of the 16-, 8- and 4-wide loops), from places in the
+    // sweep around 0 (distinct results), on every path: scalar bits, nothing written past the end.
+    for (int p = 0; p < nfpaths; p++) {
+        char name[96], problem[160] = "";
+        snprintf(name, sizeof name, "dloral_gelu %s lengths 0–40", fpaths[p]);
+        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
+            const size_t from = 12000 + 37 * len;
+            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
+            gelu_on(fpaths[p], len, x + from, y1);
+            size_t payload, d = first_difference_nan(y0 + from, y1, len, &payload);
+            if (d != (size_t)-1)
+                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
+                         bits_of(y0[from + d]));
+            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
+        }
+        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
+    }
+    free(x), free(y0), free(y1), free(z);
+}
+
+// dloral_geglu on [rows][2·half] shapes covering every tail of the vector loops: the scalar
+// path is the documented h·gelu(g) (the harness's float product of h and dloral_gelu's scalar
+// result), every path has its bits, nothing is written past y[rows·half − 1].
+static void check_geglu(void) {
+    size_t ng;
+    float *gates = gelu_inputs(&ng);
+    const size_t shapes[][2] = {{1, 1}, {3, 7}, {2, 8}, {2, 9}, {5, 15}, {4, 16}, {3, 17}, {2, 33}, {3, 40}, {2, 1280}, {7, 321}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t rows = shapes[si][0], half = shapes[si][1], count = rows * half;
+        float *x = xmalloc(2 * count * 4), *want = xmalloc(count * 4), *y0 = xmalloc((count + 1) * 4);
+        float *y1 = xmalloc((count + 1) * 4), *g = xmalloc(count * 4), *gg = xmalloc(count * 4);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < half; j++) {
+                const size_t t = r * half + j;
+                // Values: mostly ordinary, some 0, ±inf, NaN and huge; gates from the GELU inputs.
+                const uint64_t kind = rnd() % 16;
+                float h = rnd_unit() * 4.0f;
+                if (kind == 0) h = 0.0f;
+                else if (kind == 1) h = rnd() % 2 ? INFINITY : -INFINITY;
+                else if (kind == 2) h = float_of(0x7FC00000u | (uint32_t)(rnd() & 0xFFFF));
+                else if (kind == 3) h = rnd_unit() * 3e38f;
+                x[r * 2 * half + j] = h;
+                x[r * 2 * half + half + j] = g[t] = gates[rnd() % ng];
+            }
+        gelu_on("scalar", count, g, gg);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < half; j++) want[r * half + j] = x[r * 2 * half + j] * gg[r * half + j];
+        y0[count] = -7.0f;
+        geglu_on("scalar", rows, half, x, y0);
+        char name[96];
+        size_t payload, d = first_difference_nan(want, y0, count, &payload);
+        snprintf(name, sizeof name, "dloral_geglu %zu×%zu scalar = h·gelu(g)", rows, half);
+        if (d != (size_t)-1)
+            report(0, name, "element %zu: h·gelu(g) %08x, scalar %08x", d, bits_of(want[d]), bits_of(y0[d]));
+        else report(y0[count] == -7.0f, name, y0[count] == -7.0f ? "identical bits" : "wrote past the end");
+        for (int p = 1; p < nfpaths; p++) {
+            y1[count] = -7.0f;
+            geglu_on(fpaths[p], rows, half, x, y1);
+            d = first_difference_nan(y0, y1, count, &payload);
+            snprintf(name, sizeof name, "dloral_geglu %zu×%zu %s vs scalar", rows, half, fpaths[p]);
+            if (d != (size_t)-1)
+                report(0, name, "element %zu: scalar %08x, %s %08x", d, bits_of(y0[d]), fpaths[p], bits_of(y1[d]));
+            else report(y1[count] == -7.0f, name, y1[count] == -7.0f ? "identical bits" : "wrote past the end");
+        }
+        free(x), free(want), free(y0), free(y1), free(g), free(gg);
+    }
+    free(gates);
+}
+
 // Usage: kernel_check [LEVEL]. On x86-64 LEVEL is the level checked against scalar (default
 // avx2); a level this CPU lacks is reported and skipped (exit 0). Ignored on arm64.
 int main(int argc, char **argv) {
@@ -2186,9 +2383,13 @@ int main(int argc, char **argv) {
     check_layer_norm();
     check_attention();
     double t7 = now();
+    check_gelu();
+    check_geglu();
+    double t8 = now();
     printf("kernel_check: times: integer GEMM %.1f s, sgemm %.1f s, conversions %.1f s, integer layers %.1f s, "
-           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax + layer norm + attention %.1f s\n",
-           t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6);
+           "sgemm_typed %.1f s, sconv2d %.1f s, group norm + silu + softmax + layer norm + attention %.1f s, "
+           "gelu + geglu %.1f s\n",
+           t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7);
     printf("kernel_check: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

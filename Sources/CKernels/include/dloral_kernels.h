@@ -173,6 +173,20 @@ size_t dloral_attention_tasks(const dloral_attention_shape *a);
 /// pool; per thread it holds a block of scores (about 1 MiB) and K, V of one head packed.
 void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t end);
 
+/// Exact GELU, y = 0.5·x·(1 + erf(x/√2)) (PyTorch approximate='none'), in float arithmetic
+/// within 1.8 ulp wherever |y| ≥ 1e-30, the same bits on every kernel path. Computed as x − v for
+/// x ≥ 0 and −v for x < 0 with v = |x|·Q(|x|), Q the normal tail 0.5·erfc(|x|/√2) (no
+/// cancellation for negative x): for |x| < 1 a degree-9 polynomial for Q, above it
+/// exp(−x²/2)·G(|x|), the exp by Cephes's polynomial on an exactly split x², G by degree-9
+/// polynomials on 6 intervals (the exact arithmetic is in activation.c's header). −0 for
+/// x < −12 and −inf, +inf for +inf, NaN for NaN. x and y may be the same buffer.
+void dloral_gelu(size_t n, const float *x, float *y);
+
+/// The GEGLU gate of diffusers' feed-forward: x is [rows][2·half], its first half h and second
+/// half g; y[r][j] = h[r][j]·gelu(g[r][j]) with dloral_gelu's gelu, one more rounding. y is
+/// [rows][half] and must not overlap x.
+void dloral_geglu(size_t rows, size_t half, const float *x, float *y);
+
 /// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
 /// DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);

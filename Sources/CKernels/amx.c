@@ -301,37 +301,88 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
 // arithmetic, so the result is the scalar int16 kernel's mod 2^32 for every input (−32768 and
 // −128 included). Two int8 tile products cost far less than one AVX-VNNI vpdpwssd product.
 
+// Both halves in one pass over the packed weights: per 16-row tile of a and pair of 16-column
+// weight tiles, tmm0–1 sum the high halves and tmm2–3 the low ones against the same two B tiles
+// (per 64-wide step: 2 B loads, 2 A loads, 4 TDPBSSD, the 2 × 2 block's ratio). The halves are
+// written once per call into zero-padded rows of whole 64-byte steps and whole 16-row tiles, so
+// no tile load reads past them, and the four C tiles go to a scratch block from which the
+// combination is written into c.
 AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                    const int8_t *wp, int32_t *c) {
     if (m == 0 || n == 0) return;
-    int8_t *hi = malloc(m * kp + 64), *lo = malloc(m * kp + 64);
-    int32_t *low = malloc(m * n * sizeof(int32_t) + 64);
-    const uint32_t *sums = (const uint32_t *)(wp + packed_bytes(n, kp));
-    if (!hi || !lo || !low) {  // no memory for the halves: the AVX-VNNI kernel, same bits
-        free(hi), free(lo), free(low);
+    const size_t steps = (kp + TILE_K - 1) / TILE_K, kp64 = steps * TILE_K;
+    const size_t mt = (m + 15) / 16, nt = (n + 15) / 16;
+    int8_t *hi = aligned_alloc(64, mt * 16 * kp64), *lo = aligned_alloc(64, mt * 16 * kp64);
+    if (!hi || !lo) {  // no memory for the halves: the AVX-VNNI kernel, same bits
+        free(hi), free(lo);
         gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
         return;
     }
-    // The halves: the high byte as is, the low byte xor 0x80 (l − 128), 32 activations per step.
+    const uint32_t *sums = (const uint32_t *)(wp + packed_bytes(n, kp));
+    // The halves: the high byte as is, the low byte xor 0x80 (l − 128), 32 activations per step;
+    // zeros past kp and past m (their products are never stored).
     const __m512i flip = _mm512_set1_epi8((char)0x80);
-    size_t i = 0;
-    for (; i + 32 <= m * kp; i += 32) {
-        const __m512i v = _mm512_loadu_si512(a + i);
-        _mm256_storeu_si256((__m256i *)(hi + i), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-        _mm256_storeu_si256((__m256i *)(lo + i), _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(flip)));
+    for (size_t r = 0; r < mt * 16; r++) {
+        int8_t *h = hi + r * kp64, *l = lo + r * kp64;
+        size_t i = 0;
+        if (r < m) {
+            const int16_t *ar = a + r * kp;
+            for (; i + 32 <= kp; i += 32) {
+                const __m512i v = _mm512_loadu_si512(ar + i);
+                _mm256_store_si256((__m256i *)(h + i), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
+                _mm256_store_si256((__m256i *)(l + i),
+                                   _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(flip)));
+            }
+            for (; i < kp; i++) {
+                h[i] = (int8_t)(ar[i] >> 8);
+                l[i] = (int8_t)((uint8_t)ar[i] ^ 0x80u);
+            }
+        }
+        memset(h + i, 0, kp64 - i);
+        memset(l + i, 0, kp64 - i);
     }
-    for (; i < m * kp; i++) {
-        hi[i] = (int8_t)(a[i] >> 8);
-        lo[i] = (int8_t)((uint8_t)a[i] ^ 0x80u);
+    int32_t block[4][256] __attribute__((aligned(64)));  // C tiles: high 0, 1; low 0, 1
+    MEMORY_BARRIER(wp);
+    MEMORY_BARRIER(hi);
+    MEMORY_BARRIER(lo);
+    configure_tiles();
+    for (size_t tj = 0; tj < nt; tj += 2) {
+        const size_t pair = nt - tj >= 2 ? 2 : 1;
+        const int8_t *b0 = wp + tj * steps * TILE_BYTES, *b1 = b0 + (pair > 1 ? steps * TILE_BYTES : 0);
+        for (size_t ti = 0; ti < mt; ti++) {
+            const int8_t *ah = hi + ti * 16 * kp64, *al = lo + ti * 16 * kp64;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (size_t s = 0; s < steps; s++) {
+                _tile_loadd(6, b0 + s * TILE_BYTES, 64);
+                _tile_loadd(7, b1 + s * TILE_BYTES, 64);
+                _tile_loadd(4, ah + s * TILE_K, kp64);
+                _tile_loadd(5, al + s * TILE_K, kp64);
+                _tile_dpbssd(0, 4, 6);
+                _tile_dpbssd(1, 4, 7);
+                _tile_dpbssd(2, 5, 6);
+                _tile_dpbssd(3, 5, 7);
+            }
+            _tile_stored(0, block[0], 64);
+            _tile_stored(1, block[1], 64);
+            _tile_stored(2, block[2], 64);
+            _tile_stored(3, block[3], 64);
+            const size_t i0 = ti * 16, rows = m - i0 < 16 ? m - i0 : 16;
+            for (size_t q = 0; q < pair; q++) {
+                const size_t j0 = (tj + q) * 16, cols = n - j0 < 16 ? n - j0 : 16;
+                const uint32_t *high = (const uint32_t *)block[q], *low = (const uint32_t *)block[2 + q];
+                for (size_t r = 0; r < rows; r++) {
+                    uint32_t *cr = (uint32_t *)c + (i0 + r) * n + j0;
+                    for (size_t j = 0; j < cols; j++)
+                        cr[j] = (high[r * 16 + j] << 8) + low[r * 16 + j] + (sums[j0 + j] << 7);
+                }
+            }
+        }
     }
-    gemm_i8i8_i32_amx_packed(m, n, kp, hi, w, wp, c);
-    gemm_i8i8_i32_amx_packed(m, n, kp, lo, w, wp, low);
-    for (size_t r = 0; r < m; r++) {
-        uint32_t *cr = (uint32_t *)c + r * n;
-        const uint32_t *lr = (const uint32_t *)low + r * n;
-        for (size_t j = 0; j < n; j++) cr[j] = (cr[j] << 8) + lr[j] + (sums[j] << 7);
-    }
-    free(hi), free(lo), free(low);
+    _tile_release();
+    free(hi), free(lo);
 }
 
 // The unpacked entries: pack w for this call, or under AMX_MIN_ROWS rows (or without memory for

@@ -51,7 +51,6 @@ size_t dloral_attention_tasks(const dloral_attention_shape *a) {
     return a->batch * a->heads * blocks_per_head(a);
 }
 
-
 // One head's keys on the integer path: smoothed, quantized rows [keys][kp] and their scales,
 // and the rows prepared for the GEMM.
 typedef struct {

@@ -113,6 +113,35 @@ struct OpsClosedFormTests {
         #expect(close(y.data, [9, 8, 7, 6, 9, 8, 7, 6, 9, 8, 7, 6]))
     }
 
+    @Test func attentionWithInt8LogitsAndEqualKeysAveragesValues() {
+        // Smoothing takes each key channel's mean out, so equal keys leave every logit exactly 0
+        // on the integer path too: uniform weights, each output the mean of its head's values.
+        let q = Tensor(shape: [1, 3, 4], data: [3, -1, 0.5, 7, 2, 2, -9, 1, 0, 0, 4, -4])
+        let k = Tensor(shape: [1, 2, 4], data: [1, -2, 5, 0.25, 1, -2, 5, 0.25])
+        let v = Tensor(shape: [1, 2, 4], data: [2, 10, 1, -1, 4, 20, 3, -3])
+        let y = Ops.attention(q: q, k: k, v: v, heads: 2, int8Logits: true)
+        #expect(y.shape == [1, 3, 4])
+        #expect(close(y.data, [3, 15, 2, -2, 3, 15, 2, -2, 3, 15, 2, -2], 1e-6))
+    }
+
+    @Test func attentionWithInt8LogitsSingleKeyReturnsItsValue() {
+        let q = Tensor(shape: [1, 3, 4], data: (0..<12).map { Float($0) })
+        let k = Tensor(shape: [1, 1, 4], data: [1, 2, 3, 4])
+        let v = Tensor(shape: [1, 1, 4], data: [9, 8, 7, 6])
+        let y = Ops.attention(q: q, k: k, v: v, heads: 2, int8Logits: true)
+        #expect(y.data == [9, 8, 7, 6, 9, 8, 7, 6, 9, 8, 7, 6])
+    }
+
+    @Test func attentionWithZeroWidthHeadsAveragesValues() {
+        // d = 0: every logit is 0 (an empty dot product), so each query gets the mean value.
+        let q = Tensor(shape: [1, 2, 0], data: [])
+        let k = Tensor(shape: [1, 3, 0], data: [])
+        let v = Tensor(shape: [1, 3, 2], data: [1, 2, 3, 4, 5, 9])
+        let y = Ops.attention(q: q, k: k, v: v, heads: 1)
+        #expect(y.shape == [1, 2, 2])
+        #expect(close(y.data, [3, 5, 3, 5], 1e-6))
+    }
+
     @Test func convWithIdentityKernelCopies() {
         let x = Tensor(shape: [1, 2, 3, 4], data: (0..<24).map { Float($0) })
         var kernel = [Float](repeating: 0, count: 2 * 2 * 9)

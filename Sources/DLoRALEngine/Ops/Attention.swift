@@ -30,6 +30,17 @@ extension Ops {
         var out = Tensor(zeros: [b, t, cv])
         guard b > 0, t > 0, cv > 0 else { return out }
         guard s > 0 else { return out }
+        guard d > 0 else {
+            // No channels to compare: every logit is 0, each query the mean of the values.
+            for batch in 0..<b {
+                for j in 0..<s {
+                    for i in 0..<t {
+                        for x in 0..<cv { out.data[(batch * t + i) * cv + x] += v.data[(batch * s + j) * cv + x] }
+                    }
+                }
+            }
+            return Tensor(shape: out.shape, data: out.data.map { $0 / Float(s) })
+        }
         // PyTorch scales by 1/sqrt(d) computed in double and applied as a float.
         let scale = Float(1 / Double(d).squareRoot())
         // Tasks of one (batch, head, block of queries), each run start to end on one core

@@ -144,6 +144,25 @@ AVX2 static void quantize_span_avx2(int bits, size_t n, int32_t qmax, float inv,
     quantize_from(bits, nv, n, n, qmax, inv, x, q);
 }
 
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
+
+// quantize_span_avx2 on 16 lanes at the avx512 level: the same product and rounding
+// (vcvtps2dq, half to even), then the clamp to [−qmax, qmax] in int32 before a narrowing that
+// cannot saturate — the values the AVX2 packs and vpmaxsb give (a NaN or overflow converts to
+// INT32_MIN in both, then −qmax). The tail is the AVX2 code's.
+AVX512 static void quantize_span_avx512(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q) {
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i hi = _mm512_set1_epi32(qmax), lo = _mm512_set1_epi32(-qmax);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv));
+        v = _mm512_max_epi32(_mm512_min_epi32(v, hi), lo);
+        if (bits == 8) _mm_storeu_si128((__m128i *)((int8_t *)q + i), _mm512_cvtepi32_epi8(v));
+        else _mm256_storeu_si256((__m256i *)((int16_t *)q + i), _mm512_cvtepi32_epi16(v));
+    }
+    if (i < n) quantize_span_avx2(bits, n - i, qmax, inv, x + i, bits == 8 ? (void *)((int8_t *)q + i) : (void *)((int16_t *)q + i));
+}
+
 AVX2 static float pixel_amax_avx2(size_t n, const float *x) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
@@ -178,7 +197,8 @@ AVX2 static float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax,
         return 0;
     }
     float inv = (float)qmax / amax;
-    quantize_span_avx2(bits, k, qmax, inv, x, q);
+    if (kernels_level() >= LEVEL_AVX512) quantize_span_avx512(bits, k, qmax, inv, x, q);
+    else quantize_span_avx2(bits, k, qmax, inv, x, q);
     quantize_from(bits, k, k, kp, qmax, inv, x, q);  // the zero tail
     return amax / (float)qmax;
 }
@@ -365,7 +385,9 @@ struct int_path {
 static struct int_path pick_path(void) {
 #if defined(__x86_64__)
     if (kernels_path() == PATH_AVX2)
-        return (struct int_path){quantize_row_avx2, quantize_span_avx2, pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
+        return (struct int_path){quantize_row_avx2,
+                                 kernels_level() >= LEVEL_AVX512 ? quantize_span_avx512 : quantize_span_avx2,
+                                 pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
 #elif defined(__aarch64__)
     if (kernels_path() == PATH_NEON)
         return (struct int_path){quantize_row_neon, quantize_span_neon, pixel_amax_neon, epilogue_conv_neon, epilogue_linear_neon};

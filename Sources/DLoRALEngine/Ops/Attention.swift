@@ -27,10 +27,9 @@ extension Ops {
                      "attention: \(heads) heads do not divide C = \(c) / Cv = \(cv)")
         let d = c / heads
         let dv = cv / heads
-        var out = Tensor(zeros: [b, t, cv])
-        guard b > 0, t > 0, cv > 0 else { return out }
-        guard s > 0 else { return out }
+        guard b > 0, t > 0, cv > 0, s > 0 else { return Tensor(zeros: [b, t, cv]) }
         guard d > 0 else {
+            var out = Tensor(zeros: [b, t, cv])
             // No channels to compare: every logit is 0, each query the mean of the values.
             for batch in 0..<b {
                 for j in 0..<s {
@@ -44,11 +43,12 @@ extension Ops {
         // PyTorch scales by 1/sqrt(d) computed in double and applied as a float.
         let scale = Float(1 / Double(d).squareRoot())
         // Tasks of one (batch, head, block of queries), each run start to end on one core
-        // (dloral_attention_run): the block's scores stay in that core's L2.
-        q.data.withUnsafeBufferPointer { qp in
-            k.data.withUnsafeBufferPointer { kp in
-                v.data.withUnsafeBufferPointer { vp in
-                    out.data.withUnsafeMutableBufferPointer { op in
+        // (dloral_attention_run): the block's scores stay in that core's L2. The tasks write every
+        // element of the output.
+        return Tensor(shape: [b, t, cv]) { op in
+            q.data.withUnsafeBufferPointer { qp in
+                k.data.withUnsafeBufferPointer { kp in
+                    v.data.withUnsafeBufferPointer { vp in
                         var shape = dloral_attention_shape(
                             batch: b, queries: t, keys: s, heads: heads, d: d, dv: dv, alpha: scale,
                             q: qp.baseAddress!, k: kp.baseAddress!, v: vp.baseAddress!, out: op.baseAddress!,
@@ -69,6 +69,5 @@ extension Ops {
                 }
             }
         }
-        return out
     }
 }

@@ -91,8 +91,9 @@ extension Ops {
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        // The integer layer reads channels-last: one transposed copy of each image, on all cores.
-        var hwc = [Float](repeating: 0, count: c * h * w)
+        // The integer layer reads channels-last: one transposed copy of each image, on all cores
+        // (every element written, so no zero fill first).
+        var hwc = [Float](unsafeUninitializedCapacity: c * h * w) { _, initialized in initialized = c * h * w }
         return Tensor(shape: integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)) { dst in
             guard dst.count > 0 else { return }
             x.data.withUnsafeBufferPointer { src in

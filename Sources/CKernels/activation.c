@@ -30,6 +30,7 @@
 // payload, quieted), and −0 for x < −12 (where |gelu| < 2.2e-32). GEGLU: y = h·gelu(g), one
 // more rounding.
 #include "dloral_kernels.h"
+#include "exp_poly.h"
 #include "kernels_internal.h"
 
 #include <math.h>
@@ -39,16 +40,8 @@
 #pragma STDC FP_CONTRACT OFF
 
 #define T_MAX 12.0f
-#define LOG2E 1.44269504088896341f
-#define LN2_HI 0.693359375f
-#define LN2_LO -2.12194440e-4f
-// Cephes expf: e^r = 1 + r + r²·P(r) on |r| ≤ ln2 / 2 (the same coefficients as norm.c's exp).
-#define EXP_P0 1.9875691500e-4f
-#define EXP_P1 1.3981999507e-3f
-#define EXP_P2 8.3334519073e-3f
-#define EXP_P3 4.1665795894e-2f
-#define EXP_P4 1.6666665459e-1f
-#define EXP_P5 5.0000001201e-1f
+// LOG2E, LN2_HI, LN2_LO and Cephes's expf polynomial (e^r = 1 + r + r²·P(r) on |r| ≤ ln2 / 2):
+// exp_poly.h, the same operations as norm.c's exp.
 
 // Intervals 0 and 1 (t < 1) hold Q itself, the others G.
 enum { G_DEGREE = 9, G_INTERVALS = 8, Q_INTERVALS = 2 };
@@ -94,13 +87,7 @@ static inline float gelu_scalar(float x) {
     const float a = -0.5f * s;
     const float n = rintf(a * LOG2E);
     const float r = fmaf(n, -LN2_HI, a) + fmaf(n, -LN2_LO, -0.5f * e);
-    float q = EXP_P0;
-    q = fmaf(q, r, EXP_P1);
-    q = fmaf(q, r, EXP_P2);
-    q = fmaf(q, r, EXP_P3);
-    q = fmaf(q, r, EXP_P4);
-    q = fmaf(q, r, EXP_P5);
-    const float p = fmaf(q, r * r, r);
+    const float p = exp_poly_scalar(r);
     // The polynomial of t's interval.
     const float u = t + (t < 1.0f ? t : 1.0f);
     int i = (int)u;
@@ -150,13 +137,7 @@ AVX2 static inline __m256 gelu_avx2(__m256 x) {
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 r = _mm256_add_ps(_mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), a),
                                    _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_mul_ps(_mm256_set1_ps(-0.5f), e)));
-    __m256 q = _mm256_set1_ps(EXP_P0);
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EXP_P1));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EXP_P2));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EXP_P3));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EXP_P4));
-    q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(EXP_P5));
-    const __m256 p = _mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r);
+    const __m256 p = exp_poly_avx2(r);
     const __m256 u = _mm256_add_ps(t, _mm256_min_ps(t, _mm256_set1_ps(1.0f)));
     const __m256i i = _mm256_min_epi32(_mm256_cvttps_epi32(u), _mm256_set1_epi32(G_INTERVALS - 1));
     const __m256 d = _mm256_sub_ps(t, _mm256_permutevar8x32_ps(_mm256_load_ps(g_centre), i));
@@ -200,13 +181,7 @@ AVX512 static inline __m512 gelu_avx512(__m512 x) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 r = _mm512_add_ps(_mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), a),
                                    _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), _mm512_mul_ps(_mm512_set1_ps(-0.5f), e)));
-    __m512 q = _mm512_set1_ps(EXP_P0);
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EXP_P1));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EXP_P2));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EXP_P3));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EXP_P4));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(EXP_P5));
-    const __m512 p = _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r);
+    const __m512 p = exp_poly_avx512(r);
     const __m512 u = _mm512_add_ps(t, _mm512_min_ps(t, _mm512_set1_ps(1.0f)));
     const __m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(u), _mm512_set1_epi32(G_INTERVALS - 1));
     const __m512 d = _mm512_sub_ps(t, _mm512_permutexvar_ps(i, _mm512_broadcast_f32x8(_mm256_load_ps(g_centre))));
@@ -262,13 +237,7 @@ static inline float32x4_t gelu_neon(float32x4_t x) {
     const float32x4_t n = vrndnq_f32(vmulq_f32(a, vdupq_n_f32(LOG2E)));
     const float32x4_t r = vaddq_f32(vfmaq_f32(a, n, vdupq_n_f32(-LN2_HI)),
                                     vfmaq_f32(vmulq_f32(vdupq_n_f32(-0.5f), e), n, vdupq_n_f32(-LN2_LO)));
-    float32x4_t q = vdupq_n_f32(EXP_P0);
-    q = vfmaq_f32(vdupq_n_f32(EXP_P1), q, r);
-    q = vfmaq_f32(vdupq_n_f32(EXP_P2), q, r);
-    q = vfmaq_f32(vdupq_n_f32(EXP_P3), q, r);
-    q = vfmaq_f32(vdupq_n_f32(EXP_P4), q, r);
-    q = vfmaq_f32(vdupq_n_f32(EXP_P5), q, r);
-    const float32x4_t p = vfmaq_f32(r, q, vmulq_f32(r, r));
+    const float32x4_t p = exp_poly_neon(r);
     const float32x4_t one = vdupq_n_f32(1.0f);
     const float32x4_t u = vaddq_f32(t, vbslq_f32(vcltq_f32(t, one), t, one));
     const uint32x4_t i = vreinterpretq_u32_s32(vminq_s32(vcvtq_s32_f32(u), vdupq_n_s32(G_INTERVALS - 1)));

@@ -24,6 +24,7 @@
 // then 2^(n − ⌊n/2⌋) (exact scalings built in the exponent bits). NaN passes through.
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
+#include "exp_poly.h"
 #include "transpose_avx2.h"
 
 #include <math.h>
@@ -36,15 +37,6 @@
 // below; exp(EXP_HI) itself overflows to +inf in the final scaling (e^r·2^128 with r > 0).
 #define EXP_HI 88.72283935546875f
 #define EXP_LO -87.3f
-#define LOG2E 1.44269504088896341f
-#define LN2_HI 0.693359375f
-#define LN2_LO -2.12194440e-4f
-#define P0 1.9875691500e-4f
-#define P1 1.3981999507e-3f
-#define P2 8.3334519073e-3f
-#define P3 4.1665795894e-2f
-#define P4 1.6666665459e-1f
-#define P5 5.0000001201e-1f
 
 // MARK: - Scalar
 
@@ -55,15 +47,7 @@ static inline float exp_scalar(float input) {
     const float n = rintf(x * LOG2E);
     float r = fmaf(n, -LN2_HI, x);
     r = fmaf(n, -LN2_LO, r);
-    float p = P0;
-    p = fmaf(p, r, P1);
-    p = fmaf(p, r, P2);
-    p = fmaf(p, r, P3);
-    p = fmaf(p, r, P4);
-    p = fmaf(p, r, P5);
-    const float r2 = r * r;
-    float y = fmaf(p, r2, r);
-    y = y + 1.0f;
+    const float y = exp_poly_scalar(r) + 1.0f;
     // n in [−126, 128]; for a NaN x the conversion gives garbage, and y is NaN anyway.
     const int32_t ni = (int32_t)n, half = ni >> 1;
     const int32_t bits1 = (half + 127) << 23, bits2 = (ni - half + 127) << 23;
@@ -176,15 +160,7 @@ AVX2 static inline __m256 exp_avx2(__m256 input) {
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
     r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-    __m256 p = _mm256_set1_ps(P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
-    const __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 y = _mm256_fmadd_ps(p, r2, r);
-    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    const __m256 y = _mm256_add_ps(exp_poly_avx2(r), _mm256_set1_ps(1.0f));
     const __m256i ni = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(ni, 1), bias = _mm256_set1_epi32(127);
     const __m256 scale1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
     const __m256 scale2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
@@ -308,15 +284,7 @@ AVX512 static inline __m512 exp_avx512(__m512 input) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
     r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
-    __m512 p = _mm512_set1_ps(P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
-    const __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 y = _mm512_fmadd_ps(p, r2, r);
-    y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+    const __m512 y = _mm512_add_ps(exp_poly_avx512(r), _mm512_set1_ps(1.0f));
     const __m512i ni = _mm512_cvtps_epi32(n), half = _mm512_srai_epi32(ni, 1), bias = _mm512_set1_epi32(127);
     const __m512 scale1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(half, bias), 23));
     const __m512 scale2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(ni, half), bias), 23));
@@ -387,15 +355,7 @@ static inline float32x4_t exp_neon(float32x4_t input) {
     const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2E)));
     float32x4_t r = vfmaq_f32(x, n, vdupq_n_f32(-LN2_HI));  // fmaf(n, −LN2_HI, x)
     r = vfmaq_f32(r, n, vdupq_n_f32(-LN2_LO));              // fmaf(n, −LN2_LO, r)
-    float32x4_t p = vdupq_n_f32(P0);
-    p = vfmaq_f32(vdupq_n_f32(P1), p, r);  // fmaf(p, r, P1), and so on
-    p = vfmaq_f32(vdupq_n_f32(P2), p, r);
-    p = vfmaq_f32(vdupq_n_f32(P3), p, r);
-    p = vfmaq_f32(vdupq_n_f32(P4), p, r);
-    p = vfmaq_f32(vdupq_n_f32(P5), p, r);
-    const float32x4_t r2 = vmulq_f32(r, r);
-    float32x4_t y = vfmaq_f32(r, p, r2);  // fmaf(p, r2, r)
-    y = vaddq_f32(y, vdupq_n_f32(1.0f));
+    const float32x4_t y = vaddq_f32(exp_poly_neon(r), vdupq_n_f32(1.0f));
     // n is an integer in [−126, 128], so the conversion (toward zero) is exact; a NaN lane gives
     // 0 (FCVTZS), as the scalar (int32_t) cast does on arm64, and y is NaN there anyway.
     const int32x4_t ni = vcvtq_s32_f32(n), half = vshrq_n_s32(ni, 1), bias = vdupq_n_s32(127);

@@ -1499,32 +1499,60 @@ static void check_exp(void) {
     free(x), free(y0), free(y1);
 }
 
-static void check_silu(void) {
-    size_t n;
-    float *x = exp_inputs(&n);
+// An elementwise kernel `op` (dloral_<op>) run on a path: on(isa, n, x, y).
+typedef void (*unary_on_fn)(const char *isa, size_t n, const float *x, float *y);
+
+// Every vector path of an elementwise kernel against its scalar results y0 on x: the same bits
+// (NaN results too, payloads aside), and again in place, one element off the allocation's
+// alignment, over a shorter length of the other parity. Then every length 0…40 (each remainder of
+// the 16-, 8- and 4-wide loops) on every path, from x + lengths_from + 37·len (places with
+// distinct results): the scalar bits, nothing written past y[len − 1].
+static void check_unary_paths(const char *op, unary_on_fn on, size_t n, const float *x, const float *y0,
+                              size_t lengths_from) {
     size_t nan_inputs = 0;
     for (size_t t = 0; t < n; t++) nan_inputs += isnan(x[t]) != 0;
-
-    float *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4), *z = xmalloc((n + 1) * 4);
-    silu_on("scalar", n, x, y0);
+    float *y1 = xmalloc(n * 4), *z = xmalloc((n + 1) * 4);
     for (int p = 1; p < nfpaths; p++) {
         char name[96];
         size_t payload;
-        snprintf(name, sizeof name, "dloral_silu %s vs scalar", fpaths[p]);
-        silu_on(fpaths[p], n, x, y1);
+        snprintf(name, sizeof name, "dloral_%s %s vs scalar", op, fpaths[p]);
+        on(fpaths[p], n, x, y1);
         size_t d = first_difference_nan(y0, y1, n, &payload);
         if (d == (size_t)-1) report(1, name, "%zu inputs (%zu NaN): identical bits, NaN results too", n, nan_inputs);
         else
-            report(0, name, "silu(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", bits_of(x[d]),
+            report(0, name, "%s(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", op, bits_of(x[d]),
                    bits_of(y0[d]), fpaths[p], bits_of(y1[d]), payload);
-        // In place, one element off the allocation's alignment, and a length that is odd.
         memcpy(z + 1, x, n * 4);
-        silu_on(fpaths[p], n - 2, z + 1, z + 1);
+        on(fpaths[p], n - 2, z + 1, z + 1);
         d = first_difference_nan(y0, z + 1, n - 2, &payload);
-        snprintf(name, sizeof name, "dloral_silu %s in place, unaligned", fpaths[p]);
+        snprintf(name, sizeof name, "dloral_%s %s in place, unaligned", op, fpaths[p]);
         if (d == (size_t)-1) report(1, name, "%zu inputs: identical bits to scalar", n - 2);
-        else report(0, name, "silu(%08x): scalar %08x, in place %08x", bits_of(x[d]), bits_of(y0[d]), bits_of(z[d + 1]));
+        else report(0, name, "%s(%08x): scalar %08x, in place %08x", op, bits_of(x[d]), bits_of(y0[d]), bits_of(z[d + 1]));
     }
+    for (int p = 0; p < nfpaths; p++) {
+        char name[96], problem[160] = "";
+        snprintf(name, sizeof name, "dloral_%s %s lengths 0–40", op, fpaths[p]);
+        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
+            const size_t from = lengths_from + 37 * len;
+            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
+            on(fpaths[p], len, x + from, y1);
+            size_t payload, d = first_difference_nan(y0 + from, y1, len, &payload);
+            if (d != (size_t)-1)
+                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
+                         bits_of(y0[from + d]));
+            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
+        }
+        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
+    }
+    free(y1), free(z);
+}
+
+static void check_silu(void) {
+    size_t n;
+    float *x = exp_inputs(&n);
+    float *y0 = xmalloc(n * 4);
+    silu_on("scalar", n, x, y0);
+    check_unary_paths("silu", silu_on, n, x, y0, 101700);
     // Accuracy of the scalar result (so of every path, equal above) against x / (1 + e^−x) in
     // double: relative 3e-7 wherever the result is not below FLT_MIN; −0 for x < −EXP_HI (e^−x is
     // +inf there, as in float); ±0 → ±0, +inf → +inf, −inf → NaN (−inf/inf), NaN → NaN.
@@ -1559,24 +1587,7 @@ static void check_silu(void) {
     else
         report(0, "dloral_silu accuracy (scalar = every path)", "%zu wrong, first silu(%08x) = %08x; max error %.3g",
                wrong, wrong_x, wrong_y, worst);
-    // Every length 0…40 (each remainder of the 8- and 4-wide loops), from places in the sweep
-    // around 0 (distinct results), on every path: the scalar bits, nothing written past y[len − 1].
-    for (int p = 0; p < nfpaths; p++) {
-        char name[96], problem[160] = "";
-        snprintf(name, sizeof name, "dloral_silu %s lengths 0–40", fpaths[p]);
-        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
-            const float *in = x + 101700 + 37 * len;
-            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
-            silu_on(fpaths[p], len, in, y1);
-            size_t payload, d = first_difference_nan(y0 + 101700 + 37 * len, y1, len, &payload);
-            if (d != (size_t)-1)
-                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
-                         bits_of(y0[101700 + 37 * len + d]));
-            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
-        }
-        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
-    }
-    free(x), free(y0), free(y1), free(z);
+    free(x), free(y0);
 }
 
 // The documented moments (norm.c's header), written out again here, and wrong orders a vector
@@ -2218,27 +2229,9 @@ static float *gelu_inputs(size_t *count) {
 static void check_gelu(void) {
     size_t n;
     float *x = gelu_inputs(&n);
-    size_t nan_inputs = 0;
-    for (size_t t = 0; t < n; t++) nan_inputs += isnan(x[t]) != 0;
-    float *y0 = xmalloc(n * 4), *y1 = xmalloc(n * 4), *z = xmalloc((n + 1) * 4);
+    float *y0 = xmalloc(n * 4);
     gelu_on("scalar", n, x, y0);
-    for (int p = 1; p < nfpaths; p++) {
-        char name[96];
-        size_t payload;
-        snprintf(name, sizeof name, "dloral_gelu %s vs scalar", fpaths[p]);
-        gelu_on(fpaths[p], n, x, y1);
-        size_t d = first_difference_nan(y0, y1, n, &payload);
-        if (d == (size_t)-1) report(1, name, "%zu inputs (%zu NaN): identical bits, NaN results too", n, nan_inputs);
-        else
-            report(0, name, "gelu(%08x): scalar %08x, %s %08x (%zu NaN results differ in payload only)", bits_of(x[d]),
-                   bits_of(y0[d]), fpaths[p], bits_of(y1[d]), payload);
-        memcpy(z + 1, x, n * 4);
-        gelu_on(fpaths[p], n - 2, z + 1, z + 1);
-        d = first_difference_nan(y0, z + 1, n - 2, &payload);
-        snprintf(name, sizeof name, "dloral_gelu %s in place, unaligned", fpaths[p]);
-        if (d == (size_t)-1) report(1, name, "%zu inputs: identical bits to scalar", n - 2);
-        else report(0, name, "gelu(%08x): scalar %08x, in place %08x", bits_of(x[d]), bits_of(y0[d]), bits_of(z[d + 1]));
-    }
+    check_unary_paths("gelu", gelu_on, n, x, y0, 12000);
     double worst = 0;
     float worst_at = 0;
     size_t checked = 0, tiny = 0, wrong = 0;
@@ -2274,24 +2267,7 @@ static void check_gelu(void) {
     else
         report(0, "dloral_gelu accuracy (scalar = every path)", "%zu wrong, first gelu(%08x) = %08x; max error %.3f ulp",
                wrong, wrong_x, wrong_y, worst);
-    // Every length 0…40 (each remainder of the 16-, 8- and 4-wide loops), from places in the
-    // sweep around 0 (distinct results), on every path: scalar bits, nothing written past the end.
-    for (int p = 0; p < nfpaths; p++) {
-        char name[96], problem[160] = "";
-        snprintf(name, sizeof name, "dloral_gelu %s lengths 0–40", fpaths[p]);
-        for (size_t len = 0; len <= 40 && !problem[0]; len++) {
-            const size_t from = 12000 + 37 * len;
-            for (size_t t = 0; t <= len; t++) y1[t] = -7.0f;
-            gelu_on(fpaths[p], len, x + from, y1);
-            size_t payload, d = first_difference_nan(y0 + from, y1, len, &payload);
-            if (d != (size_t)-1)
-                snprintf(problem, sizeof problem, "length %zu: y[%zu] = %08x, scalar %08x", len, d, bits_of(y1[d]),
-                         bits_of(y0[from + d]));
-            else if (y1[len] != -7.0f) snprintf(problem, sizeof problem, "length %zu: wrote y[%zu]", len, len);
-        }
-        report(!problem[0], name, "%s", problem[0] ? problem : "scalar bits, nothing written past the end");
-    }
-    free(x), free(y0), free(y1), free(z);
+    free(x), free(y0);
 }
 
 // dloral_geglu on [rows][2·half] shapes covering every tail of the vector loops: the scalar

@@ -5,19 +5,7 @@ extension Ops {
     /// SiLU (swish): `x * sigmoid(x)`, computed as PyTorch does, `x / (1 + exp(-x))`, with the
     /// kernels' exp (`dloral_silu`, about 1 ulp; the same bits on every kernel path), on all cores.
     public static func silu(_ x: Tensor) -> Tensor {
-        let count = x.count
-        guard count > 0 else { return x }
-        // Written straight into a new tensor (no copy of x first).
-        return Tensor(shape: x.shape) { target in
-            x.data.withUnsafeBufferPointer { source in
-                let (base, out) = (source.baseAddress!, target.baseAddress!)
-                let chunk = 1 << 16
-                parallelRanges((count + chunk - 1) / chunk, work: count * 8) { first, end in
-                    let lo = first * chunk, hi = min(count, end * chunk)
-                    if hi > lo { dloral_silu(hi - lo, base + lo, out + lo) }
-                }
-            }
-        }
+        elementwise(x) { dloral_silu($0, $1, $2) }
     }
 
     /// Exact GELU, `0.5 · x · (1 + erf(x / √2))` (PyTorch `approximate='none'`), on all cores.
@@ -26,6 +14,14 @@ extension Ops {
     /// cancellation for negative x), within 1.8 ulp of the true value wherever |gelu| ≥ 1e-30;
     /// the same bits on every kernel path.
     public static func gelu(_ x: Tensor) -> Tensor {
+        elementwise(x) { dloral_gelu($0, $1, $2) }
+    }
+
+    /// An elementwise kernel `(n, x, y)` over all of `x`, in chunks of 64 Ki elements on all
+    /// cores, written straight into a new tensor (no copy of x first).
+    static func elementwise(
+        _ x: Tensor, _ kernel: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    ) -> Tensor {
         let count = x.count
         guard count > 0 else { return x }
         return Tensor(shape: x.shape) { target in
@@ -34,7 +30,7 @@ extension Ops {
                 let chunk = 1 << 16
                 parallelRanges((count + chunk - 1) / chunk, work: count * 8) { first, end in
                     let lo = first * chunk, hi = min(count, end * chunk)
-                    if hi > lo { dloral_gelu(hi - lo, base + lo, out + lo) }
+                    if hi > lo { kernel(hi - lo, base + lo, out + lo) }
                 }
             }
         }

@@ -13,6 +13,7 @@
 // (Tools/neon/run.sh), on a CPU model with dotprod and one without.
 #include "kernels_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 // MARK: - Scalar reference
@@ -39,6 +40,27 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
             c[i * n + j] = (int32_t)s;
         }
     }
+}
+
+// int8 × int8 with one scale per row and block of `block` columns on both sides (Formats/dlrt.md
+// §4.3): y[i·rs + j·cs] = acc, acc = bias[j] (0 without bias), then for each block b in order
+// acc = fmaf((float)Σ_{k ∈ b} a[i][k]·w[j][k], sa[i][b]·sw[j][b], acc). A block's sum is exact
+// (|Σ| ≤ 64·127² < 2^31), so every path gives these bits as long as it forms each block's sum,
+// then one product and one fused multiply-add per block in this order.
+void gemm_i8i8_blocks_scalar(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                             const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+    const size_t nb = kp / block;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float acc = bias ? bias[j] : 0.0f;
+            for (size_t b = 0; b < nb; b++) {
+                const int8_t *ab = a + i * kp + b * block, *wb = w + j * kp + b * block;
+                uint32_t s = 0;
+                for (size_t k = 0; k < block; k++) s += (uint32_t)((int32_t)ab[k] * (int32_t)wb[k]);
+                acc = fmaf((float)(int32_t)s, sa[i * nb + b] * sw[j * nb + b], acc);
+            }
+            y[i * rs + j * cs] = acc;
+        }
 }
 
 // MARK: - AVX2
@@ -118,6 +140,55 @@ AVX2 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, con
             c[i * n + j] = (int32_t)r;
         }
     }
+}
+
+// gemm_i8i8_blocks_scalar four weight rows at a time: per activation row and block, the four
+// blocks' dot products (dot32_i8), summed across lanes (hsum4: exact), converted, and fused into
+// four float accumulators with the scalar path's products sa·sw. Four weight rows (4·kp bytes)
+// stay in L1 while the activation rows pass; their scales are gathered per block once.
+AVX2 void gemm_i8i8_blocks_avx2(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const size_t nb = kp / block;
+    float *sw4 = aligned_alloc(16, (nb * 4 * sizeof(float) + 15) / 16 * 16 + 16);
+    size_t j = 0;
+    if (sw4 && block % 32 == 0) {
+        for (; j + 4 <= n; j += 4) {
+            const int8_t *w0 = w + j * kp, *w1 = w0 + kp, *w2 = w1 + kp, *w3 = w2 + kp;
+            for (size_t b = 0; b < nb; b++)
+                for (size_t t = 0; t < 4; t++) sw4[b * 4 + t] = sw[(j + t) * nb + b];
+            const __m128 b0 = bias ? _mm_loadu_ps(bias + j) : _mm_setzero_ps();
+            for (size_t i = 0; i < m; i++) {
+                const int8_t *ai = a + i * kp;
+                const float *sai = sa + i * nb;
+                __m128 acc = b0;
+                for (size_t b = 0; b < nb; b++) {
+                    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+                    for (size_t k = b * block; k < (b + 1) * block; k += 32) {
+                        __m256i av = _mm256_loadu_si256((const __m256i *)(ai + k));
+                        __m256i aa = _mm256_abs_epi8(av);
+                        s0 = _mm256_add_epi32(s0, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w0 + k)), ones16));
+                        s1 = _mm256_add_epi32(s1, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w1 + k)), ones16));
+                        s2 = _mm256_add_epi32(s2, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w2 + k)), ones16));
+                        s3 = _mm256_add_epi32(s3, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w3 + k)), ones16));
+                    }
+                    __m128 scale = _mm_mul_ps(_mm_set1_ps(sai[b]), _mm_load_ps(sw4 + b * 4));
+                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4(s0, s1, s2, s3)), scale, acc);
+                }
+                if (cs == 1) {
+                    _mm_storeu_ps(y + i * rs + j, acc);
+                } else {
+                    float out[4];
+                    _mm_storeu_ps(out, acc);
+                    for (size_t t = 0; t < 4; t++) y[i * rs + (j + t) * cs] = out[t];
+                }
+            }
+        }
+    }
+    free(sw4);
+    if (j < n)  // the last n mod 4 weight rows (or all of them without scratch)
+        gemm_i8i8_blocks_scalar(m, n - j, kp, block, a, sa, w + j * kp, sw + j * nb, bias ? bias + j : NULL,
+                                y + j * cs, rs, cs);
 }
 
 // 16 products of int16 activations with 16 int8 weights (sign-extended), summed to 8 int32
@@ -528,6 +599,34 @@ static inline int32x4_t step_smull(int32x4_t acc, int8x16_t x, int8x16_t w) {
 #define STEP_SMULL(acc, x, w) step_smull(acc, x, w)
 
 I8_TILE(, i8_tile_smull, STEP_SMULL)
+
+// MARK: int8 × int8 with block scales (baseline NEON)
+
+// gemm_i8i8_blocks_scalar with each block's sum formed by SMULL / SMLAL2 / SADALP (step_smull)
+// and one ADDV: the same exact block sums, then the scalar path's product and fmaf.
+void gemm_i8i8_blocks_neon(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                           const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+    if (block % 16 != 0) {
+        gemm_i8i8_blocks_scalar(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+        return;
+    }
+    const size_t nb = kp / block;
+    for (size_t j = 0; j < n; j++) {
+        const int8_t *wj = w + j * kp;
+        const float *swj = sw + j * nb;
+        for (size_t i = 0; i < m; i++) {
+            const int8_t *ai = a + i * kp;
+            const float *sai = sa + i * nb;
+            float acc = bias ? bias[j] : 0.0f;
+            for (size_t b = 0; b < nb; b++) {
+                int32x4_t s = vdupq_n_s32(0);
+                for (size_t k = b * block; k < (b + 1) * block; k += 16) s = step_smull(s, vld1q_s8(ai + k), vld1q_s8(wj + k));
+                acc = fmaf((float)vaddvq_s32(s), sai[b] * swj[b], acc);
+            }
+            y[i * rs + j * cs] = acc;
+        }
+    }
+}
 
 // MARK: int16 × int8 with SMLAL / SMLAL2
 

@@ -654,6 +654,106 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
     return 0;
 }
 
+// MARK: - Block scales (§4.3)
+
+void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
+    const struct int_path P = pick_path();
+    for (size_t b = 0, first = 0; first < kp; b++, first += block) {
+        size_t real = k > first ? (k - first < block ? k - first : block) : 0;
+        sa[b] = P.quantize(8, real, block, 127, x + first, q + first);
+    }
+}
+
+void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                             const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+#if defined(__x86_64__)
+    if (kernels_path() == PATH_AVX2) {
+        gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+        return;
+    }
+#elif defined(__aarch64__)
+    if (kernels_path() == PATH_NEON) {
+        gemm_i8i8_blocks_neon(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+        return;
+    }
+#endif
+    gemm_i8i8_blocks_scalar(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+}
+
+// Scratch of one block-scale layer call: a gathered im2col row, the quantized rows and their
+// per-block scales.
+struct block_scratch {
+    float *row;
+    int8_t *q;
+    float *sa;
+};
+
+static int block_scratch_alloc(struct block_scratch *s, size_t k, size_t rows, size_t kp, size_t block) {
+    s->row = malloc(k * sizeof(float) + 4);
+    s->q = aligned_alloc(64, ((rows * kp + 63) / 64) * 64 + 64);
+    s->sa = malloc(rows * (kp / block) * sizeof(float) + 4);
+    if (!s->row || !s->q || !s->sa) {
+        free(s->row), free(s->q), free(s->sa);
+        return -1;
+    }
+    return 0;
+}
+
+static void block_scratch_free(struct block_scratch *s) { free(s->row), free(s->q), free(s->sa); }
+
+int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
+                            size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
+                            const float *x_hwc, size_t n, size_t kp, const int8_t *w,
+                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1) {
+    if (p1 <= p0 || n == 0) return 0;
+    if (block == 0 || kp % block != 0) return -2;
+    const size_t k = c * kh * kw, plane = ho * wo, nb = kp / block;
+    const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
+    const size_t rows_per_block = block_rows(8, kp, n);
+    struct block_scratch s;
+    if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
+    for (size_t p = p0; p < p1; p += rows_per_block) {
+        size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
+        for (size_t r = 0; r < rows; r++) {
+            const size_t oy = (p + r) / wo, ox = (p + r) % wo;
+            const float *src = x_hwc + ((oy * sh) * w_in + ox * sw) * c;
+            if (!direct) {  // gather the im2col row in (ky, kx, c) order, zero padding included
+                for (size_t ky = 0; ky < kh; ky++) {
+                    long iy = (long)(oy * sh + ky) - (long)ph;
+                    for (size_t kx = 0; kx < kw; kx++) {
+                        long ix = (long)(ox * sw + kx) - (long)pw;
+                        float *dst = s.row + (ky * kw + kx) * c;
+                        if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
+                        else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
+                    }
+                }
+                src = s.row;
+            }
+            dloral_quantize_row_blocks(block, k, kp, src, s.q + r * kp, s.sa + r * nb);
+        }
+        dloral_gemm_i8i8_blocks(rows, n, kp, block, s.q, s.sa, w, w_scales, bias, out + p, 1, plane);
+    }
+    block_scratch_free(&s);
+    return 0;
+}
+
+int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
+                            const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
+                            size_t r0, size_t r1) {
+    if (r1 <= r0 || n == 0) return 0;
+    if (block == 0 || kp % block != 0) return -2;
+    const size_t nb = kp / block, rows_per_block = block_rows(8, kp, n);
+    struct block_scratch s;
+    if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
+    for (size_t p = r0; p < r1; p += rows_per_block) {
+        size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
+        for (size_t r = 0; r < rows; r++) dloral_quantize_row_blocks(block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
+        dloral_gemm_i8i8_blocks(rows, n, kp, block, s.q, s.sa, w, w_scales, bias, y + p * ldy, ldy, 1);
+    }
+    block_scratch_free(&s);
+    return 0;
+}
+
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
     dloral_chw_to_hwc_pixels(c, hw, src, dst, 0, hw);
 }

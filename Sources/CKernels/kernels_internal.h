@@ -51,6 +51,16 @@ void error_energy_neon(size_t n, const float *ref, const float *approx, double e
 // Integer GEMM (int8_gemm.c).
 void gemm_i8i8_i32_scalar(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+// int8 × int8 with block scales (dloral_gemm_i8i8_blocks in dloral_int_layer.h).
+#define GEMM_BLOCKS_ARGS                                                                              \
+    size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa, const int8_t *w, \
+        const float *sw, const float *bias, float *y, size_t rs, size_t cs
+void gemm_i8i8_blocks_scalar(GEMM_BLOCKS_ARGS);
+#if defined(__x86_64__)
+void gemm_i8i8_blocks_avx2(GEMM_BLOCKS_ARGS);
+#elif defined(__aarch64__)
+void gemm_i8i8_blocks_neon(GEMM_BLOCKS_ARGS);
+#endif
 #if defined(__x86_64__)
 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);

@@ -29,7 +29,7 @@ struct QuantizeCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "How int8 layers run in the engine: fp32, int8, int16 or auto.",
-        discussion: "int8/int16 quantize each UNet/VAE layer's input per row (pixel or token) on the fly; auto gives int16 to the layers that need it to reach --target-psnr on calibration frames, int8 to the rest. Needs --weights int8 and --int8-granularity channel."))
+        discussion: "int8/int16 quantize each UNet/VAE layer's input per row (pixel or token) on the fly; auto gives int16 to the layers that need it to reach --target-psnr on calibration frames, int8 to the rest. Needs --weights int8; int16 and auto need --int8-granularity channel, while block32/block64 with int8 quantize the activations per row and block of 32/64."))
     var activations: String = "fp32"
 
     @Option(name: .customLong("target-psnr"), help: "For --activations auto: decoded-frame PSNR (dB) to reach against the fp32 engine.")
@@ -70,8 +70,8 @@ struct QuantizeCommand: ParsableCommand {
             guard w == .int8 else {
                 throw ValidationError("--activations \(activations) quantizes the activations of int8 layers; it needs --weights int8 (this is --weights \(weights))")
             }
-            guard g == .channel else {
-                throw ValidationError("--activations \(activations) needs one scale per output channel (--int8-granularity channel); the integer kernels have no block-scale epilogue")
+            guard g == .channel || a == .int8 else {
+                throw ValidationError("--activations \(activations) needs one scale per output channel (--int8-granularity channel); block scales (\(granularity)) run int8 activations only (--activations int8)")
             }
         }
         guard targetPSNR.isFinite, targetPSNR > 0 else {

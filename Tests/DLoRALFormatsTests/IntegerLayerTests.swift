@@ -229,5 +229,117 @@ struct IntegerLayerTests {
             }
         }
     }
+    // MARK: - Block scales (§4.3)
+
+    /// §4.3 for one row of `x` (k columns, padded to kp): §4.1's int8 rule per block of `block`.
+    static func quantizeBlocks(_ x: [Float], block: Int, kp: Int) -> ([Int], [Float]) {
+        var q: [Int] = [], scales: [Float] = []
+        for first in stride(from: 0, to: kp, by: block) {
+            let real = Array(x[min(first, x.count)..<min(first + block, x.count)])
+            let (qb, s) = quantizeRow(real, bits: 8, kp: block)
+            q += qb
+            scales.append(s)
+        }
+        return (q, scales)
+    }
+
+    /// acc = bias, then per block in order acc = fma(Float(exact Σ), s_a·s_w, acc).
+    static func blockDot(_ q: [Int], _ sa: [Float], _ w: ArraySlice<Int8>, _ sw: ArraySlice<Float>, block: Int, bias: Float) -> Float {
+        var acc = bias
+        for b in 0..<sa.count {
+            var sum: Int64 = 0
+            for t in (b * block)..<((b + 1) * block) { sum += Int64(q[t]) * Int64(w[w.startIndex + t]) }
+            acc = acc.addingProduct(Float(sum), sa[b] * sw[sw.startIndex + b])
+        }
+        return acc
+    }
+
+    @Test("quantize_row_blocks: hand-computed blocks (a zero block gets scale 0)")
+    func blockQuantizationByHand() {
+        IntegerKernelTests.onEveryPath { path in
+            // Block 0: amax 2 → x · 63.5: 2 → 127, 1 → 63.5 → 64 (even), −0.5 → −31.75 → −32.
+            // Block 1: all zero. Block 2: amax 0.5 → x · 254: 0.5 → 127, 0.25 → 63.5 → 64; padding.
+            var x = [Float](repeating: 0, count: 70)
+            x[0] = 2; x[1] = 1; x[2] = -0.5
+            x[64] = 0.5; x[65] = 0.25
+            var q = [Int8](repeating: 99, count: 96)
+            var scales = [Float](repeating: 9, count: 3)
+            dloral_quantize_row_blocks(32, x.count, 96, x, &q, &scales)
+            #expect(scales == [2 / Float(127), 0, 0.5 / Float(127)], "\(path)")
+            #expect(Array(q[0..<3]) == [127, 64, -32], "\(path)")
+            #expect(q[32..<64].allSatisfy { $0 == 0 } && Array(q[64..<66]) == [127, 64] && q[66...].allSatisfy { $0 == 0 }, "\(path)")
+        }
+    }
+
+    @Test("block linear and conv2d: bit-identical to the §4.3 reference, every path", arguments: [32, 64])
+    func blockLayersMatchReference(block: Int) {
+        var rng = Rng(state: 500 + UInt64(block))
+        // Linear: rows × k → n.
+        for (rows, k, n) in [(1, 1, 1), (9, 70, 5), (40, 320, 13)] {
+            let kp = (k + block - 1) / block * block, nb = kp / block
+            let x = Self.randomInputs(&rng, count: rows * k, adversarial: rows % 2 == 1)
+            let w = Self.randomWeights(&rng, count: n * k, adversarial: rows % 2 == 0)
+            var packed = [Int8](repeating: 0, count: n * kp)
+            for j in 0..<n { for c in 0..<k { packed[j * kp + c] = w[j * k + c] } }
+            let scales = (0..<(n * nb)).map { Float($0 % 7 + 3) / 1000 }
+            let bias = (0..<n).map { Float($0) - 2 }
+            var want = [Float](repeating: 0, count: rows * n)
+            for r in 0..<rows {
+                let (q, sa) = Self.quantizeBlocks(Array(x[(r * k)..<((r + 1) * k)]), block: block, kp: kp)
+                for j in 0..<n {
+                    want[r * n + j] = Self.blockDot(q, sa, packed[(j * kp)..<((j + 1) * kp)], scales[(j * nb)..<((j + 1) * nb)], block: block, bias: bias[j])
+                }
+            }
+            IntegerKernelTests.onEveryPath { path in
+                var got = [Float](repeating: .nan, count: rows * n)
+                for (r0, r1) in [(0, rows / 2), (rows / 2, rows)] {
+                    #expect(dloral_int_block_linear(block, k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1) == 0)
+                }
+                #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "linear rows \(rows) k \(k) n \(n) block \(block) path \(path)")
+            }
+        }
+        // Conv: 3×3 padded, stride 2, and 1×1.
+        for t in [ConvCase(c: 5, h: 6, w: 7, n: 4, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1),
+                  ConvCase(c: 9, h: 9, w: 8, n: 6, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
+                  ConvCase(c: 70, h: 3, w: 4, n: 5, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0)] {
+            let ho = (t.h + 2 * t.ph - t.kh) / t.sh + 1, wo = (t.w + 2 * t.pw - t.kw) / t.sw + 1
+            let k = t.c * t.kh * t.kw, kp = (k + block - 1) / block * block, nb = kp / block
+            let x = Self.randomInputs(&rng, count: t.c * t.h * t.w, adversarial: t.c % 2 == 1)
+            let w = Self.randomWeights(&rng, count: t.n * k, adversarial: false)
+            let packed = Self.rows(w, n: t.n, c: t.c, kh: t.kh, kw: t.kw, kp: kp)
+            let scales = (0..<(t.n * nb)).map { Float($0 % 5 + 1) / 900 }
+            var want = [Float](repeating: 0, count: t.n * ho * wo)
+            for oy in 0..<ho {
+                for ox in 0..<wo {
+                    var row = [Float](repeating: 0, count: k)
+                    for ky in 0..<t.kh {
+                        for kx in 0..<t.kw {
+                            let iy = oy * t.sh + ky - t.ph, ix = ox * t.sw + kx - t.pw
+                            guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
+                            for ch in 0..<t.c { row[(ky * t.kw + kx) * t.c + ch] = x[(ch * t.h + iy) * t.w + ix] }
+                        }
+                    }
+                    let (q, sa) = Self.quantizeBlocks(row, block: block, kp: kp)
+                    for o in 0..<t.n {
+                        want[o * ho * wo + oy * wo + ox] = Self.blockDot(q, sa, packed[(o * kp)..<((o + 1) * kp)], scales[(o * nb)..<((o + 1) * nb)], block: block, bias: 0)
+                    }
+                }
+            }
+            var hwc = [Float](repeating: 0, count: x.count)
+            dloral_chw_to_hwc(t.c, t.h * t.w, x, &hwc)
+            IntegerKernelTests.onEveryPath { path in
+                var got = [Float](repeating: .nan, count: t.n * ho * wo)
+                let pixels = ho * wo
+                for (p0, p1) in [(0, pixels / 3), (pixels / 3, pixels)] {
+                    let status = got.withUnsafeMutableBufferPointer { o in
+                        dloral_int_block_conv2d(block, t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
+                                                hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1)
+                    }
+                    #expect(status == 0)
+                }
+                #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "conv \(t) block \(block) path \(path)")
+            }
+        }
+    }
 }
 }

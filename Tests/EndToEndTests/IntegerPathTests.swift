@@ -19,10 +19,11 @@ struct IntegerPathTests {
         try DLRTFile(path: dlrt).entries
     }
 
-    /// The W8A8 simulation figure the generator stored in the reference (Tools/fixtures/simulate_quant.py).
-    static func simulatedW8A8FramesPSNR(_ reference: String) throws -> Double? {
+    /// A W8A8 simulation figure the generator stored in the reference (Tools/fixtures/simulate_quant.py):
+    /// `quant_sim_w8a8_channel_row` (per-row activations) or `quant_sim_w8a8_block32`.
+    static func simulatedW8A8FramesPSNR(_ reference: String, key: String = "quant_sim_w8a8_channel_row") throws -> Double? {
         let table = try SafetensorsFile(path: reference).table
-        guard let text = table.metadata["quant_sim_w8a8_channel_row"] else { return nil }
+        guard let text = table.metadata[key] else { return nil }
         let record = try StrictJSONParser.parse(text)
         // The lowest of the plain run and the dithered reruns (W8A8 at tiny sizes swings ±0.5 dB
         // with float-rounding-sized changes).
@@ -59,6 +60,28 @@ struct IntegerPathTests {
         let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
         #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
         // int8 activations cost quality: if these matched the int16 figure, the integer path did not run.
+        #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
+    }
+
+    /// W8A8 with blocks of 32 (weights int8_block, activations per row and block, Formats/dlrt.md
+    /// §4.3) is no worse than PyTorch's fake-quant simulation of blocks of 32, within 0.5 dB of its
+    /// lowest run, on every reference; the file is version 1.2 and the CFR stays fp32.
+    @Test(arguments: [("full", "reference_full.safetensors"), ("consistency", "reference_consistency.safetensors"),
+                      ("full", "reference_full_48x80.safetensors")])
+    func blockActivationsMatchTheSimulation(stage: String, reference: String) throws {
+        let path = "Tests/Fixtures/tiny/\(reference)"
+        let simulated = try #require(try Self.simulatedW8A8FramesPSNR(path, key: "quant_sim_w8a8_block32"), "\(reference) has no quant_sim_w8a8_block32 metadata")
+        let dlrt = try V.build("a8b32-\(stage)-\(reference)", merge: ["--stage", stage],
+                               quantize: ["--weights", "int8", "--int8-granularity", "block32", "--activations", "int8"])
+        let file = try DLRTFile(path: dlrt)
+        #expect(file.header.minor == 2)
+        let blocks = file.entries.filter { $0.scheme == .int8Block }
+        #expect(!blocks.isEmpty && blocks.allSatisfy { ($0.activations == .int8) == !$0.name.hasPrefix("cfr.") && $0.block == 32 })
+        let (r, json) = try V.verify(dlrt, reference: path)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(json["activations"] as? String == "int8")
+        let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
+        #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
         #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
     }
 
@@ -105,6 +128,7 @@ struct IntegerPathTests {
     @Test(arguments: [
         (["--weights", "fp16", "--activations", "int8"], "--weights int8"),
         (["--weights", "int8", "--int8-granularity", "block32", "--activations", "int16"], "--int8-granularity channel"),
+        (["--weights", "int8", "--int8-granularity", "block64", "--activations", "auto"], "int8 activations only"),
         (["--weights", "int8", "--activations", "int4"], "fp32, int8, int16 or auto"),
         (["--weights", "int8", "--activations", "auto", "--calibration", "/nonexistent/frames"], "/nonexistent/frames"),
     ])

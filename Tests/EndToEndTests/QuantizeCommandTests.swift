@@ -28,6 +28,7 @@ struct QuantizeCommandTests {
     @Test(arguments: [
         ["--weights", "int8"], ["--weights", "int8", "--int8-granularity", "block32"],
         ["--weights", "int8", "--int8-granularity", "block64", "--compress", "zstd"],
+        ["--weights", "int8", "--int8-granularity", "block32", "--activations", "int8"],
         ["--weights", "fp16"], ["--weights", "fp16", "--compress", "zstd"], ["--weights", "fp32"],
         ["--weights", "fp16", "--prompt-embeds", "PROMPT"], ["--weights", "int8", "--keep", "unet.conv_in.*", "--keep", "cfr.*"],
     ])

@@ -414,8 +414,11 @@ class DlrtFile:
         if e.activations is not None:
             if e.activations not in ("int8", "int16"):
                 e.unsupported = f"unknown activations {e.activations!r}"
-            elif e.json["scheme"] != "int8_channel" or e.json["layout"] != "rows_k32":
-                raise bad(f"activations {e.activations!r} set on a tensor that is not an int8_channel rows_k32 matrix")
+            elif e.json["scheme"] not in ("int8_channel", "int8_block") or e.json["layout"] != "rows_k32":
+                raise bad(f"activations {e.activations!r} set on a tensor that is not an int8 rows_k32 matrix")
+            elif e.json["scheme"] == "int8_block" and e.activations != "int8":
+                # §4.3 (1.2): block scales run int8 activations only.
+                e.unsupported = f"activations {e.activations!r} on an int8_block tensor"
         self._check_region(e.offset, e.bytes, n, "data")
         if isinstance(e.scales, dict):
             s = e.scales

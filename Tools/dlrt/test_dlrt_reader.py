@@ -363,8 +363,19 @@ def test_activations_1_1():
     assert f.entry("unet.a.weight").activations == "int16"
     assert f.entry("unet.b.weight").unsupported == "unknown activations 'int4'"
     assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 3), np.float32))
-    specs[2][0]["activations"] = "int8"  # only int8_channel matrices take activations
+    specs[2][0]["activations"] = "int8"  # only int8 rows_k32 matrices take activations
     expect_error(lambda: DlrtFile(write(assemble(specs, minor=1))), "activations")
+
+
+def test_block_activations_1_2():
+    specs = make_tensors([("unet.a.weight", np.ones((2, 40), np.float32), "int8_block32"),
+                          ("unet.b.weight", np.ones((2, 40), np.float32), "int8_block64")])
+    specs[0][0]["activations"] = "int8"
+    specs[1][0]["activations"] = "int16"  # §4.3: block scales take int8 activations only
+    f = DlrtFile(write(assemble(specs, minor=2)))
+    assert f.entry("unet.a.weight").activations == "int8" and f.entry("unet.a.weight").unsupported is None
+    assert f.entry("unet.b.weight").unsupported == "activations 'int16' on an int8_block tensor"
+    assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 40), np.float32))
 
 
 def test_unknown_dtype_makes_only_that_tensor_unsupported():

@@ -1372,6 +1372,183 @@ static void check_int_layers(void) {
     }
 }
 
+// MARK: - Block scales (Formats/dlrt.md §4.3)
+
+// §4.3 written out: one row quantized per block with §4.1's rule (amax over the block, a zero
+// block or one whose 127/amax overflows gets q = 0 and scale 0, else q = clamp(rint(x·(127/amax)))).
+static void block_quantize_reference(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
+    for (size_t b = 0; b * block < kp; b++) {
+        float amax = 0;
+        for (size_t t = b * block; t < (b + 1) * block && t < k; t++) amax = fabsf(x[t]) > amax ? fabsf(x[t]) : amax;
+        float inv = 127.0f / amax;
+        int zero = !(amax > 0) || !isfinite(inv);
+        for (size_t t = b * block; t < (b + 1) * block; t++) {
+            long v = zero || t >= k ? 0 : lrintf(x[t] * inv);
+            q[t] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+        sa[b] = zero ? 0.0f : amax / 127.0f;
+    }
+}
+
+// acc = bias, then per block in order acc = fma(float(exact block sum), sa·sw, acc).
+static float block_dot_reference(size_t kp, size_t block, const int8_t *a, const float *sa, const int8_t *w,
+                                 const float *sw, float bias) {
+    float acc = bias;
+    for (size_t b = 0; b < kp / block; b++) {
+        int64_t sum = 0;
+        for (size_t t = b * block; t < (b + 1) * block; t++) sum += (int64_t)a[t] * w[t];
+        acc = fmaf((float)sum, sa[b] * sw[b], acc);
+    }
+    return acc;
+}
+
+// Random int8 rows [rows][kp] (extremes: all ±127 when `extreme`), zero past k, with random block
+// scales (some blocks scale 0, as zero blocks have).
+static void make_block_rows(size_t rows, size_t k, size_t kp, size_t block, int extreme, int8_t *q, float *s) {
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t t = 0; t < kp; t++)
+            q[r * kp + t] = t >= k ? 0 : extreme ? (int8_t)((rnd() & 1) ? 127 : -127) : (int8_t)rnd_in(-127, 127);
+        for (size_t b = 0; b < kp / block; b++) s[r * (kp / block) + b] = (rnd() % 9 == 0) ? 0.0f : (rnd_unit() + 1.5f) * 1e-2f;
+    }
+}
+
+static void check_block_gemm(size_t m, size_t n, size_t k, size_t block, int with_bias, int extreme, int linear) {
+    const size_t kp = (k + block - 1) / block * block, nb = kp / block;
+    int8_t *a = xmalloc(m * kp), *w = xmalloc(n * kp);
+    float *sa = xmalloc(m * nb * 4), *sw = xmalloc(n * nb * 4), *bias = with_bias ? xmalloc(n * 4) : NULL;
+    make_block_rows(m, k, kp, block, extreme, a, sa);
+    make_block_rows(n, k, kp, block, extreme, w, sw);
+    if (bias)
+        for (size_t j = 0; j < n; j++) bias[j] = rnd_unit();
+    // linear: y[i][j] row-major (rs = n + 1); conv: y[j][i] planes (cs = m + 2).
+    const size_t rs = linear ? n + 1 : 1, cs = linear ? 1 : m + 2, len = linear ? m * rs : n * cs;
+    float *ref = xmalloc(len * 4), *y0 = xmalloc(len * 4), *y1 = xmalloc(len * 4);
+    for (size_t t = 0; t < len; t++) ref[t] = y0[t] = y1[t] = -7.0f;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            ref[i * rs + j * cs] = block_dot_reference(kp, block, a + i * kp, sa + i * nb, w + j * kp, sw + j * nb,
+                                                       bias ? bias[j] : 0.0f);
+    dloral_kernels_force("scalar");
+    dloral_gemm_i8i8_blocks(m, n, kp, block, a, sa, w, sw, bias, y0, rs, cs);
+    dloral_kernels_force(vec_isa);
+    dloral_gemm_i8i8_blocks(m, n, kp, block, a, sa, w, sw, bias, y1, rs, cs);
+    dloral_kernels_force(NULL);
+    char name[160];
+    snprintf(name, sizeof name, "dloral_gemm_i8i8_blocks %zux%zu k=%zu block %zu%s%s%s", m, n, k, block,
+             with_bias ? " bias" : "", extreme ? " ±127" : "", linear ? " rows" : " planes");
+    size_t bad = 0;
+    if (!same_floats(ref, y0, len, &bad))
+        report(0, name, "y[%zu]: written-out reference %08x, scalar %08x", bad, bits_of(ref[bad]), bits_of(y0[bad]));
+    else if (!same_floats(y0, y1, len, &bad))
+        report(0, name, "y[%zu]: scalar %08x, %s %08x", bad, bits_of(y0[bad]), vec_isa, bits_of(y1[bad]));
+    else report(1, name, "kp=%zu: = reference, identical bits", kp);
+    free(a), free(w), free(sa), free(sw), free(bias), free(ref), free(y0), free(y1);
+}
+
+static void check_quantize_row_blocks(size_t block, size_t k) {
+    const size_t kp = (k + block - 1) / block * block, nb = kp / block;
+    float *x = xmalloc(k * 4 + 4), *s0 = xmalloc(nb * 4), *s1 = xmalloc(nb * 4), *s2 = xmalloc(nb * 4);
+    int8_t *q0 = xmalloc(kp), *q1 = xmalloc(kp), *q2 = xmalloc(kp);
+    for (size_t t = 0; t < k; t++) x[t] = rnd_unit() * (float)(1 << (rnd() % 8));
+    for (size_t t = 0; t < block && t < k; t++) x[t] = 0;                                    // a zero block
+    for (size_t t = block; t < 2 * block && t < k; t++) x[t] = rnd_unit() * 1e-38f;          // a tiny one
+    for (size_t t = 2 * block; t < 3 * block && t < k; t++) x[t] = (float)((int)t % 9 - 4) + 0.5f;  // ties
+    if (3 * block < k) x[3 * block] = 127.0f;
+    block_quantize_reference(block, k, kp, x, q2, s2);
+    memset(q0, 0x55, kp), memset(q1, 0x55, kp);
+    dloral_kernels_force("scalar");
+    dloral_quantize_row_blocks(block, k, kp, x, q0, s0);
+    dloral_kernels_force(vec_isa);
+    dloral_quantize_row_blocks(block, k, kp, x, q1, s1);
+    dloral_kernels_force(NULL);
+    char name[96];
+    snprintf(name, sizeof name, "dloral_quantize_row_blocks block %zu k=%zu", block, k);
+    int ok_ref = !memcmp(q0, q2, kp) && same_floats(s2, s0, nb, &(size_t){0});
+    int ok_vec = !memcmp(q0, q1, kp) && same_floats(s0, s1, nb, &(size_t){0});
+    report(ok_ref && ok_vec, name, "kp=%zu: %s reference, scalar %s %s", kp, ok_ref ? "=" : "DIFFERS FROM",
+           ok_vec ? "=" : "DIFFERS FROM", vec_isa);
+    free(x), free(s0), free(s1), free(s2), free(q0), free(q1), free(q2);
+}
+
+// A block-scale conv or linear layer (dloral_int_block_conv2d / _linear) on the scalar and vector
+// paths against the harness: im2col rows gathered here, quantized by block_quantize_reference,
+// summed by block_dot_reference. kh = 0 means a linear layer of k = c inputs and h rows.
+static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t st,
+                              size_t pad, size_t n, int with_bias, size_t p0, size_t p1) {
+    const int linear = kh == 0;
+    const size_t k = linear ? c : c * kh * kw, kp = (k + block - 1) / block * block, nb = kp / block;
+    const size_t ho = linear ? h : (h + 2 * pad - kh) / st + 1, wo = linear ? 1 : (w_in + 2 * pad - kw) / st + 1;
+    const size_t plane = ho * wo, pixels = linear ? h : h * w_in;
+    if (p1 > plane) p1 = plane;
+    float *x = xmalloc(pixels * c * 4), *sw = xmalloc(n * nb * 4), *bias = with_bias ? xmalloc(n * 4) : NULL;
+    int8_t *w = xmalloc(n * kp);
+    for (size_t t = 0; t < pixels * c; t++) x[t] = rnd_unit() * (float)(1 + rnd() % 4);
+    for (size_t t = 0; t < c && t < pixels * c; t++) x[t] = 0;  // the first pixel (row) all zero
+    make_block_rows(n, k, kp, block, 0, w, sw);
+    if (bias)
+        for (size_t j = 0; j < n; j++) bias[j] = rnd_unit();
+    float *ref = xmalloc(n * plane * 4), *o0 = xmalloc(n * plane * 4), *o1 = xmalloc(n * plane * 4);
+    for (size_t t = 0; t < n * plane; t++) ref[t] = o0[t] = o1[t] = -7.0f;
+    float *row = xmalloc(k * 4), *sa = xmalloc(nb * 4);
+    int8_t *q = xmalloc(kp);
+    for (size_t p = p0; p < p1; p++) {
+        if (linear) memcpy(row, x + p * c, c * 4);
+        else
+            for (size_t ky = 0; ky < kh; ky++)
+                for (size_t kx = 0; kx < kw; kx++)
+                    for (size_t ch = 0; ch < c; ch++) {
+                        long iy = (long)((p / wo) * st + ky) - (long)pad, ix = (long)((p % wo) * st + kx) - (long)pad;
+                        int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
+                        row[(ky * kw + kx) * c + ch] = inside ? x[((size_t)iy * w_in + (size_t)ix) * c + ch] : 0.0f;
+                    }
+        block_quantize_reference(block, k, kp, row, q, sa);
+        for (size_t j = 0; j < n; j++) {
+            float v = block_dot_reference(kp, block, q, sa, w + j * kp, sw + j * nb, bias ? bias[j] : 0.0f);
+            if (linear) ref[p * n + j] = v;
+            else ref[j * plane + p] = v;
+        }
+    }
+    int rc[2];
+    float *outs[2] = {o0, o1};
+    for (int v = 0; v < 2; v++) {
+        dloral_kernels_force(v ? vec_isa : "scalar");
+        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, n, kp, w, sw, bias, outs[v], n, p0, p1)
+                       : dloral_int_block_conv2d(block, c, h, w_in, kh, kw, st, st, pad, pad, ho, wo, x, n, kp, w, sw,
+                                                 bias, outs[v], p0, p1);
+    }
+    dloral_kernels_force(NULL);
+    char name[160];
+    if (linear) snprintf(name, sizeof name, "dloral_int_block_linear block %zu k=%zu n=%zu rows [%zu, %zu)%s", block, k, n, p0, p1, with_bias ? " bias" : "");
+    else snprintf(name, sizeof name, "dloral_int_block_conv2d block %zu %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s", block, c, h, w_in, kh, kw, st, pad, n, with_bias ? " bias" : "");
+    size_t bad = 0;
+    if (rc[0] || rc[1]) report(0, name, "returned %d / %d", rc[0], rc[1]);
+    else if (!same_floats(ref, o0, n * plane, &bad))
+        report(0, name, "out[%zu]: written-out reference %08x, scalar %08x", bad, bits_of(ref[bad]), bits_of(o0[bad]));
+    else if (!same_floats(o0, o1, n * plane, &bad))
+        report(0, name, "out[%zu]: scalar %08x, %s %08x", bad, bits_of(o0[bad]), vec_isa, bits_of(o1[bad]));
+    else report(1, name, "[%zu, %zu) of %zu, kp=%zu: = reference, identical bits", p0, p1, plane, kp);
+    free(x), free(sw), free(bias), free(w), free(ref), free(o0), free(o1), free(row), free(sa), free(q);
+}
+
+static void check_block_layers(void) {
+    if (!vec_isa) {
+        report(1, "block-scale layers", "no vector path on this CPU: skipped");
+        return;
+    }
+    for (size_t block = 32; block <= 64; block += 32) {
+        check_quantize_row_blocks(block, 5 * block + 7);
+        check_quantize_row_blocks(block, 4 * block);
+        check_block_gemm(7, 13, 3 * block, block, 1, 0, 1);
+        check_block_gemm(5, 4, 2 * block + 5, block, 0, 1, 0);   // ±127 everywhere, padded tail
+        check_block_gemm(3, 9, 11520, block, 1, 0, 0);          // K of a 1280-channel 3×3 conv
+        check_block_gemm(17, 1, block, block, 1, 1, 1);
+        check_block_layer(block, 5, 7, 9, 3, 3, 1, 1, 6, 1, 0, 1000);
+        check_block_layer(block, 20, 12, 14, 3, 3, 2, 1, 16, 1, 3, 40);
+        check_block_layer(block, 64, 6, 6, 1, 1, 1, 0, 7, 0, 0, 1000);  // 1×1, read in place
+        check_block_layer(block, 100, 300, 0, 0, 0, 0, 0, 9, 1, 3, 300); // linear
+    }
+}
+
 // MARK: - GroupNorm and SiLU (norm.c)
 
 #define HX_EXP_HI 88.72283935546875f  // norm.c's EXP_HI: exp(x) is +inf for x > EXP_HI
@@ -2349,6 +2526,7 @@ int main(int argc, char **argv) {
     check_quantize_i8();
     double t3 = now();
     check_int_layers();
+    check_block_layers();
     double t4 = now();
     check_sgemm_typed();
     double t5 = now();

@@ -69,6 +69,34 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
                       const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
                       size_t r0, size_t r1, const dloral_int_weights *prepared);
 
+// MARK: - Block scales (Formats/dlrt.md §4.3)
+//
+// `int8_block` weights: one scale per output channel and block of `block` (32 or 64) columns,
+// w_scales [n][kp/block]; kp a multiple of block. Activations are quantized to int8 per row and
+// block with §4.1's rule applied to each block (s_a = 0 for an all-zero block), and
+// y[j] = acc with acc = bias[j] (0 without bias), then for each block b in order
+// acc = fma((float)Σ_{k ∈ b} q_a[k]·q_w[j][k], s_a[b]·s_w[j][b], acc).
+
+/// Quantizes one row of `k` floats per block of `block` columns into q (kp int8, the tail k … kp−1
+/// zeroed) and sa (kp/block scales).
+void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa);
+
+/// The block GEMM with its epilogue: for i < m, j < n, y[i·rs + j·cs] = the §4.3 sum of the
+/// int8 rows a[i] (kp columns, scales sa[i][kp/block]) and w[j] (scales sw[j][kp/block]).
+void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                             const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs);
+
+/// dloral_int_conv2d for an `int8_block` weight (int8 activations; no prepared weights).
+int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
+                            size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
+                            const float *x_hwc, size_t n, size_t kp, const int8_t *w,
+                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1);
+
+/// dloral_int_linear for an `int8_block` weight (int8 activations; no prepared weights).
+int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
+                            const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
+                            size_t r0, size_t r1);
+
 /// Transposes one image from [C][HW] (NCHW) to [HW][C] (channels-last).
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst);
 

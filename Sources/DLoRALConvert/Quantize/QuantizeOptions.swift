@@ -51,10 +51,11 @@ public struct QuantizeOptions: Sendable {
         (Self.defaultKeep + keep).contains { fnmatch($0, name, 0) == 0 }
     }
 
-    /// The activation precision recorded for an int8 `int8_channel` weight (nil: fp32): the
-    /// CFR always runs in fp32, so its weights get none.
+    /// The activation precision recorded for an int8 weight (nil: fp32): the CFR always runs in
+    /// fp32, so its weights get none; block scales (`int8_block`) run int8 activations only.
     public func activations(for name: String) -> DLRTActivations? {
-        guard weights == .int8, granularity == .channel, !name.hasPrefix("cfr.") else { return nil }
+        guard weights == .int8, !name.hasPrefix("cfr.") else { return nil }
+        guard granularity == .channel else { return activations == .int8 ? .int8 : nil }
         if let chosen = layerActivations[name] { return chosen }
         switch activations {
         case .fp32, .auto: return nil

@@ -40,9 +40,10 @@ public enum BlocksWeight: Sendable {
         return .float(FloatWeight(view))
     }
 
-    /// An integer weight whose layer quantizes its activations to int8.
-    public var int8Activations: Bool {
-        if case .integer(let weight) = self { return weight.activations == .int8 }
+    /// An integer weight whose layer quantizes its activations to int8 per row (one scale per
+    /// output channel: the projections whose attention logits run in int8, Formats/dlrt.md §4.2).
+    public var int8RowActivations: Bool {
+        if case .integer(let weight) = self { return weight.activations == .int8 && weight.block == 0 }
         return false
     }
 

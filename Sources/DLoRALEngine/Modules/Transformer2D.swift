@@ -28,7 +28,7 @@ public struct TransformerAttention: Sendable {
                 expected: "inner dimension divisible by the head count", actual: toQ.kernel.shape)
         }
         self.heads = heads
-        int8Logits = toQ.kernel.int8Activations && toK.kernel.int8Activations
+        int8Logits = toQ.kernel.int8RowActivations && toK.kernel.int8RowActivations
     }
 
     /// - Parameters:

@@ -4,7 +4,8 @@ import Foundation
 import DLoRALFormats
 
 /// An int8 weight matrix used in place from the `.dlrt` mapping (`rows_k32`, one scale per output
-/// channel), with the precision its layer quantizes activations to.
+/// channel, or per output channel and block of K), with the precision its layer quantizes
+/// activations to (per row, or per row and block: Formats/dlrt.md §4.1, §4.3).
 public struct IntegerWeight: @unchecked Sendable {
     /// Keeps the mapping (or decompressed copy) alive; `rows` points into it.
     let view: TensorView
@@ -36,6 +37,8 @@ public struct IntegerWeight: @unchecked Sendable {
 
     var bits: Int32 { activations == .int8 ? 8 : 16 }
     var outputs: Int { info.logicalShape[0] }
+    /// Columns per scale along K (`int8_block`: 32 or 64); 0 for one scale per output channel.
+    public var block: Int { info.block }
 }
 
 extension Ops {
@@ -91,6 +94,7 @@ extension Ops {
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
+        precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
         // The integer layer reads channels-last: one transposed copy of each image, on all cores
         // (every element written, so no zero fill first).
         var hwc = [Float](unsafeUninitializedCapacity: c * h * w) { _, initialized in initialized = c * h * w }
@@ -161,6 +165,15 @@ extension Ops {
         let pixels = ho * wo
         let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
+            if weight.block > 0 {  // §4.3: nothing to prepare
+                parallelRanges(pixels, work: work) { p0, p1 in
+                    let status = dloral_int_block_conv2d(
+                        weight.block, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                        o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1)
+                    precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
+                }
+                return
+            }
             withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
                 parallelRanges(pixels, parts: parts) { p0, p1 in
                     let status = dloral_int_conv2d(
@@ -176,6 +189,7 @@ extension Ops {
     public static func linear(_ x: Tensor, weight: IntegerWeight, bias: Tensor?) -> Tensor {
         let shape = weight.info.logicalShape
         precondition(x.rank >= 1 && shape.count == 2, "integer linear: x \(x.shape), weight \(shape)")
+        precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
         let inFeatures = x.shape[x.rank - 1]
         let outFeatures = shape[0]
         precondition(shape[1] == inFeatures, "linear weight \(shape) does not take \(inFeatures) features")
@@ -189,6 +203,16 @@ extension Ops {
             x.data.withUnsafeBufferPointer { a in
                 withOptionalPointer(bias) { b in
                     let work = rows * outFeatures * inFeatures
+                    if weight.block > 0 {  // §4.3: nothing to prepare
+                        parallelRanges(rows, work: work) { r0, r1 in
+                            let status = dloral_int_block_linear(
+                                weight.block, inFeatures, a.baseAddress!, inFeatures, outFeatures,
+                                weight.info.kPadded, weight.rows, weight.info.scales, b,
+                                y.baseAddress!, outFeatures, r0, r1)
+                            precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
+                        }
+                        return
+                    }
                     withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
                         parallelRanges(rows, parts: parts) { r0, r1 in
                             let status = dloral_int_linear(

@@ -84,7 +84,8 @@ public struct RuntimeModel: Sendable {
             if entry.layout == .rowsK32 {
                 if var rows = try file.int8RowsView(entry.name) {
                     var precision = entry.activations
-                    if let activations { precision = activations(entry.name, precision) }
+                    // Calibration chooses among int8_channel layers; block scales keep the file's.
+                    if let activations, rows.int8Rows?.block == 0 { precision = activations(entry.name, precision) }
                     // The CFR always runs in fp32 (its SpyNet and attention take fp32 weights).
                     if component == "cfr" { precision = nil }
                     rows.int8Rows?.activations = precision

@@ -1,29 +1,33 @@
 import CKernels
 
-/// What an int8 `rows_k32` weight view needs besides its bytes: one scale per output channel
-/// (`int8_channel`) and the precision its layer quantizes activations to.
+/// What an int8 `rows_k32` weight view needs besides its bytes: its scales (one per output channel
+/// for `int8_channel`, one per output channel and block for `int8_block`) and the precision its
+/// layer quantizes activations to.
 public struct Int8RowsInfo: Sendable {
     /// The weight's PyTorch shape ([N, C] or [N, C, KH, KW]).
     public let logicalShape: [Int]
     /// K = product of `logicalShape[1...]`, and K padded to a multiple of 32.
     public let k: Int
     public let kPadded: Int
-    /// One float32 scale per row (output channel).
+    /// Columns per scale along K for `int8_block` (32 or 64); 0 for `int8_channel`.
+    public let block: Int
+    /// float32 scales: one per row (output channel), or [rows][kPadded / block] with a block.
     public let scales: [Float]
     /// nil: the engine dequantizes and runs this layer with fp32 activations.
     public var activations: DLRTActivations?
 
-    public init(logicalShape: [Int], k: Int, kPadded: Int, scales: [Float], activations: DLRTActivations?) {
+    public init(logicalShape: [Int], k: Int, kPadded: Int, block: Int = 0, scales: [Float], activations: DLRTActivations?) {
         self.logicalShape = logicalShape
         self.k = k
         self.kPadded = kPadded
+        self.block = block
         self.scales = scales
         self.activations = activations
     }
 
     /// ŵ = q · s in the logical (PyTorch) layout.
     public func dequantize(_ q: UnsafePointer<Int8>) -> [Float] {
-        Int8Rows.dequantize(q, shape: logicalShape, k: k, kPadded: kPadded, block: 0, scales: scales)
+        Int8Rows.dequantize(q, shape: logicalShape, k: k, kPadded: kPadded, block: block, scales: scales)
     }
 }
 

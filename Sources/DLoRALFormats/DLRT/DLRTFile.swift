@@ -166,8 +166,12 @@ public final class DLRTFile: @unchecked Sendable {
             guard let text = value.stringValue, let activations = DLRTActivations(rawValue: text) else {
                 throw FormatError(.unsupported, file: file, tensor: name, "activations \(value.serialized()) is not one this reader knows (int8, int16)")
             }
-            guard layout == .rowsK32, scheme == .int8Channel else {
-                throw fail("\"activations\" is set but the tensor is not an int8_channel rows_k32 matrix")
+            guard layout == .rowsK32, scheme == .int8Channel || scheme == .int8Block else {
+                throw fail("\"activations\" is set but the tensor is not an int8 rows_k32 matrix")
+            }
+            // §4.3: block scales run int8 activations only.
+            guard scheme == .int8Channel || activations == .int8 else {
+                throw FormatError(.unsupported, file: file, tensor: name, "activations \(activations.rawValue) on an int8_block tensor is not one this reader knows (int8)")
             }
             entry.activations = activations
         }
@@ -301,14 +305,17 @@ public final class DLRTFile: @unchecked Sendable {
         return TensorView(dtype: entry.dtype, shape: shape, storage: storage)
     }
 
-    /// The int8 `rows_k32` matrix of an `int8_channel` tensor, zero-copy ([N, Kp], verified
-    /// first), with its scales and the entry's activation precision attached (`int8Rows`).
-    /// nil for other tensors (block scales have no integer path; use `dequantized`).
+    /// The int8 `rows_k32` matrix of an `int8_channel` or `int8_block` tensor, zero-copy
+    /// ([N, Kp], verified first), with its scales, block and the entry's activation precision
+    /// attached (`int8Rows`). nil for other tensors.
     public func int8RowsView(_ name: String) throws -> TensorView? {
-        guard let entry = entry(name), entry.layout == .rowsK32, entry.scheme == .int8Channel else { return nil }
+        guard let entry = entry(name), entry.layout == .rowsK32,
+            entry.scheme == .int8Channel || (entry.scheme == .int8Block && entry.block > 0 && entry.kPadded % entry.block == 0)
+        else { return nil }
         var view = try tensor(name)
         view.int8Rows = Int8RowsInfo(
             logicalShape: entry.shape, k: entry.k, kPadded: entry.kPadded,
+            block: entry.scheme == .int8Channel ? 0 : entry.block,
             scales: try scales(name) ?? [], activations: entry.activations)
         return view
     }

@@ -4,8 +4,9 @@ import Crypto
 public enum DLRT {
     public static let magic: [UInt8] = [0x89, 0x44, 0x4C, 0x52, 0x54, 0x0D, 0x0A, 0x1A]
     public static let majorVersion: UInt16 = 1
-    /// The newest minor version this code writes (1.1: per-tensor `activations`).
-    public static let minorVersion: UInt16 = 1
+    /// The newest minor version this code writes (1.1: per-tensor `activations`; 1.2: on
+    /// `int8_block` tensors too).
+    public static let minorVersion: UInt16 = 2
     public static let headerBytes = 128
     /// Every data and scales region starts on a multiple of this.
     public static let alignmentBytes = 64

@@ -108,8 +108,13 @@ public enum DLRTWriter {
         precondition(metadataBytes.count <= reserve, "metadata outgrew its reserve")
         try writer.write(metadataBytes, at: DLRT.headerBytes)
         var header = DLRTHeader()
-        // 1.1 adds per-tensor `activations`; files without it stay 1.0, readable by 1.0 readers.
-        header.minor = entries.contains { $0.activations != nil } ? 1 : 0
+        // 1.1 adds per-tensor `activations`, 1.2 allows them on `int8_block` tensors; files
+        // without them stay 1.0 (or 1.1), readable by older readers.
+        if entries.contains(where: { $0.activations != nil && $0.scheme == .int8Block }) {
+            header.minor = 2
+        } else {
+            header.minor = entries.contains { $0.activations != nil } ? 1 : 0
+        }
         header.fileBytes = writer.bytesWritten
         header.metadataBytes = metadataBytes.count
         header.payloadOffset = payloadOffset

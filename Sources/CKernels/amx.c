@@ -408,4 +408,124 @@ AMX void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const
 AMX void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
     gemm_amx_unpacked(16, m, n, kp, a, w, c);
 }
+// MARK: - Block scales (Formats/dlrt.md §4.3)
+//
+// y[i][j] = acc with acc = bias[j], then per block b of `block` (32 or 64) columns in order
+// acc = fma((float)Σ_{k ∈ b} a[i][k]·w[j][k], sa[i][b]·sw[j][b], acc): each block's sums come from
+// one TDPBSSD on a 16 × block-byte A tile and the block's block/4 rows of the packed B tile (the
+// same packed weights as the int8 GEMM: a 64-wide step holds blocks 2s and 2s+1 of 32, or block
+// s of 64), stored, converted and fused into 16 float accumulators per row tile (one per row, a
+// lane per column) with AVX-512. Two C tiles alternate, so the tile product of block b + 1 runs
+// while block b's results are fused. Same bits as gemm_i8i8_blocks_scalar.
+
+// tmm0–1: C (16 × 16 int32); tmm2: A, 16 rows × block bytes; tmm3: B, block/4 k-quads × 64 bytes.
+AMX static void configure_block_tiles(size_t block) {
+    struct tile_config cfg __attribute__((aligned(64)));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.colsb[0] = cfg.colsb[1] = 64;
+    cfg.rows[0] = cfg.rows[1] = 16;
+    cfg.colsb[2] = (uint16_t)block;
+    cfg.rows[2] = 16;
+    cfg.colsb[3] = 64;
+    cfg.rows[3] = (uint8_t)(block / 4);
+    MEMORY_BARRIER(&cfg);
+    _tile_loadconfig(&cfg);
+}
+
+// acc[r] = fma(float(C row r), sw[b]·sa[r][b], acc[r]) for the 16 rows of one stored C tile.
+#define FUSE_BLOCK(buf, b)                                                                                  \
+    do {                                                                                                    \
+        const __m512 swv_ = _mm512_load_ps(swp + (b) * 16);                                                 \
+        _Pragma("unroll") for (int r_ = 0; r_ < 16; r_++)                                                   \
+            acc[r_] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((buf) + r_ * 16)),               \
+                                      _mm512_mul_ps(swv_, _mm512_set1_ps(sar[(size_t)r_ * nb + (b)])), acc[r_]); \
+    } while (0)
+
+// The block's A tile (16 rows from ar, stride bytes apart) and B tile, into C tile T.
+#define BLOCK_PRODUCT(T, b)                                                                        \
+    do {                                                                                           \
+        _tile_zero(T);                                                                             \
+        _tile_loadd(2, ar + (b) * block, stride);                                                  \
+        _tile_loadd(3, bpanel + ((b) * block / TILE_K) * TILE_BYTES + ((b) * block % TILE_K) * 16, 64); \
+        _tile_dpbssd(T, 2, 3);                                                                     \
+    } while (0)
+
+// One 16 × 16 tile of y through every block, into out (row r: 16 columns). The accumulators are
+// indexed by constants only (the loops unrolled), so they stay in registers.
+AMX static void block_row_tile(size_t nb, size_t block, const int8_t *ar, size_t stride, const int8_t *bpanel,
+                               const float *sar, const float *swp, __m512 bv, float out[256]) {
+    int32_t buf[2][256] __attribute__((aligned(64)));
+    __m512 acc[16];
+    _Pragma("unroll") for (int r = 0; r < 16; r++) acc[r] = bv;
+    BLOCK_PRODUCT(0, 0);
+    for (size_t b = 0; b < nb; b += 2) {
+        if (b + 1 < nb) BLOCK_PRODUCT(1, b + 1);
+        _tile_stored(0, buf[0], 64);
+        FUSE_BLOCK(buf[0], b);
+        if (b + 1 < nb) {
+            if (b + 2 < nb) BLOCK_PRODUCT(0, b + 2);
+            _tile_stored(1, buf[1], 64);
+            FUSE_BLOCK(buf[1], b + 1);
+        }
+    }
+    _Pragma("unroll") for (int r = 0; r < 16; r++) _mm512_store_ps(out + r * 16, acc[r]);
+}
+#undef FUSE_BLOCK
+#undef BLOCK_PRODUCT
+
+AMX void gemm_i8i8_blocks_amx_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                     const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,
+                                     size_t rs, size_t cs) {
+    if (m == 0 || n == 0) return;
+    const size_t nb = kp / block, steps = (kp + TILE_K - 1) / TILE_K, full = m / 16, mt = (m + 15) / 16;
+    // The last, partial row tile from a zero-padded copy (and its scales, the missing rows 0).
+    int8_t *ap = m % 16 ? aligned_alloc(64, 16 * kp + 64) : NULL;
+    float *sap = m % 16 ? malloc(16 * nb * sizeof(float) + 4) : NULL;
+    float *swp = aligned_alloc(64, nb * 16 * sizeof(float) + 64);
+    if ((m % 16 && (!ap || !sap)) || !swp) {  // no scratch: the AVX2 kernel, same bits
+        free(ap), free(sap), free(swp);
+        gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+        return;
+    }
+    if (ap) {
+        memset(ap, 0, 16 * kp);
+        memcpy(ap, a + full * 16 * kp, (m - full * 16) * kp);
+        memset(sap, 0, 16 * nb * sizeof(float));
+        memcpy(sap, sa + full * 16 * nb, (m - full * 16) * nb * sizeof(float));
+    }
+    MEMORY_BARRIER(wp);
+    MEMORY_BARRIER(ap);
+    configure_block_tiles(block);
+    for (size_t tj = 0; tj * 16 < n; tj++) {
+        const size_t j0 = tj * 16, cols = n - j0 < 16 ? n - j0 : 16;
+        const __mmask16 colmask = (__mmask16)((1u << cols) - 1);
+        for (size_t b = 0; b < nb; b++)
+            for (size_t c = 0; c < 16; c++) swp[b * 16 + c] = c < cols ? sw[(j0 + c) * nb + b] : 0.0f;
+        const __m512 bv = bias ? _mm512_maskz_loadu_ps(colmask, bias + j0) : _mm512_setzero_ps();
+        const int8_t *bpanel = wp + tj * steps * TILE_BYTES;
+        for (size_t ti = 0; ti < mt; ti++) {
+            const size_t i0 = ti * 16, rows = m - i0 < 16 ? m - i0 : 16;
+            const int8_t *ar = ti < full ? a + i0 * kp : ap;
+            const float *sar = ti < full ? sa + i0 * nb : sap;
+            float out[256] __attribute__((aligned(64)));
+            block_row_tile(nb, block, ar, kp, bpanel, sar, swp, bv, out);
+            if (cs == 1) {  // rows of y
+                for (size_t r = 0; r < rows; r++)
+                    _mm512_mask_storeu_ps(y + (i0 + r) * rs + j0, colmask, _mm512_load_ps(out + r * 16));
+            } else if (rs == 1) {  // planes of y: transposed, a plane's 16 pixels per store
+                __m512i t[16];
+                for (int r = 0; r < 16; r++) t[r] = _mm512_load_si512(out + r * 16);
+                transpose16(t);
+                const __mmask16 rowmask = (__mmask16)((1u << rows) - 1);
+                for (size_t c = 0; c < cols; c++) _mm512_mask_storeu_ps(y + (j0 + c) * cs + i0, rowmask, _mm512_castsi512_ps(t[c]));
+            } else {
+                for (size_t r = 0; r < rows; r++)
+                    for (size_t c = 0; c < cols; c++) y[(i0 + r) * rs + (j0 + c) * cs] = out[r * 16 + c];
+            }
+        }
+    }
+    _tile_release();
+    free(ap), free(sap), free(swp);
+}
 #endif

@@ -664,9 +664,15 @@ void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *
     }
 }
 
-void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
-                             const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+// wp: the weights packed for the tiles (prepare_weights(8, …)), or NULL.
+static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                        const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y, size_t rs,
+                        size_t cs) {
 #if defined(__x86_64__)
+    if (wp && m >= AMX_MIN_ROWS) {
+        gemm_i8i8_blocks_amx_packed(m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
+        return;
+    }
     if (kernels_path() == PATH_AVX2) {
         gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
         return;
@@ -677,7 +683,15 @@ void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const 
         return;
     }
 #endif
+    (void)wp;
     gemm_i8i8_blocks_scalar(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+}
+
+void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                             const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+    int8_t *wp = prepare_weights(8, m, n, kp, w);
+    gemm_blocks(m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
+    free(wp);
 }
 
 // Scratch of one block-scale layer call: a gathered im2col row, the quantized rows and their
@@ -701,17 +715,30 @@ static int block_scratch_alloc(struct block_scratch *s, size_t k, size_t rows, s
 
 static void block_scratch_free(struct block_scratch *s) { free(s->row), free(s->q), free(s->sa); }
 
+// Rows per block of a block-scale layer: the quantized rows within about 512 KiB of L2 (the
+// outputs go straight to their destination, so unlike block_rows n does not limit them), whole
+// 16-row tiles, 16 to 256.
+static size_t block_scale_rows(size_t kp) {
+    size_t rows = (512u * 1024u) / (kp + 1);
+    rows = rows < 16 ? 16 : rows > 256 ? 256 : rows;
+    return rows & ~(size_t)15;
+}
+
 int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                             size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
                             const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1) {
+                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+                            const dloral_int_weights *prepared) {
     if (p1 <= p0 || n == 0) return 0;
     if (block == 0 || kp % block != 0) return -2;
     const size_t k = c * kh * kw, plane = ho * wo, nb = kp / block;
     const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
-    const size_t rows_per_block = block_rows(8, kp, n);
+    const size_t rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
+    const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
+    int8_t *own = shared ? NULL : prepare_weights(8, p1 - p0, n, kp, w);
+    const int8_t *wp = shared ? shared : own;
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
@@ -731,25 +758,30 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
             }
             dloral_quantize_row_blocks(block, k, kp, src, s.q + r * kp, s.sa + r * nb);
         }
-        dloral_gemm_i8i8_blocks(rows, n, kp, block, s.q, s.sa, w, w_scales, bias, out + p, 1, plane);
+        gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, out + p, 1, plane);
     }
+    free(own);
     block_scratch_free(&s);
     return 0;
 }
 
 int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
                             const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                            size_t r0, size_t r1) {
+                            size_t r0, size_t r1, const dloral_int_weights *prepared) {
     if (r1 <= r0 || n == 0) return 0;
     if (block == 0 || kp % block != 0) return -2;
-    const size_t nb = kp / block, rows_per_block = block_rows(8, kp, n);
+    const size_t nb = kp / block, rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
+    const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
+    int8_t *own = shared ? NULL : prepare_weights(8, r1 - r0, n, kp, w);
+    const int8_t *wp = shared ? shared : own;
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) dloral_quantize_row_blocks(block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
-        dloral_gemm_i8i8_blocks(rows, n, kp, block, s.q, s.sa, w, w_scales, bias, y + p * ldy, ldy, 1);
+        gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, y + p * ldy, ldy, 1);
     }
+    free(own);
     block_scratch_free(&s);
     return 0;
 }

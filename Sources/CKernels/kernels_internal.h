@@ -58,6 +58,10 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
 void gemm_i8i8_blocks_scalar(GEMM_BLOCKS_ARGS);
 #if defined(__x86_64__)
 void gemm_i8i8_blocks_avx2(GEMM_BLOCKS_ARGS);
+// Level amx, m ≥ AMX_MIN_ROWS: w packed by amx_pack_weights(8, …) into wp (amx.c).
+void gemm_i8i8_blocks_amx_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                 const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,
+                                 size_t rs, size_t cs);
 #elif defined(__aarch64__)
 void gemm_i8i8_blocks_neon(GEMM_BLOCKS_ARGS);
 #endif

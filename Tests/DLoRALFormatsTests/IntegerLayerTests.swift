@@ -293,7 +293,7 @@ struct IntegerLayerTests {
             IntegerKernelTests.onEveryPath { path in
                 var got = [Float](repeating: .nan, count: rows * n)
                 for (r0, r1) in [(0, rows / 2), (rows / 2, rows)] {
-                    #expect(dloral_int_block_linear(block, k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1) == 0)
+                    #expect(dloral_int_block_linear(block, k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1, nil) == 0)
                 }
                 #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "linear rows \(rows) k \(k) n \(n) block \(block) path \(path)")
             }
@@ -333,7 +333,7 @@ struct IntegerLayerTests {
                 for (p0, p1) in [(0, pixels / 3), (pixels / 3, pixels)] {
                     let status = got.withUnsafeMutableBufferPointer { o in
                         dloral_int_block_conv2d(block, t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                                hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1)
+                                                hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1, nil)
                     }
                     #expect(status == 0)
                 }

@@ -1512,9 +1512,12 @@ static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, siz
     float *outs[2] = {o0, o1};
     for (int v = 0; v < 2; v++) {
         dloral_kernels_force(v ? vec_isa : "scalar");
-        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, n, kp, w, sw, bias, outs[v], n, p0, p1)
+        // On the vector path with a bias, the weights are prepared as a shared layer call prepares them.
+        dloral_int_weights *prepared = v && with_bias ? shared_weights(8, p1 - p0, n, kp, w) : NULL;
+        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, n, kp, w, sw, bias, outs[v], n, p0, p1, prepared)
                        : dloral_int_block_conv2d(block, c, h, w_in, kh, kw, st, st, pad, pad, ho, wo, x, n, kp, w, sw,
-                                                 bias, outs[v], p0, p1);
+                                                 bias, outs[v], p0, p1, prepared);
+        dloral_int_weights_free(prepared);
     }
     dloral_kernels_force(NULL);
     char name[160];
@@ -1542,6 +1545,9 @@ static void check_block_layers(void) {
         check_block_gemm(5, 4, 2 * block + 5, block, 0, 1, 0);   // ±127 everywhere, padded tail
         check_block_gemm(3, 9, 11520, block, 1, 0, 0);          // K of a 1280-channel 3×3 conv
         check_block_gemm(17, 1, block, block, 1, 1, 1);
+        check_block_gemm(48, 40, 5 * block + 3, block, 1, 0, 1);  // whole row tiles, a partial panel
+        check_block_gemm(33, 19, 3 * block, block, 0, 1, 0);      // a partial row tile, planes
+        check_block_gemm(40, 32, 11520, block, 1, 0, 0);
         check_block_layer(block, 5, 7, 9, 3, 3, 1, 1, 6, 1, 0, 1000);
         check_block_layer(block, 20, 12, 14, 3, 3, 2, 1, 16, 1, 3, 40);
         check_block_layer(block, 64, 6, 6, 1, 1, 1, 0, 7, 0, 0, 1000);  // 1×1, read in place

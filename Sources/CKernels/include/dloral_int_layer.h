@@ -86,16 +86,20 @@ void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *
 void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs);
 
-/// dloral_int_conv2d for an `int8_block` weight (int8 activations; no prepared weights).
+/// dloral_int_conv2d for an `int8_block` weight (int8 activations). prepared: the weights prepared
+/// for 8-bit activations (dloral_int_weights_new(8, …)), or NULL. Returns 0, −1 when scratch
+/// memory cannot be allocated, −2 when kp is not a multiple of block (nothing is written then).
 int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                             size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
                             const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1);
+                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+                            const dloral_int_weights *prepared);
 
-/// dloral_int_linear for an `int8_block` weight (int8 activations; no prepared weights).
+/// dloral_int_linear for an `int8_block` weight (int8 activations); prepared and the return value
+/// as for dloral_int_block_conv2d.
 int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
                             const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                            size_t r0, size_t r1);
+                            size_t r0, size_t r1, const dloral_int_weights *prepared);
 
 /// Transposes one image from [C][HW] (NCHW) to [HW][C] (channels-last).
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst);

@@ -23,6 +23,11 @@ int32_t dloral_activation_qmax(int bits, size_t kp) {
 
 static inline int32_t clamp_q(int32_t v, int32_t qmax) { return v > qmax ? qmax : (v < -qmax ? -qmax : v); }
 
+// rint(p) clamped to [−qmax, qmax], and −qmax for a NaN product (a NaN input, or an infinite
+// one, whose row then has an infinite amax and inv 0): Formats/dlrt.md §4.1, what the x86 vector
+// conversions give (NaN converts to INT32_MIN there), written out for the scalar path and NEON.
+static inline int32_t round_q(float p, int32_t qmax) { return p != p ? -qmax : clamp_q((int32_t)lrintf(p), qmax); }
+
 // max(amax, |x[i]|) over i in [from, k).
 static inline float absmax_from(const float *x, size_t from, size_t k, float amax) {
     for (size_t i = from; i < k; i++) {
@@ -44,11 +49,11 @@ static inline int row_is_zero(int32_t qmax, float amax) {
 static inline void quantize_from(int bits, size_t from, size_t k, size_t kp, int32_t qmax, float inv, const float *x, void *q) {
     if (bits == 8) {
         int8_t *q8 = q;
-        for (size_t i = from; i < k; i++) q8[i] = (int8_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        for (size_t i = from; i < k; i++) q8[i] = (int8_t)round_q(x[i] * inv, qmax);
         memset(q8 + k, 0, kp - k);
     } else {
         int16_t *q16 = q;
-        for (size_t i = from; i < k; i++) q16[i] = (int16_t)clamp_q((int32_t)lrintf(x[i] * inv), qmax);
+        for (size_t i = from; i < k; i++) q16[i] = (int16_t)round_q(x[i] * inv, qmax);
         memset(q16 + k, 0, (kp - k) * 2);
     }
 }
@@ -142,6 +147,35 @@ AVX2 static void quantize_span_avx2(int bits, size_t n, int32_t qmax, float inv,
         }
     }
     quantize_from(bits, nv, n, n, qmax, inv, x, q);
+}
+
+// One whole block of §4.3 (block a multiple of 32, every column real): amax in vector lanes,
+// then quantize_span_avx2's element step with 127 / amax: the bits of the row quantizer on the
+// block. Returns 0, writing nothing, when the block holds a NaN (the caller then takes the row
+// quantizer), else 1 with the block's scale in *scale.
+AVX2 static int quantize_full_block_avx2(size_t block, const float *x, int8_t *q, float *scale) {
+    const __m256 signmask = _mm256_set1_ps(-0.0f);
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, nan = m0;
+    for (size_t i = 0; i < block; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        m0 = _mm256_max_ps(m0, _mm256_andnot_ps(signmask, a));
+        m1 = _mm256_max_ps(m1, _mm256_andnot_ps(signmask, b));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(nan)) return 0;
+    const __m256 m = _mm256_max_ps(m0, m1);  // no NaN: the maximum does not depend on the order
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    if (row_is_zero(127, amax)) {
+        memset(q, 0, block);
+        *scale = 0;
+        return 1;
+    }
+    quantize_span_avx2(8, block, 127, 127.0f / amax, x, q);
+    *scale = amax / 127.0f;
+    return 1;
 }
 
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")))
@@ -265,10 +299,12 @@ static void quantize_span_neon(int bits, size_t n, int32_t qmax, float inv, cons
     const size_t kv = n & ~(size_t)7;
     for (size_t i = 0; i < kv; i += 8) {
         // One float multiply, then FCVTNS: round half to even, as lrintf in the default mode.
-        int32x4_t v0 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i), vinv));
-        int32x4_t v1 = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + i + 4), vinv));
-        v0 = vmaxq_s32(vminq_s32(v0, hi), lo);
-        v1 = vmaxq_s32(vminq_s32(v1, hi), lo);
+        // FCVTNS turns NaN into 0; §4.1 wants −qmax there (round_q), so NaN lanes take lo.
+        const float32x4_t p0 = vmulq_f32(vld1q_f32(x + i), vinv), p1 = vmulq_f32(vld1q_f32(x + i + 4), vinv);
+        int32x4_t v0 = vmaxq_s32(vminq_s32(vcvtnq_s32_f32(p0), hi), lo);
+        int32x4_t v1 = vmaxq_s32(vminq_s32(vcvtnq_s32_f32(p1), hi), lo);
+        v0 = vbslq_s32(vceqq_f32(p0, p0), v0, lo);
+        v1 = vbslq_s32(vceqq_f32(p1, p1), v1, lo);
         // |v| ≤ qmax ≤ 32767 (127 for int8): the narrowings are exact.
         const int16x8_t p16 = vcombine_s16(vmovn_s32(v0), vmovn_s32(v1));
         if (bits == 8) vst1_s8((int8_t *)q + i, vmovn_s16(p16));
@@ -371,6 +407,7 @@ static void epilogue_linear_neon(size_t rows, size_t n, const int32_t *acc, cons
 typedef float (*quantize_row_fn)(int, size_t, size_t, int32_t, const float *, void *);
 typedef void (*quantize_span_fn)(int, size_t, int32_t, float, const float *, void *);
 typedef float (*pixel_amax_fn)(size_t, const float *);
+typedef int (*quantize_full_block_fn)(size_t, const float *, int8_t *, float *);
 typedef void (*epilogue_conv_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t, size_t);
 typedef void (*epilogue_linear_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t);
 
@@ -380,6 +417,7 @@ struct int_path {
     pixel_amax_fn pixel_amax;
     epilogue_conv_fn conv_out;
     epilogue_linear_fn linear_out;
+    quantize_full_block_fn full_block;  // NULL: quantize_block's general steps
 };
 
 static struct int_path pick_path(void) {
@@ -387,12 +425,12 @@ static struct int_path pick_path(void) {
     if (kernels_path() == PATH_AVX2)
         return (struct int_path){quantize_row_avx2,
                                  kernels_level() >= LEVEL_AVX512 ? quantize_span_avx512 : quantize_span_avx2,
-                                 pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2};
+                                 pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2, quantize_full_block_avx2};
 #elif defined(__aarch64__)
     if (kernels_path() == PATH_NEON)
-        return (struct int_path){quantize_row_neon, quantize_span_neon, pixel_amax_neon, epilogue_conv_neon, epilogue_linear_neon};
+        return (struct int_path){quantize_row_neon, quantize_span_neon, pixel_amax_neon, epilogue_conv_neon, epilogue_linear_neon, NULL};
 #endif
-    return (struct int_path){quantize_row_scalar, quantize_span_scalar, pixel_amax_scalar, epilogue_conv_scalar, epilogue_linear_scalar};
+    return (struct int_path){quantize_row_scalar, quantize_span_scalar, pixel_amax_scalar, epilogue_conv_scalar, epilogue_linear_scalar, NULL};
 }
 
 float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q) {
@@ -656,12 +694,35 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
 
 // MARK: - Block scales (§4.3)
 
-void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
-    const struct int_path P = pick_path();
+// One block of `real` values (the rest of its `block` columns zero): §4.1's rule with qmax 127,
+// the row quantizer's bits. Its amax is the path's pixel_amax (the maximum does not depend on the
+// order), its elements the path's span; a block holding NaN goes through the row quantizer.
+// Returns the block's scale.
+static float quantize_block(const struct int_path *P, size_t block, size_t real, const float *x, int8_t *q) {
+    float scale;
+    if (P->full_block && real == block && block % 32 == 0 && P->full_block(block, x, q, &scale)) return scale;
+    const float amax = real ? P->pixel_amax(real, x) : 0.0f;
+    if (amax != amax) return P->quantize(8, real, block, 127, x, q);
+    if (row_is_zero(127, amax)) {
+        memset(q, 0, block);
+        return 0;
+    }
+    P->span(8, real, 127, 127.0f / amax, x, q);
+    memset(q + real, 0, block - real);
+    return amax / 127.0f;
+}
+
+static void quantize_blocks(const struct int_path *P, size_t block, size_t k, size_t kp, const float *x, int8_t *q,
+                            float *sa) {
     for (size_t b = 0, first = 0; first < kp; b++, first += block) {
         size_t real = k > first ? (k - first < block ? k - first : block) : 0;
-        sa[b] = P.quantize(8, real, block, 127, x + first, q + first);
+        sa[b] = quantize_block(P, block, real, x + first, q + first);
     }
+}
+
+void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
+    const struct int_path P = pick_path();
+    quantize_blocks(&P, block, k, kp, x, q, sa);
 }
 
 // wp: the weights packed for the tiles (prepare_weights(8, …)), or NULL.
@@ -739,11 +800,32 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
     int8_t *own = shared ? NULL : prepare_weights(8, p1 - p0, n, kp, w);
     const int8_t *wp = shared ? shared : own;
+    const struct int_path P = pick_path();
+    // With whole blocks per tap (c a multiple of block, as in every SD layer past the first),
+    // each block is quantized where it lies in the input: no gathered copy.
+    const int per_tap = !direct && c % block == 0;
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
             const size_t oy = (p + r) / wo, ox = (p + r) % wo;
             const float *src = x_hwc + ((oy * sh) * w_in + ox * sw) * c;
+            int8_t *qr = s.q + r * kp;
+            float *sar = s.sa + r * nb;
+            if (per_tap) {
+                for (size_t ky = 0, b = 0; ky < kh; ky++) {
+                    long iy = (long)(oy * sh + ky) - (long)ph;
+                    for (size_t kx = 0; kx < kw; kx++) {
+                        long ix = (long)(ox * sw + kx) - (long)pw;
+                        const int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
+                        const float *tap = inside ? x_hwc + ((size_t)iy * w_in + (size_t)ix) * c : NULL;
+                        for (size_t ch = 0; ch < c; ch += block, b++)
+                            sar[b] = quantize_block(&P, block, tap ? block : 0, tap ? tap + ch : NULL, qr + b * block);
+                    }
+                }
+                memset(qr + k, 0, kp - k);
+                for (size_t b = k / block; b < nb; b++) sar[b] = 0;
+                continue;
+            }
             if (!direct) {  // gather the im2col row in (ky, kx, c) order, zero padding included
                 for (size_t ky = 0; ky < kh; ky++) {
                     long iy = (long)(oy * sh + ky) - (long)ph;
@@ -756,7 +838,7 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
                 }
                 src = s.row;
             }
-            dloral_quantize_row_blocks(block, k, kp, src, s.q + r * kp, s.sa + r * nb);
+            quantize_blocks(&P, block, k, kp, src, qr, sar);
         }
         gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, out + p, 1, plane);
     }
@@ -776,9 +858,10 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
     int8_t *own = shared ? NULL : prepare_weights(8, r1 - r0, n, kp, w);
     const int8_t *wp = shared ? shared : own;
+    const struct int_path P = pick_path();
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
-        for (size_t r = 0; r < rows; r++) dloral_quantize_row_blocks(block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
+        for (size_t r = 0; r < rows; r++) quantize_blocks(&P, block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
         gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, y + p * ldy, ldy, 1);
     }
     free(own);

@@ -45,9 +45,16 @@ public struct VerifyCommand: ParsableCommand {
     var report: String?
 
     static let stageOrder = ["latents", "unet_input", "unet_output", "x0", "frames"]
-    /// Reference metadata key holding the W8A8 (int8 weights per channel, int8 activations per
-    /// row) fake-quant simulation's figures, as JSON with `frames_psnr_db`.
-    static let simulationKey = "quant_sim_w8a8_channel_row"
+    /// Reference metadata key holding the W8A8 fake-quant simulation's figures for a file's int8
+    /// granularity, as JSON with `frames_psnr_db`: per channel with int8 activations per row, or
+    /// blocks of 32 for both (Tools/fixtures/simulate_quant.py). nil: no simulation of it is recorded.
+    static func simulationKey(granularity: String?) -> String? {
+        switch granularity {
+        case "channel": return "quant_sim_w8a8_channel_row"
+        case "block32": return "quant_sim_w8a8_block32"
+        default: return nil
+        }
+    }
 
     /// The lowest frames PSNR the simulation reached: W8A8 at tiny sizes moves by ±0.5 dB with
     /// float-rounding-sized changes, so the script reruns it with 1e-7 relative noise on every
@@ -107,7 +114,8 @@ public struct VerifyCommand: ParsableCommand {
             }
             // The reference may carry the fake-quant simulation of W8A8 on its own inputs
             // (Tools/fixtures/simulate_quant.py): W8A8 files are held to it.
-            let simulated = ref.metadata[Self.simulationKey].flatMap { try? StrictJSONParser.parse($0) }.flatMap(Self.simulatedFloor)
+            let simulated = Self.simulationKey(granularity: runtime.int8Granularity).flatMap { ref.metadata[$0] }
+                .flatMap { try? StrictJSONParser.parse($0) }.flatMap(Self.simulatedFloor)
             var thresholds = VerificationThresholds.defaults(for: runtime, simulatedW8A8PSNR: simulated)
             if let minCosine { thresholds.minCosine = minCosine }
             if let minPSNR {

@@ -301,7 +301,8 @@ struct IntegerLayerTests {
         // Conv: 3×3 padded, stride 2, and 1×1.
         for t in [ConvCase(c: 5, h: 6, w: 7, n: 4, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1),
                   ConvCase(c: 9, h: 9, w: 8, n: 6, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1),
-                  ConvCase(c: 70, h: 3, w: 4, n: 5, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0)] {
+                  ConvCase(c: 70, h: 3, w: 4, n: 5, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0),
+                  ConvCase(c: 128, h: 5, w: 4, n: 3, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1)] {  // whole blocks per tap
             let ho = (t.h + 2 * t.ph - t.kh) / t.sh + 1, wo = (t.w + 2 * t.pw - t.kw) / t.sw + 1
             let k = t.c * t.kh * t.kw, kp = (k + block - 1) / block * block, nb = kp / block
             let x = Self.randomInputs(&rng, count: t.c * t.h * t.w, adversarial: t.c % 2 == 1)

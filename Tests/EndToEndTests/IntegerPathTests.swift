@@ -83,6 +83,9 @@ struct IntegerPathTests {
         let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
         #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
         #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
+        // dloral-verify's own default bound is the block simulation's, not the per-row one.
+        let bound = (json["thresholds"] as? [String: Any])?["frames_min_psnr_db"] as? Double ?? 0
+        #expect(abs(bound - (simulated - 0.5)) < 1e-9, "verify's bound \(bound) dB, simulation \(simulated) dB")
     }
 
     @Test func autoMeetsItsTargetWithFewerWideLayersAndIsDeterministic() throws {

@@ -1465,8 +1465,17 @@ static void check_quantize_row_blocks(size_t block, size_t k) {
     snprintf(name, sizeof name, "dloral_quantize_row_blocks block %zu k=%zu", block, k);
     int ok_ref = !memcmp(q0, q2, kp) && same_floats(s2, s0, nb, &(size_t){0});
     int ok_vec = !memcmp(q0, q1, kp) && same_floats(s0, s1, nb, &(size_t){0});
-    report(ok_ref && ok_vec, name, "kp=%zu: %s reference, scalar %s %s", kp, ok_ref ? "=" : "DIFFERS FROM",
-           ok_vec ? "=" : "DIFFERS FROM", vec_isa);
+    // A NaN in one block: no reference for its values (§4.1 leaves them to the row quantizer), but
+    // every path must give the scalar path's bits.
+    if (4 * block < k) x[4 * block + 3] = NAN;
+    dloral_kernels_force("scalar");
+    dloral_quantize_row_blocks(block, k, kp, x, q0, s0);
+    dloral_kernels_force(vec_isa);
+    dloral_quantize_row_blocks(block, k, kp, x, q1, s1);
+    dloral_kernels_force(NULL);
+    int ok_nan = !memcmp(q0, q1, kp) && same_floats(s0, s1, nb, &(size_t){0});
+    report(ok_ref && ok_vec && ok_nan, name, "kp=%zu: %s reference, scalar %s %s%s", kp, ok_ref ? "=" : "DIFFERS FROM",
+           ok_vec ? "=" : "DIFFERS FROM", vec_isa, ok_nan ? "; with a NaN too" : "; DIFFERS with a NaN");
     free(x), free(s0), free(s1), free(s2), free(q0), free(q1), free(q2);
 }
 
@@ -1551,6 +1560,8 @@ static void check_block_layers(void) {
         check_block_layer(block, 5, 7, 9, 3, 3, 1, 1, 6, 1, 0, 1000);
         check_block_layer(block, 20, 12, 14, 3, 3, 2, 1, 16, 1, 3, 40);
         check_block_layer(block, 64, 6, 6, 1, 1, 1, 0, 7, 0, 0, 1000);  // 1×1, read in place
+        check_block_layer(block, 64, 5, 6, 3, 3, 1, 1, 9, 1, 0, 1000);  // whole blocks per tap: no gather
+        check_block_layer(block, 128, 7, 7, 3, 3, 2, 1, 5, 0, 2, 1000);
         check_block_layer(block, 100, 300, 0, 0, 0, 0, 0, 9, 1, 3, 300); // linear
     }
 }
@@ -2323,7 +2334,10 @@ static void check_attention(void) {
                         }
                     }
                     free(e);
-                    const double bound = int8_logits ? 2e-2 : 1e-5;
+                    // int8 logits: the error of 8-bit query and key rows, which depends on the data
+                    // (0.005–0.029 over eight seeds of this harness's generator; a wrong kernel is
+                    // off by the size of v, O(1)).
+                    const double bound = int8_logits ? 6e-2 : 1e-5;
                     snprintf(name, sizeof name, "dloral_attention %s %zu×%zu×%zu heads %zu accuracy", kind, b, t, s, heads);
                     report(worst <= bound, name, "max abs error %.3g (≤ %g)", worst, bound);
                 } else {
@@ -2483,7 +2497,11 @@ static void check_geglu(void) {
         y0[count] = -7.0f;
         geglu_on("scalar", rows, half, x, y0);
         char name[96];
-        size_t payload, d = first_difference_nan(want, y0, count, &payload);
+        // Against the harness's product, a NaN result may carry either operand's payload when h
+        // and gelu(g) are both NaN (a compiler may commute the product): any NaN passes there.
+        size_t payload, d = (size_t)-1;
+        for (size_t t = 0; t < count && d == (size_t)-1; t++)
+            if (bits_of(want[t]) != bits_of(y0[t]) && !(want[t] != want[t] && y0[t] != y0[t])) d = t;
         snprintf(name, sizeof name, "dloral_geglu %zu×%zu scalar = h·gelu(g)", rows, half);
         if (d != (size_t)-1)
             report(0, name, "element %zu: h·gelu(g) %08x, scalar %08x", d, bits_of(want[d]), bits_of(y0[d]));

@@ -12,6 +12,8 @@ public struct RuntimeModel: Sendable {
     public let path: String
     /// Storage scheme of the file's weights: "fp32", "fp16" or "int8".
     public let weights: String
+    /// For int8 files, the scales' granularity: "channel", "block32" or "block64" (nil otherwise).
+    public let int8Granularity: String?
     public let unet: TensorTable
     public let vae: TensorTable
     /// Empty when the file has no CFR (the pipeline then runs without frame alignment).
@@ -53,6 +55,7 @@ public struct RuntimeModel: Sendable {
         _ = Allocator.tuned
         self.path = path
         weights = "fp32"
+        int8Granularity = nil
         self.unet = unet
         self.vae = vae
         self.cfr = cfr
@@ -72,6 +75,7 @@ public struct RuntimeModel: Sendable {
         _ = Allocator.tuned
         path = file.path
         weights = file.metadata["quantization"]?["weights"]?.stringValue ?? "fp32"
+        int8Granularity = weights == "int8" ? file.metadata["quantization"]?["int8_granularity"]?.stringValue ?? "channel" : nil
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]
         var prompt: Tensor?
         var integer: [String: DLRTActivations] = [:]

@@ -69,6 +69,7 @@ void gemm_i8i8_blocks_scalar(size_t m, size_t n, size_t kp, size_t block, const 
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#include "transpose_avx2.h"
 
 // Horizontal sums of four 8-lane int32 accumulators, as [Σs0, Σs1, Σs2, Σs3] (wrapping).
 AVX2 static inline __m128i hsum4(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
@@ -189,6 +190,116 @@ AVX2 void gemm_i8i8_blocks_avx2(size_t m, size_t n, size_t kp, size_t block, con
     if (j < n)  // the last n mod 4 weight rows (or all of them without scratch)
         gemm_i8i8_blocks_scalar(m, n - j, kp, block, a, sa, w + j * kp, sw + j * nb, bias ? bias + j : NULL,
                                 y + j * cs, rs, cs);
+}
+
+// gemm_i8i8_blocks_scalar with the outputs in lanes, below level amx: the weights as int16 panels
+// of 8 weight rows (pack_block_panels: for each pair of columns k, the 8 rows' two weights), the
+// activations widened to int16, and per pair of columns one broadcast of each activation row's two
+// values into vpmaddwd against two panels. 4 activation rows × 16 weight rows per tile: eight int32
+// block sums (exact: |Σ| ≤ 64·127² per block) in registers, converted and fused into eight float
+// accumulators at each block's end, in the scalar path's order. No horizontal sums: twice the
+// dot-product kernel's rate at the SD shapes.
+size_t block_panels_bytes(size_t n, size_t kp) { return ((n + 7) / 8) * 8 * ((kp + 1) / 2 * 2) * 2 + 64; }
+
+AVX2 void pack_block_panels(size_t n, size_t kp, const int8_t *w, int16_t *wp, size_t p0, size_t p1) {
+    const size_t half = (kp + 1) / 2, panels = (n + 7) / 8;
+    if (p1 > panels) p1 = panels;
+    for (size_t p = p0; p < p1; p++) {
+        int16_t *dst = wp + p * half * 16;
+        const size_t rows = n - p * 8 < 8 ? n - p * 8 : 8;
+        size_t kk = 0;
+        if (rows == 8)
+            for (; 2 * kk + 16 <= kp; kk += 8) {  // 16 columns of 8 rows: eight pairs per row, transposed
+                __m256 r[8], t[8];
+                for (int q = 0; q < 8; q++)
+                    r[q] = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (p * 8 + q) * kp + 2 * kk))));
+                transpose8(r, t);
+                for (int q = 0; q < 8; q++) _mm256_storeu_ps((float *)(dst + (kk + q) * 16), t[q]);
+            }
+        for (; kk < half; kk++)
+            for (size_t c = 0; c < 8; c++) {
+                int16_t *d = dst + kk * 16 + c * 2;
+                d[0] = c < rows ? w[(p * 8 + c) * kp + 2 * kk] : 0;
+                d[1] = c < rows && 2 * kk + 1 < kp ? w[(p * 8 + c) * kp + 2 * kk + 1] : 0;
+            }
+    }
+}
+
+AVX2 void gemm_i8i8_blocks_avx2_panels(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                       const int8_t *w, const int16_t *wp, const float *sw, const float *bias,
+                                       float *y, size_t rs, size_t cs) {
+    const size_t nb = kp / block, half = (kp + 1) / 2, m4 = m & ~(size_t)3;
+    int16_t *a16 = m4 ? aligned_alloc(32, (m4 * half * 2 * 2 + 31) / 32 * 32 + 32) : NULL;
+    float *swt = aligned_alloc(32, (nb * 16 * sizeof(float) + 31) / 32 * 32 + 32);
+    if ((m4 && !a16) || !swt || block % 2 || kp % 2) {  // no scratch: the dot-product kernel, same bits
+        free(a16), free(swt);
+        gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+        return;
+    }
+    for (size_t i = 0; i < m4 * kp; i += 16) {
+        if (i + 16 <= m4 * kp)
+            _mm256_store_si256((__m256i *)(a16 + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i))));
+        else
+            for (size_t t = i; t < m4 * kp; t++) a16[t] = a[t];
+    }
+    for (size_t p0 = 0; p0 * 8 < n; p0 += 2) {
+        const size_t j0 = p0 * 8, cols = n - j0 < 16 ? n - j0 : 16;
+        for (size_t b = 0; b < nb; b++)
+            for (size_t c = 0; c < 16; c++) swt[b * 16 + c] = c < cols ? sw[(j0 + c) * nb + b] : 0.0f;
+        float bv[16];
+        for (size_t c = 0; c < 16; c++) bv[c] = bias && c < cols ? bias[j0 + c] : 0.0f;
+        const int16_t *w0 = wp + p0 * half * 16, *w1 = cols > 8 ? w0 + half * 16 : w0;
+        for (size_t i = 0; i < m4; i += 4) {
+            const int32_t *ar[4];
+            for (int r = 0; r < 4; r++) ar[r] = (const int32_t *)(a16 + (i + r) * kp);
+            __m256 f00 = _mm256_loadu_ps(bv), f01 = _mm256_loadu_ps(bv + 8);
+            __m256 f10 = f00, f11 = f01, f20 = f00, f21 = f01, f30 = f00, f31 = f01;
+            for (size_t b = 0; b < nb; b++) {
+                __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00,
+                        s31 = s00;
+                for (size_t kk = b * block / 2; kk < (b + 1) * block / 2; kk++) {
+                    const __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + kk * 16));
+                    const __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + kk * 16));
+                    __m256i x = _mm256_set1_epi32(ar[0][kk]);
+                    s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(x, v0));
+                    s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(x, v1));
+                    x = _mm256_set1_epi32(ar[1][kk]);
+                    s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(x, v0));
+                    s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(x, v1));
+                    x = _mm256_set1_epi32(ar[2][kk]);
+                    s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(x, v0));
+                    s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(x, v1));
+                    x = _mm256_set1_epi32(ar[3][kk]);
+                    s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(x, v0));
+                    s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(x, v1));
+                }
+                // acc = fma((float)Σ, sw·sa, acc): the scalar path's product (commuted) and fma.
+                const __m256 c0 = _mm256_load_ps(swt + b * 16), c1 = _mm256_load_ps(swt + b * 16 + 8);
+                __m256 sv = _mm256_set1_ps(sa[(i + 0) * nb + b]);
+                f00 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s00), _mm256_mul_ps(c0, sv), f00);
+                f01 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s01), _mm256_mul_ps(c1, sv), f01);
+                sv = _mm256_set1_ps(sa[(i + 1) * nb + b]);
+                f10 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s10), _mm256_mul_ps(c0, sv), f10);
+                f11 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s11), _mm256_mul_ps(c1, sv), f11);
+                sv = _mm256_set1_ps(sa[(i + 2) * nb + b]);
+                f20 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s20), _mm256_mul_ps(c0, sv), f20);
+                f21 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s21), _mm256_mul_ps(c1, sv), f21);
+                sv = _mm256_set1_ps(sa[(i + 3) * nb + b]);
+                f30 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s30), _mm256_mul_ps(c0, sv), f30);
+                f31 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s31), _mm256_mul_ps(c1, sv), f31);
+            }
+            float out[4][16];
+            _mm256_storeu_ps(out[0], f00), _mm256_storeu_ps(out[0] + 8, f01);
+            _mm256_storeu_ps(out[1], f10), _mm256_storeu_ps(out[1] + 8, f11);
+            _mm256_storeu_ps(out[2], f20), _mm256_storeu_ps(out[2] + 8, f21);
+            _mm256_storeu_ps(out[3], f30), _mm256_storeu_ps(out[3] + 8, f31);
+            for (size_t r = 0; r < 4; r++)
+                for (size_t c = 0; c < cols; c++) y[(i + r) * rs + (j0 + c) * cs] = out[r][c];
+        }
+    }
+    free(a16), free(swt);
+    if (m4 < m)  // the last m mod 4 rows
+        gemm_i8i8_blocks_avx2(m - m4, n, kp, block, a + m4 * kp, sa + m4 * nb, w, sw, bias, y + m4 * rs, rs, cs);
 }
 
 // 16 products of int16 activations with 16 int8 weights (sign-extended), summed to 8 int32

@@ -483,13 +483,38 @@ size_t dloral_int_min_rows(void) {
     return 1;
 }
 
+// The `bits` of block-scale weights prepared below level amx: int16 panels of 8 weight rows
+// (pack_block_panels), which no int8_channel layer call matches.
+enum { BLOCK_PANELS = -16 };
+
+dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t kp, const int8_t *w) {
+#if defined(__x86_64__)
+    if (kernels_level() >= LEVEL_AMX) return dloral_int_weights_new(8, rows, n, kp, w);
+    if (kernels_path() == PATH_AVX2 && rows >= 4 && n > 0) {
+        dloral_int_weights *prepared = malloc(sizeof *prepared);
+        int8_t *packed = aligned_alloc(64, (block_panels_bytes(n, kp) + 63) / 64 * 64);
+        if (prepared && packed) {
+            *prepared = (dloral_int_weights){BLOCK_PANELS, n, kp, w, packed};
+            return prepared;
+        }
+        free(prepared);
+        free(packed);
+    }
+#endif
+    (void)rows, (void)n, (void)kp, (void)w;
+    return NULL;
+}
+
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
-    return prepared ? (prepared->n + 15) / 16 : 0;
+    if (!prepared) return 0;
+    return prepared->bits == BLOCK_PANELS ? (prepared->n + 7) / 8 : (prepared->n + 15) / 16;
 }
 
 void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t end) {
 #if defined(__x86_64__)
-    if (prepared)
+    if (prepared && prepared->bits == BLOCK_PANELS)
+        pack_block_panels(prepared->n, prepared->kp, prepared->w, (int16_t *)prepared->packed, first, end);
+    else if (prepared)
         amx_pack_weight_panels(prepared->bits, prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
 #endif
     (void)prepared, (void)first, (void)end;
@@ -725,13 +750,29 @@ void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *
     quantize_blocks(&P, block, k, kp, x, q, sa);
 }
 
-// wp: the weights packed for the tiles (prepare_weights(8, …)), or NULL.
+// The block-scale weights prepared for a call (dloral_int_block_weights_new), by kind: packed for
+// the tiles (at level amx), or as int16 panels (below it); NULL for neither.
+struct block_weights {
+    const int8_t *tiles;
+    const int16_t *panels;
+};
+
+static struct block_weights block_prepared_for(const dloral_int_weights *prepared, size_t n, size_t kp,
+                                               const int8_t *w) {
+    return (struct block_weights){prepared_for(prepared, 8, n, kp, w),
+                                  (const int16_t *)prepared_for(prepared, BLOCK_PANELS, n, kp, w)};
+}
+
 static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
-                        const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y, size_t rs,
-                        size_t cs) {
+                        const int8_t *w, struct block_weights wp, const float *sw, const float *bias, float *y,
+                        size_t rs, size_t cs) {
 #if defined(__x86_64__)
-    if (wp && m >= AMX_MIN_ROWS) {
-        gemm_i8i8_blocks_amx_packed(m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
+    if (wp.tiles && m >= AMX_MIN_ROWS) {
+        gemm_i8i8_blocks_amx_packed(m, n, kp, block, a, sa, w, wp.tiles, sw, bias, y, rs, cs);
+        return;
+    }
+    if (wp.panels && m >= 4) {
+        gemm_i8i8_blocks_avx2_panels(m, n, kp, block, a, sa, w, wp.panels, sw, bias, y, rs, cs);
         return;
     }
     if (kernels_path() == PATH_AVX2) {
@@ -750,9 +791,10 @@ static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_
 
 void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
-    int8_t *wp = prepare_weights(8, m, n, kp, w);
-    gemm_blocks(m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
-    free(wp);
+    dloral_int_weights *prepared = dloral_int_block_weights_new(m, n, kp, w);
+    dloral_int_weights_pack(prepared, 0, dloral_int_weights_pieces(prepared));
+    gemm_blocks(m, n, kp, block, a, sa, w, block_prepared_for(prepared, n, kp, w), sw, bias, y, rs, cs);
+    dloral_int_weights_free(prepared);
 }
 
 // Scratch of one block-scale layer call: a gathered im2col row, the quantized rows and their
@@ -797,9 +839,13 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     const size_t rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
-    const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
-    int8_t *own = shared ? NULL : prepare_weights(8, p1 - p0, n, kp, w);
-    const int8_t *wp = shared ? shared : own;
+    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
+    dloral_int_weights *own = NULL;
+    if (!wp.tiles && !wp.panels) {  // not prepared by the caller: for this call alone
+        own = dloral_int_block_weights_new(p1 - p0, n, kp, w);
+        dloral_int_weights_pack(own, 0, dloral_int_weights_pieces(own));
+        wp = block_prepared_for(own, n, kp, w);
+    }
     const struct int_path P = pick_path();
     // With whole blocks per tap (c a multiple of block, as in every SD layer past the first),
     // each block is quantized where it lies in the input: no gathered copy.
@@ -842,7 +888,7 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
         }
         gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, out + p, 1, plane);
     }
-    free(own);
+    dloral_int_weights_free(own);
     block_scratch_free(&s);
     return 0;
 }
@@ -855,16 +901,20 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     const size_t nb = kp / block, rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
-    const int8_t *shared = prepared_for(prepared, 8, n, kp, w);
-    int8_t *own = shared ? NULL : prepare_weights(8, r1 - r0, n, kp, w);
-    const int8_t *wp = shared ? shared : own;
+    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
+    dloral_int_weights *own = NULL;
+    if (!wp.tiles && !wp.panels) {  // not prepared by the caller: for this call alone
+        own = dloral_int_block_weights_new(r1 - r0, n, kp, w);
+        dloral_int_weights_pack(own, 0, dloral_int_weights_pieces(own));
+        wp = block_prepared_for(own, n, kp, w);
+    }
     const struct int_path P = pick_path();
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) quantize_blocks(&P, block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
         gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, y + p * ldy, ldy, 1);
     }
-    free(own);
+    dloral_int_weights_free(own);
     block_scratch_free(&s);
     return 0;
 }

@@ -58,6 +58,13 @@ void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, cons
 void gemm_i8i8_blocks_scalar(GEMM_BLOCKS_ARGS);
 #if defined(__x86_64__)
 void gemm_i8i8_blocks_avx2(GEMM_BLOCKS_ARGS);
+// Below level amx: w as int16 panels of 8 rows (pack_block_panels, panels [p0, p1); wp of
+// block_panels_bytes) for the outputs-in-lanes kernel (int8_gemm.c).
+size_t block_panels_bytes(size_t n, size_t kp);
+void pack_block_panels(size_t n, size_t kp, const int8_t *w, int16_t *wp, size_t p0, size_t p1);
+void gemm_i8i8_blocks_avx2_panels(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                  const int8_t *w, const int16_t *wp, const float *sw, const float *bias, float *y,
+                                  size_t rs, size_t cs);
 // Level amx, m ≥ AMX_MIN_ROWS: w packed by amx_pack_weights(8, …) into wp (amx.c).
 void gemm_i8i8_blocks_amx_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                                  const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,

@@ -445,6 +445,7 @@ static void check_int_gemms(void) {
     static const size_t shapes16[][3] = {
         {1, 1, 32}, {4, 4, 32}, {5, 7, 64}, {13, 9, 96}, {3, 5, 11}, {6, 3, 47}, {9, 17, 100}, {2, 2, 1},
         {3, 3, 0}, {33, 35, 64}, {5, 7, 7},
+        {9, 300, 1600}, {8, 259, 3100},  // many weight rows, K past one L1 of int16 rows
     };
     for (size_t s = 0; s < sizeof shapes16 / sizeof shapes16[0]; s++) {
         size_t m = shapes16[s][0], n = shapes16[s][1], kp = shapes16[s][2];
@@ -1522,7 +1523,13 @@ static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, siz
     for (int v = 0; v < 2; v++) {
         dloral_kernels_force(v ? vec_isa : "scalar");
         // On the vector path with a bias, the weights are prepared as a shared layer call prepares them.
-        dloral_int_weights *prepared = v && with_bias ? shared_weights(8, p1 - p0, n, kp, w) : NULL;
+        dloral_int_weights *prepared = NULL;
+        if (v && with_bias) {  // in two uneven ranges, the later first
+            prepared = dloral_int_block_weights_new(p1 - p0, n, kp, w);
+            const size_t pieces = dloral_int_weights_pieces(prepared), cut = pieces / 3;
+            dloral_int_weights_pack(prepared, cut, pieces);
+            dloral_int_weights_pack(prepared, 0, cut);
+        }
         rc[v] = linear ? dloral_int_block_linear(block, k, x, c, n, kp, w, sw, bias, outs[v], n, p0, p1, prepared)
                        : dloral_int_block_conv2d(block, c, h, w_in, kh, kw, st, st, pad, pad, ho, wo, x, n, kp, w, sw,
                                                  bias, outs[v], p0, p1, prepared);
@@ -1563,6 +1570,7 @@ static void check_block_layers(void) {
         check_block_layer(block, 64, 5, 6, 3, 3, 1, 1, 9, 1, 0, 1000);  // whole blocks per tap: no gather
         check_block_layer(block, 128, 7, 7, 3, 3, 2, 1, 5, 0, 2, 1000);
         check_block_layer(block, 100, 300, 0, 0, 0, 0, 0, 9, 1, 3, 300); // linear
+        check_block_layer(block, 64, 70, 0, 0, 0, 0, 0, 37, 1, 1, 70);   // linear, 37 outputs: panel tails
     }
 }
 

@@ -86,8 +86,14 @@ void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *
 void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs);
 
-/// dloral_int_conv2d for an `int8_block` weight (int8 activations). prepared: the weights prepared
-/// for 8-bit activations (dloral_int_weights_new(8, …)), or NULL. Returns 0, −1 when scratch
+/// The weights of an `int8_block` layer call prepared once for its threads (as
+/// dloral_int_weights_new, with the same _pieces / _pack / _free): at level amx packed for the
+/// tiles, on the other x86 levels as int16 panels for the outputs-in-lanes kernel; NULL where
+/// nothing is prepared.
+dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t kp, const int8_t *w);
+
+/// dloral_int_conv2d for an `int8_block` weight (int8 activations). prepared: the weights from
+/// dloral_int_block_weights_new, or NULL (then prepared for this call). Returns 0, −1 when scratch
 /// memory cannot be allocated, −2 when kp is not a multiple of block (nothing is written then).
 int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
                             size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,

@@ -77,7 +77,9 @@ extension Ops {
         let wanted = work < 1 << 22 ? 1 : min(integerThreads, count)
         let parts = max(1, min(wanted, count / max(1, Int(dloral_int_min_rows()))))
         let outputs = weight.info.logicalShape[0]
-        let prepared = dloral_int_weights_new(weight.bits, count / parts, outputs, weight.info.kPadded, weight.rows)
+        let prepared = weight.block > 0
+            ? dloral_int_block_weights_new(count / parts, outputs, weight.info.kPadded, weight.rows)
+            : dloral_int_weights_new(weight.bits, count / parts, outputs, weight.info.kPadded, weight.rows)
         defer { dloral_int_weights_free(prepared) }
         if let prepared {
             parallelRanges(dloral_int_weights_pieces(prepared), parts: wanted) { first, end in

@@ -437,7 +437,7 @@ AMX static void configure_block_tiles(size_t block) {
 #define FUSE_BLOCK(buf, b)                                                                                  \
     do {                                                                                                    \
         const __m512 swv_ = _mm512_load_ps(swp + (b) * 16);                                                 \
-        _Pragma("unroll") for (int r_ = 0; r_ < 16; r_++)                                                   \
+        _Pragma("GCC unroll 16") for (int r_ = 0; r_ < 16; r_++)                                                   \
             acc[r_] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((buf) + r_ * 16)),               \
                                       _mm512_mul_ps(swv_, _mm512_set1_ps(sar[(size_t)r_ * nb + (b)])), acc[r_]); \
     } while (0)
@@ -457,7 +457,7 @@ AMX static void block_row_tile(size_t nb, size_t block, const int8_t *ar, size_t
                                const float *sar, const float *swp, __m512 bv, float out[256]) {
     int32_t buf[2][256] __attribute__((aligned(64)));
     __m512 acc[16];
-    _Pragma("unroll") for (int r = 0; r < 16; r++) acc[r] = bv;
+    _Pragma("GCC unroll 16") for (int r = 0; r < 16; r++) acc[r] = bv;
     BLOCK_PRODUCT(0, 0);
     for (size_t b = 0; b < nb; b += 2) {
         if (b + 1 < nb) BLOCK_PRODUCT(1, b + 1);
@@ -469,7 +469,7 @@ AMX static void block_row_tile(size_t nb, size_t block, const int8_t *ar, size_t
             FUSE_BLOCK(buf[1], b + 1);
         }
     }
-    _Pragma("unroll") for (int r = 0; r < 16; r++) _mm512_store_ps(out + r * 16, acc[r]);
+    _Pragma("GCC unroll 16") for (int r = 0; r < 16; r++) _mm512_store_ps(out + r * 16, acc[r]);
 }
 #undef FUSE_BLOCK
 #undef BLOCK_PRODUCT

@@ -459,9 +459,25 @@ struct dloral_int_weights {
     int8_t *packed;
 };
 
+// The `bits` of int8-activation weights prepared at levels avxvnni and avx512: panels of 8 rows
+// for vpdpbusd with the outputs in lanes (pack_vnni_panels).
+enum { VNNI_PANELS = -8 };
+
 dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
 #if defined(__x86_64__)
-    if (rows >= AMX_MIN_ROWS && n > 0 && kernels_level() >= LEVEL_AMX) {
+    const int level = kernels_level();
+    if (bits == 8 && rows >= 4 && n > 0 && level >= LEVEL_AVXVNNI && level < LEVEL_AMX) {
+        dloral_int_weights *prepared = malloc(sizeof *prepared);
+        int8_t *packed = aligned_alloc(64, (vnni_panels_bytes(n, kp) + 63) / 64 * 64);
+        if (prepared && packed) {
+            *prepared = (dloral_int_weights){VNNI_PANELS, n, kp, w, packed};
+            return prepared;
+        }
+        free(prepared);
+        free(packed);
+        return NULL;
+    }
+    if (rows >= AMX_MIN_ROWS && n > 0 && level >= LEVEL_AMX) {
         dloral_int_weights *prepared = malloc(sizeof *prepared);
         int8_t *packed = aligned_alloc(64, amx_packed_weight_bytes(n, kp, bits));
         if (prepared && packed) {
@@ -507,13 +523,15 @@ dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t k
 
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
     if (!prepared) return 0;
-    return prepared->bits == BLOCK_PANELS ? (prepared->n + 7) / 8 : (prepared->n + 15) / 16;
+    return prepared->bits == BLOCK_PANELS || prepared->bits == VNNI_PANELS ? (prepared->n + 7) / 8 : (prepared->n + 15) / 16;
 }
 
 void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t end) {
 #if defined(__x86_64__)
     if (prepared && prepared->bits == BLOCK_PANELS)
         pack_block_panels(prepared->n, prepared->kp, prepared->w, (int16_t *)prepared->packed, first, end);
+    else if (prepared && prepared->bits == VNNI_PANELS)
+        pack_vnni_panels(prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
     else if (prepared)
         amx_pack_weight_panels(prepared->bits, prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
 #endif
@@ -533,24 +551,29 @@ void dloral_int_weights_free(dloral_int_weights *prepared) {
     free(prepared);
 }
 
-// wp: prepare_weights(bits, …, n, kp, w). Every kernel gives the same bits.
+// wp: prepare_weights(bits, …, n, kp, w); vp: VNNI panels (dloral_int_weights_new at levels
+// avxvnni and avx512), or NULL. Every kernel gives the same bits.
 static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, const int8_t *wp,
-                 int32_t *c) {
+                 const int8_t *vp, int32_t *c) {
 #if defined(__x86_64__)
+    if (vp && bits == 8) {
+        gemm_i8i8_i32_avxvnni_panels(m, n, kp, a, w, vp, c);
+        return;
+    }
     if (wp) {
         if (bits == 8) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
         else gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
         return;
     }
 #endif
-    (void)wp;
+    (void)wp, (void)vp;
     if (bits == 8) dloral_gemm_i8i8_i32(m, n, kp, a, w, c);
     else dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
 }
 
 void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c) {
-    gemm(bits, m, n, kp, a, w, prepared_for(prepared, bits, n, kp, w), c);
+    gemm(bits, m, n, kp, a, w, prepared_for(prepared, bits, n, kp, w), prepared_for(prepared, VNNI_PANELS, n, kp, w), c);
 }
 
 // Rows per block: the quantized block (rows·kp elements) stays within about 512 KiB of the 2 MiB
@@ -671,6 +694,7 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
     const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
     int8_t *own = shared ? NULL : prepare_weights(bits, p1 - p0, n, kp, w);
     const int8_t *wp = shared ? shared : own;
+    const int8_t *vp = prepared_for(prepared, VNNI_PANELS, n, kp, w);
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
@@ -683,7 +707,7 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
                                          p + r, kp, s.row, qr);
             }
         }
-        gemm(bits, rows, n, kp, s.q, w, wp, s.acc);
+        gemm(bits, rows, n, kp, s.q, w, wp, vp, s.acc);
         P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
     }
     free(pix_amax);
@@ -705,11 +729,12 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
     const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
     int8_t *own = shared ? NULL : prepare_weights(bits, r1 - r0, n, kp, w);
     const int8_t *wp = shared ? shared : own;
+    const int8_t *vp = prepared_for(prepared, VNNI_PANELS, n, kp, w);
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++)
             s.sa[r] = P.quantize(bits, k, kp, qmax, x + (p + r) * ldx, (char *)s.q + r * kp * bytes);
-        gemm(bits, rows, n, kp, s.q, w, wp, s.acc);
+        gemm(bits, rows, n, kp, s.q, w, wp, vp, s.acc);
         P.linear_out(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
     }
     free(own);

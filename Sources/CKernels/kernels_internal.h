@@ -77,6 +77,13 @@ void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const in
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+// AVX-VNNI with the outputs in lanes on weights prepared once per layer call (int8_gemm.c): the
+// panels' size, packing of panels [p0, p1) of 8 weight rows, and the product (w read only if its
+// scratch allocation fails).
+size_t vnni_panels_bytes(size_t n, size_t kp);
+void pack_vnni_panels(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1);
+void gemm_i8i8_i32_avxvnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
+                                  int32_t *c);
 // Σ_{c < k} w[t][c] mod 2^32 for nr ≤ 3 weight rows (AVX-VNNI; level avxvnni and up).
 void weight_row_sums_avxvnni(size_t nr, size_t k, const int8_t *const *w, uint32_t *sums);
 // AMX-INT8 tiles (amx.c): only when kernels_level() >= LEVEL_AMX (the OS must have granted the

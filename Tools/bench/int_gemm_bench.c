@@ -2,8 +2,10 @@
 // at SD shapes, next to the fp32 GEMMs (ours and OpenBLAS cblas_sgemm) at the same shapes and to the
 // measured peak of each instruction sequence in a register-only loop. Medians of --runs.
 //
-// Build at -O2 (the debug SwiftPM build compiles C at -O0) from the repository root:
-//   cc -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/int_gemm_bench.c \
+// Build with clang at -O2, as SwiftPM builds the kernels for the product (gcc keeps some of the
+// register-blocked tiles' accumulators in memory: the AVX-VNNI tiles ran at half their speed), from
+// the repository root:
+//   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/int_gemm_bench.c \
 //      Sources/CKernels/*.c -lopenblas -lm -o /tmp/int_gemm_bench
 //   /tmp/int_gemm_bench [--runs 7]
 //
@@ -14,8 +16,9 @@
 //
 // The int8 GEMM runs once per kernel level the CPU has (avx2: vpmaddubsw; avxvnni: vpdpbusd;
 // amx: TDPBSSD tiles, which packs the weights on every call), forced through
-// dloral_kernels_force, and "amx pre" is the AMX kernel on weights packed beforehand, as the
-// layer driver runs it on each row block after the first. The int16 GEMM, the sgemm and the
+// dloral_kernels_force; "vnni pre" and "amx pre" are the AVX-VNNI outputs-in-lanes kernel and the
+// AMX kernel on weights packed beforehand, as a layer call (which packs them once, shared by its
+// threads) runs them on each row block. The int16 GEMM, the sgemm and the
 // layers run at the automatic level, and the int8 layer also at avxvnni.
 #define _GNU_SOURCE
 #include "dloral_int_layer.h"
@@ -260,6 +263,23 @@ static void *peak_f32_loop(void *out) {
     return NULL;
 }
 
+// The 1-thread peaks of the int8, int16, vpdpbusd and TDPBSSD sequences measured beside one
+// shape's kernels (`runs` times each before and after them; medians): this VM's clock moves over
+// seconds, so a peak measured once at the start is not the one the kernels ran against.
+struct peaks {
+    double i8, i16, vnni, amx;
+};
+
+static void sample_peaks(int runs, int vnni, int amx, double *samples[4], int *count) {
+    for (int r = 0; r < runs; r++, (*count)++) {
+        peak_i8_loop(&samples[0][*count]);
+        peak_i16_loop(&samples[1][*count]);
+        samples[2][*count] = samples[3][*count] = 0;
+        if (vnni) peak_vnni_loop(&samples[2][*count]);
+        if (amx) peak_amx_loop(&samples[3][*count]);
+    }
+}
+
 // A peak loop on `threads` threads at once: the sum of their rates.
 static double peak(void *(*loop)(void *), int threads) {
     pthread_t tid[2];
@@ -385,11 +405,12 @@ int main(int argc, char **argv) {
     if (vnni) printf(", AVX-VNNI vpdpbusd %.1f GMAC/s", peak(peak_vnni_loop, 2));
     if (amx) printf(", AMX TDPBSSD %.1f GMAC/s", peak(peak_amx_loop, 2));
     printf("\n\nGEMM on one block of rows, 1 thread, at each level; %% of the register-only peak of that level's "
-           "instructions (int16 on VNNI: vpdpwssd, half vpdpbusd's products; on AMX: two int8 tile products):\n");
-    printf("%-34s %9s %5s %9s %5s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %6s\n", "shape (rows x n x K)", "i8 avx2",
-           "%", "i8 vnni", "%", "i8 amx", "amx pre", "%", "i16 avx2", "%", "i16 vnni", "%", "i16 amx", "%", "sgemm",
-           "rows");
+           "instructions measured beside the shape (int16 on VNNI: vpdpwssd, half vpdpbusd's products; on AMX: two int8 tile products):\n");
+    printf("%-34s %9s %5s %9s %5s %9s %5s %9s %9s %5s %9s %5s %9s %5s %9s %5s %9s %6s\n", "shape (rows x n x K)",
+           "i8 avx2", "%", "i8 vnni", "%", "vnni pre", "%", "i8 amx", "amx pre", "%", "i16 avx2", "%", "i16 vnni", "%",
+           "i16 amx", "%", "sgemm", "rows");
     double rates[sizeof shapes / sizeof *shapes][5];
+    struct peaks shape_peaks[sizeof shapes / sizeof *shapes];
     srand(1);
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const struct shape *s = &shapes[si];
@@ -407,10 +428,13 @@ int main(int argc, char **argv) {
         float *wf = aligned_alloc(64, s->n * s->k * 4 + 64), *scales = malloc(s->n * 4), *bias = malloc(s->n * 4);
         for (size_t i = 0; i < s->n * kp; i++) w[i] = (int8_t)(rand() % 255 - 127);
         for (size_t i = 0; i < block * kp; i++) { a8[i] = (int8_t)(rand() % 255 - 127); a16[i] = (int16_t)(rand() % 2935 - 1467); }
-        for (size_t i = 0; i < s->rows * s->k; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
-        for (size_t i = 0; i < s->n * s->k; i++) wf[i] = (float)rand() / RAND_MAX - 0.5f;
+        for (size_t i = 0; i < s->rows * s->k; i++) x[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
+        for (size_t i = 0; i < s->n * s->k; i++) wf[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
         for (size_t i = 0; i < s->n; i++) { scales[i] = 0.01f; bias[i] = 0.1f; }
         double tp[64], tf[64], l8a[64], l8b[64], l8v[64], l16a[64], l16b[64];
+        double ps[4][128], *psp[4] = {ps[0], ps[1], ps[2], ps[3]};
+        int npeaks = 0;
+        sample_peaks(runs, vnni, amx, psp, &npeaks);
         // The fp32 GEMM of one block's rows too, so they all compare the same work.
         size_t reps = 1 + (size_t)(2e9 / ((double)block * s->n * s->k));
         const double macs_block = (double)block * s->n * kp;
@@ -431,6 +455,20 @@ int main(int argc, char **argv) {
             free(wp);
             dloral_kernels_force(NULL);
         }
+        double gv = 0;
+        if (vnni) {  // the AVX-VNNI outputs-in-lanes kernel on weights prepared beforehand, as a layer call shares them
+            dloral_kernels_force("avxvnni");
+            int8_t *vp = aligned_alloc(64, (vnni_panels_bytes(s->n, kp) + 63) / 64 * 64);
+            if (vp) pack_vnni_panels(s->n, kp, w, vp, 0, (s->n + 7) / 8);
+            for (int r = 0; r < runs && vp; r++) {
+                double t0 = now();
+                for (size_t q = 0; q < reps; q++) gemm_i8i8_i32_avxvnni_panels(block, s->n, kp, a8, w, vp, c);
+                tp[r] = (now() - t0) / reps;
+            }
+            if (vp) gv = macs_block / median(tp, runs) / 1e9;
+            free(vp);
+            dloral_kernels_force(NULL);
+        }
         double g16l[3];
         for (int l = 0; l < 3; l++)
             g16l[l] = gemm_rate(16, levels[l], runs, l == 2 ? 2 * reps : reps, block, s->n, kp, a16, w, c);
@@ -449,21 +487,32 @@ int main(int argc, char **argv) {
             l16a[r] = layer(16, s, x, w, scales, bias, y, 1);
             l16b[r] = layer(16, s, x, w, scales, bias, y, 2);
         }
+        sample_peaks(runs, vnni, amx, psp, &npeaks);
+        const struct peaks pk = {median(ps[0], npeaks), median(ps[1], npeaks), median(ps[2], npeaks), median(ps[3], npeaks)};
+        shape_peaks[si] = pk;
         const double macs = (double)s->rows * s->n * s->k;
         double gf = (double)block * s->n * s->k / median(tf, runs) / 1e9;
         printf("%-34s", s->name);
-        column(g8[0], 9), percent(g8[0], p8);
-        column(g8[1], 9), percent(g8[1], pv);
-        column(g8[2], 9), column(gp, 9), percent(gp, pa);
-        column(g16l[0], 9), percent(g16l[0], p16);
-        column(g16l[1], 9), percent(g16l[1], pv / 2);
-        column(g16l[2], 9), percent(g16l[2], pa / 2);
+        column(g8[0], 9), percent(g8[0], pk.i8);
+        column(g8[1], 9), percent(g8[1], pk.vnni);
+        column(gv, 9), percent(gv, pk.vnni);
+        column(g8[2], 9), column(gp, 9), percent(gp, pk.amx);
+        column(g16l[0], 9), percent(g16l[0], pk.i16);
+        column(g16l[1], 9), percent(g16l[1], pk.vnni / 2);
+        column(g16l[2], 9), percent(g16l[2], pk.amx / 2);
         column(gf, 9);
         printf(" %6zu\n", block);
         rates[si][0] = macs / median(l8a, runs) / 1e9, rates[si][1] = macs / median(l8b, runs) / 1e9;
         rates[si][2] = vnni ? macs / median(l8v, runs) / 1e9 : 0;
         rates[si][3] = macs / median(l16a, runs) / 1e9, rates[si][4] = macs / median(l16b, runs) / 1e9;
         free(w), free(a8), free(a16), free(c), free(x), free(y), free(wf), free(scales), free(bias);
+    }
+    printf("\nThe peaks each shape's percentages use (1 thread, GMAC/s, medians of %d samples before and %d after "
+           "its kernels):\n%-34s %9s %9s %9s %9s\n", runs, runs, "shape", "int8", "int16", "vpdpbusd", "TDPBSSD");
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        printf("%-34s", shapes[si].name);
+        column(shape_peaks[si].i8, 9), column(shape_peaks[si].i16, 9), column(shape_peaks[si].vnni, 9), column(shape_peaks[si].amx, 9);
+        printf("\n");
     }
     printf("\nWhole layers (quantization + GEMM + epilogue, all rows), GMAC/s at level %s, 1 / 2 threads; int8 on 2 "
            "threads also at avxvnni:\n", dloral_kernels_isa());

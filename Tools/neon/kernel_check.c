@@ -132,6 +132,21 @@ static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8
     free(wp);
 }
 
+// The AVX-VNNI outputs-in-lanes kernel on weights prepared as a layer call prepares them at levels
+// avxvnni and avx512 (panels packed in two uneven ranges).
+static void vnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    int8_t *wp = aligned_alloc(64, (vnni_panels_bytes(n, kp) + 63) / 64 * 64);
+    if (!wp) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    const size_t panels = (n + 7) / 8, cut = panels / 3;
+    pack_vnni_panels(n, kp, w, wp, cut, panels);
+    pack_vnni_panels(n, kp, w, wp, 0, cut);
+    gemm_i8i8_i32_avxvnni_panels(m, n, kp, a, w, wp, c);
+    free(wp);
+}
+
 // The same for int16 activations (two int8 tile products against the packed weights).
 static void amx_tiles16(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
     int8_t *wp = amx_pack_split(16, n, kp, w);
@@ -161,6 +176,7 @@ static int setup_paths(const char *x86_level) {
     paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
     if (level >= LEVEL_AVXVNNI) {
         paths8[n8++] = (struct path8){"avxvnni", gemm_i8i8_i32_avxvnni, 1};
+        paths8[n8++] = (struct path8){"avxvnni-panels", vnni_panels, 1};
         paths16[n16++] = (struct path16){"avxvnni", gemm_i16i8_i32_avxvnni};
     }
     if (level >= LEVEL_AMX) {

@@ -26,8 +26,9 @@ float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q
 
 /// An integer layer's weights prepared once for one layer call that several threads share (at
 /// the amx level: packed for the tiles, about as costly as the tile products of a few dozen
-/// rows). Threads pack disjoint ranges of its pieces, then pass it to dloral_int_conv2d /
-/// dloral_int_linear, which then do not prepare the weights themselves.
+/// rows; at levels avxvnni and avx512, for int8 activations: panels of 8 rows for the
+/// outputs-in-lanes vpdpbusd kernel). Threads pack disjoint ranges of its pieces, then pass it to
+/// dloral_int_conv2d / dloral_int_linear, which then do not prepare the weights themselves.
 typedef struct dloral_int_weights dloral_int_weights;
 
 /// The preparation for `bits`-bit activations, n × kp int8 weights w and calls of at least

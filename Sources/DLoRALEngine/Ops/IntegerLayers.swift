@@ -65,8 +65,9 @@ extension Ops {
     }
 
     /// Runs `body` with the weights prepared once for a layer call of `count` rows that
-    /// `parallelRanges(count, work:)` splits (at the amx level: packed for the tiles, the threads
-    /// packing a share each), or with nil where the kernel level has nothing to prepare.
+    /// `parallelRanges(count, work:)` splits (the threads packing a share each: at the amx level
+    /// packed for the tiles; below it, int8 activations as VNNI panels and block scales as int16
+    /// panels), or with nil where the kernel level has nothing to prepare.
     ///
     /// `body` gets the number of parts to split the rows into: no part gets fewer rows than the
     /// kernels want (`dloral_int_min_rows`: at the amx level, one thread on the tiles beats two on

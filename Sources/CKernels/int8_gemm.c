@@ -96,6 +96,14 @@ AVX2 static inline __m256i dot32_i8(__m256i abs_a, __m256i a, __m256i wv, __m256
     return _mm256_madd_epi16(p16, ones16);
 }
 
+// One 32-column step of a 1 × 4 tile: activation bytes a[0 … 32) against weight rows w, w + kp,
+// w + 2kp, w + 3kp at the same columns, added to s[0 … 4).
+AVX2 static inline void dot32_1x4(const int8_t *a, const int8_t *w, size_t kp, __m256i ones16, __m256i s[4]) {
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a), aa = _mm256_abs_epi8(av);
+    for (int t = 0; t < 4; t++)
+        s[t] = _mm256_add_epi32(s[t], dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w + t * kp)), ones16));
+}
+
 AVX2 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
     const __m256i ones16 = _mm256_set1_epi16(1);
     const size_t kv = kp & ~(size_t)31;
@@ -106,17 +114,10 @@ AVX2 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, con
         const int8_t *w0 = w + j * kp, *w1 = w0 + kp, *w2 = w1 + kp, *w3 = w2 + kp;
         for (size_t i = 0; i < m; i++) {
             const int8_t *ai = a + i * kp;
-            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-            for (size_t k = 0; k < kv; k += 32) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(ai + k));
-                __m256i aa = _mm256_abs_epi8(av);
-                s0 = _mm256_add_epi32(s0, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w0 + k)), ones16));
-                s1 = _mm256_add_epi32(s1, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w1 + k)), ones16));
-                s2 = _mm256_add_epi32(s2, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w2 + k)), ones16));
-                s3 = _mm256_add_epi32(s3, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w3 + k)), ones16));
-            }
+            __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (size_t k = 0; k < kv; k += 32) dot32_1x4(ai + k, w0 + k, kp, ones16, s);
             uint32_t r[4];
-            _mm_storeu_si128((__m128i *)r, hsum4(s0, s1, s2, s3));
+            _mm_storeu_si128((__m128i *)r, hsum4(s[0], s[1], s[2], s[3]));
             for (size_t k = kv; k < kp; k++) {
                 int32_t x = ai[k];
                 r[0] += (uint32_t)(x * w0[k]);
@@ -156,7 +157,7 @@ AVX2 void gemm_i8i8_blocks_avx2(size_t m, size_t n, size_t kp, size_t block, con
     size_t j = 0;
     if (sw4 && block % 32 == 0) {
         for (; j + 4 <= n; j += 4) {
-            const int8_t *w0 = w + j * kp, *w1 = w0 + kp, *w2 = w1 + kp, *w3 = w2 + kp;
+            const int8_t *w0 = w + j * kp;
             for (size_t b = 0; b < nb; b++)
                 for (size_t t = 0; t < 4; t++) sw4[b * 4 + t] = sw[(j + t) * nb + b];
             const __m128 b0 = bias ? _mm_loadu_ps(bias + j) : _mm_setzero_ps();
@@ -165,17 +166,10 @@ AVX2 void gemm_i8i8_blocks_avx2(size_t m, size_t n, size_t kp, size_t block, con
                 const float *sai = sa + i * nb;
                 __m128 acc = b0;
                 for (size_t b = 0; b < nb; b++) {
-                    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-                    for (size_t k = b * block; k < (b + 1) * block; k += 32) {
-                        __m256i av = _mm256_loadu_si256((const __m256i *)(ai + k));
-                        __m256i aa = _mm256_abs_epi8(av);
-                        s0 = _mm256_add_epi32(s0, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w0 + k)), ones16));
-                        s1 = _mm256_add_epi32(s1, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w1 + k)), ones16));
-                        s2 = _mm256_add_epi32(s2, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w2 + k)), ones16));
-                        s3 = _mm256_add_epi32(s3, dot32_i8(aa, av, _mm256_loadu_si256((const __m256i *)(w3 + k)), ones16));
-                    }
+                    __m256i s[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+                    for (size_t k = b * block; k < (b + 1) * block; k += 32) dot32_1x4(ai + k, w0 + k, kp, ones16, s);
                     __m128 scale = _mm_mul_ps(_mm_set1_ps(sai[b]), _mm_load_ps(sw4 + b * 4));
-                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4(s0, s1, s2, s3)), scale, acc);
+                    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4(s[0], s[1], s[2], s[3])), scale, acc);
                 }
                 if (cs == 1) {
                     _mm_storeu_ps(y + i * rs + j, acc);

@@ -463,30 +463,29 @@ struct dloral_int_weights {
 // for vpdpbusd with the outputs in lanes (pack_vnni_panels).
 enum { VNNI_PANELS = -8 };
 
+#if defined(__x86_64__)
+// A preparation of `bytes` packed bytes under key `bits`, still to be packed; NULL when out of
+// memory.
+static dloral_int_weights *weights_alloc(int bits, size_t bytes, size_t n, size_t kp, const int8_t *w) {
+    dloral_int_weights *prepared = malloc(sizeof *prepared);
+    int8_t *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (prepared && packed) {
+        *prepared = (dloral_int_weights){bits, n, kp, w, packed};
+        return prepared;
+    }
+    free(prepared);
+    free(packed);
+    return NULL;
+}
+#endif
+
 dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
 #if defined(__x86_64__)
     const int level = kernels_level();
-    if (bits == 8 && rows >= 4 && n > 0 && level >= LEVEL_AVXVNNI && level < LEVEL_AMX) {
-        dloral_int_weights *prepared = malloc(sizeof *prepared);
-        int8_t *packed = aligned_alloc(64, (vnni_panels_bytes(n, kp) + 63) / 64 * 64);
-        if (prepared && packed) {
-            *prepared = (dloral_int_weights){VNNI_PANELS, n, kp, w, packed};
-            return prepared;
-        }
-        free(prepared);
-        free(packed);
-        return NULL;
-    }
-    if (rows >= AMX_MIN_ROWS && n > 0 && level >= LEVEL_AMX) {
-        dloral_int_weights *prepared = malloc(sizeof *prepared);
-        int8_t *packed = aligned_alloc(64, amx_packed_weight_bytes(n, kp, bits));
-        if (prepared && packed) {
-            *prepared = (dloral_int_weights){bits, n, kp, w, packed};
-            return prepared;
-        }
-        free(prepared);
-        free(packed);
-    }
+    if (bits == 8 && rows >= 4 && n > 0 && level >= LEVEL_AVXVNNI && level < LEVEL_AMX)
+        return weights_alloc(VNNI_PANELS, vnni_panels_bytes(n, kp), n, kp, w);
+    if (rows >= AMX_MIN_ROWS && n > 0 && level >= LEVEL_AMX)
+        return weights_alloc(bits, amx_packed_weight_bytes(n, kp, bits), n, kp, w);
 #endif
     (void)bits, (void)rows, (void)n, (void)kp, (void)w;
     return NULL;
@@ -506,16 +505,8 @@ enum { BLOCK_PANELS = -16 };
 dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t kp, const int8_t *w) {
 #if defined(__x86_64__)
     if (kernels_level() >= LEVEL_AMX) return dloral_int_weights_new(8, rows, n, kp, w);
-    if (kernels_path() == PATH_AVX2 && rows >= 4 && n > 0) {
-        dloral_int_weights *prepared = malloc(sizeof *prepared);
-        int8_t *packed = aligned_alloc(64, (block_panels_bytes(n, kp) + 63) / 64 * 64);
-        if (prepared && packed) {
-            *prepared = (dloral_int_weights){BLOCK_PANELS, n, kp, w, packed};
-            return prepared;
-        }
-        free(prepared);
-        free(packed);
-    }
+    if (kernels_path() == PATH_AVX2 && rows >= 4 && n > 0)
+        return weights_alloc(BLOCK_PANELS, block_panels_bytes(n, kp), n, kp, w);
 #endif
     (void)rows, (void)n, (void)kp, (void)w;
     return NULL;
@@ -611,6 +602,22 @@ static int scratch_alloc(struct scratch *s, size_t k, size_t rows, size_t kp, si
 
 static void scratch_free(struct scratch *s) { free(s->row), free(s->q), free(s->acc), free(s->sa); }
 
+// Output pixel p's im2col row of a conv, gathered from the channels-last input into row (k floats
+// in (ky, kx, c) order, zeros where the window lies in the padding).
+static void gather_patch(size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t sh, size_t sw, size_t ph,
+                         size_t pw, size_t wo, const float *x_hwc, size_t p, float *row) {
+    const size_t oy = p / wo, ox = p % wo;
+    for (size_t ky = 0; ky < kh; ky++) {
+        long iy = (long)(oy * sh + ky) - (long)ph;
+        for (size_t kx = 0; kx < kw; kx++) {
+            long ix = (long)(ox * sw + kx) - (long)pw;
+            float *dst = row + (ky * kw + kx) * c;
+            if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
+            else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
+        }
+    }
+}
+
 // Quantizes output pixel p's im2col row ((ky, kx, c) order) of a padded or multi-tap conv into
 // q, straight from the channels-last input: its amax is the largest of its taps' per-pixel amax
 // (pix_amax, NaN for a pixel holding NaN), and each tap's c channels are quantized in place of a
@@ -635,15 +642,7 @@ static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, si
         }
     }
     if (nan) {  // gather the row, then the row quantizer
-        for (size_t ky = 0; ky < kh; ky++) {
-            long iy = (long)(oy * sh + ky) - (long)ph;
-            for (size_t kx = 0; kx < kw; kx++) {
-                long ix = (long)(ox * sw + kx) - (long)pw;
-                float *dst = row + (ky * kw + kx) * c;
-                if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
-                else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
-            }
-        }
+        gather_patch(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, p, row);
         return P->quantize(bits, k, kp, qmax, row, q);
     }
     if (row_is_zero(qmax, amax)) {
@@ -788,6 +787,20 @@ static struct block_weights block_prepared_for(const dloral_int_weights *prepare
                                   (const int16_t *)prepared_for(prepared, BLOCK_PANELS, n, kp, w)};
 }
 
+// block_prepared_for, preparing the weights for this call alone (into *own, to free) when the
+// caller did not.
+static struct block_weights block_weights_for_call(const dloral_int_weights *prepared, size_t rows, size_t n,
+                                                   size_t kp, const int8_t *w, dloral_int_weights **own) {
+    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
+    *own = NULL;
+    if (!wp.tiles && !wp.panels) {
+        *own = dloral_int_block_weights_new(rows, n, kp, w);
+        dloral_int_weights_pack(*own, 0, dloral_int_weights_pieces(*own));
+        wp = block_prepared_for(*own, n, kp, w);
+    }
+    return wp;
+}
+
 static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                         const int8_t *w, struct block_weights wp, const float *sw, const float *bias, float *y,
                         size_t rs, size_t cs) {
@@ -816,10 +829,9 @@ static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_
 
 void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
-    dloral_int_weights *prepared = dloral_int_block_weights_new(m, n, kp, w);
-    dloral_int_weights_pack(prepared, 0, dloral_int_weights_pieces(prepared));
-    gemm_blocks(m, n, kp, block, a, sa, w, block_prepared_for(prepared, n, kp, w), sw, bias, y, rs, cs);
-    dloral_int_weights_free(prepared);
+    dloral_int_weights *own;
+    gemm_blocks(m, n, kp, block, a, sa, w, block_weights_for_call(NULL, m, n, kp, w, &own), sw, bias, y, rs, cs);
+    dloral_int_weights_free(own);
 }
 
 // Scratch of one block-scale layer call: a gathered im2col row, the quantized rows and their
@@ -864,13 +876,8 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     const size_t rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
-    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
-    dloral_int_weights *own = NULL;
-    if (!wp.tiles && !wp.panels) {  // not prepared by the caller: for this call alone
-        own = dloral_int_block_weights_new(p1 - p0, n, kp, w);
-        dloral_int_weights_pack(own, 0, dloral_int_weights_pieces(own));
-        wp = block_prepared_for(own, n, kp, w);
-    }
+    dloral_int_weights *own;
+    const struct block_weights wp = block_weights_for_call(prepared, p1 - p0, n, kp, w, &own);
     const struct int_path P = pick_path();
     // With whole blocks per tap (c a multiple of block, as in every SD layer past the first),
     // each block is quantized where it lies in the input: no gathered copy.
@@ -897,16 +904,8 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
                 for (size_t b = k / block; b < nb; b++) sar[b] = 0;
                 continue;
             }
-            if (!direct) {  // gather the im2col row in (ky, kx, c) order, zero padding included
-                for (size_t ky = 0; ky < kh; ky++) {
-                    long iy = (long)(oy * sh + ky) - (long)ph;
-                    for (size_t kx = 0; kx < kw; kx++) {
-                        long ix = (long)(ox * sw + kx) - (long)pw;
-                        float *dst = s.row + (ky * kw + kx) * c;
-                        if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * sizeof(float));
-                        else memcpy(dst, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, c * sizeof(float));
-                    }
-                }
+            if (!direct) {  // the im2col row gathered, zero padding included
+                gather_patch(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, p + r, s.row);
                 src = s.row;
             }
             quantize_blocks(&P, block, k, kp, src, qr, sar);
@@ -926,13 +925,8 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     const size_t nb = kp / block, rows_per_block = block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
-    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
-    dloral_int_weights *own = NULL;
-    if (!wp.tiles && !wp.panels) {  // not prepared by the caller: for this call alone
-        own = dloral_int_block_weights_new(r1 - r0, n, kp, w);
-        dloral_int_weights_pack(own, 0, dloral_int_weights_pieces(own));
-        wp = block_prepared_for(own, n, kp, w);
-    }
+    dloral_int_weights *own;
+    const struct block_weights wp = block_weights_for_call(prepared, r1 - r0, n, kp, w, &own);
     const struct int_path P = pick_path();
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;

@@ -53,6 +53,20 @@ struct IntegerLayerTests {
         var c, h, w, n, kh, kw, sh, sw, ph, pw: Int
     }
 
+    /// Output pixel (oy, ox)'s im2col row of NCHW input `x` [c][h][w], in (ky, kx, c) order, zeros
+    /// where the window lies in the padding.
+    static func im2colRow(_ t: ConvCase, x: [Float], oy: Int, ox: Int) -> [Float] {
+        var row = [Float](repeating: 0, count: t.c * t.kh * t.kw)
+        for ky in 0..<t.kh {
+            for kx in 0..<t.kw {
+                let iy = oy * t.sh + ky - t.ph, ix = ox * t.sw + kx - t.pw
+                guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
+                for ch in 0..<t.c { row[(ky * t.kw + kx) * t.c + ch] = x[(ch * t.h + iy) * t.w + ix] }
+            }
+        }
+        return row
+    }
+
     /// The reference conv on NCHW input `x` [c][h][w] with logical weights `w` [n][c][kh][kw].
     static func referenceConv(_ t: ConvCase, bits: Int, x: [Float], w: [Int8], scales: [Float], bias: [Float]?) -> [Float] {
         let ho = (t.h + 2 * t.ph - t.kh) / t.sh + 1, wo = (t.w + 2 * t.pw - t.kw) / t.sw + 1
@@ -60,15 +74,7 @@ struct IntegerLayerTests {
         var out = [Float](repeating: 0, count: t.n * ho * wo)
         for oy in 0..<ho {
             for ox in 0..<wo {
-                var row = [Float](repeating: 0, count: k)
-                for ky in 0..<t.kh {
-                    for kx in 0..<t.kw {
-                        let iy = oy * t.sh + ky - t.ph, ix = ox * t.sw + kx - t.pw
-                        guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
-                        for ch in 0..<t.c { row[(ky * t.kw + kx) * t.c + ch] = x[(ch * t.h + iy) * t.w + ix] }
-                    }
-                }
-                let (q, sa) = quantizeRow(row, bits: bits, kp: kp)
+                let (q, sa) = quantizeRow(im2colRow(t, x: x, oy: oy, ox: ox), bits: bits, kp: kp)
                 for o in 0..<t.n {
                     var acc: Int64 = 0
                     for ch in 0..<t.c {
@@ -312,15 +318,7 @@ struct IntegerLayerTests {
             var want = [Float](repeating: 0, count: t.n * ho * wo)
             for oy in 0..<ho {
                 for ox in 0..<wo {
-                    var row = [Float](repeating: 0, count: k)
-                    for ky in 0..<t.kh {
-                        for kx in 0..<t.kw {
-                            let iy = oy * t.sh + ky - t.ph, ix = ox * t.sw + kx - t.pw
-                            guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
-                            for ch in 0..<t.c { row[(ky * t.kw + kx) * t.c + ch] = x[(ch * t.h + iy) * t.w + ix] }
-                        }
-                    }
-                    let (q, sa) = Self.quantizeBlocks(row, block: block, kp: kp)
+                    let (q, sa) = Self.quantizeBlocks(Self.im2colRow(t, x: x, oy: oy, ox: ox), block: block, kp: kp)
                     for o in 0..<t.n {
                         want[o * ho * wo + oy * wo + ox] = Self.blockDot(q, sa, packed[(o * kp)..<((o + 1) * kp)], scales[(o * nb)..<((o + 1) * nb)], block: block, bias: 0)
                     }

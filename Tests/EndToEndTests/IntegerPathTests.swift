@@ -31,6 +31,19 @@ struct IntegerPathTests {
         return runs.compactMap { $0 }.min()
     }
 
+    /// Verifies a W8A8 `dlrt` against `reference` and expects it no worse than the simulation's
+    /// lowest run − 0.5 dB, and worse than fp32 activations; returns verify's JSON.
+    static func verifyAgainstSimulation(_ dlrt: String, reference: String, simulated: Double) throws -> [String: Any] {
+        let (r, json) = try V.verify(dlrt, reference: reference)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(json["activations"] as? String == "int8")
+        let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
+        #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
+        // int8 activations cost quality: if these matched the int16 figure, the integer path did not run.
+        #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
+        return json
+    }
+
     @Test func int16ActivationsReachThirtyNineDecibels() throws {
         let dlrt = try V.build("a16", quantize: ["--weights", "int8", "--activations", "int16"])
         let entries = try Self.entries(dlrt)
@@ -54,13 +67,7 @@ struct IntegerPathTests {
         let path = "Tests/Fixtures/tiny/\(reference)"
         let simulated = try #require(try Self.simulatedW8A8FramesPSNR(path), "\(reference) has no quant_sim_w8a8_channel_row metadata")
         let dlrt = try V.build("a8-\(stage)-\(reference)", merge: ["--stage", stage], quantize: ["--weights", "int8", "--activations", "int8"])
-        let (r, json) = try V.verify(dlrt, reference: path)
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(json["activations"] as? String == "int8")
-        let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
-        #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
-        // int8 activations cost quality: if these matched the int16 figure, the integer path did not run.
-        #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
+        _ = try Self.verifyAgainstSimulation(dlrt, reference: path, simulated: simulated)
     }
 
     /// W8A8 with blocks of 32 (weights int8_block, activations per row and block, Formats/dlrt.md
@@ -77,12 +84,7 @@ struct IntegerPathTests {
         #expect(file.header.minor == 2)
         let blocks = file.entries.filter { $0.scheme == .int8Block }
         #expect(!blocks.isEmpty && blocks.allSatisfy { ($0.activations == .int8) == !$0.name.hasPrefix("cfr.") && $0.block == 32 })
-        let (r, json) = try V.verify(dlrt, reference: path)
-        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(json["activations"] as? String == "int8")
-        let psnr = V.stage(json, "frames")["psnr_db"] as? Double ?? 0
-        #expect(psnr >= simulated - 0.5, "frames \(psnr) dB vs simulation \(simulated) dB")
-        #expect(psnr < 41, "frames \(psnr) dB: as good as fp32 activations")
+        let json = try Self.verifyAgainstSimulation(dlrt, reference: path, simulated: simulated)
         // dloral-verify's own default bound is the block simulation's, not the per-row one.
         let bound = (json["thresholds"] as? [String: Any])?["frames_min_psnr_db"] as? Double ?? 0
         #expect(abs(bound - (simulated - 0.5)) < 1e-9, "verify's bound \(bound) dB, simulation \(simulated) dB")

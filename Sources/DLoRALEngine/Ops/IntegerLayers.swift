@@ -169,20 +169,14 @@ extension Ops {
         let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
             withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
-                if weight.block > 0 {  // §4.3
-                    parallelRanges(pixels, parts: parts) { p0, p1 in
-                        let status = dloral_int_block_conv2d(
-                            weight.block, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                            o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1, prepared)
-                        precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
-                    }
-                    return
-                }
                 parallelRanges(pixels, parts: parts) { p0, p1 in
-                    let status = dloral_int_conv2d(
-                        weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                        o, weight.info.kPadded, weight.rows, weight.info.scales, b, output, p0, p1, prepared)
-                    precondition(status == 0, "integer conv2d: out of memory for its scratch buffers")
+                    let (kp, rows, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                    let status = weight.block > 0  // §4.3
+                        ? dloral_int_block_conv2d(weight.block, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                                                  o, kp, rows, scales, b, output, p0, p1, prepared)
+                        : dloral_int_conv2d(weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
+                                            o, kp, rows, scales, b, output, p0, p1, prepared)
+                    precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
                 }
             }
         }
@@ -207,22 +201,14 @@ extension Ops {
                 withOptionalPointer(bias) { b in
                     let work = rows * outFeatures * inFeatures
                     withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
-                        if weight.block > 0 {  // §4.3
-                            parallelRanges(rows, parts: parts) { r0, r1 in
-                                let status = dloral_int_block_linear(
-                                    weight.block, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                    weight.info.kPadded, weight.rows, weight.info.scales, b,
-                                    y.baseAddress!, outFeatures, r0, r1, prepared)
-                                precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
-                            }
-                            return
-                        }
                         parallelRanges(rows, parts: parts) { r0, r1 in
-                            let status = dloral_int_linear(
-                                weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                weight.info.kPadded, weight.rows, weight.info.scales, b,
-                                y.baseAddress!, outFeatures, r0, r1, prepared)
-                            precondition(status == 0, "integer linear: out of memory for its scratch buffers")
+                            let (kp, weights, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                            let status = weight.block > 0  // §4.3
+                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, outFeatures,
+                                                          kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
+                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
+                                                    kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
+                            precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
                         }
                     }
                 }

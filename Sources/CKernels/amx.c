@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AMX __attribute__((target("amx-int8,amx-tile,avx512f,avx512bw,avx2,fma,f16c,avxvnni")))
+#define AMX __attribute__((target("amx-int8,amx-tile,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 
 enum { TILE_K = 64, TILE_BYTES = 1024 };
 
@@ -121,8 +121,8 @@ AMX static void pack_b(size_t n, size_t kp, size_t steps, const int8_t *w, int8_
             }
             if (sums) {
                 for (int q = 0; q < 16; q++) {
-                    lo = _mm256_dpbusd_avx_epi32(lo, ones, _mm256_load_si256((const __m256i *)(dst + q * 64)));
-                    hi = _mm256_dpbusd_avx_epi32(hi, ones, _mm256_load_si256((const __m256i *)(dst + q * 64 + 32)));
+                    lo = _mm256_dpbusd_epi32(lo, ones, _mm256_load_si256((const __m256i *)(dst + q * 64)));
+                    hi = _mm256_dpbusd_epi32(hi, ones, _mm256_load_si256((const __m256i *)(dst + q * 64 + 32)));
                 }
             }
         }
@@ -304,53 +304,60 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
 // Both halves in one pass over the packed weights: per 16-row tile of a and pair of 16-column
 // weight tiles, tmm0–1 sum the high halves and tmm2–3 the low ones against the same two B tiles
 // (per 64-wide step: 2 B loads, 2 A loads, 4 TDPBSSD, the 2 × 2 block's ratio). The halves are
-// written once per call into zero-padded rows of whole 64-byte steps and whole 16-row tiles, so
-// no tile load reads past them, and the four C tiles go to a scratch block from which the
-// combination is written into c.
+// written once per call already in tiles: for row tile t and step s, the high tile (16 rows × 64
+// bytes) then the low one, 2 KiB at (t·steps + s)·2048, zero past kp and past m (their products
+// are never stored), so each tile load reads 1 KiB in a row. The four C tiles go to a scratch
+// block from which the combination is written into c, 16 columns per vector. (With the split by
+// vpermt2b below: 0.97–1.52× the row-major halves, narrowing by vpmovwb and a scalar combination
+// they replace, at the SD shapes; Tools/bench/amx_ab.sh.)
 AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                    const int8_t *wp, int32_t *c) {
     if (m == 0 || n == 0) return;
-    const size_t steps = (kp + TILE_K - 1) / TILE_K, kp64 = steps * TILE_K;
+    const size_t steps = (kp + TILE_K - 1) / TILE_K;
     const size_t mt = (m + 15) / 16, nt = (n + 15) / 16;
-    int8_t *hi = aligned_alloc(64, mt * 16 * kp64), *lo = aligned_alloc(64, mt * 16 * kp64);
-    if (!hi || !lo) {  // no memory for the halves: the AVX-VNNI kernel, same bits
-        free(hi), free(lo);
+    int8_t *halves = aligned_alloc(64, mt * steps * 2 * TILE_BYTES);
+    if (!halves) {  // no memory for the halves: the AVX-VNNI kernel, same bits
         gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
         return;
     }
     const uint32_t *sums = (const uint32_t *)(wp + packed_bytes(n, kp));
-    // The halves: the high byte as is, the low byte xor 0x80 (l − 128), 32 activations per step;
-    // zeros past kp and past m (their products are never stored).
+    // The halves: the high byte as is, the low byte xor 0x80 (l − 128). A full step's 64
+    // activations are two zmm of int16 whose odd bytes are the high halves and even bytes the low
+    // ones: one vpermt2b each gathers them (2 shuffle µops per 64, where narrowing by vpmovwb took
+    // 8; the split was a third of the call at the VAE's 128 channels).
     const __m512i flip = _mm512_set1_epi8((char)0x80);
+    uint8_t odd[64], even[64];
+    for (int j = 0; j < 64; j++) odd[j] = (uint8_t)(2 * j + 1), even[j] = (uint8_t)(2 * j);
+    const __m512i pick_high = _mm512_loadu_si512(odd), pick_low = _mm512_loadu_si512(even);
     for (size_t r = 0; r < mt * 16; r++) {
-        int8_t *h = hi + r * kp64, *l = lo + r * kp64;
-        size_t i = 0;
-        if (r < m) {
-            const int16_t *ar = a + r * kp;
-            for (; i + 32 <= kp; i += 32) {
-                const __m512i v = _mm512_loadu_si512(ar + i);
-                _mm256_store_si256((__m256i *)(h + i), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 8)));
-                _mm256_store_si256((__m256i *)(l + i),
-                                   _mm256_xor_si256(_mm512_cvtepi16_epi8(v), _mm512_castsi512_si256(flip)));
+        int8_t *row = halves + (r / 16) * steps * 2 * TILE_BYTES + (r % 16) * TILE_K;  // step 0's high tile
+        const int16_t *ar = a + r * kp;
+        for (size_t s = 0; s < steps; s++) {
+            int8_t *h = row + s * 2 * TILE_BYTES, *l = h + TILE_BYTES;
+            const size_t k0 = s * TILE_K, kn = r >= m ? 0 : kp - k0 < TILE_K ? kp - k0 : TILE_K;
+            if (kn == TILE_K) {
+                const __m512i v0 = _mm512_loadu_si512(ar + k0), v1 = _mm512_loadu_si512(ar + k0 + 32);
+                _mm512_store_si512(h, _mm512_permutex2var_epi8(v0, pick_high, v1));
+                _mm512_store_si512(l, _mm512_xor_si512(_mm512_permutex2var_epi8(v0, pick_low, v1), flip));
+                continue;
             }
-            for (; i < kp; i++) {
-                h[i] = (int8_t)(ar[i] >> 8);
-                l[i] = (int8_t)((uint8_t)ar[i] ^ 0x80u);
+            for (size_t i = 0; i < kn; i++) {
+                h[i] = (int8_t)(ar[k0 + i] >> 8);
+                l[i] = (int8_t)((uint8_t)ar[k0 + i] ^ 0x80u);
             }
+            memset(h + kn, 0, TILE_K - kn);
+            memset(l + kn, 0, TILE_K - kn);
         }
-        memset(h + i, 0, kp64 - i);
-        memset(l + i, 0, kp64 - i);
     }
     int32_t block[4][256] __attribute__((aligned(64)));  // C tiles: high 0, 1; low 0, 1
     MEMORY_BARRIER(wp);
-    MEMORY_BARRIER(hi);
-    MEMORY_BARRIER(lo);
+    MEMORY_BARRIER(halves);
     configure_tiles();
     for (size_t tj = 0; tj < nt; tj += 2) {
         const size_t pair = nt - tj >= 2 ? 2 : 1;
         const int8_t *b0 = wp + tj * steps * TILE_BYTES, *b1 = b0 + (pair > 1 ? steps * TILE_BYTES : 0);
         for (size_t ti = 0; ti < mt; ti++) {
-            const int8_t *ah = hi + ti * 16 * kp64, *al = lo + ti * 16 * kp64;
+            const int8_t *at = halves + ti * steps * 2 * TILE_BYTES;
             _tile_zero(0);
             _tile_zero(1);
             _tile_zero(2);
@@ -358,8 +365,8 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
             for (size_t s = 0; s < steps; s++) {
                 _tile_loadd(6, b0 + s * TILE_BYTES, 64);
                 _tile_loadd(7, b1 + s * TILE_BYTES, 64);
-                _tile_loadd(4, ah + s * TILE_K, kp64);
-                _tile_loadd(5, al + s * TILE_K, kp64);
+                _tile_loadd(4, at + s * 2 * TILE_BYTES, 64);
+                _tile_loadd(5, at + s * 2 * TILE_BYTES + TILE_BYTES, 64);
                 _tile_dpbssd(0, 4, 6);
                 _tile_dpbssd(1, 4, 7);
                 _tile_dpbssd(2, 5, 6);
@@ -369,20 +376,22 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
             _tile_stored(1, block[1], 64);
             _tile_stored(2, block[2], 64);
             _tile_stored(3, block[3], 64);
+            // c = 256·high + low + 128·Σw, wrapping, a row of 16 columns per vector.
             const size_t i0 = ti * 16, rows = m - i0 < 16 ? m - i0 : 16;
             for (size_t q = 0; q < pair; q++) {
                 const size_t j0 = (tj + q) * 16, cols = n - j0 < 16 ? n - j0 : 16;
-                const uint32_t *high = (const uint32_t *)block[q], *low = (const uint32_t *)block[2 + q];
+                const __mmask16 colmask = (__mmask16)((1u << cols) - 1);
+                const __m512i corr = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(colmask, sums + j0), 7);
                 for (size_t r = 0; r < rows; r++) {
-                    uint32_t *cr = (uint32_t *)c + (i0 + r) * n + j0;
-                    for (size_t j = 0; j < cols; j++)
-                        cr[j] = (high[r * 16 + j] << 8) + low[r * 16 + j] + (sums[j0 + j] << 7);
+                    const __m512i high = _mm512_load_si512(block[q] + r * 16), low = _mm512_load_si512(block[2 + q] + r * 16);
+                    _mm512_mask_storeu_epi32(c + (i0 + r) * n + j0, colmask,
+                                             _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(high, 8), low), corr));
                 }
             }
         }
     }
     _tile_release();
-    free(hi), free(lo);
+    free(halves);
 }
 
 // The unpacked entries: pack w for this call, or under AMX_MIN_ROWS rows (or without memory for

@@ -13,8 +13,8 @@
 // The path in use, as a level (kernels_internal.h): -1 until chosen.
 static int chosen = -1;
 
-// Levels by name, lowest first. The x86-64 levels are cumulative: each adds one extension to the
-// one before, and is usable when the CPU has all of them.
+// Levels by name, lowest first. The x86-64 levels are cumulative: each adds to the one before,
+// and is usable when the CPU has all of them.
 static const char *const level_names[] = {"scalar", "avx2", "neon", "avxvnni", "avx512", "amx"};
 
 #if defined(__x86_64__)
@@ -29,19 +29,49 @@ static int amx_permitted(void) {
 #endif
 }
 
+int x86_level_for(unsigned features) {
+    const unsigned base = X86_AVX2 | X86_FMA | X86_F16C;
+    // The 512-bit kernels (sgemm's tile, norms, AMX's packing and int16 split) use F, BW, VL and
+    // DQ; from level avx512 up the VNNI kernels are the EVEX ones (int8_gemm.c), which need
+    // AVX512-VNNI.
+    const unsigned avx512 = X86_AVX512F | X86_AVX512BW | X86_AVX512VL | X86_AVX512DQ | X86_AVX512VNNI;
+    if ((features & base) != base) return LEVEL_SCALAR;
+    // VNNI in either encoding: AVX-VNNI (Alder Lake and later) or AVX512-VNNI (Cascade Lake, Ice
+    // Lake, Zen 4: none of them has AVX-VNNI).
+    const int has_avx512 = (features & avx512) == avx512;
+    if (!(features & X86_AVXVNNI) && !has_avx512) return LEVEL_AVX2;
+    if (!has_avx512) return LEVEL_AVXVNNI;
+    // amx.c's int16 split uses VBMI's byte permutes (every AMX CPU has them).
+    if ((features & (X86_AMX | X86_AVX512VBMI)) != (X86_AMX | X86_AVX512VBMI)) return LEVEL_AVX512;
+    return LEVEL_AMX;
+}
+
 // The highest level this CPU supports.
 static int best_x86_level(void) {
     __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-        return LEVEL_SCALAR;
-    if (!__builtin_cpu_supports("avxvnni")) return LEVEL_AVX2;
-    // The 512-bit kernels (sgemm's tile, AMX's packing and int16 split) use F, BW, VL and DQ.
-    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-        return LEVEL_AVXVNNI;
-    if (!(__builtin_cpu_supports("amx-int8") && __builtin_cpu_supports("amx-tile") && amx_permitted()))
-        return LEVEL_AVX512;
-    return LEVEL_AMX;
+    const struct {
+        int has;
+        unsigned bit;
+    } features[] = {
+        {__builtin_cpu_supports("avx2"), X86_AVX2},
+        {__builtin_cpu_supports("fma"), X86_FMA},
+        {__builtin_cpu_supports("f16c"), X86_F16C},
+        {__builtin_cpu_supports("avxvnni"), X86_AVXVNNI},
+        {__builtin_cpu_supports("avx512f"), X86_AVX512F},
+        {__builtin_cpu_supports("avx512bw"), X86_AVX512BW},
+        {__builtin_cpu_supports("avx512vl"), X86_AVX512VL},
+        {__builtin_cpu_supports("avx512dq"), X86_AVX512DQ},
+        {__builtin_cpu_supports("avx512vnni"), X86_AVX512VNNI},
+        {__builtin_cpu_supports("avx512vbmi"), X86_AVX512VBMI},
+    };
+    unsigned have = 0;
+    for (size_t i = 0; i < sizeof features / sizeof features[0]; i++)
+        if (features[i].has) have |= features[i].bit;
+    // Asked for only when everything else for level amx is there (the grant is for the process).
+    if (x86_level_for(have | X86_AMX) == LEVEL_AMX && __builtin_cpu_supports("amx-int8") &&
+        __builtin_cpu_supports("amx-tile") && amx_permitted())
+        have |= X86_AMX;
+    return x86_level_for(have);
 }
 #endif
 

@@ -8,13 +8,22 @@
 #include "dloral_kernels.h"
 
 // Kernel levels (dispatch.c): what dloral_kernels_isa() names. On x86-64 each level above avx2
-// adds one extension to the one before: avxvnni the VEX-encoded VNNI dot products for the integer
-// GEMMs, avx512 the 512-bit sgemm tile, amx the AMX-INT8 tile GEMM.
+// adds to the one before: avxvnni the VNNI dot products for the integer GEMMs (AVX-VNNI or
+// AVX512-VNNI, vnni_kernels.h), avx512 the 512-bit kernels (sgemm's tile, norms, activations),
+// amx the AMX-INT8 tile GEMM.
 enum { LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_NEON = 2, LEVEL_AVXVNNI = 3, LEVEL_AVX512 = 4, LEVEL_AMX = 5 };
 // The base path of a level, for the kernels that do not use the extensions.
 enum { PATH_SCALAR = 0, PATH_AVX2 = 1, PATH_NEON = 2 };
 int kernels_level(void);
 int kernels_path(void);
+// The CPU features the x86-64 levels need, as bits (X86_AMX: AMX-INT8 and AMX-TILE, with the OS's
+// grant of tile data), and the highest level a CPU with `features` can run (dispatch.c).
+enum {
+    X86_AVX2 = 1 << 0, X86_FMA = 1 << 1, X86_F16C = 1 << 2, X86_AVXVNNI = 1 << 3, X86_AVX512F = 1 << 4,
+    X86_AVX512BW = 1 << 5, X86_AVX512VL = 1 << 6, X86_AVX512DQ = 1 << 7, X86_AVX512VNNI = 1 << 8,
+    X86_AVX512VBMI = 1 << 9, X86_AMX = 1 << 10
+};
+int x86_level_for(unsigned features);
 
 void axpy_f32_scalar(size_t n, float a, const float *x, float *y);
 void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst);
@@ -77,15 +86,26 @@ void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const in
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
-// AVX-VNNI with the outputs in lanes on weights prepared once per layer call (int8_gemm.c): the
+// AVX-VNNI with the outputs in lanes on weights prepared once per layer call (vnni_kernels.h): the
 // panels' size, packing of panels [p0, p1) of 8 weight rows, and the product (w read only if its
 // scratch allocation fails).
 size_t vnni_panels_bytes(size_t n, size_t kp);
 void pack_vnni_panels(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1);
 void gemm_i8i8_i32_avxvnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
                                   int32_t *c);
-// Σ_{c < k} w[t][c] mod 2^32 for nr ≤ 3 weight rows (AVX-VNNI; level avxvnni and up).
-void weight_row_sums_avxvnni(size_t nr, size_t k, const int8_t *const *w, uint32_t *sums);
+// 1 when the _avxvnni entries above run the EVEX kernels, 0 for the VEX ones (int8_gemm.c).
+int kernels_vnni_evex(void);
+// Each of the four above in the VEX encoding (vnni_vex.c, AVX-VNNI) and the EVEX one
+// (vnni_evex.c, AVX512-VNNI): the _avxvnni entries choose (int8_gemm.c).
+#define VNNI_ENCODING_DECLS(suffix)                                                                              \
+    void gemm_i8i8_i32##suffix(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);    \
+    void gemm_i16i8_i32##suffix(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);  \
+    void pack_panels##suffix(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1);           \
+    void gemm_i8i8_i32_panels##suffix(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w,          \
+                                      const int8_t *wp, int32_t *c);
+VNNI_ENCODING_DECLS(_vnni_vex)
+VNNI_ENCODING_DECLS(_vnni_evex)
+#undef VNNI_ENCODING_DECLS
 // AMX-INT8 tiles (amx.c): only when kernels_level() >= LEVEL_AMX (the OS must have granted the
 // process tile data, which choosing that level does). gemm_i8i8_i32_amx packs w for the tiles on
 // every call; for several calls with the same w, amx_pack_weights packs it once (a malloc'd

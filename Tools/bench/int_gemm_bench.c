@@ -24,6 +24,7 @@
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
 #include "kernels_internal.h"
+#include "amx_tiles.h"
 #include <cblas.h>
 #include <immintrin.h>
 #include <pthread.h>
@@ -195,23 +196,12 @@ static void *peak_vnni_loop(void *out) {
 #define AMX __attribute__((target("amx-int8,amx-tile")))
 #define AMX_PEAK_ITERS 4000000L
 AMX static void *peak_amx_loop(void *out) {
-    struct {
-        uint8_t palette, start_row, reserved[14];
-        uint16_t colsb[16];
-        uint8_t rows[16];
-    } __attribute__((aligned(64))) cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
     int8_t src[1024] __attribute__((aligned(64)));
     for (int i = 0; i < 1024; i++) src[i] = (int8_t)(i * 7 + 3);
     // GCC's tile intrinsics are inline assembly that does not declare all the memory they read:
     // the stores above must happen first.
-    __asm__ volatile("" : : "r"(&cfg), "r"(src) : "memory");
-    _tile_loadconfig(&cfg);
+    __asm__ volatile("" : : "r"(src) : "memory");
+    bench_configure_tiles();
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);

@@ -174,10 +174,11 @@ static int setup_paths(const char *x86_level) {
     const int level = kernels_level();
     paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2, 0};
     paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
-    if (level >= LEVEL_AVXVNNI) {
-        paths8[n8++] = (struct path8){"avxvnni", gemm_i8i8_i32_avxvnni, 1};
-        paths8[n8++] = (struct path8){"avxvnni-panels", vnni_panels, 1};
-        paths16[n16++] = (struct path16){"avxvnni", gemm_i16i8_i32_avxvnni};
+    if (level >= LEVEL_AVXVNNI) {  // in the encoding of the level: VEX at avxvnni on this CPU if it has AVX-VNNI
+        const int evex = kernels_vnni_evex();
+        paths8[n8++] = (struct path8){evex ? "vnni-evex" : "vnni-vex", gemm_i8i8_i32_avxvnni, 1};
+        paths8[n8++] = (struct path8){evex ? "vnni-evex-panels" : "vnni-vex-panels", vnni_panels, 1};
+        paths16[n16++] = (struct path16){evex ? "vnni-evex" : "vnni-vex", gemm_i16i8_i32_avxvnni};
     }
     if (level >= LEVEL_AMX) {
         paths8[n8++] = (struct path8){"amx", gemm_i8i8_i32_amx, 1};
@@ -2546,6 +2547,37 @@ static void check_geglu(void) {
 
 // Usage: kernel_check [LEVEL]. On x86-64 LEVEL is the level checked against scalar (default
 // avx2); a level this CPU lacks is reported and skipped (exit 0). Ignored on arm64.
+#if defined(__x86_64__)
+// The level x86_level_for gives the feature sets of known CPUs (from their vendors' tables): the
+// ladder README.md documents, including the CPUs with AVX512-VNNI and no AVX-VNNI (Cascade Lake,
+// Ice Lake, Zen 4), which must not fall back to avx2.
+static void check_x86_levels(void) {
+    const unsigned base = X86_AVX2 | X86_FMA | X86_F16C;
+    const unsigned avx512 = base | X86_AVX512F | X86_AVX512BW | X86_AVX512VL | X86_AVX512DQ;
+    const struct {
+        const char *cpu;
+        unsigned features;
+        int level;
+    } cpus[] = {
+        {"Sandy Bridge (AVX only)", 0, LEVEL_SCALAR},
+        {"Haswell / Zen 2", base, LEVEL_AVX2},
+        {"Skylake-SP (AVX-512, no VNNI)", avx512, LEVEL_AVX2},
+        {"Alder Lake (AVX-VNNI)", base | X86_AVXVNNI, LEVEL_AVXVNNI},
+        {"Cascade Lake", avx512 | X86_AVX512VNNI, LEVEL_AVX512},
+        {"Ice Lake-SP", avx512 | X86_AVX512VNNI | X86_AVX512VBMI, LEVEL_AVX512},
+        {"Zen 4", avx512 | X86_AVX512VNNI | X86_AVX512VBMI, LEVEL_AVX512},
+        {"Zen 5", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI, LEVEL_AVX512},
+        {"Sapphire Rapids", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI | X86_AMX, LEVEL_AMX},
+        {"Sapphire Rapids, tile data not granted", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI,
+         LEVEL_AVX512},
+    };
+    for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++) {
+        const int got = x86_level_for(cpus[i].features);
+        report(got == cpus[i].level, "x86_level_for", "%s: level %d, expected %d", cpus[i].cpu, got, cpus[i].level);
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
     const char *x86_level = argc > 1 ? argv[1] : "avx2";
     if (!setup_paths(x86_level)) {
@@ -2565,6 +2597,9 @@ int main(int argc, char **argv) {
 #if defined(__aarch64__)
     // Without dotprod the automatic int8 kernel must be the SMULL one (SDOT would be SIGILL).
     report(1, "neon_has_dotprod", "%d", neon_has_dotprod());
+#endif
+#if defined(__x86_64__)
+    check_x86_levels();
 #endif
     check_int_gemms();
     double t1 = now();

@@ -1,4 +1,4 @@
-// SIMD kernels for the DLoRAL toolchain: AVX2/FMA/F16C on x86-64 (with AVX-VNNI, AVX-512F and
+// SIMD kernels for the DLoRAL toolchain: AVX2/FMA/F16C on x86-64 (with VNNI, AVX-512 and
 // AMX-INT8 where the CPU has them), NEON on arm64, and a portable scalar fallback, chosen at run
 // time. Every path gives bit-identical results (FMA is fused in all of them; conversions round to
 // nearest even; integer sums are exact mod 2^32), so outputs do not depend on the machine.
@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 /// Name of the level in use: "scalar", "neon" (arm64), or on x86-64 "avx2" (AVX2/FMA/F16C),
-/// "avxvnni" (+ AVX-VNNI: integer GEMMs with vpdpbusd / vpdpwssd), "avx512" (+ AVX-512F: the
-/// sgemm tile) or "amx" (+ AMX-INT8: the int8 × int8 GEMM on tiles). The automatic choice is the
-/// highest level the CPU (and, for AMX, the OS) supports.
+/// "avxvnni" (+ AVX-VNNI or AVX512-VNNI: integer GEMMs with vpdpbusd / vpdpwssd), "avx512"
+/// (+ AVX-512F, BW, VL, DQ and VNNI: the sgemm tile) or "amx" (+ AMX-INT8: the int8 × int8 GEMM
+/// on tiles). The automatic choice is the highest level the CPU (and, for AMX, the OS) supports.
 const char *dloral_kernels_isa(void);
 
 /// y[i] = fma(a, x[i], y[i]) for i < n.

@@ -331,7 +331,7 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
     const __m512i pick_high = _mm512_loadu_si512(odd), pick_low = _mm512_loadu_si512(even);
     for (size_t r = 0; r < mt * 16; r++) {
         int8_t *row = halves + (r / 16) * steps * 2 * TILE_BYTES + (r % 16) * TILE_K;  // step 0's high tile
-        const int16_t *ar = a + r * kp;
+        const int16_t *ar = a + (r < m ? r : 0) * kp;  // rows past m read nothing (kn = 0)
         for (size_t s = 0; s < steps; s++) {
             int8_t *h = row + s * 2 * TILE_BYTES, *l = h + TILE_BYTES;
             const size_t k0 = s * TILE_K, kn = r >= m ? 0 : kp - k0 < TILE_K ? kp - k0 : TILE_K;

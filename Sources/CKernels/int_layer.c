@@ -570,7 +570,7 @@ void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, c
 // Rows per block: the quantized block (rows·kp elements) stays within about 512 KiB of the 2 MiB
 // L2, up to 256 rows, and the int32 results (rows·n) within about 512 KiB. (Against 256 KiB and
 // 128 rows, this was about 15 % faster on two threads in Tools/bench/int_gemm_bench.c.)
-static size_t block_rows(int bits, size_t kp, size_t n) {
+size_t int_layer_block_rows(int bits, size_t kp, size_t n) {
     size_t bytes = bits == 8 ? 1 : 2;
     size_t rows = (512u * 1024u) / (kp * bytes + 1);
     size_t by_out = (512u * 1024u) / (n * 4 + 1);
@@ -673,7 +673,7 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
     const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
     const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
-    const size_t rows_per_block = block_rows(bits, kp, n);
+    const size_t rows_per_block = int_layer_block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
     // Per input pixel, max|x| over its channels, for the input rows this range of outputs reads.
@@ -722,7 +722,7 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
     const struct int_path P = pick_path();
     const size_t bytes = bits == 8 ? 1 : 2;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
-    const size_t rows_per_block = block_rows(bits, kp, n);
+    const size_t rows_per_block = int_layer_block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
     const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
@@ -856,9 +856,9 @@ static int block_scratch_alloc(struct block_scratch *s, size_t k, size_t rows, s
 static void block_scratch_free(struct block_scratch *s) { free(s->row), free(s->q), free(s->sa); }
 
 // Rows per block of a block-scale layer: the quantized rows within about 512 KiB of L2 (the
-// outputs go straight to their destination, so unlike block_rows n does not limit them), whole
-// 16-row tiles, 16 to 256.
-static size_t block_scale_rows(size_t kp) {
+// outputs go straight to their destination, so unlike int_layer_block_rows n does not limit
+// them), whole 16-row tiles, 16 to 256.
+size_t int_layer_block_scale_rows(size_t kp) {
     size_t rows = (512u * 1024u) / (kp + 1);
     rows = rows < 16 ? 16 : rows > 256 ? 256 : rows;
     return rows & ~(size_t)15;
@@ -873,7 +873,7 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     if (block == 0 || kp % block != 0) return -2;
     const size_t k = c * kh * kw, plane = ho * wo, nb = kp / block;
     const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
-    const size_t rows_per_block = block_scale_rows(kp);
+    const size_t rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
     dloral_int_weights *own;
@@ -922,7 +922,7 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
                             size_t r0, size_t r1, const dloral_int_weights *prepared) {
     if (r1 <= r0 || n == 0) return 0;
     if (block == 0 || kp % block != 0) return -2;
-    const size_t nb = kp / block, rows_per_block = block_scale_rows(kp);
+    const size_t nb = kp / block, rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
     dloral_int_weights *own;

@@ -144,6 +144,11 @@ void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const 
 #include "dloral_int_layer.h"
 void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c);
+// The rows per block the layer drivers quantize and multiply at a time (int_layer.c): per-row
+// scales for `bits`-bit activations against n weight rows, and block scales. The benchmarks time
+// the kernels at these blocks.
+size_t int_layer_block_rows(int bits, size_t kp, size_t n);
+size_t int_layer_block_scale_rows(size_t kp);
 
 // Single-precision GEMM (sgemm.c): one driver, a register tile per path.
 // The tile, MR × NR (6 × 16 on the scalar, AVX2 and NEON paths, 8 × 32 on AVX-512):

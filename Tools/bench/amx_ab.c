@@ -32,13 +32,6 @@ static const struct { const char *name; size_t n, k; } shapes[] = {
     {"VAE conv 3x3 512->512", 512, 4608},
 };
 
-// The layer driver's rows per block (int_layer.c's block_rows).
-static size_t block_rows(int bits, size_t kp, size_t n) {
-    size_t rows = (512u * 1024u) / (kp * (bits / 8) + 1), by_out = (512u * 1024u) / (n * 4 + 1);
-    if (by_out < rows) rows = by_out;
-    return rows < 8 ? 8 : rows > 256 ? 256 : rows;
-}
-
 static void run(int which, int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, const int8_t *wp,
                 int32_t *c) {
     if (bits == 8) (which ? gemm_i8i8_i32_amx_packed : base_gemm_i8i8_i32_amx_packed)(m, n, kp, a, w, wp, c);
@@ -61,7 +54,7 @@ int main(int argc, char **argv) {
     srand(1);
     for (int bits = 8; bits <= 16; bits += 8)
         for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++) {
-            const size_t n = shapes[q].n, kp = shapes[q].k, m = block_rows(bits, kp, n);
+            const size_t n = shapes[q].n, kp = shapes[q].k, m = int_layer_block_rows(bits, kp, n);
             void *a = aligned_alloc(64, (m * kp * (bits / 8) + 63) / 64 * 64);
             int8_t *w = aligned_alloc(64, (n * kp + 63) / 64 * 64);
             int32_t *c[2] = {aligned_alloc(64, (m * n * 4 + 63) / 64 * 64), aligned_alloc(64, (m * n * 4 + 63) / 64 * 64)};

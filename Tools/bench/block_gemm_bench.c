@@ -55,8 +55,7 @@ int main(int argc, char **argv) {
     const size_t block = 32;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const size_t n = shapes[si].n, kp = shapes[si].k, nb = kp / block;
-        size_t m = (512u * 1024u) / (kp + 1);
-        m = (m < 16 ? 16 : m > 256 ? 256 : m) & ~(size_t)15;
+        const size_t m = int_layer_block_scale_rows(kp);
         // 64-byte aligned, as the layer driver's scratch is: from malloc's 16-byte alignment every
         // tile row that loads a or stores c crosses a cache line (0.6–0.9× at some shapes).
         int8_t *a = aligned64(m * kp), *w = aligned64(n * kp);

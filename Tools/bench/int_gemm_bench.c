@@ -405,12 +405,9 @@ int main(int argc, char **argv) {
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const struct shape *s = &shapes[si];
         size_t kp = (s->k + 31) / 32 * 32;
-        // The kernel block: as many rows as the driver gives the int8 kernel (int_layer.c's
-        // block_rows: ≤ 256, ≤ 512 KiB of int8 activations, ≤ 512 KiB of int32 results).
-        size_t block = (512u * 1024u) / (kp + 1), by_out = (512u * 1024u) / (s->n * 4 + 1);
-        if (by_out < block) block = by_out;
-        if (block > 256) block = 256;
-        if (block < 8) block = 8;
+        // The kernel block: as many rows as the driver gives the int8 kernel (≤ 256, ≤ 512 KiB of
+        // int8 activations, ≤ 512 KiB of int32 results).
+        const size_t block = int_layer_block_rows(8, kp, s->n);
         int8_t *w = aligned_alloc(64, s->n * kp), *a8 = aligned_alloc(64, block * kp);
         int16_t *a16 = aligned_alloc(64, block * kp * 2);
         int32_t *c = aligned_alloc(64, block * s->n * 4 + 64);

@@ -1215,6 +1215,19 @@ static void check_quantize_row(void) {
     }
 }
 
+// The im2col row of output pixel p of a channels-last image x ([h][w_in][c]), written out here:
+// (ky, kx, c) order, zeros where the tap falls in the padding.
+static void patch_reference(size_t c, size_t h, size_t w_in, size_t kh, size_t kw, size_t sh, size_t sw, size_t ph,
+                            size_t pw, size_t wo, const float *x, size_t p, float *row) {
+    for (size_t ky = 0; ky < kh; ky++)
+        for (size_t kx = 0; kx < kw; kx++)
+            for (size_t ch = 0; ch < c; ch++) {
+                long iy = (long)((p / wo) * sh + ky) - (long)ph, ix = (long)((p % wo) * sw + kx) - (long)pw;
+                int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
+                row[(ky * kw + kx) * c + ch] = inside ? x[((size_t)iy * w_in + (size_t)ix) * c + ch] : 0.0f;
+            }
+}
+
 // The documented arithmetic of one integer conv output pixel, written out here: the im2col row
 // gathered by the harness ((ky, kx, c) order, zeros in the padding), dloral_quantize_row on it,
 // the exact integer dot product with each weight row (mod 2^32), then fma((float)acc, sa·sw, b).
@@ -1225,13 +1238,7 @@ static void int_conv_reference(int bits, size_t c, size_t h, size_t w_in, size_t
     const size_t k = c * kh * kw;
     float *row = xmalloc(k * 4);
     int16_t *q = xmalloc(kp * 2);
-    for (size_t ky = 0; ky < kh; ky++)
-        for (size_t kx = 0; kx < kw; kx++)
-            for (size_t ch = 0; ch < c; ch++) {
-                long iy = (long)((p / wo) * sh + ky) - (long)ph, ix = (long)((p % wo) * sw + kx) - (long)pw;
-                int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
-                row[(ky * kw + kx) * c + ch] = inside ? x[((size_t)iy * w_in + (size_t)ix) * c + ch] : 0.0f;
-            }
+    patch_reference(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x, p, row);
     const float sa = dloral_quantize_row(bits, k, kp, row, q);
     for (size_t j = 0; j < n; j++) {
         uint32_t acc = 0;
@@ -1520,14 +1527,7 @@ static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, siz
     int8_t *q = xmalloc(kp);
     for (size_t p = p0; p < p1; p++) {
         if (linear) memcpy(row, x + p * c, c * 4);
-        else
-            for (size_t ky = 0; ky < kh; ky++)
-                for (size_t kx = 0; kx < kw; kx++)
-                    for (size_t ch = 0; ch < c; ch++) {
-                        long iy = (long)((p / wo) * st + ky) - (long)pad, ix = (long)((p % wo) * st + kx) - (long)pad;
-                        int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
-                        row[(ky * kw + kx) * c + ch] = inside ? x[((size_t)iy * w_in + (size_t)ix) * c + ch] : 0.0f;
-                    }
+        else patch_reference(c, h, w_in, kh, kw, st, st, pad, pad, wo, x, p, row);
         block_quantize_reference(block, k, kp, row, q, sa);
         for (size_t j = 0; j < n; j++) {
             float v = block_dot_reference(kp, block, q, sa, w + j * kp, sw + j * nb, bias ? bias[j] : 0.0f);

@@ -13,15 +13,46 @@ struct PeftLoRAConfig {
     var rsLoRA: Bool
 
     init(_ config: JSONValue, file: String) throws {
-        guard let r = config["r"]?.intValue, r > 0 else {
-            throw FormatError(.malformed, file: file, "\"r\" (the LoRA rank) must be a positive integer")
+        guard config.objectValue != nil else {
+            throw FormatError(.malformed, file: file, "is not a JSON object; expected a peft LoraConfig with \"r\" and \"lora_alpha\"")
         }
-        rank = r
-        alpha = config["lora_alpha"]?.doubleValue ?? 8
-        rankPattern = (config["rank_pattern"]?.objectValue ?? []).compactMap { k, v in v.intValue.map { (k, $0) } }
-        alphaPattern = (config["alpha_pattern"]?.objectValue ?? []).compactMap { k, v in v.doubleValue.map { (k, $0) } }
-        rsLoRA = config["use_rslora"]?.boolValue ?? false
-        if config["use_dora"]?.boolValue == true {
+        func bad(_ key: String, _ value: JSONValue, _ expected: String) -> FormatError {
+            FormatError(.malformed, file: file, "key \"\(key)\" is \(value.serialized()); expected \(expected)")
+        }
+        func rankValue(_ key: String, _ value: JSONValue) throws -> Int {
+            guard let r = value.intValue, r > 0 else { throw bad(key, value, "a positive integer (the LoRA rank)") }
+            return r
+        }
+        func alphaValue(_ key: String, _ value: JSONValue) throws -> Double {
+            guard let a = value.doubleValue, a.isFinite else {
+                throw bad(key, value, "a finite number (the LoRA alpha; scale = alpha / r)")
+            }
+            return a
+        }
+        func pattern(_ key: String) throws -> [(String, JSONValue)] {
+            guard let value = config[key], value != .null else { return [] }
+            guard let pairs = value.objectValue else { throw bad(key, value, "an object mapping module names to values") }
+            return pairs
+        }
+        func flag(_ key: String) throws -> Bool {
+            guard let value = config[key], value != .null else { return false }
+            guard let b = value.boolValue else { throw bad(key, value, "true or false") }
+            return b
+        }
+        guard let r = config["r"] else {
+            throw FormatError(.malformed, file: file, "has no key \"r\"; expected a positive integer (the LoRA rank)")
+        }
+        rank = try rankValue("r", r)
+        // peft's LoraConfig default for lora_alpha is 8.
+        if let value = config["lora_alpha"], value != .null {
+            alpha = try alphaValue("lora_alpha", value)
+        } else {
+            alpha = 8
+        }
+        rankPattern = try pattern("rank_pattern").map { k, v in (k, try rankValue("rank_pattern.\(k)", v)) }
+        alphaPattern = try pattern("alpha_pattern").map { k, v in (k, try alphaValue("alpha_pattern.\(k)", v)) }
+        rsLoRA = try flag("use_rslora")
+        if try flag("use_dora") {
             throw FormatError(.unsupported, file: file, "DoRA adapters (use_dora: true) are not supported; only plain LoRA can be merged exactly")
         }
     }

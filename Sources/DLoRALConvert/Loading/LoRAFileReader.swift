@@ -50,10 +50,13 @@ enum LoRAFileReader {
             do { json = try StrictJSONParser.parse(text) } catch {
                 throw FormatError(.malformed, file: path, "metadata lora_adapter_metadata is not valid JSON: \(error)")
             }
-            let unetConfig = JSONValue.object((json.objectValue ?? []).compactMap { key, value in
+            guard let entries = json.objectValue else {
+                throw FormatError(.malformed, file: path, "metadata lora_adapter_metadata is \(json.serialized().prefix(60)); expected a JSON object of peft LoraConfig keys")
+            }
+            let unetConfig = JSONValue.object(entries.compactMap { key, value in
                 key.hasPrefix("unet.") ? (String(key.dropFirst("unet.".count)), value) : nil
             })
-            if unetConfig["r"] != nil {
+            if unetConfig["r"] != nil || unetConfig["lora_alpha"] != nil {
                 let peft = try PeftLoRAConfig(unetConfig, file: path + " (metadata lora_adapter_metadata)")
                 peft.apply(to: &result.lora)
                 adapterAlpha = peft.alpha
@@ -79,7 +82,7 @@ enum LoRAFileReader {
                 if key.kind == .upBias {
                     throw FormatError(.unsupported, file: file, tensor: name, "LoRA with a bias on lora_B (peft lora_bias) is not supported")
                 }
-                pairs.add(module: module, adapter: key.adapter ?? adapterName, kind: key.kind, key: name, view: view)
+                try pairs.add(module: module, adapter: key.adapter ?? adapterName, kind: key.kind, key: name, view: view)
             } else if let plain = DiffusersLoRANaming.plainTensorName(name) {
                 let component = plain.hasPrefix("unet.") || plain.hasPrefix("vae.") ? "" : defaultComponent.rawValue + "."
                 try result.tensors.insert(component + plain, view, file: file)
@@ -107,7 +110,7 @@ enum LoRAFileReader {
             }
             // Without a target model the underscored stem is resolved by the diffusers module
             // vocabulary; `merge` re-resolves against the base model's own module names.
-            pairs.add(module: "unet." + KohyaVocabulary.modulePath(forStem: stem), adapter: "default", kind: kind, key: name, view: view)
+            try pairs.add(module: "unet." + KohyaVocabulary.modulePath(forStem: stem), adapter: "default", kind: kind, key: name, view: view)
         }
         result.lora += try pairs.modules()
     }
@@ -140,7 +143,7 @@ struct LoRAPairs {
 
     init(file: String) { self.file = file }
 
-    mutating func add(module: String, adapter: String, kind: LoRAKeyKind, key: String, view: TensorView) {
+    mutating func add(module: String, adapter: String, kind: LoRAKeyKind, key: String, view: TensorView) throws {
         let id = module + "\u{0}" + adapter
         if pairs[id] == nil {
             pairs[id] = Pair(firstKey: key)
@@ -151,7 +154,16 @@ struct LoRAPairs {
             pairs[id]!.down = view
             pairs[id]!.downKey = key
         case .up: pairs[id]!.up = view
-        case .alpha: pairs[id]!.alpha = Double(view.toFloat32().first ?? 0)
+        case .alpha:
+            // kohya stores alpha as a 0-dim (or 1-element) float tensor.
+            guard view.dtype != .bool, view.elementCount == 1 else {
+                throw FormatError(.malformed, file: file, tensor: key, "alpha is a \(view.dtype.rawValue) tensor of shape \(view.shape); expected one number (a 0-dim tensor)")
+            }
+            let value = view.toFloat32()[0]
+            guard value.isFinite else {
+                throw FormatError(.malformed, file: file, tensor: key, "alpha is \(value); expected a finite number (scale = alpha / rank)")
+            }
+            pairs[id]!.alpha = Double(value)
         case .magnitude, .upBias: break
         }
     }

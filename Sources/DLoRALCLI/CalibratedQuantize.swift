@@ -97,7 +97,7 @@ enum CalibratedQuantize {
         let int16 = result.assignment.values.filter { $0 == .int16 }.count
         final.calibrationRecord = .object([
             ("target_psnr_db", .number(String(format: "%.2f", targetPSNR))),
-            ("frames", .string(description)),
+            ("frames", .string(description.replacingOccurrences(of: calibrationPath, with: (calibrationPath as NSString).lastPathComponent))),
             ("psnr_db", .number(String(format: "%.2f", result.psnrDB))),
             ("all_int8_psnr_db", .number(String(format: "%.2f", result.allInt8PSNR))),
             ("all_int16_psnr_db", .number(String(format: "%.2f", result.allInt16PSNR))),

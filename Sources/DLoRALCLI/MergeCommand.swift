@@ -29,6 +29,11 @@ struct MergeCommand: ParsableCommand {
     @Option(name: .customLong("adapter-weight"), help: "Override one adapter's weight, NAME=W (repeatable).")
     var adapterWeights: [String] = []
 
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "Config for a base without one (LDM file, ONNX UNet): a diffusers config.json (UNet or VAE, by _class_name) or an LDM .yaml (repeatable).",
+        valueName: "file"))
+    var configs: [String] = []
+
     @Option(help: "Output dtype of floating-point tensors: fp32, fp16 or bf16.")
     var dtype: String = "fp32"
 
@@ -57,6 +62,7 @@ struct MergeCommand: ParsableCommand {
         }
         options.allowUnmatched = allowUnmatched
         options.overwrite = overwrite
+        options.configPaths = configs
         return options
     }
 

@@ -37,6 +37,13 @@ struct MergeTests {
         var options = MergeOptions()
         options.stage = c.stage
         options.dtype = dtype
+        // LDM files and ONNX UNets carry no config, and the tiny model's 4 GroupNorm groups
+        // cannot be inferred from shapes: pass the model's own, as a user would with --config.
+        switch c.base {
+        case "base.ldm.safetensors": options.configPaths = [FixturePaths.tiny("base/unet/config.json"), FixturePaths.tiny("base/vae/config.json")]
+        case "onnx": options.configPaths = [FixturePaths.tiny("base/unet/config.json")]
+        default: break
+        }
         let report = try Merger.merge(base: FixturePaths.tiny(c.base), lora: FixturePaths.tiny(c.lora), output: folder.path, options: options)
         return (folder, report)
     }

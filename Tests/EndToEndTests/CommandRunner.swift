@@ -31,14 +31,14 @@ enum CommandRunner {
         return root.appendingPathComponent(".build/debug")
     }()
 
-    static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    static func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> Result {
         let process = Process()
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : binFolder.appendingPathComponent(tool)
         process.arguments = arguments
-        process.currentDirectoryURL = root
+        process.currentDirectoryURL = directory ?? root
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

@@ -30,4 +30,19 @@ enum FileSystem {
     static func isPlainFileName(_ name: String) -> Bool {
         !name.isEmpty && !name.contains("/") && name != "." && name != ".." && !name.contains("\0")
     }
+
+    /// `file`'s name as provenance records it: relative to the input it belongs to, led by that
+    /// input's own name (`base/unet/config.json`, `model.pkl`), so the record depends on what
+    /// was read and never on the working directory or the folders above the input.
+    static func provenanceName(_ file: String, root: String) -> String {
+        var folder = root
+        while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }
+        let rootName = (folder as NSString).lastPathComponent
+        if file != folder, file.hasPrefix(folder + "/") {
+            let inside = file.dropFirst(folder.count).drop { $0 == "/" }
+            let parts = inside.split(separator: "/").filter { $0 != "." }
+            return ([rootName] + parts.map(String.init)).joined(separator: "/")
+        }
+        return (file as NSString).lastPathComponent
+    }
 }

@@ -19,6 +19,9 @@ public struct MergeOptions: Sendable {
     public var allowUnmatched = false
     /// Replace an existing output folder.
     public var overwrite = false
+    /// `--config` files: diffusers `config.json` (UNet or VAE, by `_class_name`) or an LDM
+    /// `.yaml`, used instead of the base's own or inferred configs.
+    public var configPaths: [String] = []
 
     public init() {}
 

@@ -93,6 +93,11 @@ public struct MergePlan: Sendable {
             let adapterAlpha = lora.adapters.first { $0.name == module.adapter }?.alpha ?? Double(module.rank)
             let alpha = module.alpha ?? adapterAlpha
             let scale = weight * alpha / Double(module.rank)
+            // The kernel multiplies in fp32, so a scale beyond Float's range is already inf.
+            guard scale.isFinite, Float(scale).isFinite else {
+                throw FormatError(.invalidModel, file: lora.path, tensor: module.sourceKey,
+                                  "adapter \(module.adapter): scale = weight \(weight) × alpha \(alpha) / rank \(module.rank) = \(scale), beyond float32's range (3.4028235e38); check the adapter's alpha")
+            }
             unetItems[target]!.deltas.append(Delta(down: module.down, up: module.up, scale: scale, adapter: module.adapter, sourceKey: module.sourceKey))
             usedModules[module.adapter, default: 0] += 1
             adapterScales[module.adapter, default: [:]][scale, default: 0] += 1
@@ -116,20 +121,28 @@ public struct MergePlan: Sendable {
         unet = Array(unetItems.values)
         report.mergedModules = unet.reduce(0) { $0 + $1.deltas.count }
 
-        // 4. Configs: the base's, with in_channels from the weights actually written.
-        var config = base.configs[.unet] ?? lora.configs[.unet] ?? ConfigInference.unetConfig(TensorTable()) ?? .object([])
-        if base.configs[.unet] == nil || base.inferredConfigs.contains(.unet) {
+        // 4. Configs: --config, else the base's (read or inferred), with in_channels from the
+        // weights actually written.
+        let given = try ConfigFiles.read(options.configPaths)
+        var unetSource = ConfigSource(base: base, lora: lora, component: .unet, given: given)
+        // The config's own values first: in_channels is replaced below, a wrong type there is
+        // still an error in the input.
+        try unetSource.validate(against: nil, tensorFile: base.path)
+        var config = unetSource.config ?? ConfigInference.unetConfig(TensorTable()) ?? .object([])
+        if unetSource.inferred {
             report.warnings.append("UNet config inferred from tensor shapes (the base has no config.json): norm_num_groups and attention heads follow SD 2.x conventions")
         }
         if let convIn = unetItems["conv_in.weight"]?.source, convIn.shape.count == 4 {
             config = config.setting("in_channels", .int(convIn.shape[1]))
         }
         unetConfig = config
+        unetSource.config = config
 
         // 5. VAE from the base; CFR from the checkpoint, inference parts only.
         let baseVAE = base.tensors(of: .vae)
         vae = baseVAE.tensors.map { Item(name: $0.key, source: $0.value, sourceFile: base.path) }
-        vaeConfig = base.configs[.vae]
+        let vaeSource = ConfigSource(base: base, lora: nil, component: .vae, given: given)
+        vaeConfig = vaeSource.config
         if vae.isEmpty {
             report.warnings.append("the base has no VAE (\(base.format.rawValue)); the output has no vae/ folder")
         }
@@ -141,6 +154,15 @@ public struct MergePlan: Sendable {
             }
         }
         cfrConfig = cfr.isEmpty ? nil : CFRConfig.make(cfr)
+
+        // 6. Every config must describe the weights written beside it, before a byte is written.
+        try unetSource.validate(against: unet, tensorFile: base.path)
+        if !vae.isEmpty { try vaeSource.validate(against: vae, tensorFile: base.path) }
+        if let cfrConfig {
+            try ModelConfigValidation.validateCFRConfig(
+                cfrConfig, file: "\(lora.path) (CFR config derived from its cfr tensors)",
+                against: ConfigSource.shapes(cfr), tensorFile: lora.path)
+        }
         for (name, _) in lora.unrecognized {
             report.dropped.append((name, "not recognised"))
         }
@@ -163,6 +185,52 @@ public struct MergePlan: Sendable {
             throw FormatError(.invalidModel, file: file, tensor: name, "holds a non-finite value (\(value)); the adapter is corrupted")
         }
     }
+}
+
+/// Where one component's config comes from (`--config`, the base's file, or inferred from
+/// shapes), and its validation against the weights with a message that says which.
+struct ConfigSource {
+    var component: ModelComponent
+    var config: JSONValue?
+    var file: String
+    var inferred: Bool
+
+    init(base: LoadedCheckpoint, lora: LoadedCheckpoint?, component: ModelComponent, given: [ModelComponent: (JSONValue, String)]) {
+        self.component = component
+        if let (json, path) = given[component] {
+            (config, file, inferred) = (json, path, false)
+        } else if let json = base.configs[component] {
+            inferred = base.inferredConfigs.contains(component)
+            config = json
+            file = inferred ? "\(base.path) (\(component.rawValue) config inferred from tensor shapes)"
+                : base.files.first { $0.hasSuffix("\(component.rawValue)/config.json") } ?? base.files.first { $0.hasSuffix("config.json") } ?? base.path
+        } else if let lora, let json = lora.configs[component] {
+            inferred = lora.inferredConfigs.contains(component)
+            config = json
+            file = "\(lora.path) (\(component.rawValue) config\(inferred ? " inferred from tensor shapes" : ""))"
+        } else {
+            (config, file, inferred) = (nil, "\(base.path) (no \(component.rawValue) config)", true)
+        }
+    }
+
+    static func shapes(_ items: [MergePlan.Item]) -> ModelConfigValidation.Shapes {
+        var shapes: ModelConfigValidation.Shapes = [:]
+        for item in items { shapes[item.name] = item.source.shape }
+        return shapes
+    }
+
+    /// Checks the values, and the weights `items` against them when given.
+    func validate(against items: [MergePlan.Item]?, tensorFile: String) throws {
+        guard let config else { return }
+        do {
+            try ModelConfigValidation.validate(
+                component: component.rawValue, config: config, file: file, against: items.map(Self.shapes), tensorFile: tensorFile)
+        } catch var error as FormatError where inferred {
+            error.message += ". The base has no config for it: pass --config <config.json or LDM .yaml> describing this model"
+            throw error
+        }
+    }
+
 }
 
 /// `cfr/config.json`: what the engine needs to rebuild the CFR from its weights.

@@ -52,7 +52,12 @@ public enum Merger {
         }
         progress?.finish()
         report.inputs = try hashing.wait()
-        try writeText(provenance(report, base: basePath, lora: loraPath).prettyPrinted() + "\n", to: try folder.path("dloral.json"))
+        var names: [String: String] = [:]
+        for file in lora.files { names[file] = FileSystem.provenanceName(file, root: lora.path) }
+        for file in base.files { names[file] = FileSystem.provenanceName(file, root: base.path) }
+        try writeText(provenance(report, base: FileSystem.provenanceName(basePath, root: basePath),
+                                 lora: FileSystem.provenanceName(loraPath, root: loraPath), names: names).prettyPrinted() + "\n",
+                      to: try folder.path("dloral.json"))
         try folder.commit()
         return report
     }
@@ -87,9 +92,12 @@ public enum Merger {
                 let values = item.deltas.isEmpty ? item.source.toFloat32() : MergeKernel.merged(item)
                 try values.withUnsafeBufferPointer { buffer in
                     if entry.dtype == .float32 {
+                        if !item.deltas.isEmpty { try checkFinite(buffer, item: item, dtype: entry.dtype) }
                         try sink(UnsafeRawBufferPointer(buffer))
                     } else {
-                        try DTypeConversion.encode(buffer, as: entry.dtype).withUnsafeBytes { try sink($0) }
+                        let encoded = DTypeConversion.encode(buffer, as: entry.dtype)
+                        try checkEncoded(encoded, buffer, item: item, dtype: entry.dtype)
+                        try encoded.withUnsafeBytes { try sink($0) }
                     }
                 }
             }
@@ -103,6 +111,40 @@ public enum Merger {
         }
         overridden += overrides.sorted()
         return ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+    }
+
+    /// Refuses a merged fp32 weight holding inf or NaN: the deltas overflowed float32.
+    static func checkFinite(_ values: UnsafeBufferPointer<Float>, item: MergePlan.Item, dtype: DType) throws {
+        guard let index = values.firstIndex(where: { !$0.isFinite }) else { return }
+        throw nonFinite(item, index: index, value: "\(values[index])", dtype: dtype, count: values.count(where: { !$0.isFinite }))
+    }
+
+    /// Refuses an fp16 / bf16 encoding that rounded a value to inf or NaN (fp16 tops out at
+    /// 65504), unless the base value itself was already non-finite and nothing was merged.
+    static func checkEncoded(_ encoded: [UInt8], _ values: UnsafeBufferPointer<Float>, item: MergePlan.Item, dtype: DType) throws {
+        let exponent: UInt16 = dtype == .float16 ? 0x7C00 : 0x7F80
+        var first: Int?
+        var count = 0
+        encoded.withUnsafeBytes { raw in
+            for (i, bits) in raw.bindMemory(to: UInt16.self).enumerated() where bits & exponent == exponent {
+                if item.deltas.isEmpty && !values[i].isFinite { continue }
+                if first == nil { first = i }
+                count += 1
+            }
+        }
+        guard let index = first else { return }
+        throw nonFinite(item, index: index, value: "\(values[index])", dtype: dtype, count: count)
+    }
+
+    static func nonFinite(_ item: MergePlan.Item, index: Int, value: String, dtype: DType, count: Int) -> FormatError {
+        let what = MergeOptions.spelling(dtype)
+        guard !item.deltas.isEmpty else {
+            return FormatError(.invalidModel, file: item.sourceFile, tensor: item.name,
+                               "\(count) values do not fit \(what) (element \(index) is \(value)); use --dtype fp32 or bf16. No output written")
+        }
+        let adapters = item.deltas.map { "\($0.adapter) (scale \($0.scale), \($0.sourceKey))" }.joined(separator: ", ")
+        return FormatError(.invalidModel, file: item.sourceFile, tensor: item.name,
+                           "merging \(adapters) gives \(count) non-finite \(what) values (element \(index): \(value) in fp32); the adapter's values or scale are too large. No output written")
     }
 
     /// True if two views hold different values (or shapes).
@@ -120,8 +162,10 @@ public enum Merger {
         try writer.commit()
     }
 
-    /// `dloral.json`: where the folder came from and what was done to it.
-    static func provenance(_ report: MergeReport, base: String, lora: String) -> JSONValue {
+    /// `dloral.json`: where the folder came from and what was done to it. Inputs are recorded
+    /// by content (name inside the input, size, SHA-256), never by the paths typed, so the same
+    /// inputs give the same bytes from any working directory.
+    static func provenance(_ report: MergeReport, base: String, lora: String, names: [String: String]) -> JSONValue {
         .object([
             ("tool", .string("dloral-convert")),
             ("version", .string(ToolVersion.string)),
@@ -129,7 +173,8 @@ public enum Merger {
             ("base", .string(base)),
             ("lora", .string(lora)),
             ("inputs", .array(report.inputs.map {
-                .object([("path", .string($0.path)), ("bytes", .int($0.bytes)), ("sha256", .string($0.sha256))])
+                .object([("path", .string(names[$0.path] ?? FileSystem.provenanceName($0.path, root: $0.path))),
+                         ("bytes", .int($0.bytes)), ("sha256", .string($0.sha256))])
             })),
             ("stage", .string(report.stage)),
             ("dtype", .string(report.dtype)),

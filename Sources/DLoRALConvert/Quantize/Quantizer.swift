@@ -78,6 +78,7 @@ public enum Quantizer {
         guard model.format == .diffusersFolder, model.tensors(of: .unet).count > 0 else {
             throw FormatError(.invalidModel, file: source, "expected a merged model folder (unet/, vae/, cfr/) as written by dloral-convert merge; this is \(model.format.rawValue) holding \(model.kinds.joined(separator: ", "))")
         }
+        try validateConfigs(model)
         var report = QuantizeReport(output: output, scheme: options.schemeName)
         report.compressed = options.compress
         for component in [ModelComponent.vae, .cfr] where model.tensors(of: component).count == 0 {
@@ -128,7 +129,9 @@ public enum Quantizer {
                 ("tool", .string("dloral-convert")),
                 ("version", .string(ToolVersion.string)),
                 ("command", .string("quantize")),
-                ("source", .string(source)),
+                // The source folder's name, not the path typed (the output must not depend on
+                // the working directory); its content is recorded by the merge provenance.
+                ("source", .string(FileSystem.provenanceName(source, root: source))),
                 ("merge", mergeProvenance),
             ])),
             ("default_prompt_embeds", promptName),
@@ -156,6 +159,24 @@ public enum Quantizer {
                 bytes: entry.data.bytes + (entry.scales?.bytes ?? 0), sourceBytes: sourceBytes, sqnrDB: entry.sqnrDB))
         }
         return report
+    }
+
+    /// Each part's config must describe its weights: the `.dlrt` carries the configs and the
+    /// engine builds the model from them.
+    static func validateConfigs(_ model: LoadedCheckpoint) throws {
+        for component in componentOrder {
+            let table = model.tensors(of: component)
+            guard table.count > 0 else { continue }
+            let file = model.files.first { $0.hasSuffix("\(component.rawValue)/config.json") }
+                ?? FileSystem.join(model.path, "\(component.rawValue)/config.json")
+            guard let config = model.configs[component], !model.inferredConfigs.contains(component) else {
+                throw FormatError(.invalidModel, file: file, "is missing; the \(component.rawValue) weights need their config (dloral-convert merge writes one)")
+            }
+            var shapes: ModelConfigValidation.Shapes = [:]
+            for (name, view) in table.tensors { shapes[name] = view.shape }
+            try ModelConfigValidation.validate(component: component.rawValue, config: config, file: file, against: shapes,
+                                               tensorFile: FileSystem.join(model.path, component.rawValue))
+        }
     }
 
     static func policyText(_ options: QuantizeOptions) -> String {

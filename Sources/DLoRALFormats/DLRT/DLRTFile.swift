@@ -126,6 +126,7 @@ public final class DLRTFile: @unchecked Sendable {
         if case let .string(prompt)? = metadata["default_prompt_embeds"], index[prompt] == nil, unsupported[prompt] == nil {
             throw fail("default_prompt_embeds names '\(prompt)', which is not in the tensor list")
         }
+        try Self.validateConfigs(metadata, entries: entries, unsupported: unsupported, file: path)
         self.entries = entries
         self.index = index
         self.unsupported = unsupported

@@ -230,7 +230,6 @@ struct ConfigSource {
             throw error
         }
     }
-
 }
 
 /// `cfr/config.json`: what the engine needs to rebuild the CFR from its weights.

@@ -30,7 +30,8 @@ struct FileSafetyTests {
     /// Runs a built tool with a time limit (a hang is killed and reported, not waited for) and
     /// optionally sends `signal` after `signalAfter` seconds.
     static func launch(_ tool: String, _ arguments: [String], timeout: Double = 30,
-                       signal: (Int32, Double)? = nil, environment: [String: String] = [:]) throws -> Outcome {
+                       signal: (Int32, Double)? = nil, environment: [String: String] = [:],
+                       after: (Double, () -> Void)? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : CommandRunner.binFolder.appendingPathComponent(tool)
         process.arguments = arguments
@@ -54,6 +55,10 @@ struct FileSafetyTests {
         if let (sig, delay) = signal {
             usleep(useconds_t(delay * 1e6))
             kill(pid, sig)
+        }
+        if let (delay, action) = after {
+            usleep(useconds_t(delay * 1e6))
+            action()
         }
         var timedOut = false
         let finished = DispatchSemaphore(value: 0)
@@ -133,6 +138,30 @@ struct FileSafetyTests {
         let r = try Self.launch("dloral-mapped-input-probe", ["dloral-verify", "foreign", "-"],
                                 environment: ["SWIFT_BACKTRACE": "enable=no"])
         #expect(r.signaled && r.status == SIGSEGV, "status \(r.status) signaled \(r.signaled): \(r.stderr)")
+    }
+
+    @Test func verifyNeverDiesWhenItsModelShrinks() throws {
+        // The trial: truncate the .dlrt to half while dloral-verify reads it. Whatever
+        // the moment, the result is an exit code with one line naming the file, never a signal.
+        let folder = try Self.fresh("shrink-verify")
+        let size = (try FileManager.default.attributesOfItem(atPath: Self.model.dlrt.path)[.size] as? Int) ?? 0
+        var caught = 0
+        for (i, delay) in [0.05, 0.1, 0.2, 0.3, 0.5, 0.8].enumerated() {
+            let file = folder.appendingPathComponent("run\(i).dlrt")
+            try FileManager.default.copyItem(at: Self.model.dlrt, to: file)
+            let r = try Self.launch("dloral-verify", [file.path, "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"],
+                                    timeout: 120, after: (delay, { truncate(file.path, off_t(size / 2)) }))
+            let what = "truncated after \(delay) s"
+            #expect(!r.signaled && !r.timedOut, "\(what): signal \(r.status) / timed out: \(r.stderr)")
+            if r.status == 2 {
+                #expect(r.stderr.hasPrefix("dloral-verify: error: \(file.path): "), "\(what): \(r.stderr)")
+                #expect(r.stderr.split(separator: "\n").count == 1, "\(what): \(r.stderr)")
+                if r.stderr.contains("changed while being read (") { caught += 1 }
+            } else {
+                #expect(r.status == 0 || r.status == 1, "\(what): \(r.status) \(r.stderr)")
+            }
+        }
+        #expect(caught > 0, "no run truncated the file while it was mapped")
     }
 
     // MARK: - Item 6: FIFOs in place of inputs

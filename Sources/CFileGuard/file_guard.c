@@ -108,7 +108,7 @@ static int temp_snapshot(int i, char *out) {
 }
 
 int dlg_is_final_destination(const char *destination) {
-    static char path[TEMP_PATH];  /* only called from the thread that commits */
+    char path[TEMP_PATH];
     for (int i = 0; i < TEMP_SLOTS; i++) {
         int kind = temp_snapshot(i, path);
         if (kind == DLG_TEMP_FOLDER) return 0;
@@ -313,7 +313,9 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
     int saved = errno;
     uintptr_t address = (uintptr_t)info->si_addr;
     int slot = -1;
-    if (info->si_code > 0) {  /* raised by the hardware, not sent with kill(2) */
+    /* Raised by the hardware (not sent with kill(2)); a write to the read-only mapping
+     * (SEGV_ACCERR) is a bug, not a changed file. */
+    if (info->si_code > 0 && !(sig == SIGSEGV && info->si_code == SEGV_ACCERR)) {
         for (int i = 0; i < MAP_SLOTS; i++) {
             if (atomic_load(&maps[i].state) != READY) continue;
             if (address >= atomic_load(&maps[i].start) && address < atomic_load(&maps[i].end)) {

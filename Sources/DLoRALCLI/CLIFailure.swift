@@ -61,8 +61,9 @@ enum CommandLineMain {
     static func run<Command: ParsableCommand>(_ type: Command.Type) -> Never {
         do {
             var command = try type.parseAsRoot()
-            // A mapped input that shrinks while read is exit 2 naming it, not a SIGBUS.
-            FileGuard.install(tool: type.configuration.commandName ?? "dloral", interrupts: false)
+            // A mapped input that shrinks while read is exit 2 naming it, not a SIGBUS; SIGINT /
+            // SIGTERM remove temporary outputs and exit 130 / 143 (see FileGuard).
+            FileGuard.install(tool: type.configuration.commandName ?? "dloral", interrupts: true)
             try command.run()
             FileGuard.finish()
             Glibc.exit(0)

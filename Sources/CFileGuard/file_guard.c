@@ -144,7 +144,7 @@ static void remove_tree(int dirfd, const char *name, int depth) {
     char buffer[2048] __attribute__((aligned(8)));
     for (int pass = 0; pass < 64; pass++) {
         lseek(fd, 0, SEEK_SET);
-        int removed = 0, seen = 0;
+        int seen = 0;
         for (;;) {
             long n = syscall(SYS_getdents64, fd, buffer, sizeof buffer);
             if (n <= 0) break;
@@ -154,11 +154,9 @@ static void remove_tree(int dirfd, const char *name, int depth) {
                 if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
                 seen++;
                 remove_tree(fd, entry->d_name, depth + 1);
-                removed++;
             }
         }
         if (seen == 0) break;
-        (void)removed;
     }
 #endif
     close(fd);

@@ -62,17 +62,17 @@ public final class StagedFolder {
 
     /// Moves the finished folder into place (replacing an old one if allowed).
     public func commit() throws {
-        let (parent, _) = AtomicFileWriter.split(finalPath)
+        let (parent, name) = AtomicFileWriter.split(finalPath)
         for sub in (try? FileManager.default.subpathsOfDirectory(atPath: temporaryPath)) ?? [] {
             Self.fsyncPath(temporaryPath + "/" + sub)
         }
         Self.fsyncPath(temporaryPath)
-        // After an exchange the temporary name holds the replaced folder, removed below.
-        let replaced: Bool = try FileGuard.publishing(final: true) {
+        // After a swap, `replaced` holds the old folder, removed below.
+        let replaced: String? = try FileGuard.publishing(final: true) {
             if FileGuard.renameNoReplace(temporaryPath, finalPath) {
                 committed = true
                 FileGuard.forget(guardToken)
-                return false
+                return nil
             }
             var reason = errno
             if reason == EEXIST || reason == ENOTEMPTY {
@@ -81,28 +81,39 @@ public final class StagedFolder {
                 }
                 if FileGuard.exchange(temporaryPath, finalPath) {
                     committed = true
-                    return true
+                    return temporaryPath
                 }
                 reason = errno
             }
-            if reason == ENOSYS || reason == EINVAL {
-                // renameat2 is missing (old kernel, some file systems): rename(2), which
-                // replaces only an empty folder or a file.
-                if !overwrite && FileGuard.exists(finalPath) {
+            guard reason == ENOSYS || reason == EINVAL else {
+                throw FormatError(.io, file: finalPath, "cannot move the finished folder into place: \(String(cString: strerror(reason)))")
+            }
+            // No renameat2 here (old kernel, some network file systems): move the old folder
+            // aside, then rename. Interrupts wait for both; only a crash between them leaves
+            // the old folder under its hidden name.
+            var aside: String?
+            if FileGuard.exists(finalPath) {
+                guard overwrite else {
                     throw FormatError(.io, file: finalPath, "appeared while we were writing; not replacing it (pass --overwrite to replace it)")
                 }
-                if rename(temporaryPath, finalPath) == 0 {
-                    committed = true
-                    FileGuard.forget(guardToken)
-                    return false
+                let moved = "\(parent)/.\(name).old-\(getpid())"
+                guard rename(finalPath, moved) == 0 else {
+                    throw FormatError(.io, file: finalPath, "cannot move the existing folder aside: \(String(cString: strerror(errno)))")
                 }
-                reason = errno
+                aside = moved
             }
-            throw FormatError(.io, file: finalPath, "cannot move the finished folder into place: \(String(cString: strerror(reason)))")
+            guard rename(temporaryPath, finalPath) == 0 else {
+                let failure = String(cString: strerror(errno))
+                if let aside { rename(aside, finalPath) }
+                throw FormatError(.io, file: finalPath, "cannot move the finished folder into place: \(failure)")
+            }
+            committed = true
+            FileGuard.forget(guardToken)
+            return aside
         }
         Self.fsyncPath(parent)
-        if replaced {
-            Self.removeTree(temporaryPath)
+        if let replaced {
+            Self.removeTree(replaced)
             FileGuard.forget(guardToken)
         }
     }

@@ -426,3 +426,40 @@ extension FileSafetyTests {
         #expect(outcomes["completed", default: 0] > 0 && outcomes["interrupted", default: 0] > 0, "\(outcomes)")
     }
 }
+
+// MARK: - Item 3 for quantize: the .dlrt appears whole or not at all
+extension FileSafetyTests {
+    @Test func quantizeIsWholeOrAbsentUnderSignals() throws {
+        let folder = try Self.fresh("quantize-signals")
+        let reference = folder.appendingPathComponent("reference.dlrt")
+        let first = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", reference.path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let complete = Self.contents(reference)
+        let duration = max(first.seconds, 0.2)
+        var outcomes: [String: Int] = [:]
+        for i in 0..<10 {
+            let sig = i % 2 == 0 ? SIGINT : SIGTERM
+            let run = try Self.fresh("quantize-signals-\(i)")
+            let output = run.appendingPathComponent("out.dlrt")
+            let delay = duration * (0.3 + 0.9 * Double(i) / 9)
+            let r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", output.path],
+                                    timeout: 60, signal: (sig, delay))
+            let what = "run \(i) (signal \(sig) after \(String(format: "%.3f", delay)) s)"
+            #expect(!r.timedOut, "\(what): hung")
+            let entries = try FileManager.default.contentsOfDirectory(atPath: run.path)
+            if r.status == 0 && !r.signaled {
+                outcomes["completed", default: 0] += 1
+                #expect(entries == ["out.dlrt"] && Self.contents(output) == complete, "\(what): \(entries)")
+            } else if (!r.signaled && r.status == 128 + sig) || (r.signaled && r.status == sig) {
+                outcomes["interrupted", default: 0] += 1
+                if !r.signaled {
+                    #expect(r.stderr.contains("dloral-convert: interrupted; no output written"), "\(what): \(r.stderr)")
+                }
+                #expect(entries.isEmpty, "\(what): left \(entries)")
+            } else {
+                Issue.record("\(what): status \(r.status) signaled \(r.signaled): \(r.stderr)")
+            }
+        }
+        #expect(outcomes["interrupted", default: 0] > 0, "\(outcomes)")
+    }
+}

@@ -30,6 +30,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/bench/dloral-bench"),
+        // Test helper: shrinks a mapped input while reading it (EndToEndTests/FileSafetyTests).
+        .executableTarget(
+            name: "dloral-mapped-input-probe", dependencies: ["DLoRALFormats"],
+            path: "Tools/tests/mapped-input-probe"),
 
         // MARK: - Public API
         .target(
@@ -41,7 +45,7 @@ let package = Package(
         .target(
             name: "DLoRALFormats",
             dependencies: [
-                "CONNX", "CZstd", "CKernels",
+                "CONNX", "CZstd", "CKernels", "CFileGuard",
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
@@ -67,6 +71,9 @@ let package = Package(
         // SIMD kernels (AVX2/FMA/F16C with AVX-VNNI, AVX-512F and AMX-INT8 where present, NEON,
         // scalar), chosen at run time; DLORAL_KERNELS=<level> caps the level (scalar: the fallback).
         .target(name: "CKernels", linkerSettings: [.linkedLibrary("m")]),
+        // Signal-handler side of file safety: mapped inputs that shrink (SIGBUS) and temporary
+        // outputs removed on SIGINT/SIGTERM, in async-signal-safe C.
+        .target(name: "CFileGuard"),
 
         // MARK: - Tests
         .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats", "CKernels"]),

@@ -24,6 +24,8 @@ enum ErrorReporting {
         case let format as FormatError: (code, message) = (2, format.description)
         default: (code, message) = (2, String(describing: error))
         }
+        // An interrupt being handled owns the exit code and message.
+        FileGuard.finish()
         Console.error("\(tool): error: \(message)")
         Glibc.exit(code)
     }
@@ -38,7 +40,7 @@ enum CommandRun {
         _ work: () throws -> Report, warnings: (Report) -> [String],
         asJSON: (Report) -> JSONValue, summary: (Report) -> String
     ) {
-        InterruptCleanup.install()
+        InterruptCleanup.install(tool: tool)
         do {
             let report = try work()
             for warning in warnings(report) { Console.error("\(tool): warning: \(warning)") }
@@ -59,7 +61,11 @@ enum CommandLineMain {
     static func run<Command: ParsableCommand>(_ type: Command.Type) -> Never {
         do {
             var command = try type.parseAsRoot()
+            // A mapped input that shrinks while read is exit 2 naming it, not a SIGBUS; SIGINT /
+            // SIGTERM remove temporary outputs and exit 130 / 143 (see FileGuard).
+            FileGuard.install(tool: type.configuration.commandName ?? "dloral", interrupts: true)
             try command.run()
+            FileGuard.finish()
             Glibc.exit(0)
         } catch {
             let code = type.exitCode(for: error)

@@ -15,44 +15,30 @@ enum Console {
     static var stderrIsTerminal: Bool { isatty(2) != 0 }
 }
 
-/// Removes half-built output folders when the user interrupts, then exits 130 (SIGINT) / 143.
+/// Removes half-built outputs when the user interrupts, then exits 130 (SIGINT) / 143 (SIGTERM)
+/// with "interrupted; no output written"; an output already published stays and the command
+/// finishes normally. The handlers and the list of temporary outputs live in `FileGuard`.
 enum InterruptCleanup {
-    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
-    nonisolated(unsafe) private static var scratch: Set<String> = []
+    nonisolated(unsafe) private static var scratch: [String: Int32] = [:]
     private static let lock = NSLock()
 
     /// Also removes `path` on interrupt (a scratch file the command deletes itself when done).
     static func removeOnInterrupt(_ path: String) {
+        let token = FileGuard.removeOnExit(path, kind: .scratch)
         lock.lock()
-        scratch.insert(path)
+        scratch[path] = token
         lock.unlock()
     }
 
     static func forget(_ path: String) {
         lock.lock()
-        scratch.remove(path)
+        let token = scratch.removeValue(forKey: path)
         lock.unlock()
+        if let token { FileGuard.forget(token) }
     }
 
-    static func install() {
-        // Past a file-size limit, write(2) should fail with EFBIG (reported, cleaned up) rather
-        // than the process dying with SIGXFSZ.
-        signal(SIGXFSZ, SIG_IGN)
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                StagedFolder.removeAllInProgress()
-                AtomicFileWriter.removeAllInProgress()
-                lock.lock()
-                for path in scratch { unlink(path) }
-                lock.unlock()
-                Console.error("dloral-convert: interrupted; no output written")
-                exit(128 + sig)
-            }
-            source.resume()
-            sources.append(source)
-        }
+    static func install(tool: String = "dloral-convert") {
+        FileGuard.install(tool: tool, interrupts: true)
     }
 }
 

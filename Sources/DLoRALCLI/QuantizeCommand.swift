@@ -47,6 +47,9 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "Compress the payload: zstd.")
     var compress: String?
 
+    @Flag(help: "Replace an existing output file.")
+    var overwrite = false
+
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
@@ -89,6 +92,7 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         let options = try options()
         CommandRun.report(json: json, {
+            try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite)
             if options.activations == .auto {
                 return try CalibratedQuantize.quantize(
                     source: source, output: output, options: options, calibration: calibration, targetPSNR: targetPSNR,

@@ -89,7 +89,11 @@ public struct VerifyCommand: ParsableCommand {
         guard let reference else { return }
         do {
             let start = DispatchTime.now()
-            if let report { try VerificationReport.checkFolder(report) }
+            if let report {
+                try OutputPath.check(report, option: "--report", inputs: [model, reference] + [promptEmbeds].compactMap { $0 }, overwrite: nil,
+                                  replacesFolder: false)
+                try VerificationReport.checkFolder(report)
+            }
             let file = try DLRTFile(path: model)
             let runtime = try RuntimeModel(file: file)
             let ref = try SafetensorsFile(path: reference).table
@@ -171,6 +175,8 @@ public struct VerifyCommand: ParsableCommand {
     func restore(frames folder: String, output: String) {
         do {
             let start = DispatchTime.now()
+            try OutputPath.check(output, inputs: [model, folder] + [promptEmbeds].compactMap { $0 }, overwrite: nil,
+                                  replacesFolder: false)
             let runtime = try RuntimeModel(file: try DLRTFile(path: model))
             let prompt: Tensor
             if let promptEmbeds {

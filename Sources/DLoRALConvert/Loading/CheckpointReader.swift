@@ -37,7 +37,7 @@ public enum CheckpointReader {
     }
 
     static func openFile(_ path: String) throws -> LoadedCheckpoint {
-        let head = FileSystem.prefix(path, count: 16) ?? []
+        let head = try FileSystem.prefix(path, count: 16)
         if head.count >= 4, head[0] == 0x50, head[1] == 0x4B, head[2] == 0x03 || head[2] == 0x05 {
             return try TorchCheckpointReader.read(path: path)
         }

@@ -1,4 +1,8 @@
+import DLoRALFormats
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Small file-system questions the readers ask, in one place.
 enum FileSystem {
@@ -19,11 +23,21 @@ enum FileSystem {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
     }
 
-    /// The first bytes of a file (fewer if it is shorter), or nil if unreadable.
-    static func prefix(_ path: String, count: Int) -> [UInt8]? {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        return (try? handle.read(upToCount: count)).map { [UInt8]($0) } ?? []
+    /// The first bytes of a file (fewer if it is shorter).
+    /// - Throws: `FormatError` if it cannot be opened or is not a regular file (a FIFO would
+    ///   otherwise block forever).
+    static func prefix(_ path: String, count: Int) throws -> [UInt8] {
+        let fd = try RegularFile.open(path)
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
+        }
+        return Array(out[..<done])
     }
 
     /// True if `name` is a plain file name: no folder part, not `.`/`..`.

@@ -10,10 +10,7 @@ public enum FileDigest {
     /// Hex SHA-256 and size of `path`, read sequentially in 8 MiB blocks (through the page
     /// cache, not a mapping, so hashing a 3.5 GB file does not grow our resident memory).
     public static func sha256(path: String) throws -> (hex: String, bytes: Int) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw FormatError(.io, file: path, "cannot open to hash: \(String(cString: strerror(errno)))")
-        }
+        let fd = try RegularFile.open(path, purpose: "open to hash")
         defer { close(fd) }
         posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
         var hasher = SHA256()

@@ -24,6 +24,8 @@ public enum Merger {
     ) throws -> MergeReport {
         let base = try CheckpointReader.open(basePath)
         let lora = try CheckpointReader.open(loraPath)
+        // Existence (and --overwrite) is StagedFolder's check; this one keeps the inputs intact.
+        try OutputPath.check(output, inputs: [basePath, loraPath] + base.files + lora.files, overwrite: nil)
         let plan = try MergePlan(base: base, lora: lora, output: output, options: options)
         var report = plan.report
 

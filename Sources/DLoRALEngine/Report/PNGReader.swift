@@ -1,14 +1,24 @@
 import CLibPNG
 import DLoRALFormats
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads PNG files (any bit depth, colour type, interlace) as 8-bit RGB with libpng's
 /// simplified API; alpha is composited over black, grey expanded to RGB.
 public enum PNGReader {
     public static func read(path: String) throws -> RGBImage {
+        // Opened without blocking and refused unless a regular file (a FIFO would hang).
+        let fd = try RegularFile.open(path)
+        guard let stream = fdopen(fd, "rb") else {
+            close(fd)
+            throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(stream) }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
-        guard png_image_begin_read_from_file(&image, path) != 0 else {
+        guard png_image_begin_read_from_stdio(&image, stream) != 0 else {
             throw FormatError(.malformed, file: path, "not a readable PNG: \(message(&image))")
         }
         defer { png_image_free(&image) }

@@ -8,8 +8,9 @@ import Darwin
 /// Writes a file atomically: a hidden temporary sibling, fsync, rename into place.
 ///
 /// Until `commit()` nothing exists under the final name; if the writer is dropped without
-/// committing (an error, a thrown check) the temporary file is removed. A SIGKILL can leave only
-/// the hidden temporary (`.NAME.tmp-XXXXXX`), never a half-written output.
+/// committing (an error, a thrown check) the temporary file is removed, and so it is on SIGINT,
+/// SIGTERM or a mapped input failing (see `FileGuard`). A SIGKILL can leave only the hidden
+/// temporary (`.NAME.tmp-XXXXXX`), never a half-written output.
 public final class AtomicFileWriter {
     public let finalPath: String
     public let temporaryPath: String
@@ -25,38 +26,22 @@ public final class AtomicFileWriter {
         finalPath = path
         let (dir, base) = AtomicFileWriter.split(path)
         var template = Array("\(dir)/.\(base).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let (fd, token) = FileGuard.creating { () -> (Int32, Int32) in
+            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard fd >= 0 else { return (fd, -1) }
+            return (fd, FileGuard.removeOnExit(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }, kind: .file))
+        }
         guard fd >= 0 else {
             throw FormatError(.io, file: path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
         }
+        temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        guardToken = token
         fchmod(fd, 0o644)
         self.fd = fd
-        temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        Self.register(temporaryPath)
     }
 
-    nonisolated(unsafe) private static var inProgress = Set<String>()
-    private static let lock = NSLock()
-
-    private static func register(_ path: String) {
-        lock.lock()
-        inProgress.insert(path)
-        lock.unlock()
-    }
-
-    private static func unregister(_ path: String) {
-        lock.lock()
-        inProgress.remove(path)
-        lock.unlock()
-    }
-
-    /// Removes every temporary file still being written (called on SIGINT / SIGTERM).
-    public static func removeAllInProgress() {
-        lock.lock()
-        let paths = inProgress
-        lock.unlock()
-        for path in paths { unlink(path) }
-    }
+    /// The temporary file's entry in the list the signal handlers remove.
+    private var guardToken: Int32 = -1
 
     /// Splits a path into its folder ("." when none) and last component.
     public static func split(_ path: String) -> (String, String) {
@@ -118,13 +103,18 @@ public final class AtomicFileWriter {
         }
         close(fd)
         fd = -1
-        guard rename(temporaryPath, finalPath) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
-            throw FormatError(.io, file: finalPath, "cannot rename into place: \(reason)")
+        // The rename publishes the file; an interrupt meanwhile waits for it, so the message
+        // and exit code match what exists afterwards.
+        try FileGuard.publishing(final: FileGuard.isFinal(finalPath)) {
+            guard rename(temporaryPath, finalPath) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlink(temporaryPath)
+                FileGuard.forget(guardToken)
+                throw FormatError(.io, file: finalPath, "cannot rename into place: \(reason)")
+            }
+            committed = true
+            FileGuard.forget(guardToken)
         }
-        committed = true
-        Self.unregister(temporaryPath)
         let (dir, _) = AtomicFileWriter.split(finalPath)
         let dirFD = open(dir, O_RDONLY | O_DIRECTORY)
         if dirFD >= 0 {
@@ -137,7 +127,7 @@ public final class AtomicFileWriter {
         if fd >= 0 { close(fd) }
         if !committed {
             unlink(temporaryPath)
-            Self.unregister(temporaryPath)
+            FileGuard.forget(guardToken)
         }
     }
 }

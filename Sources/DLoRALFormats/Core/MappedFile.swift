@@ -16,23 +16,18 @@ public final class MappedFile: @unchecked Sendable {
     private let mappedLength: Int
     /// Kept open for `read(at:count:)`.
     private let descriptor: Int32
+    /// This mapping's entry in the SIGBUS handler's table (-1 if none).
+    private var guardSlot: Int32 = -1
 
     /// Maps `path` read-only.
     /// - Throws: `FormatError` (`.io`) naming the file if it cannot be opened or mapped.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
+        let fd = try RegularFile.open(path)
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             close(fd)
             throw FormatError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw FormatError(.io, file: path, "is not a regular file")
         }
         let length = Int(info.st_size)
         mappedLength = length
@@ -46,9 +41,13 @@ public final class MappedFile: @unchecked Sendable {
             throw FormatError(.io, file: path, "cannot map \(length) bytes: \(String(cString: strerror(errno)))")
         }
         bytes = UnsafeRawBufferPointer(start: base, count: length)
+        // If the file shrinks (or its storage fails) while mapped, touching the lost pages
+        // raises SIGBUS; the handler reports this file and exits 2 instead of crashing.
+        guardSlot = FileGuard.mapped(bytes, path: path)
     }
 
     deinit {
+        FileGuard.unmapped(guardSlot)
         if mappedLength > 0, let base = bytes.baseAddress {
             munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
         }

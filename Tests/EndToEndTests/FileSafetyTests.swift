@@ -1,0 +1,465 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Inputs that change or are not files, outputs that would destroy inputs, and signals at any
+/// moment of a merge: never a signal death, a hang, a destroyed input or a half-written output.
+@Suite("file safety", .serialized)
+struct FileSafetyTests {
+    static let work: URL = {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dloral-files-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return folder
+    }()
+
+    static let base = "Tests/Fixtures/tiny/base"
+    static let lora = "Tests/Fixtures/tiny/model.pkl"
+
+    struct Outcome {
+        var status: Int32
+        /// Killed by a signal (status is then the signal number).
+        var signaled: Bool
+        var timedOut: Bool
+        var stdout: String
+        var stderr: String
+        var seconds: Double
+    }
+
+    /// Runs a built tool with a time limit (a hang is killed and reported, not waited for) and
+    /// optionally sends `signal` after `signalAfter` seconds.
+    static func launch(_ tool: String, _ arguments: [String], timeout: Double = 30,
+                       signal: (Int32, Double)? = nil, environment: [String: String] = [:],
+                       after: (Double, () -> Void)? = nil) throws -> Outcome {
+        let process = Process()
+        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : CommandRunner.binFolder.appendingPathComponent(tool)
+        process.arguments = arguments
+        process.currentDirectoryURL = CommandRunner.root
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        final class Box: @unchecked Sendable { var data = Data() }
+        let outBox = Box(), errBox = Box()
+        let group = DispatchGroup()
+        let start = Date()
+        try process.run()
+        group.enter()
+        DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let pid = process.processIdentifier
+        if let (sig, delay) = signal {
+            usleep(useconds_t(delay * 1e6))
+            kill(pid, sig)
+        }
+        if let (delay, action) = after {
+            usleep(useconds_t(delay * 1e6))
+            action()
+        }
+        var timedOut = false
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { process.waitUntilExit(); finished.signal() }
+        if finished.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            kill(pid, SIGKILL)
+            finished.wait()
+        }
+        group.wait()
+        return Outcome(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
+                       timedOut: timedOut, stdout: String(decoding: outBox.data, as: UTF8.self),
+                       stderr: String(decoding: errBox.data, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+    }
+
+    static func fresh(_ name: String) throws -> URL {
+        let folder = work.appendingPathComponent(name)
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return folder
+    }
+
+    static func copy(_ fixture: String, to folder: URL) throws -> URL {
+        let target = folder.appendingPathComponent((fixture as NSString).lastPathComponent)
+        try FileManager.default.copyItem(at: CommandRunner.root.appendingPathComponent(fixture), to: target)
+        return target
+    }
+
+    static func makeFIFO(_ url: URL) throws {
+        try? FileManager.default.removeItem(at: url)
+        guard mkfifo(url.path, 0o644) == 0 else { throw CommandFailed(message: "mkfifo \(url.path): \(errno)") }
+    }
+
+    /// A merged folder and its fp32 .dlrt, built once.
+    static let model: (merged: URL, dlrt: URL) = {
+        let folder = try! fresh("model")
+        let merged = folder.appendingPathComponent("merged"), dlrt = folder.appendingPathComponent("tiny.dlrt")
+        let m = try! CommandRunner.run("dloral-convert", ["merge", "--base", base, "--lora", lora, "--output", merged.path])
+        precondition(m.status == 0, m.stderr)
+        let q = try! CommandRunner.run("dloral-convert", ["quantize", merged.path, "--weights", "int8", "--output", dlrt.path])
+        precondition(q.status == 0, q.stderr)
+        return (merged, dlrt)
+    }()
+
+    // MARK: - Item 1: a mapped input that shrinks while read
+
+    static func random(_ count: Int) -> Data {
+        var bytes = [UInt8](repeating: 0, count: count)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 7) }
+        return Data(bytes)
+    }
+
+    static func expectChangedWhileRead(_ r: Outcome, tool: String, file: String) {
+        #expect(!r.signaled && !r.timedOut, "died of signal \(r.status) / timed out: \(r.stderr)")
+        #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+        #expect(lines.count == 1, "\(r.stderr)")
+        #expect(r.stderr.hasPrefix("\(tool): error: \(file): changed while being read ("), "\(r.stderr)")
+    }
+
+    @Test func shrinkingMappedInputIsExit2NamingIt() throws {
+        let file = try Self.fresh("shrink").appendingPathComponent("input.bin")
+        try Self.random(4 << 20).write(to: file)
+        let r = try Self.launch("dloral-mapped-input-probe", ["dloral-convert", "bytes", file.path])
+        Self.expectChangedWhileRead(r, tool: "dloral-convert", file: file.path)
+    }
+
+    @Test func shrinkingDLRTDuringItsSHA256IsExit2NamingIt() throws {
+        let file = try Self.fresh("shrink-dlrt").appendingPathComponent("copy.dlrt")
+        try FileManager.default.copyItem(at: Self.model.dlrt, to: file)
+        let r = try Self.launch("dloral-mapped-input-probe", ["dloral-verify", "dlrt", file.path])
+        Self.expectChangedWhileRead(r, tool: "dloral-verify", file: file.path)
+    }
+
+    @Test func faultOutsideMappedInputsStaysASignal() throws {
+        // The handler must not swallow real bugs: a wild pointer still dies of SIGSEGV.
+        let r = try Self.launch("dloral-mapped-input-probe", ["dloral-verify", "foreign", "-"],
+                                environment: ["SWIFT_BACKTRACE": "enable=no"])
+        #expect(r.signaled && r.status == SIGSEGV, "status \(r.status) signaled \(r.signaled): \(r.stderr)")
+    }
+
+    @Test func verifyNeverDiesWhenItsModelShrinks() throws {
+        // The issue's trial: truncate the .dlrt to half while dloral-verify reads it. Whatever
+        // the moment, the result is an exit code with one line naming the file, never a signal.
+        let folder = try Self.fresh("shrink-verify")
+        let size = (try FileManager.default.attributesOfItem(atPath: Self.model.dlrt.path)[.size] as? Int) ?? 0
+        var caught = 0
+        for (i, delay) in [0.05, 0.1, 0.2, 0.3, 0.5, 0.8].enumerated() {
+            let file = folder.appendingPathComponent("run\(i).dlrt")
+            try FileManager.default.copyItem(at: Self.model.dlrt, to: file)
+            let r = try Self.launch("dloral-verify", [file.path, "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"],
+                                    timeout: 120, after: (delay, { truncate(file.path, off_t(size / 2)) }))
+            let what = "truncated after \(delay) s"
+            #expect(!r.signaled && !r.timedOut, "\(what): signal \(r.status) / timed out: \(r.stderr)")
+            if r.status == 2 {
+                #expect(r.stderr.hasPrefix("dloral-verify: error: \(file.path): "), "\(what): \(r.stderr)")
+                #expect(r.stderr.split(separator: "\n").count == 1, "\(what): \(r.stderr)")
+                if r.stderr.contains("changed while being read (") { caught += 1 }
+            } else {
+                #expect(r.status == 0 || r.status == 1, "\(what): \(r.status) \(r.stderr)")
+            }
+        }
+        #expect(caught > 0, "no run truncated the file while it was mapped")
+    }
+
+    // MARK: - Item 6: FIFOs in place of inputs
+
+    static func expectNotRegular(_ r: Outcome, _ what: String) {
+        #expect(!r.timedOut, "\(what): hung")
+        #expect(!r.signaled && r.status == 2, "\(what): status \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("is not a regular file"), "\(what): \(r.stderr)")
+        #expect(r.seconds < 15, "\(what): took \(r.seconds) s")
+    }
+
+    @Test func fifoAsWeightsFileOrShardIsRefused() throws {
+        let folder = try Self.fresh("fifo-shard")
+        // A FIFO in place of a model's weights file.
+        let model = folder.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        let unet = try Self.copy("Tests/Fixtures/tiny/merged/full/unet", to: model)
+        try Self.makeFIFO(unet.appendingPathComponent("diffusion_pytorch_model.safetensors"))
+        Self.expectNotRegular(try Self.launch("dloral-convert", ["inspect", model.path], timeout: 20), "weights file")
+
+        // A FIFO as one shard of a sharded index.
+        let real = CommandRunner.root.appendingPathComponent("Tests/Fixtures/tiny/merged/full/unet/diffusion_pytorch_model.safetensors")
+        let bytes = try Data(contentsOf: real)
+        let headerLength = bytes.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        let header = try JSONSerialization.jsonObject(with: bytes.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        let names = header.keys.filter { $0 != "__metadata__" }.sorted()
+        try FileManager.default.removeItem(at: unet.appendingPathComponent("diffusion_pytorch_model.safetensors"))
+        var map: [String: String] = [:]
+        for name in names { map[name] = "diffusion_pytorch_model-00001-of-00001.safetensors" }
+        let index = try JSONSerialization.data(withJSONObject: ["metadata": [:], "weight_map": map])
+        try index.write(to: unet.appendingPathComponent("diffusion_pytorch_model.safetensors.index.json"))
+        try Self.makeFIFO(unet.appendingPathComponent("diffusion_pytorch_model-00001-of-00001.safetensors"))
+        Self.expectNotRegular(try Self.launch("dloral-convert", ["inspect", model.path], timeout: 20), "shard")
+
+        // A FIFO as the checkpoint file itself (merge --lora, quantize/verify model).
+        let pkl = folder.appendingPathComponent("model.pkl")
+        try Self.makeFIFO(pkl)
+        Self.expectNotRegular(try Self.launch("dloral-convert", ["merge", "--base", Self.base, "--lora", pkl.path,
+                                                                 "--output", folder.appendingPathComponent("out").path], timeout: 20), "--lora")
+        let dlrt = folder.appendingPathComponent("model.dlrt")
+        try Self.makeFIFO(dlrt)
+        Self.expectNotRegular(try Self.launch("dloral-verify", [dlrt.path, "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"],
+                                              timeout: 20), ".dlrt")
+    }
+
+    @Test func fifoAsONNXExternalDataIsRefused() throws {
+        let folder = try Self.fresh("fifo-onnx")
+        _ = try Self.copy("Tests/Fixtures/tiny/onnx/unet.onnx", to: folder)
+        _ = try Self.copy("Tests/Fixtures/tiny/onnx/unet.names.json", to: folder)
+        try Self.makeFIFO(folder.appendingPathComponent("unet.onnx.data"))
+        Self.expectNotRegular(try Self.launch("dloral-convert", ["inspect", folder.appendingPathComponent("unet.onnx").path], timeout: 20),
+                              "ONNX external data")
+    }
+
+    @Test func fifoAsPNGFrameIsRefused() throws {
+        let folder = try Self.fresh("fifo-png")
+        let frames = folder.appendingPathComponent("frames")
+        try FileManager.default.createDirectory(at: frames, withIntermediateDirectories: true)
+        // A valid 8×8 grey PNG (written by hand: IHDR, one IDAT of stored zlib, IEND) for frame 0.
+        try Self.png(width: 8, height: 8).write(to: frames.appendingPathComponent("000.png"))
+        try Self.makeFIFO(frames.appendingPathComponent("001.png"))
+        let embeds = folder.appendingPathComponent("embeds.safetensors")
+        try Self.promptEmbeds(width: 32).write(to: embeds)
+        var r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--prompt-embeds", embeds.path,
+                                                  "--output", folder.appendingPathComponent("out").path], timeout: 30)
+        Self.expectNotRegular(r, "PNG frame")
+        // And a FIFO as the prompt embeddings.
+        try FileManager.default.removeItem(at: frames.appendingPathComponent("001.png"))
+        try Self.png(width: 8, height: 8).write(to: frames.appendingPathComponent("001.png"))
+        try Self.makeFIFO(embeds)
+        r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--prompt-embeds", embeds.path,
+                                              "--output", folder.appendingPathComponent("out").path], timeout: 30)
+        Self.expectNotRegular(r, "--prompt-embeds")
+    }
+
+    /// A safetensors file (its spec: u64 LE header length, JSON header, data) with one zero
+    /// fp32 tensor prompt_embeds [1, 77, width].
+    static func promptEmbeds(width: Int) -> Data {
+        let count = 77 * width * 4
+        var header = Array("{\"prompt_embeds\":{\"dtype\":\"F32\",\"shape\":[1,77,\(width)],\"data_offsets\":[0,\(count)]}}".utf8)
+        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
+        var out = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) }
+        out += header
+        out += [UInt8](repeating: 0, count: count)
+        return Data(out)
+    }
+
+    /// A greyscale 8-bit PNG, built from the PNG spec: signature, IHDR, IDAT (zlib stored
+    /// block with Adler-32), IEND, each chunk with its CRC-32.
+    static func png(width: Int, height: Int) -> Data {
+        func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        func crc32(_ bytes: [UInt8]) -> UInt32 {
+            var c: UInt32 = 0xFFFF_FFFF
+            for b in bytes {
+                c ^= UInt32(b)
+                for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+            }
+            return ~c
+        }
+        func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+            let typed = Array(type.utf8) + body
+            return be32(UInt32(body.count)) + typed + be32(crc32(typed))
+        }
+        var raw: [UInt8] = []
+        for _ in 0..<height { raw += [0] + [UInt8](repeating: 128, count: width) }
+        var a: UInt32 = 1, b: UInt32 = 0
+        for x in raw { a = (a + UInt32(x)) % 65521; b = (b + a) % 65521 }
+        let n = UInt16(raw.count)
+        let zlib: [UInt8] = [0x78, 0x01, 1, UInt8(n & 255), UInt8(n >> 8), UInt8(~n & 255), UInt8(~n >> 8)] + raw + be32(b << 16 | a)
+        let ihdr = be32(UInt32(width)) + be32(UInt32(height)) + [8, 0, 0, 0, 0]
+        return Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", ihdr) + chunk("IDAT", zlib) + chunk("IEND", []))
+    }
+}
+
+// MARK: - Item 2: outputs that would destroy an input
+extension FileSafetyTests {
+    static func contents(_ url: URL) -> Data? { try? Data(contentsOf: url) }
+
+    static func expectRefused(_ r: Outcome, _ what: String, mentioning: String) {
+        #expect(!r.signaled && r.status == 2, "\(what): status \(r.status): \(r.stderr)")
+        #expect(r.stderr.hasPrefix("dloral-convert: error: ") || r.stderr.hasPrefix("dloral-verify: error: "), "\(what): \(r.stderr)")
+        #expect(r.stderr.contains(mentioning), "\(what): \(r.stderr)")
+    }
+
+    @Test func quantizeNeverWritesOverOrIntoItsInput() throws {
+        let folder = try Self.fresh("own-input")
+        let merged = folder.appendingPathComponent("M")
+        try FileManager.default.copyItem(at: Self.model.merged, to: merged)
+        let weights = merged.appendingPathComponent("unet/diffusion_pytorch_model.safetensors")
+        let before = Self.contents(weights)
+
+        // The issue's case: --output is the merged folder's own UNet weights.
+        var r = try Self.launch("dloral-convert", ["quantize", merged.path, "--weights", "int8", "--output", weights.path])
+        Self.expectRefused(r, "output = input file", mentioning: "input")
+        // The same with --overwrite, and spelled through a symlink to the folder.
+        let symlink = folder.appendingPathComponent("link")
+        try FileManager.default.createSymbolicLink(at: symlink, withDestinationURL: merged)
+        r = try Self.launch("dloral-convert", ["quantize", merged.path, "--weights", "int8", "--overwrite",
+                                               "--output", symlink.appendingPathComponent("unet/diffusion_pytorch_model.safetensors").path])
+        Self.expectRefused(r, "output = input file via a symlink", mentioning: "input")
+        // A new file inside the input folder.
+        r = try Self.launch("dloral-convert", ["quantize", merged.path, "--weights", "int8", "--output", merged.appendingPathComponent("x.dlrt").path])
+        Self.expectRefused(r, "output inside the input folder", mentioning: "inside the input folder")
+        #expect(!FileManager.default.fileExists(atPath: merged.appendingPathComponent("x.dlrt").path))
+        // A hard link to an input file, with --overwrite.
+        let hard = folder.appendingPathComponent("hard.dlrt")
+        #expect(link(weights.path, hard.path) == 0)
+        r = try Self.launch("dloral-convert", ["quantize", merged.path, "--weights", "int8", "--overwrite", "--output", hard.path])
+        Self.expectRefused(r, "output = hard link of an input", mentioning: "hard link")
+
+        #expect(Self.contents(weights) == before, "the input was modified")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: merged.path).sorted() == ["dloral.json", "unet", "vae", "cfr"].sorted())
+    }
+
+    @Test func quantizeRefusesAnExistingOutputUnlessOverwrite() throws {
+        let folder = try Self.fresh("existing")
+        let output = folder.appendingPathComponent("model.dlrt")
+        try Data("precious".utf8).write(to: output)
+        var r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "fp16", "--output", output.path])
+        Self.expectRefused(r, "existing output", mentioning: "already exists")
+        #expect(Self.contents(output) == Data("precious".utf8))
+
+        r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "fp16", "--overwrite", "--output", output.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        // Formats/dlrt.md §1: the file starts with the magic 89 44 4C 52 54 0D 0A 1A.
+        #expect(Self.contents(output)?.prefix(8) == Data([0x89, 0x44, 0x4C, 0x52, 0x54, 0x0D, 0x0A, 0x1A]))
+    }
+
+    @Test func mergeNeverWritesIntoOrOverItsInputs() throws {
+        let folder = try Self.fresh("merge-inputs")
+        let base = folder.appendingPathComponent("B")
+        try FileManager.default.copyItem(at: CommandRunner.root.appendingPathComponent(Self.base), to: base)
+        var r = try Self.launch("dloral-convert", ["merge", "--base", base.path, "--lora", Self.lora,
+                                                   "--output", base.appendingPathComponent("merged").path])
+        Self.expectRefused(r, "merge output inside --base", mentioning: "inside the input folder")
+        // --overwrite of a folder that holds the base would delete the base.
+        r = try Self.launch("dloral-convert", ["merge", "--base", base.path, "--lora", Self.lora, "--overwrite", "--output", folder.path])
+        Self.expectRefused(r, "merge output containing --base", mentioning: "contains the input")
+        #expect(FileManager.default.fileExists(atPath: base.appendingPathComponent("unet/config.json").path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["B"])
+    }
+
+    @Test func verifyDoesNotWriteFramesOverItsInputFrames() throws {
+        let folder = try Self.fresh("verify-frames")
+        let frames = folder.appendingPathComponent("frames")
+        try FileManager.default.createDirectory(at: frames, withIntermediateDirectories: true)
+        for name in ["000.png", "001.png"] { try Self.png(width: 8, height: 8).write(to: frames.appendingPathComponent(name)) }
+        let before = Self.contents(frames.appendingPathComponent("001.png"))
+        let r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--output", frames.path])
+        Self.expectRefused(r, "--output = --frames", mentioning: "input")
+        #expect(Self.contents(frames.appendingPathComponent("001.png")) == before)
+    }
+}
+
+// MARK: - Item 3: SIGINT / SIGTERM at any moment of a merge
+extension FileSafetyTests {
+    /// Relative path → size of every file under `folder`.
+    static func inventory(_ folder: URL) -> [String: Int] {
+        var result: [String: Int] = [:]
+        for relative in (try? FileManager.default.subpathsOfDirectory(atPath: folder.path)) ?? [] {
+            let path = folder.appendingPathComponent(relative).path
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+                result[relative] = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
+            }
+        }
+        return result
+    }
+
+    @Test func mergeIsWholeOrAbsentUnderSignals() throws {
+        let folder = try Self.fresh("signals")
+        let reference = folder.appendingPathComponent("reference")
+        let first = try Self.launch("dloral-convert", ["merge", "--base", Self.base, "--lora", Self.lora, "--output", reference.path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let complete = Self.inventory(reference)
+        // README: unet/, vae/, cfr/ (config.json and weights each) and dloral.json.
+        #expect(Set(complete.keys) == ["unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                                       "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+                                       "cfr/config.json", "cfr/model.safetensors", "dloral.json"])
+        let duration = max(first.seconds, 0.2)
+        let runs = 20
+        var outcomes: [String: Int] = [:]
+        for i in 0..<runs {
+            let sig = i % 2 == 0 ? SIGINT : SIGTERM
+            // Half the runs replace an existing folder (--overwrite), which must stay whole until swapped.
+            let overwrite = i % 4 >= 2
+            let run = try Self.fresh("signals-\(i)")
+            let output = run.appendingPathComponent("out")
+            if overwrite {
+                try FileManager.default.copyItem(at: reference, to: output)
+                try Data("old".utf8).write(to: output.appendingPathComponent("old-marker"))
+            }
+            // Spread over the whole run, densest near its end where the commit happens.
+            let fraction = Double(i) / Double(runs - 1)
+            let delay = duration * (0.3 + 0.85 * fraction.squareRoot())
+            let r = try Self.launch("dloral-convert", ["merge", "--base", Self.base, "--lora", Self.lora, "--output", output.path]
+                                    + (overwrite ? ["--overwrite"] : []), timeout: 60, signal: (sig, delay))
+            let what = "run \(i) (signal \(sig) after \(String(format: "%.3f", delay)) s, overwrite \(overwrite))"
+            #expect(!r.timedOut, "\(what): hung")
+            let leftovers = (try FileManager.default.contentsOfDirectory(atPath: run.path)).filter { $0 != "out" }
+            #expect(leftovers.isEmpty, "\(what): left \(leftovers)")
+            let now = Self.inventory(output)
+            var expectedOld = complete
+            expectedOld["old-marker"] = 3
+            if r.status == 0 && !r.signaled {
+                outcomes["completed", default: 0] += 1
+                #expect(now == complete, "\(what): exit 0 but the output is \(now.keys.sorted())")
+                #expect(!r.stderr.contains("interrupted"), "\(what): \(r.stderr)")
+            } else if !r.signaled && r.status == 128 + sig {
+                outcomes["interrupted", default: 0] += 1
+                #expect(r.stderr.contains("dloral-convert: interrupted; no output written"), "\(what): \(r.stderr)")
+                #expect(now == (overwrite ? expectedOld : [:]), "\(what): interrupted but the output is \(now.keys.sorted())")
+            } else if r.signaled && r.status == sig {
+                // Before the handlers are installed the default action applies; nothing was written.
+                outcomes["killed before start", default: 0] += 1
+                #expect(now == (overwrite ? expectedOld : [:]), "\(what): \(now.keys.sorted())")
+            } else {
+                Issue.record("\(what): status \(r.status) signaled \(r.signaled): \(r.stderr)")
+            }
+        }
+        // The spread must reach both outcomes, or the test proves nothing.
+        #expect(outcomes["completed", default: 0] > 0 && outcomes["interrupted", default: 0] > 0, "\(outcomes)")
+    }
+}
+
+// MARK: - Item 3 for quantize: the .dlrt appears whole or not at all
+extension FileSafetyTests {
+    @Test func quantizeIsWholeOrAbsentUnderSignals() throws {
+        let folder = try Self.fresh("quantize-signals")
+        let reference = folder.appendingPathComponent("reference.dlrt")
+        let first = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", reference.path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let complete = Self.contents(reference)
+        let duration = max(first.seconds, 0.2)
+        var outcomes: [String: Int] = [:]
+        for i in 0..<10 {
+            let sig = i % 2 == 0 ? SIGINT : SIGTERM
+            let run = try Self.fresh("quantize-signals-\(i)")
+            let output = run.appendingPathComponent("out.dlrt")
+            let delay = duration * (0.3 + 0.9 * Double(i) / 9)
+            let r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", output.path],
+                                    timeout: 60, signal: (sig, delay))
+            let what = "run \(i) (signal \(sig) after \(String(format: "%.3f", delay)) s)"
+            #expect(!r.timedOut, "\(what): hung")
+            let entries = try FileManager.default.contentsOfDirectory(atPath: run.path)
+            if r.status == 0 && !r.signaled {
+                outcomes["completed", default: 0] += 1
+                #expect(entries == ["out.dlrt"] && Self.contents(output) == complete, "\(what): \(entries)")
+            } else if (!r.signaled && r.status == 128 + sig) || (r.signaled && r.status == sig) {
+                outcomes["interrupted", default: 0] += 1
+                if !r.signaled {
+                    #expect(r.stderr.contains("dloral-convert: interrupted; no output written"), "\(what): \(r.stderr)")
+                }
+                #expect(entries.isEmpty, "\(what): left \(entries)")
+            } else {
+                Issue.record("\(what): status \(r.status) signaled \(r.signaled): \(r.stderr)")
+            }
+        }
+        #expect(outcomes["interrupted", default: 0] > 0, "\(outcomes)")
+    }
+}

@@ -5,7 +5,7 @@ Written from Formats/dlrt.md alone (not from the Swift writer), with numpy and, 
 payloads, the `zstandard` package. As a library:
 
     from dlrt_reader import DlrtFile, DlrtError
-    f = DlrtFile("model.dlrt")          # validates header (§2), metadata (§3) and every entry (§3.1)
+    f = DlrtFile("model.dlrt")          # validates header (§2), metadata (§3), every entry (§3.1), layout and padding (§1)
     f.metadata, f.entries               # the parsed JSON object and the list of TensorEntry
     f.verify("unet.conv_in.weight")     # SHA-256 of the data region and of the scales region
     f.verify_all()

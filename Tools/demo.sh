@@ -25,5 +25,6 @@ echo "== quantize to int8 (per output channel) into one runtime file" >&2
 echo "== run the int8 file on the reference frames and check every stage against PyTorch" >&2
 "$bin/dloral-verify" "$out.dlrt" --reference "$fixtures/reference_full.safetensors"
 echo "== int8 with integer activations: calibrate int16/int8 per layer for 38 dB, then verify on the integer kernels" >&2
-"$bin/dloral-convert" quantize "$out" --weights int8 --activations auto --target-psnr 38 --output "$out.auto.dlrt"
+"$bin/dloral-convert" quantize "$out" --weights int8 --activations auto --target-psnr 38 \
+    --calibration "$fixtures/reference_full.safetensors" --output "$out.auto.dlrt"
 "$bin/dloral-verify" "$out.auto.dlrt" --reference "$fixtures/reference_full.safetensors"

@@ -606,8 +606,8 @@ static const ProtobufCFieldDescriptor onnx_subset__string_string_entry_proto__fi
     "key",
     1,
     PROTOBUF_C_LABEL_OPTIONAL,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(OnnxSubset__StringStringEntryProto, has_key),
     offsetof(OnnxSubset__StringStringEntryProto, key),
     NULL,
     NULL,
@@ -618,8 +618,8 @@ static const ProtobufCFieldDescriptor onnx_subset__string_string_entry_proto__fi
     "value",
     2,
     PROTOBUF_C_LABEL_OPTIONAL,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(OnnxSubset__StringStringEntryProto, has_value),
     offsetof(OnnxSubset__StringStringEntryProto, value),
     NULL,
     NULL,

@@ -7,21 +7,6 @@ import Foundation
 /// into a scratch file, calibrates the per-layer choice on it against the fp32 model
 /// (`ActivationCalibration`), then writes the output with the chosen precision per layer.
 enum CalibratedQuantize {
-    /// The bundled fixture frames (`--calibration` default), looked up next to the working
-    /// directory and the executable (`.build/release/…` in a checkout).
-    static let bundledReference = "Tests/Fixtures/tiny/reference_full.safetensors"
-
-    static func defaultCalibration() -> String? {
-        var candidates = [bundledReference]
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = (exe as NSString).deletingLastPathComponent
-        for _ in 0..<4 {
-            candidates.append((dir as NSString).appendingPathComponent(bundledReference))
-            dir = (dir as NSString).deletingLastPathComponent
-        }
-        return candidates.first { FileManager.default.fileExists(atPath: $0) }
-    }
-
     /// Frames [T, 3, H, W] and prompt embeddings to calibrate on, and a description for the record.
     static func inputs(_ path: String, crossDim: Int?, promptEmbeds: String?) throws -> (Tensor, Tensor, String) {
         var isDirectory: ObjCBool = false
@@ -29,44 +14,45 @@ enum CalibratedQuantize {
             throw FormatError(.io, file: path, "calibration input not found; give a folder of PNG frames or a reference .safetensors with input.frames")
         }
         var frames: Tensor
-        var prompt: Tensor?
+        var prompt: (TensorView, String, String)?
         if isDirectory.boolValue {
             frames = try FrameSequence.load(folder: path).frames
         } else {
             let table = try SafetensorsFile(path: path).table
             guard let view = table["input.frames"] else {
-                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (DESIGN §4)")
+                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on")
             }
             frames = Tensor(view)
-            if let p = table["input.prompt_embeds"], p.shape.count == 3, crossDim == nil || p.shape[2] == crossDim {
-                prompt = Tensor(p)
-            }
+            if let p = table["input.prompt_embeds"] { prompt = (p, path, "input.prompt_embeds") }
         }
         guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3, frames.shape[2] % 8 == 0, frames.shape[3] % 8 == 0 else {
             throw FormatError(.invalidModel, file: path, tensor: "input.frames", "shape \(frames.shape); expected [T ≥ 2, 3, H, W] with H and W divisible by 8")
         }
-        if prompt == nil, let promptEmbeds {
+        // --prompt-embeds, when given, is what the file will run with: calibrate on it.
+        if let promptEmbeds {
             let table = try SafetensorsFile(path: promptEmbeds).table
-            if let view = table["prompt_embeds"] ?? (table.count == 1 ? table.tensors.values.first : nil) { prompt = Tensor(view) }
+            guard let view = table["prompt_embeds"] ?? (table.count == 1 ? table.tensors.values.first : nil) else {
+                throw FormatError(.invalidModel, file: promptEmbeds, "expected one tensor (or one named prompt_embeds) of shape [1, 77, C]")
+            }
+            prompt = (view, promptEmbeds, "prompt_embeds")
         }
-        var note = ""
-        if prompt == nil {
-            // Without matching embeddings, an empty prompt's place is taken by zeros.
-            prompt = Tensor(zeros: [1, 77, crossDim ?? 1024])
-            note = ", zero prompt embeddings"
+        guard let (view, file, name) = prompt else {
+            throw FormatError(.invalidModel, file: path,
+                              "--activations auto calibrates with the prompt embeddings the model will run with; this has none: pass --prompt-embeds <[1, 77, C] safetensors> (or a reference .safetensors with input.prompt_embeds)")
         }
-        let description = "\(path) (\(frames.shape[0]) frames of \(frames.shape[3])×\(frames.shape[2])\(note))"
-        return (frames, prompt!, description)
+        let width = crossDim.map(String.init) ?? "C"
+        guard view.dtype.isFloatingPoint, view.shape.count == 3, view.shape[0] == 1, view.shape[1] >= 1, crossDim == nil || view.shape[2] == crossDim else {
+            throw FormatError(.invalidModel, file: file, tensor: name,
+                              "prompt embeddings of shape \(view.shape) \(view.dtype.rawValue); expected floating [1, 77, \(width)] (at least 1 token, width the UNet's cross_attention_dim \(width))")
+        }
+        let description = "\(path) (\(frames.shape[0]) frames of \(frames.shape[3])×\(frames.shape[2]))"
+        return (frames, Tensor(view), description)
     }
 
     static func quantize(
-        source: String, output: String, options: QuantizeOptions, calibration: String?, targetPSNR: Double,
+        source: String, output: String, options: QuantizeOptions, calibration calibrationPath: String, targetPSNR: Double,
         progress: ConversionProgress?
     ) throws -> QuantizeReport {
-        guard let calibrationPath = calibration ?? defaultCalibration() else {
-            throw FormatError(.io, file: bundledReference,
-                              "--activations auto needs calibration frames and the bundled fixture is not here; pass --calibration <PNG folder or reference .safetensors>")
-        }
         let model = try CheckpointReader.open(source)
         var configs: [String: JSONValue] = [:]
         for (component, config) in model.configs { configs[component.rawValue] = config }

@@ -11,8 +11,9 @@ struct QuantizeCommand: ParsableCommand {
         discussion: """
             Linear and Conv2d weights become int8 (symmetric, per output channel or per block of \
             32/64 along K, in the row layout the int8 kernels read) or fp16; norms, biases and the \
-            timestep embedding stay fp32, as do tensors matching --keep. Every tensor carries a \
-            SHA-256, and the header one over header and metadata.
+            timestep embedding stay fp32, as do tensors matching --keep and, with int8 weights, the \
+            CFR (unless --int8-cfr). Every tensor carries a SHA-256, and the header one over header \
+            and metadata.
             """)
 
     @Argument(help: "A merged folder written by dloral-convert merge.")
@@ -35,11 +36,14 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("target-psnr"), help: "For --activations auto: decoded-frame PSNR (dB) to reach against the fp32 engine.")
     var targetPSNR: Double = 38
 
-    @Option(help: "For --activations auto: a folder of PNG frames (or a reference .safetensors with input.frames) to calibrate on; default: the bundled tiny fixture's frames.")
+    @Option(help: "For --activations auto (required): frames to calibrate on, a folder of PNG frames (with --prompt-embeds) or a reference .safetensors with input.frames and input.prompt_embeds.")
     var calibration: String?
 
-    @Option(help: "Keep tensors matching this glob (on canonical names, e.g. 'unet.conv_in.*') in fp32 (repeatable).")
+    @Option(help: "Keep tensors matching this glob (on canonical names, e.g. 'unet.conv_in.*') in fp32 (repeatable); a glob that matches no tensor is an error.")
     var keep: [String] = []
+
+    @Flag(name: .customLong("int8-cfr"), help: "With --weights int8: quantize the CFR's weights to int8 too (by default the CFR stays fp32).")
+    var int8CFR = false
 
     @Option(name: .customLong("prompt-embeds"), help: "Default prompt embeddings to bake in: a safetensors file with one [1, 77, C] tensor.")
     var promptEmbeds: String?
@@ -77,6 +81,12 @@ struct QuantizeCommand: ParsableCommand {
                 throw ValidationError("--activations \(activations) needs one scale per output channel (--int8-granularity channel); block scales (\(granularity)) run int8 activations only (--activations int8)")
             }
         }
+        if a == .auto && calibration == nil {
+            throw ValidationError("--activations auto calibrates on your frames: pass --calibration <folder of PNG frames> with --prompt-embeds <[1, 77, C] safetensors>, or --calibration <reference .safetensors with input.frames and input.prompt_embeds>")
+        }
+        if int8CFR && w != .int8 {
+            throw ValidationError("--int8-cfr quantizes the CFR's weights to int8; it needs --weights int8 (this is --weights \(weights))")
+        }
         guard targetPSNR.isFinite, targetPSNR > 0 else {
             throw ValidationError("--target-psnr must be a positive number of dB, not \(targetPSNR)")
         }
@@ -86,6 +96,7 @@ struct QuantizeCommand: ParsableCommand {
         options.keep = keep
         options.promptEmbeds = promptEmbeds
         options.compress = compress != nil
+        options.int8CFR = int8CFR
         return options
     }
 
@@ -95,7 +106,7 @@ struct QuantizeCommand: ParsableCommand {
             try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite)
             if options.activations == .auto {
                 return try CalibratedQuantize.quantize(
-                    source: source, output: output, options: options, calibration: calibration, targetPSNR: targetPSNR,
+                    source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR,
                     progress: TerminalProgress.ifInteractive(label: "quantize"))
             }
             return try Quantizer.quantize(source: source, output: output, options: options,

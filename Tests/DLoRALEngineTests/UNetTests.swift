@@ -128,5 +128,9 @@ struct UNetTests {
         #expect(throws: EngineError.self) {
             _ = try unet(Tensor(zeros: [1, 8, 8, 8]), timestep: 1, encoderHiddenStates: Tensor(zeros: [1, 77, 16]))
         }
+        // No token: cross-attention would have no key to attend to.
+        #expect(throws: EngineError.self) {
+            _ = try unet(Tensor(zeros: [1, 8, 8, 8]), timestep: 1, encoderHiddenStates: Tensor(zeros: [1, 0, 32]))
+        }
     }
 }

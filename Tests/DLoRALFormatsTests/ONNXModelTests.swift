@@ -391,6 +391,21 @@ struct ONNXModelTests {
         #expect(m.initializers["b"]!.storage.bytes.baseAddress == m.externalDataFiles[0].bytes.baseAddress! + 20)
     }
 
+    /// protoc-c hands strings out NUL-terminated: "data.bin\0…" used to be read as "data.bin".
+    @Test func refusesNULInExternalDataLocation() throws {
+        let folder = try TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        _ = try TestPaths.write(littleEndianBytes([1, 2]), name: "data.bin", in: folder)
+        let ok = model(initializers: [tensor("w", dims: [2], external: [("location", "data.bin")])])
+        #expect(try readError(ok, name: "ok.onnx", in: folder) == nil)
+        for (key, value) in [("location", "data.bin\u{0}../../etc/passwd"), ("location\u{0}x", "data.bin")] {
+            let bad = model(initializers: [tensor("w", dims: [2], external: [(key, value)])])
+            let error = try #require(try readError(bad, in: folder), "a NUL in \(key.debugDescription) was accepted")
+            #expect(error.kind == .malformed && error.tensor == "w")
+            #expect(error.message.contains("NUL"), "\(error)")
+        }
+    }
+
     @Test func refusesBadExternalData() throws {
         let folder = try TestPaths.temporaryFolder()
         let outside = try TestPaths.temporaryFolder()

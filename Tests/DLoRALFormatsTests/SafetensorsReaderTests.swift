@@ -51,6 +51,8 @@ struct SafetensorsReaderTests {
         (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#, 8, "not valid JSON"),
         (#"{"a":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}}"#, 8, "not supported"),
         (#"[1,2]"#, 0, "JSON object"),
+        // A key repeated inside one tensor's entry is not a second tensor named after the key.
+        (#"{"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}"#, 8, #"tensor 'a': the key "dtype" appears twice in this tensor's header entry"#),
     ])
     func rejectsMalformedHeaders(header: String, dataBytes: Int, expected: String) throws {
         let folder = try TestPaths.temporaryFolder()
@@ -100,5 +102,13 @@ struct SafetensorsReaderTests {
         } catch let error as FormatError {
             #expect(error.description.contains("UTF-8"))
         }
+    }
+
+    /// Control characters of a file or tensor name are escaped in the one-line message.
+    @Test func errorMessagesEscapeControlCharacters() throws {
+        let error = FormatError(.malformed, file: "dir/evil\nname\u{1B}[31m.safetensors", tensor: "t\r\u{7F}\u{85}\u{0}", "bad")
+        #expect(error.description == #"dir/evil\nname\u{1B}[31m.safetensors: tensor 't\r\u{7F}\u{85}\u{0}': bad"#)
+        #expect(!error.description.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+        #expect(FormatError(.io, file: "plain é.safetensors", "ok").description == "plain é.safetensors: ok")
     }
 }

@@ -97,7 +97,8 @@ struct IntegerPathTests {
         var outputs: [String] = []
         for run in 0..<2 {
             let dlrt = V.work.appendingPathComponent("auto-\(run).dlrt").path
-            let (r, json) = try Self.quantizeJSON([merged, "--weights", "int8", "--activations", "auto", "--target-psnr", "38", "--output", dlrt])
+            let (r, json) = try Self.quantizeJSON([merged, "--weights", "int8", "--activations", "auto", "--target-psnr", "38",
+                                                   "--calibration", "Tests/Fixtures/tiny/reference_full.safetensors", "--output", dlrt])
             #expect(r.status == 0, "\(r.stderr)")
             let activations = try #require(json["activations"] as? [String: Any])
             #expect(activations["policy"] as? String == "auto")

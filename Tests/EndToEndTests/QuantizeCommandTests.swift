@@ -31,6 +31,7 @@ struct QuantizeCommandTests {
         ["--weights", "int8", "--int8-granularity", "block32", "--activations", "int8"],
         ["--weights", "fp16"], ["--weights", "fp16", "--compress", "zstd"], ["--weights", "fp32"],
         ["--weights", "fp16", "--prompt-embeds", "PROMPT"], ["--weights", "int8", "--keep", "unet.conv_in.*", "--keep", "cfr.*"],
+        ["--weights", "int8", "--int8-cfr"],
     ])
     func pythonReaderAgrees(_ arguments: [String]) throws {
         let prompt = Self.merged.deletingLastPathComponent().appendingPathComponent("prompt.safetensors")
@@ -93,8 +94,9 @@ struct QuantizeCommandTests {
             return copy
         }
         /// Rewrites the metadata and re-signs the header, as a forger would.
-        func forged(_ edit: (inout String) -> Void) -> [UInt8] {
-            let h = file.header
+        func forged(minor: UInt16? = nil, _ edit: (inout String) -> Void) -> [UInt8] {
+            var h = file.header
+            if let minor { h.minor = minor }
             var text = String(decoding: bytes[128..<(128 + h.metadataBytes)], as: UTF8.self)
             edit(&text)
             var metadata = Array(text.utf8)
@@ -113,8 +115,9 @@ struct QuantizeCommandTests {
         try expectRefused(forged { $0 = $0.replacingOccurrences(of: "\"default_prompt_embeds\":null", with: "\"default_prompt_embeds\":\"prompt_embeds\"") },
                           "prompt", mentions: ["default_prompt_embeds", "not in the tensor list"])
 
-        // A tensor stored in a way a newer minor version might use: only that tensor is unreadable.
-        let newer = forged { text in
+        // A tensor stored in a way a newer minor version might use: only that tensor is unreadable
+        // (in a file of a version this reader knows, the same value is refused: below).
+        let newer = forged(minor: 3) { text in
             if let range = text.range(of: "\"scheme\":\"int8_channel\"") { text.replaceSubrange(range, with: "\"scheme\":\"int4_future\"") }
         }
         let newerPath = good.deletingLastPathComponent().appendingPathComponent("newer.dlrt")
@@ -142,9 +145,93 @@ struct QuantizeCommandTests {
         try expectRefused(Array(bytes.dropLast(100)), "truncated", mentions: ["truncated"])
         try expectRefused(forged { $0 = $0.replacingOccurrences(of: "\"offset\":\(firstF32.data.offset),", with: "\"offset\":\(bytes.count + 64),") },
                           "outside", mentions: [firstF32.name, "outside the payload"])
+        try expectRefused(forged { text in
+            if let range = text.range(of: "\"scheme\":\"int8_channel\"") { text.replaceSubrange(range, with: "\"scheme\":\"int4_future\"") }
+        }, "unknown-scheme", mentions: [firstInt8.name, "int4_future", "1.0"])
         let second = file.entries[1]
         try expectRefused(forged { $0 = $0.replacingOccurrences(of: "\"offset\":\(second.data.offset),", with: "\"offset\":\(file.entries[0].data.offset),") },
                           "overlap", mentions: ["overlaps"])
+    }
+
+    /// Formats/dlrt.md §1, §3: padding bytes are checked, and metadata forged with a correct
+    /// header digest is refused by what it says, by inspect --verify-all and dloral-verify alike.
+    @Test func forgedMetadataAndPaddingAreRefusedByBothTools() throws {
+        let (good, result) = try Self.quantize(["--weights", "int8"], name: "forge-base.dlrt")
+        #expect(result.status == 0, "\(result.stderr)")
+        let bytes = try [UInt8](Data(contentsOf: good))
+        func le(_ at: Int) -> Int { (0..<8).reduce(0) { $0 | Int(bytes[at + $1]) << (8 * $1) } }
+        let metadataBytes = le(32), payloadOffset = le(40)
+        let metadata = String(decoding: bytes[128..<(128 + metadataBytes)], as: UTF8.self)
+        /// Same-length edits of the metadata, resealed: header_sha256 = SHA-256(header[0, 96) ‖ metadata) (§2).
+        func forged(_ from: String, _ to: String) throws -> [UInt8] {
+            let text = metadata.replacingOccurrences(of: from, with: to)
+            #expect(text != metadata && text.utf8.count == metadata.utf8.count, "\(from) not found")
+            var copy = bytes
+            copy.replaceSubrange(128..<(128 + metadataBytes), with: Array(text.utf8))
+            let digest = (Array(copy[0..<96]) + Array(text.utf8)).withUnsafeBytes { DLRT.sha256Hex($0) }
+            let raw = stride(from: 0, to: 64, by: 2).map { UInt8(String(Array(digest)[$0...($0 + 1)]), radix: 16)! }
+            copy.replaceSubrange(96..<128, with: raw)
+            return copy
+        }
+        var padding = bytes
+        #expect(payloadOffset > 128 + metadataBytes)
+        padding[128 + metadataBytes] = 0x20  // a space after the JSON: harmless to a parser, still damage
+        var tail = bytes
+        tail[bytes.count - 1] ^= 0x01
+        let cases: [(String, [UInt8], String)] = [
+            ("weights-int3", try forged("\"weights\":\"int8\"", "\"weights\":\"int3\""), "\"weights\" is \"int3\""),
+            ("format-zip", try forged("\"format\":\"dlrt\"", "\"format\":\"zipp\""), "\"format\" is \"zipp\""),
+            ("dtype", try forged("\"dtype\":\"F32\",\"scheme\"", "\"dtype\":\"Q32\",\"scheme\""), "dtype Q32"),
+            ("padding", padding, "padding after the metadata"),
+            ("tail", tail, "padding after the last region"),
+        ]
+        for (label, damaged, mentions) in cases {
+            let path = good.deletingLastPathComponent().appendingPathComponent("forged-\(label).dlrt").path
+            try Data(damaged).write(to: URL(fileURLWithPath: path))
+            let inspect = try CommandRunner.run("dloral-convert", ["inspect", path, "--verify-all"])
+            #expect(inspect.status == 2 && inspect.stderr.contains(mentions), "\(label): exit \(inspect.status) \(inspect.stderr)")
+            let verify = try CommandRunner.run("dloral-verify", [path, "--reference", "Tests/Fixtures/tiny/reference_full.safetensors"])
+            #expect(verify.status == 2 && verify.stderr.contains(mentions), "\(label): exit \(verify.status) \(verify.stderr)")
+        }
+    }
+
+    /// Issue 11: int8 weights keep the CFR fp32 unless asked (`--int8-cfr`); fp16 makes it fp16.
+    @Test func int8KeepsTheCFRWideByDefault() throws {
+        for (args, cfrDType, keepsCFR) in [(["--weights", "int8"], DType.float32, true), (["--weights", "int8", "--int8-cfr"], .int8, false),
+                                           (["--weights", "fp16"], .float16, false)] {
+            let (out, result) = try Self.quantize(args, name: "cfr-\(args.joined()).dlrt")
+            #expect(result.status == 0, "\(result.stderr)")
+            let file = try DLRTFile(path: out.path)
+            let cfrWeights = file.entries.filter { $0.name.hasPrefix("cfr.") && $0.name.hasSuffix(".weight") && $0.shape.count >= 2 }
+            #expect(!cfrWeights.isEmpty && cfrWeights.allSatisfy { $0.dtype == cfrDType }, "\(args): \(cfrWeights.map { "\($0.name) \($0.dtype)" })")
+            let keep = file.metadata["quantization"]?["keep"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(keep.contains("cfr.*") == keepsCFR, "\(args): keep \(keep)")
+            // The UNet is still int8 in both int8 files.
+            #expect(file.entry("unet.conv_in.weight")?.dtype == (args.contains("fp16") ? .float16 : .int8))
+        }
+        let (out, r) = try Self.quantize(["--weights", "fp16", "--int8-cfr"], name: "cfr-bad.dlrt")
+        #expect(r.status == 2 && r.stderr.contains("--int8-cfr") && r.stderr.contains("--weights int8"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    /// Issue 13: a --keep glob that matches no tensor is an error naming it.
+    @Test func keepGlobMatchingNothingIsRefused() throws {
+        let (out, r) = try Self.quantize(["--weights", "int8", "--keep", "unet.conv_in.*", "--keep", "conv_in.*"], name: "keep-none.dlrt")
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("--keep 'conv_in.*' matches no tensor") && r.stderr.contains("dloral-convert inspect"), "\(r.stderr)")
+        #expect(!r.stderr.contains("'unet.conv_in.*'"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    /// Issue 10: prompt embeddings with no token are refused (SD's text encoder gives 77).
+    @Test func zeroTokenPromptEmbeddingsAreRefused() throws {
+        let prompt = Self.merged.deletingLastPathComponent().appendingPathComponent("prompt-0.safetensors")
+        var table = TensorTable()
+        try table.insert("prompt_embeds", TensorView(dtype: .float32, shape: [1, 0, 32], storage: .copying([Float](), origin: "test")), file: "test")
+        try SafetensorsWriter.write(to: prompt.path, tensors: table)
+        let (out, r) = try Self.quantize(["--weights", "int8", "--prompt-embeds", prompt.path], name: "prompt-0.dlrt")
+        #expect(r.status == 2 && r.stderr.contains(prompt.path) && r.stderr.contains("at least 1 token"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
     }
 
     @Test func badSourceIsRefused() throws {

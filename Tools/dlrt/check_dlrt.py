@@ -18,7 +18,7 @@ cfr/model.safetensors (+ config.json each, and dloral.json); tensors are `unet.<
   sqnr_db       null when ŵ = w exactly, else 10·log10(Σw²/Σ(w−ŵ)²) within 0.01 dB.
 Also: the name sets are equal (prompt_embeds aside, checked only with --prompt-embeds), the
 configs in the metadata equal the folder's config.json files, provenance.merge equals dloral.json,
-and the reader's conformance warnings (§7 ordering, padding, key order, whitespace) count as
+and the reader's conformance warnings (§7 name order, key order, whitespace) count as
 failures unless --allow-warnings.
 Prints one line per failure (at most 30), then `N passed, M failed`; exit 1 on any failure.
 """

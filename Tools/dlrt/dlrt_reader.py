@@ -5,7 +5,7 @@ Written from Formats/dlrt.md alone (not from the Swift writer), with numpy and, 
 payloads, the `zstandard` package. As a library:
 
     from dlrt_reader import DlrtFile, DlrtError
-    f = DlrtFile("model.dlrt")          # validates header (§2), metadata (§3) and every entry (§3.1)
+    f = DlrtFile("model.dlrt")          # validates header (§2), metadata (§3), every entry (§3.1), layout and padding (§1)
     f.metadata, f.entries               # the parsed JSON object and the list of TensorEntry
     f.verify("unet.conv_in.weight")     # SHA-256 of the data region and of the scales region
     f.verify_all()
@@ -33,6 +33,7 @@ import numpy as np
 
 MAGIC = b"\x89DLRT\r\n\x1a"
 KNOWN_MAJOR = 1
+KNOWN_MINOR = 2  # §6: values unknown here are tolerated (tensor unsupported) only in newer minors
 HEADER_BYTES = 128
 KNOWN_FLAGS = 0  # no flag bits are defined in 1.0
 
@@ -41,6 +42,10 @@ SCHEMES = ("none", "int8_channel", "int8_block")
 LAYOUTS = ("torch", "rows_k32")
 COMPRESSIONS = ("none", "zstd", "zstd_shuffle")
 BLOCKS = (32, 64)
+# §3: closed sets of the quantization block in version 1.
+Q_WEIGHTS = ("int8", "fp16", "fp32")
+Q_GRANULARITY = ("channel", "block32", "block64")
+Q_ACTIVATIONS = ("fp32", "int8", "int16", "auto")
 
 # Key orders the spec gives (§3, §3.1, §7: "JSON with keys in the order given here").
 TOP_KEYS = ["format", "configs", "quantization", "provenance", "default_prompt_embeds", "tensors"]
@@ -215,8 +220,8 @@ class DlrtFile:
             self._read_header()
             self._read_metadata()
             self._read_entries()
-            self._check_regions()
-            self._check_padding()
+            self._check_layout()
+            self._check_policy()
         except Exception:
             self.close()
             raise
@@ -334,9 +339,28 @@ class DlrtFile:
             raise self._err(f"metadata format is {md.get('format')!r}, expected 'dlrt'")
         if not isinstance(md.get("tensors"), list):
             raise self._err("metadata has no 'tensors' list")
+        if not md["tensors"]:
+            raise self._err("metadata lists no tensors")
         for key in TOP_KEYS:
             if key not in md:
-                self._warn(f"metadata lacks the key {key!r}")
+                raise self._err(f"metadata lacks the key {key!r}")
+        if not isinstance(md["configs"], dict) or not isinstance(md["configs"].get("unet"), dict):
+            raise self._err("metadata configs must be an object with a 'unet' object")
+        if not isinstance(md["provenance"], dict):
+            raise self._err("metadata provenance must be an object")
+        q = md["quantization"]
+        if not isinstance(q, dict):
+            raise self._err("metadata quantization must be an object")
+        for key, allowed, required in (("weights", Q_WEIGHTS, True), ("int8_granularity", Q_GRANULARITY, True),
+                                       ("activations", Q_ACTIVATIONS, False)):
+            if key not in q and not required:
+                continue
+            if q.get(key) not in allowed:
+                raise self._err(f"quantization {key} is {q.get(key)!r}, not one of {', '.join(allowed)}")
+        if not isinstance(q.get("keep"), list) or not all(isinstance(g, str) for g in q["keep"]):
+            raise self._err(f"quantization keep is {q.get('keep')!r}, expected a list of globs")
+        if not isinstance(q.get("policy"), str):
+            raise self._err(f"quantization policy is {q.get('policy')!r}, expected a string")
         if _json_has_insignificant_whitespace(text):
             self._warn("metadata JSON has insignificant whitespace (§7)")
         for obj, keys, where in ((md, TOP_KEYS, "metadata"), (md.get("quantization"), QUANT_KEYS, "quantization"),
@@ -379,12 +403,16 @@ class DlrtFile:
         dpe = self.metadata.get("default_prompt_embeds")
         if dpe is not None and dpe not in self._by_name:
             raise self._err(f"default_prompt_embeds names {dpe!r}, which is not a tensor of the file")
-        # "Tensors are listed in payload order" (§3.1) and sorted by (component, name) (§7).
-        offs = [e.offset for e in self.entries]
-        if offs != sorted(offs):
-            bad = next(i for i in range(1, len(offs)) if offs[i] < offs[i - 1])
-            self._warn(f"tensors are not listed in payload order: {self.entries[bad].name!r} at {offs[bad]} "
-                       f"follows {self.entries[bad - 1].name!r} at {offs[bad - 1]}")
+        if dpe is not None and not self._by_name[dpe].unsupported:
+            e = self._by_name[dpe]
+            if not (e.dtype == "F32" and e.scheme == "none" and len(e.shape) == 3 and e.shape[0] == 1
+                    and e.shape[1] >= 1 and e.shape[2] >= 1):
+                raise self._err(f"default prompt embeddings {e.dtype} {e.shape}, expected F32 [1, S >= 1, C]", dpe)
+        configs = self.metadata["configs"]
+        for comp in ("vae", "cfr"):
+            if any(e.name.startswith(comp + ".") for e in self.entries) and not isinstance(configs.get(comp), dict):
+                raise self._err(f"metadata configs has no {comp!r} object, and the file holds {comp} tensors")
+        # Tensors sorted by (component, name) (§7); payload order is checked by _check_layout.
         names = [e.name for e in self.entries]
         if names != sorted(names, key=sort_key):
             bad = next(i for i in range(1, len(names)) if sort_key(names[i]) < sort_key(names[i - 1]))
@@ -413,12 +441,12 @@ class DlrtFile:
             raise bad(f"scales is {e.scales!r}, expected an object or null")
         if e.activations is not None:
             if e.activations not in ("int8", "int16"):
-                e.unsupported = f"unknown activations {e.activations!r}"
+                self._unknown(e, f"unknown activations {e.activations!r}")
             elif e.json["scheme"] not in ("int8_channel", "int8_block") or e.json["layout"] != "rows_k32":
                 raise bad(f"activations {e.activations!r} set on a tensor that is not an int8 rows_k32 matrix")
             elif e.json["scheme"] == "int8_block" and e.activations != "int8":
                 # §4.3 (1.2): block scales run int8 activations only.
-                e.unsupported = f"activations {e.activations!r} on an int8_block tensor"
+                self._unknown(e, f"activations {e.activations!r} on an int8_block tensor")
         self._check_region(e.offset, e.bytes, n, "data")
         if isinstance(e.scales, dict):
             s = e.scales
@@ -436,19 +464,27 @@ class DlrtFile:
         if e.compression == "none" and e.bytes != e.raw_bytes:
             raise bad(f"compression none but bytes {e.bytes} != raw_bytes {e.raw_bytes}")
 
-        # §6: an unknown value makes only this tensor unreadable.
+        # §6: an unknown value makes only this tensor unreadable, in a newer minor version.
         for key, known in (("dtype", DTYPES), ("scheme", SCHEMES), ("layout", LAYOUTS),
                            ("compression", COMPRESSIONS)):
             if e.json[key] not in known:
-                e.unsupported = f"unknown {key} {e.json[key]!r}"
+                self._unknown(e, f"unknown {key} {e.json[key]!r}")
                 return
         if e.scales is not None and e.scales.get("dtype") != "F32":
-            e.unsupported = f"unknown scales dtype {e.scales.get('dtype')!r}"
+            self._unknown(e, f"unknown scales dtype {e.scales.get('dtype')!r}")
             return
+        if e.unsupported:
+            return
+        if e.compression != "none" and e.bytes == 0:
+            raise bad(f"compression {e.compression} with an empty region (a zstd frame is never empty)")
+        if e.compression == "zstd_shuffle" and e.dtype not in ("F32", "F16"):
+            raise bad(f"zstd_shuffle is for F32 and F16, not {e.dtype}")
 
         # Known values: everything must agree.
         esize = DTYPES[e.dtype].itemsize
         if e.scheme == "none":
+            if e.layout != "torch":
+                raise bad(f"scheme none with layout {e.layout}: rows_k32 is for int8 weights (§4)")
             if e.block != 0:
                 raise bad(f"scheme none but block {e.block} (expected 0)")
             if e.scales is not None:
@@ -477,6 +513,8 @@ class DlrtFile:
                 raise bad(f"k_padded is {e.k_padded}, expected K = {k} rounded up to a multiple of {align} = {kp}")
             count = e.shape[0] * kp
         else:
+            if e.k != 0 or e.k_padded != 0:
+                raise bad(f"layout torch with k {e.k}, k_padded {e.k_padded} (expected 0)")
             count = _prod(e.shape)
         if e.raw_bytes != count * esize:
             what = (f"{e.shape[0]} x {e.k_padded}" if e.layout == "rows_k32" else f"{e.shape}")
@@ -504,32 +542,60 @@ class DlrtFile:
                 out.append((e.scales["offset"], e.scales["bytes"], e.name, "scales"))
         return out
 
-    def _check_regions(self):
-        regs = sorted((r for r in self._regions() if r[1] > 0), key=lambda r: (r[0], r[1]))
-        for a, b in zip(regs, regs[1:]):
-            if b[0] < a[0] + a[1]:
-                raise self._err(f"{b[3]} region [{b[0]}, {b[0] + b[1]}) overlaps the {a[3]} region "
-                                f"[{a[0]}, {a[0] + a[1]}) of {a[2]!r}", b[2])
+    def _unknown(self, e, why):
+        """§6: a value this reader does not know. Tolerated (the tensor is unsupported) only in a
+        file of a newer minor version; in one this reader knows, it is damage."""
+        if self.minor <= KNOWN_MINOR:
+            raise self._err(f"{why} in a {self.major}.{self.minor} file (damaged or forged metadata)", e.name)
+        e.unsupported = why
 
     def _zero_span(self, start, end, what):
         pos = start
         while pos < end:
             chunk = self._pread(pos, min(_CHUNK, end - pos))
             if any(chunk):
-                self._warn(f"{what} [{start}, {end}) is not all zero")
-                return
+                first = pos + next(i for i, c in enumerate(chunk) if c)
+                raise self._err(f"{what} [{start}, {end}) is not all zero (byte {first})")
             pos += len(chunk)
 
-    def _check_padding(self):
+    def _check_layout(self):
+        """§1: regions in list order, each at the next multiple of 64 after the previous one (the
+        first at payload_offset), the file ending at the last one's end rounded up to 64; every
+        byte in between (and after the metadata) zero."""
         md_end = self.header["metadata_offset"] + self.header["metadata_bytes"]
         self._zero_span(md_end, self.payload_offset, "padding after the metadata")
-        pos = self.payload_offset
-        for off, n, name, what in sorted(self._regions(), key=lambda r: (r[0], r[1])):
-            if off > pos:
-                self._zero_span(pos, off, f"padding before the {what} of {name!r}")
-            pos = max(pos, off + n)
-        if pos < self.file_bytes:
-            self._zero_span(pos, self.file_bytes, "bytes after the last region")
+        nxt = end = self.payload_offset
+        for off, n, name, what in self._regions():
+            if off != nxt:
+                how = "overlaps the previous region or is out of list order" if off < nxt else \
+                    "leaves a gap after the previous region"
+                raise self._err(f"{what} region at {off} {how}: regions follow one another in list order, "
+                                f"so it must start at {nxt}", name)
+            self._zero_span(end, off, f"padding before the {what} of {name!r}")
+            end = off + n
+            nxt = _round_up(end, 64)
+        if self.file_bytes != nxt:
+            raise self._err(f"the file has {self.file_bytes} bytes but its last region ends at {end}, "
+                            f"so it must end at {nxt}")
+        self._zero_span(end, nxt, "padding after the last region")
+
+    def _check_policy(self):
+        """§3: the tensors are stored as the quantization block says."""
+        q = self.metadata["quantization"]
+        weights, gran = q["weights"], q["int8_granularity"]
+        acts = q.get("activations", "fp32")
+        for e in self.entries:
+            if e.unsupported:
+                continue
+            int8 = e.scheme in ("int8_channel", "int8_block")
+            if (weights in ("fp32", "fp16") and int8) or (e.dtype == "F16" and weights in ("fp32", "int8")):
+                raise self._err(f"{e.dtype} {e.scheme} in a file whose weights are {weights}", e.name)
+            if e.scheme == "int8_channel" and gran != "channel":
+                raise self._err(f"int8_channel in a file of granularity {gran}", e.name)
+            if e.scheme == "int8_block" and gran != f"block{e.block}":
+                raise self._err(f"int8_block of block {e.block} in a file of granularity {gran}", e.name)
+            if e.activations is not None and acts == "fp32":
+                raise self._err("per-tensor activations in a file whose activations are fp32", e.name)
 
     # ---- tensors --------------------------------------------------------------------------
     def entry(self, name):

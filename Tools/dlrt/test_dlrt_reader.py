@@ -122,11 +122,21 @@ def make_tensors(specs, compression="none"):
     return out
 
 
+def policy_of(entries):
+    """A §3 quantization block the entries follow."""
+    blocks = [e["block"] for e in entries if e["scheme"] == "int8_block"]
+    int8 = any(e["scheme"] != "none" for e in entries)
+    weights = "int8" if int8 else ("fp16" if any(e["dtype"] == "F16" for e in entries) else "fp32")
+    acts = "int8" if any(e.get("activations") for e in entries) else "fp32"
+    return {"weights": weights, "int8_granularity": f"block{blocks[0]}" if blocks else "channel",
+            "activations": acts, "keep": [], "policy": "test"}
+
+
 def assemble(tensors, *, extra_meta=None, major=1, minor=0, flags=0, reserve=0, order_scales_first=False):
     """Lays out header + metadata + payload per §1-§3. Returns bytes."""
     md = {"format": "dlrt",
           "configs": {"unet": {"in_channels": 8}, "vae": {"scaling_factor": 0.18215}, "cfr": {}},
-          "quantization": {"weights": "int8", "int8_granularity": "channel", "keep": [], "policy": "test"},
+          "quantization": policy_of([e for e, _, _ in tensors]),
           "provenance": {"tool": "test", "version": "0", "command": "quantize", "source": "x", "merge": {}},
           "default_prompt_embeds": None,
           "tensors": [e for e, _, _ in tensors]}
@@ -159,6 +169,7 @@ def assemble(tensors, *, extra_meta=None, major=1, minor=0, flags=0, reserve=0, 
             break
         po = need
     chunks, end = layout(po)
+    end = (end + 63) // 64 * 64  # §1: the file ends at the last region's end rounded up to 64
     text = json.dumps(md, separators=(",", ":")).encode()
     assert 128 + len(text) <= po
     buf = bytearray(end)
@@ -298,8 +309,9 @@ def test_roundtrip_f32():
     check_roundtrip("f32")
 
 
-def test_roundtrip_f32_rows_layout():
-    check_roundtrip("f32_rows")
+def test_f32_rows_layout_refused():
+    # §3.1: rows_k32 is the layout of int8 weights only
+    expect_error(lambda: check_roundtrip("f32_rows"), "rows_k32 is for int8 weights")
 
 
 def test_zero_rows_scale_one():
@@ -359,7 +371,9 @@ def test_activations_1_1():
                           ("unet.c.weight", np.ones((2, 3), np.float32), "f32")])
     specs[0][0]["activations"] = "int16"
     specs[1][0]["activations"] = "int4"
-    f = DlrtFile(write(assemble(specs, minor=1)))
+    # §6: an unknown value is damage in a version this reader knows, a newer version's otherwise.
+    expect_error(lambda: DlrtFile(write(assemble(specs, minor=1))), "unknown activations 'int4'", "1.1 file")
+    f = DlrtFile(write(assemble(specs, minor=3)))
     assert f.entry("unet.a.weight").activations == "int16"
     assert f.entry("unet.b.weight").unsupported == "unknown activations 'int4'"
     assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 3), np.float32))
@@ -372,7 +386,11 @@ def test_block_activations_1_2():
                           ("unet.b.weight", np.ones((2, 40), np.float32), "int8_block64")])
     specs[0][0]["activations"] = "int8"
     specs[1][0]["activations"] = "int16"  # §4.3: block scales take int8 activations only
-    f = DlrtFile(write(assemble(specs, minor=2)))
+    specs[1][0]["block"], specs[1][0]["k_padded"] = 32, 64  # one granularity per file (§3)
+    specs = [specs[0], (specs[1][0], specs[1][1], specs[0][2])]
+    specs[1][0]["scales"] = dict(specs[0][0]["scales"])
+    expect_error(lambda: DlrtFile(write(assemble(specs, minor=2))), "int16", "1.2 file")
+    f = DlrtFile(write(assemble(specs, minor=3)))
     assert f.entry("unet.a.weight").activations == "int8" and f.entry("unet.a.weight").unsupported is None
     assert f.entry("unet.b.weight").unsupported == "activations 'int16' on an int8_block tensor"
     assert np.array_equal(f.dequantized("unet.a.weight"), np.ones((2, 40), np.float32))
@@ -382,7 +400,8 @@ def test_unknown_dtype_makes_only_that_tensor_unsupported():
     specs = make_tensors([("unet.a.weight", np.ones((2, 3), np.float32), "f32"),
                           ("unet.b.weight", np.ones((2, 3), np.float32), "f32")])
     specs[1][0]["dtype"] = "BF16"
-    f = DlrtFile(write(assemble(specs)))
+    expect_error(lambda: DlrtFile(write(assemble(specs))), "unknown dtype 'BF16'", "1.0 file")
+    f = DlrtFile(write(assemble(specs, minor=3)))
     assert f.entry("unet.b.weight").unsupported == "unknown dtype 'BF16'"
     f.verify("unet.b.weight")
     f.dequantized("unet.a.weight")
@@ -390,11 +409,14 @@ def test_unknown_dtype_makes_only_that_tensor_unsupported():
 
 
 def test_reserve_after_metadata_and_scales_first():
-    blob, t = standard_file("int8_channel", reserve=4096, order_scales_first=True)
+    blob, t = standard_file("int8_channel", reserve=4096)
     f = DlrtFile(write(blob))
     assert f.payload_offset - 128 - f.header["metadata_bytes"] >= 4096
     f.verify_all()
     assert f.warnings == []
+    # §3.1: an int8 tensor's scales follow its data
+    blob, t = standard_file("int8_channel", reserve=4096, order_scales_first=True)
+    expect_error(open_blob(blob), "list order", "unet.conv_in.weight")
 
 
 def test_cli():
@@ -641,14 +663,11 @@ def test_conformance_warnings():
 
     def swap(md):
         md["tensors"][0], md["tensors"][1] = md["tensors"][1], md["tensors"][0]
-    f = open_blob(edit_metadata(blob, swap))()
-    assert any("payload order" in w for w in f.warnings), f.warnings
-    assert any("sorted" in w for w in f.warnings), f.warnings
-    b = bytearray(blob)
-    po, = struct.unpack_from("<Q", b, 40)
-    b[po - 1] = 1
-    f = open_blob(bytes(b))()
-    assert any("padding after the metadata" in w for w in f.warnings), f.warnings
+    expect_error(open_blob(edit_metadata(blob, swap)), "list order")
+    b0 = bytearray(blob)
+    po, = struct.unpack_from("<Q", b0, 40)
+    b0[po - 1] = 1
+    expect_error(open_blob(bytes(b0)), "padding after the metadata", "not all zero")
     spaced = json.dumps(json.loads(blob[128:128 + struct.unpack_from("<Q", blob, 32)[0]]),
                         separators=(", ", ": ")).encode()
     f = open_blob(edit_metadata(blob, lambda md: spaced))()
@@ -771,8 +790,8 @@ def test_checker_catches_errors():
         (dict(weights="fp16"), lambda m: _patch(m, "unet.conv_in.weight", f16_ulp), "F16 not identical"),
         (dict(weights="fp32"), lambda m: _patch(m, "vae.decoder.conv.weight", f16_ulp), "F32 not identical"),
         (dict(), lambda m: [x for x in m if x[0]["name"] != "vae.decoder.conv.weight"], "missing from the file"),
-        (dict(), lambda m: [x if x[0]["name"] != "unet.mid.norm1.weight" else
-                            make_tensors([("unet.mid.norm1.weight", np.ones(6, np.float32), "f16")])[0] for x in m],
+        (dict(), lambda m: [x if x[0]["name"] != "unet.mid.proj.weight" else
+                            make_tensors([("unet.mid.proj.weight", np.ones((5, 40), np.float32), "f32")])[0] for x in m],
          "the policy"),
         (dict(), lambda m: [x if x[0]["name"] != "unet.time_embedding.linear_1.weight" else
                             make_tensors([(x[0]["name"], np.zeros((12, 6), np.float32), "int8_channel")])[0]
@@ -833,3 +852,54 @@ if __name__ == "__main__":
             print(f"FAIL {name}: {type(e).__name__}: {e}")
     print(f"{len(tests) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every byte covered (§1) and forged metadata (§3, §3.1): a file whose header digest was
+# recomputed after the edit, so only the semantic checks can catch it.
+
+def test_every_padding_byte_is_checked():
+    blob = base_blob()
+    f = DlrtFile(write(blob))
+    md_end = 128 + f.header["metadata_bytes"]
+    regions = sorted(f._regions())
+    gaps = [(a[0] + a[1], b[0]) for a, b in zip(regions, regions[1:]) if b[0] > a[0] + a[1]]
+    last_end = regions[-1][0] + regions[-1][1]
+    assert gaps and md_end < f.payload_offset and last_end < len(blob), "the fixture must have every kind of padding"
+    for where, needle in ((md_end, "padding after the metadata"), (f.payload_offset - 1, "padding after the metadata"),
+                          (gaps[0][0], "padding before"), (gaps[-1][1] - 1, "padding before"),
+                          (last_end, "padding after the last region"), (len(blob) - 1, "padding after the last region")):
+        b = bytearray(blob)
+        b[where] ^= 0x80
+        expect_error(open_blob(bytes(b)), needle, f"byte {where}")
+    # the tail is exactly up to the next multiple of 64: 64 more zero bytes are refused too
+    expect_error(open_blob(reseal(blob + bytes(64))), "must end at")
+
+
+def test_forged_metadata_refused():
+    blob = base_blob()
+    cases = [
+        (lambda md: tensor(md).__setitem__("dtype", "Q4"), "unknown dtype 'Q4'"),
+        (lambda md: tensor(md).__setitem__("scheme", "int4_channel"), "unknown scheme"),
+        (lambda md: tensor(md).__setitem__("layout", "cols"), "unknown layout"),
+        (lambda md: tensor(md).__setitem__("compression", "lz4"), "unknown compression"),
+        (lambda md: tensor(md).__setitem__("activations", "int3"), "unknown activations"),
+        (lambda md: md.__setitem__("tensors", []), "no tensors"),
+        (lambda md: md["configs"].pop("cfr") and None, "'cfr'"),
+        (lambda md: md["configs"].pop("unet") and None, "'unet'"),
+        (lambda md: md.__setitem__("format", "zip"), "format"),
+        (lambda md: md["quantization"].__setitem__("weights", "int3"), "weights is 'int3'"),
+        (lambda md: md["quantization"].__setitem__("int8_granularity", "block16"), "int8_granularity"),
+        (lambda md: md["quantization"].__setitem__("activations", "int2"), "activations is 'int2'"),
+        (lambda md: md["quantization"].__setitem__("weights", "fp32"), "weights are fp32"),
+        (lambda md: md.__setitem__("provenance", "x"), "provenance"),
+        (lambda md: tensor(md, "unet.proj.weight").__setitem__("offset", tensor(md)["offset"]), "list order"),
+        (lambda md: tensor(md, "prompt_embeds").__setitem__("offset", 1 << 40), "outside the payload"),
+        (lambda md: tensor(md, "unet.conv_in.bias").__setitem__("shape", [6]), "raw_bytes"),
+        (lambda md: tensor(md, "unet.conv_in.bias").__setitem__("k", 5), "layout torch with k"),
+        (lambda md: tensor(md).__setitem__("compression", "zstd_shuffle"), "zstd_shuffle is for F32 and F16"),
+        (lambda md: md.__setitem__("default_prompt_embeds", "prompt_embeds")
+         or tensor(md, "prompt_embeds").update(shape=[1, 0, 8], raw_bytes=0, bytes=0), "S >= 1"),
+    ]
+    for fn, needle in cases:
+        expect_error(open_blob(edit_metadata(blob, fn)), needle)

@@ -102,15 +102,22 @@ struct  OnnxSubset__OperatorSetIdProto
     , NULL, 0, 0 }
 
 
+/*
+ * `bytes` on our side (onnx.proto says `string`; the wire form is the same): protoc-c hands a
+ * string out NUL-terminated, so a NUL inside one (`location: "w.bin\0../x"`) would cut it short
+ * unseen; as bytes the reader sees the whole value and refuses a NUL or invalid UTF-8.
+ */
 struct  OnnxSubset__StringStringEntryProto
 {
   ProtobufCMessage base;
-  char *key;
-  char *value;
+  protobuf_c_boolean has_key;
+  ProtobufCBinaryData key;
+  protobuf_c_boolean has_value;
+  ProtobufCBinaryData value;
 };
 #define ONNX_SUBSET__STRING_STRING_ENTRY_PROTO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&onnx_subset__string_string_entry_proto__descriptor) \
-    , NULL, NULL }
+    , 0, {0,NULL}, 0, {0,NULL} }
 
 
 struct  OnnxSubset__GraphProto

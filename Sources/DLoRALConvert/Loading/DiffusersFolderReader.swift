@@ -124,6 +124,9 @@ enum ShardedSafetensors {
         guard let weightMap = index["weight_map"]?.objectValue else {
             throw FormatError(.malformed, file: indexPath, "no \"weight_map\" object; expected {\"weight_map\": {tensor: shard file}}")
         }
+        guard !weightMap.isEmpty else {
+            throw FormatError(.malformed, file: indexPath, "\"weight_map\" is empty: the index lists no tensor; expected {\"weight_map\": {tensor: shard file}}")
+        }
         let folder = indexPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         var shards: [String: SafetensorsFile] = [:]
         var table = TensorTable()

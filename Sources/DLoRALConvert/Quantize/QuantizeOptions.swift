@@ -40,15 +40,26 @@ public struct QuantizeOptions: Sendable {
     public var keep: [String] = []
     public var promptEmbeds: String?
     public var compress = false
+    /// With int8 weights, quantize the CFR's weights too. Off by default: the CFR is a small
+    /// part of the bytes and the time, and int8 there costs frames PSNR (the flow it computes
+    /// moves every pixel of the fused latent).
+    public var int8CFR = false
 
     public init() {}
 
     /// Tensors kept wide whatever the scheme: norms and the timestep embedding MLP (§4).
     public static let defaultKeep = ["*norm*", "*time_embedding*"]
+    /// Kept fp32 by default when the weights are int8 (unless `int8CFR`).
+    public static let cfrKeep = "cfr.*"
+
+    /// The globs kept wide before the user's: `defaultKeep`, and the CFR for int8 weights.
+    public var defaultKeepGlobs: [String] {
+        Self.defaultKeep + (weights == .int8 && !int8CFR ? [Self.cfrKeep] : [])
+    }
 
     /// True if `name` stays fp32 under this policy.
     public func keeps(_ name: String) -> Bool {
-        (Self.defaultKeep + keep).contains { fnmatch($0, name, 0) == 0 }
+        (defaultKeepGlobs + keep).contains { fnmatch($0, name, 0) == 0 }
     }
 
     /// The activation precision recorded for an int8 weight (nil: fp32): the CFR always runs in

@@ -95,6 +95,11 @@ public enum Quantizer {
                 items.append(("\(component.rawValue).\(name)", view))
             }
         }
+        // A --keep glob that matches nothing is a typo or a name from another naming scheme.
+        for glob in options.keep where !items.contains(where: { fnmatch(glob, $0.0, 0) == 0 }) {
+            throw FormatError(.invalidModel, file: source,
+                              "--keep '\(glob)' matches no tensor; globs match canonical names such as 'unet.conv_in.weight' or 'cfr.*' (list them with dloral-convert inspect \(source))")
+        }
         var promptName: JSONValue = .null
         if let path = options.promptEmbeds {
             let embeds = try SafetensorsFile(path: path).table
@@ -102,9 +107,11 @@ public enum Quantizer {
                 throw FormatError(.invalidModel, file: path, "expected one tensor (or one named prompt_embeds) of shape [1, 77, C]")
             }
             let cross = model.configs[.unet]?["cross_attention_dim"]?.intValue
-            guard view.shape.count == 3, view.shape[0] == 1, cross == nil || view.shape[2] == cross, view.dtype.isFloatingPoint else {
+            guard view.shape.count == 3, view.shape[0] == 1, view.shape[1] >= 1, view.shape[2] >= 1, cross == nil || view.shape[2] == cross,
+                view.dtype.isFloatingPoint
+            else {
                 throw FormatError(.invalidModel, file: path, tensor: "prompt_embeds",
-                                  "shape \(view.shape) \(view.dtype.rawValue); expected floating [1, 77, \(cross.map(String.init) ?? "C")] matching the UNet's cross_attention_dim")
+                                  "shape \(view.shape) \(view.dtype.rawValue); expected floating [1, 77, \(cross.map(String.init) ?? "C")] (at least 1 token) matching the UNet's cross_attention_dim")
             }
             items.append(("prompt_embeds", view))
             promptName = .string("prompt_embeds")
@@ -122,7 +129,7 @@ public enum Quantizer {
                 ("weights", .string(options.weights.rawValue)),
                 ("int8_granularity", .string(options.granularity.rawValue)),
                 ("activations", .string(options.weights == .int8 ? options.activations.rawValue : "fp32")),
-                ("keep", .array((QuantizeOptions.defaultKeep + options.keep).map { .string($0) })),
+                ("keep", .array((options.defaultKeepGlobs + options.keep).map { .string($0) })),
                 ("policy", .string(policyText(options))),
             ] + (options.calibrationRecord.map { [("calibration", $0)] } ?? []))),
             ("provenance", .object([
@@ -190,7 +197,7 @@ public enum Quantizer {
                 let wide = options.layerActivations.values.filter { $0 == .int16 }.count
                 activations = "UNet/VAE activations per row, int16 on \(wide) of \(options.layerActivations.count) layers (calibrated), int8 elsewhere"
             }
-            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)), \(activations); norms, biases, the timestep embedding, prompt embeddings and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
+            return "Linear and Conv2d weights int8 (\(options.granularity.rawValue)\(options.int8CFR ? ", the CFR's too" : "")), \(activations); norms, biases, the timestep embedding, \(options.int8CFR ? "" : "the CFR, ")prompt embeddings and \(options.keep.isEmpty ? "nothing else" : options.keep.joined(separator: ", ")) fp32"
         case .fp16:
             return "floating tensors fp16; norms, biases, the timestep embedding\(options.keep.isEmpty ? "" : ", " + options.keep.joined(separator: ", ")) and prompt embeddings fp32"
         case .fp32:

@@ -259,12 +259,14 @@ public final class UNet2DCondition: @unchecked Sendable {
         }
         let batch = sample.shape[0]
         let context = encoderHiddenStates
-        guard context.rank == 3, context.shape[2] == config.crossAttentionDim,
+        // At least one token: cross-attention over no keys has no softmax to take (SD's text
+        // encoder gives 77).
+        guard context.rank == 3, context.shape[1] >= 1, context.shape[2] == config.crossAttentionDim,
               context.shape[0] == batch || context.shape[0] == 1
         else {
             throw EngineError.shapeMismatch(
                 operation: "UNet encoder hidden states",
-                expected: "[\(batch) or 1, S, \(config.crossAttentionDim)]", actual: context.shape)
+                expected: "[\(batch) or 1, S ≥ 1 tokens (77 for SD's text encoder), \(config.crossAttentionDim)]", actual: context.shape)
         }
         let temb = timeEmbedding(timestep)
 

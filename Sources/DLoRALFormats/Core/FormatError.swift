@@ -34,8 +34,30 @@ public struct FormatError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var description: String {
         if let tensor {
-            return "\(file): tensor '\(tensor)': \(message)"
+            return Self.escapingControls("\(file): tensor '\(tensor)': \(message)")
         }
-        return "\(file): \(message)"
+        return Self.escapingControls("\(file): \(message)")
+    }
+
+    /// `text` with its control characters (C0, DEL, C1 and the line and paragraph separators)
+    /// written as escapes, so that a file or tensor name cannot break the one-line message or
+    /// send terminal controls: `\n`, `\r`, `\t`, else `\u{1B}`.
+    public static func escapingControls(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where isControl(scalar): out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 }

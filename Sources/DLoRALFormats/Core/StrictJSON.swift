@@ -123,12 +123,16 @@ public struct StrictJSONParser {
         public let reason: String
         /// Set when the failure is a repeated object key.
         public var duplicateKey: String? = nil
+        /// For a repeated key: the keys of the objects it is nested in, outermost first (empty
+        /// when the repeat is in the top-level object).
+        public var duplicateKeyPath: [String] = []
         public var description: String { "\(reason) at byte \(offset)" }
     }
 
     private let bytes: UnsafeRawBufferPointer
     private var position = 0
     private var depth = 0
+    private var keyPath: [String] = []
     private static let maxDepth = 64
 
     /// Parses exactly one value from `bytes`, allowing surrounding whitespace only.
@@ -208,7 +212,7 @@ public struct StrictJSONParser {
             let keyOffset = position
             let key = try parseString()
             guard seen.insert(key).inserted else {
-                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"", duplicateKey: key)
+                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"", duplicateKey: key, duplicateKeyPath: keyPath)
             }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
@@ -216,7 +220,9 @@ public struct StrictJSONParser {
             }
             position += 1
             skipWhitespace()
+            keyPath.append(key)
             pairs.append((key, try parseValue()))
+            keyPath.removeLast()
             skipWhitespace()
             guard position < bytes.count else { throw fail("unexpected end of JSON") }
             if bytes[position] == UInt8(ascii: ",") {

@@ -17,6 +17,8 @@ public final class DLRTFile: @unchecked Sendable {
     /// Tensors stored in a way this reader does not know (a newer minor version, §6), with the
     /// reason; only these tensors are unreadable.
     public let unsupported: [String: String]
+    /// The regions of the unsupported tensors, so `verifyAll()` checks their digests too.
+    private let unsupportedRegions: [String: [DLRTRegion]]
     private let index: [String: Int]
     private var verified = Set<String>()
     private var decompressed: [String: TensorStorage] = [:]
@@ -90,46 +92,52 @@ public final class DLRTFile: @unchecked Sendable {
         } catch {
             throw fail("metadata is not valid JSON: \(error)")
         }
-        guard let list = metadata["tensors"]?.arrayValue else {
-            throw fail("metadata has no \"tensors\" list")
-        }
+        let list = try Self.checkTopLevel(metadata, file: path)
+        // §6: values this reader does not know are a newer minor version's additions only in a
+        // file of a newer minor version; in a file of a version this reader knows, they are damage.
+        let knowsEveryValue = h.minor <= DLRT.minorVersion
         var entries: [DLRTTensorEntry] = []
         var index: [String: Int] = [:]
         var unsupported: [String: String] = [:]
-        var regions: [(Int, Int, String)] = []
+        var unsupportedRegions: [String: [DLRTRegion]] = [:]
+        var regions: [(region: DLRTRegion, what: String, tensor: String)] = []
         for item in list {
             let entry: DLRTTensorEntry
             do {
                 entry = try Self.entry(item, file: path)
             } catch let error as FormatError where error.kind == .unsupported {
                 let name = item["name"]?.stringValue ?? "?"
+                guard !knowsEveryValue else {
+                    throw fail("\(error.message) (the file says version \(h.major).\(h.minor), whose values Formats/dlrt.md lists: the metadata is damaged or forged; do not use this file)", tensor: name)
+                }
                 guard unsupported[name] == nil, index[name] == nil else { throw fail("the name appears twice in the tensor list", tensor: name) }
                 unsupported[name] = error.message
+                // Its regions still take part in the layout checks (§6).
+                let own = try Self.regions(of: item, file: path, tensor: name)
+                unsupportedRegions[name] = own.map(\.0)
+                regions += own.map { (region: $0.0, what: $0.1, tensor: name) }
                 continue
             }
             guard index[entry.name] == nil, unsupported[entry.name] == nil else { throw fail("the name appears twice in the tensor list", tensor: entry.name) }
             index[entry.name] = entries.count
-            for region in [entry.data] + (entry.scales.map { [$0] } ?? []) {
-                guard region.offset % DLRT.alignmentBytes == 0, region.offset >= h.payloadOffset,
-                    region.bytes <= file.count - region.offset
-                else {
-                    throw fail("data region \(region.offset)+\(region.bytes) is misaligned or outside the payload", tensor: entry.name)
-                }
-                regions.append((region.offset, region.bytes, entry.name))
-            }
+            regions.append((entry.data, "data", entry.name))
+            if let scales = entry.scales { regions.append((scales, "scales", entry.name)) }
             entries.append(entry)
         }
-        regions.sort { $0.0 < $1.0 }
-        for i in regions.indices.dropFirst() where regions[i].0 < regions[i - 1].0 + regions[i - 1].1 {
-            throw fail("data region overlaps that of '\(regions[i - 1].2)'", tensor: regions[i].2)
-        }
-        if case let .string(prompt)? = metadata["default_prompt_embeds"], index[prompt] == nil, unsupported[prompt] == nil {
-            throw fail("default_prompt_embeds names '\(prompt)', which is not in the tensor list")
+        try Self.checkLayout(regions, header: h, file: file)
+        try Self.checkConfigs(metadata["configs"], entries: entries, file: path)
+        try Self.checkQuantization(metadata["quantization"], entries: entries, file: path)
+        if case let .string(prompt)? = metadata["default_prompt_embeds"] {
+            guard index[prompt] != nil || unsupported[prompt] != nil else {
+                throw fail("default_prompt_embeds names '\(prompt)', which is not in the tensor list")
+            }
+            if let i = index[prompt] { try Self.checkPromptEmbeds(entries[i], file: path) }
         }
         try Self.validateConfigs(metadata, entries: entries, unsupported: unsupported, file: path)
         self.entries = entries
         self.index = index
         self.unsupported = unsupported
+        self.unsupportedRegions = unsupportedRegions
     }
 
     static func entry(_ json: JSONValue, file: String) throws -> DLRTTensorEntry {
@@ -139,22 +147,29 @@ public final class DLRTFile: @unchecked Sendable {
             guard let v = object[key]?.intValue, v >= 0 else { throw fail("\"\(key)\" must be a non-negative integer") }
             return v
         }
-        guard json["name"]?.stringValue != nil, let shape = json["shape"]?.intArray, shape.allSatisfy({ $0 >= 0 }),
+        guard json.objectValue != nil else { throw fail("a tensor entry must be a JSON object") }
+        guard let given = json["name"]?.stringValue, !given.isEmpty, let shape = json["shape"]?.intArray, shape.allSatisfy({ $0 >= 0 }),
             let dtypeName = json["dtype"]?.stringValue
         else { throw fail("tensor entry needs name, shape and dtype") }
+        for key in ["scales", "sqnr_db"] where json[key] == nil {
+            throw fail("tensor entry has no \"\(key)\" (null when it does not apply)")
+        }
         guard let dtype = DType(rawValue: dtypeName), [.float32, .float16, .int8].contains(dtype) else {
-            throw FormatError(.unsupported, file: file, tensor: name, "dtype \(dtypeName) is not one this reader knows")
+            throw FormatError(.unsupported, file: file, tensor: name, "dtype \(dtypeName) is not one this reader knows (F32, F16, I8)")
         }
         guard let scheme = DLRTScheme(rawValue: json["scheme"]?.stringValue ?? "") else {
-            throw FormatError(.unsupported, file: file, tensor: name, "scheme \(json["scheme"]?.serialized() ?? "missing") is not one this reader knows")
+            throw FormatError(.unsupported, file: file, tensor: name, "scheme \(json["scheme"]?.serialized() ?? "missing") is not one this reader knows (none, int8_channel, int8_block)")
         }
         guard let layout = DLRTLayout(rawValue: json["layout"]?.stringValue ?? "") else {
-            throw FormatError(.unsupported, file: file, tensor: name, "layout \(json["layout"]?.serialized() ?? "missing") is not one this reader knows")
+            throw FormatError(.unsupported, file: file, tensor: name, "layout \(json["layout"]?.serialized() ?? "missing") is not one this reader knows (torch, rows_k32)")
         }
         guard let compression = DLRTCompression(rawValue: json["compression"]?.stringValue ?? "") else {
-            throw FormatError(.unsupported, file: file, tensor: name, "compression \(json["compression"]?.serialized() ?? "missing") is not one this reader knows")
+            throw FormatError(.unsupported, file: file, tensor: name, "compression \(json["compression"]?.serialized() ?? "missing") is not one this reader knows (none, zstd, zstd_shuffle)")
         }
-        guard let digest = json["sha256"]?.stringValue, digest.count == 64 else { throw fail("\"sha256\" must be 64 hex digits") }
+        if case let .object(scales)? = json["scales"], JSONValue.object(scales)["dtype"]?.stringValue != "F32" {
+            throw FormatError(.unsupported, file: file, tensor: name, "scales dtype \(JSONValue.object(scales)["dtype"]?.serialized() ?? "missing") is not one this reader knows (F32)")
+        }
+        guard let digest = json["sha256"]?.stringValue, isDigest(digest) else { throw fail("\"sha256\" must be 64 lowercase hex digits") }
         var entry = DLRTTensorEntry(
             name: name, shape: shape, dtype: dtype, scheme: scheme, layout: layout,
             data: DLRTRegion(offset: try int("offset"), bytes: try int("bytes"), sha256: digest),
@@ -162,7 +177,13 @@ public final class DLRTFile: @unchecked Sendable {
         entry.block = try int("block")
         entry.k = try int("k")
         entry.kPadded = try int("k_padded")
-        entry.sqnrDB = json["sqnr_db"]?.doubleValue
+        switch json["sqnr_db"] {
+        case .null?: break
+        case let value?:
+            guard let db = value.doubleValue, db.isFinite else { throw fail("\"sqnr_db\" must be a number or null, not \(value.serialized())") }
+            entry.sqnrDB = db
+        case nil: break
+        }
         if let value = json["activations"], value != .null {
             guard let text = value.stringValue, let activations = DLRTActivations(rawValue: text) else {
                 throw FormatError(.unsupported, file: file, tensor: name, "activations \(value.serialized()) is not one this reader knows (int8, int16)")
@@ -177,38 +198,72 @@ public final class DLRTFile: @unchecked Sendable {
             entry.activations = activations
         }
         guard let count = checkedElementCount(shape) else { throw fail("shape \(shape) overflows") }
+        // §3.1/§4: how dtype, scheme, layout, block, k and k_padded go together.
+        switch scheme {
+        case .none:
+            guard layout == .torch, entry.block == 0 else {
+                throw fail("scheme none is stored in layout torch with block 0 (this is layout \(layout.rawValue), block \(entry.block))")
+            }
+        case .int8Channel, .int8Block:
+            guard dtype == .int8, layout == .rowsK32 else {
+                throw fail("scheme \(scheme.rawValue) is stored as I8 in layout rows_k32 (this is \(dtypeName), \(layout.rawValue))")
+            }
+            let blocks = scheme == .int8Channel ? [0] : [32, 64]
+            guard blocks.contains(entry.block) else {
+                throw fail("scheme \(scheme.rawValue) needs block \(scheme == .int8Channel ? "0" : "32 or 64"), not \(entry.block)")
+            }
+        }
         switch layout {
         case .torch:
+            guard entry.k == 0, entry.kPadded == 0 else {
+                throw fail("layout torch has k and k_padded 0 (this has \(entry.k), \(entry.kPadded))")
+            }
             guard entry.rawBytes == count * dtype.byteSize else {
                 throw fail("raw_bytes \(entry.rawBytes) ≠ \(count) elements × \(dtype.byteSize)")
             }
         case .rowsK32:
+            guard shape.count == 2 || shape.count == 4 else {
+                throw fail("layout rows_k32 holds Linear [N, C] or Conv2d [N, C, KH, KW] weights, not shape \(shape)")
+            }
             let k = shape.dropFirst().reduce(1, *)
-            guard dtype == .int8, shape.count >= 2, entry.k == k, entry.kPadded >= k, entry.kPadded % DLRT.rowPaddingColumns == 0,
-                entry.rawBytes == entry.rows * entry.kPadded
-            else { throw fail("rows_k32 fields are inconsistent (k \(entry.k), k_padded \(entry.kPadded), raw_bytes \(entry.rawBytes))") }
+            let multiple = entry.block == 64 ? 64 : DLRT.rowPaddingColumns
+            let product = entry.rows.multipliedReportingOverflow(by: entry.kPadded)
+            guard entry.k == k, entry.kPadded == DLRT.alignUp(k, multiple), !product.overflow, product.partialValue == entry.rawBytes
+            else {
+                throw fail("rows_k32 fields are inconsistent with shape \(shape) (k \(entry.k), k_padded \(entry.kPadded), raw_bytes \(entry.rawBytes); expected k \(k), k_padded \(DLRT.alignUp(k, multiple)))")
+            }
         }
-        if compression == .none, entry.data.bytes != entry.rawBytes {
-            throw fail("uncompressed data of \(entry.data.bytes) bytes, raw_bytes \(entry.rawBytes)")
+        switch compression {
+        case .none:
+            guard entry.data.bytes == entry.rawBytes else {
+                throw fail("uncompressed data of \(entry.data.bytes) bytes, raw_bytes \(entry.rawBytes)")
+            }
+        case .zstd, .zstdShuffle:
+            guard entry.data.bytes > 0 else { throw fail("an empty region is not a zstd frame") }
+            guard compression == .zstd || dtype != .int8 else { throw fail("zstd_shuffle is for F32 and F16 tensors; I8 uses zstd") }
         }
         if case let .object(scales)? = json["scales"] {
             let object = JSONValue.object(scales)
-            guard let sshape = object["shape"]?.intArray, let sdigest = object["sha256"]?.stringValue, sdigest.count == 64 else {
-                throw fail("scales need shape and sha256")
-            }
-            guard object["dtype"]?.stringValue == "F32" else {
-                throw FormatError(.unsupported, file: file, tensor: name, "scales dtype \(object["dtype"]?.serialized() ?? "missing") is not F32")
+            guard scheme != .none else { throw fail("scheme none has no scales (\"scales\": null)") }
+            guard let sshape = object["shape"]?.intArray, let sdigest = object["sha256"]?.stringValue, isDigest(sdigest) else {
+                throw fail("scales need shape and sha256 (64 lowercase hex digits)")
             }
             entry.scales = DLRTRegion(offset: try int("offset", object), bytes: try int("bytes", object), sha256: sdigest)
             entry.scalesShape = sshape
-            let expected = scheme == .int8Channel ? [entry.rows] : [entry.rows, entry.block > 0 ? entry.kPadded / entry.block : -1]
-            guard sshape == expected, entry.scales!.bytes == sshape.reduce(1, *) * 4 else {
-                throw fail("scales shape \(sshape) does not fit scheme \(scheme.rawValue)")
+            let expected = scheme == .int8Channel ? [entry.rows] : [entry.rows, entry.kPadded / entry.block]
+            guard sshape == expected, entry.scales!.bytes == expected.reduce(4, *) else {
+                throw fail("scales shape \(sshape) (\(entry.scales!.bytes) bytes) does not fit scheme \(scheme.rawValue); expected \(expected) F32")
             }
         } else if scheme != .none {
             throw fail("int8 tensor without scales")
+        } else if json["scales"] != .null {
+            throw fail("\"scales\" must be an object or null")
         }
         return entry
+    }
+
+    static func isDigest(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     public func entry(_ name: String) -> DLRTTensorEntry? { index[name].map { entries[$0] } }
@@ -266,6 +321,17 @@ public final class DLRTFile: @unchecked Sendable {
             }
         }
         if let first = failures.min(by: { $0.0 < $1.0 }) { throw first.1 }
+        // Tensors this reader cannot decode still have digests to check (§6, §7).
+        for name in unsupportedRegions.keys.sorted() {
+            for region in unsupportedRegions[name] ?? [] {
+                let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[region.offset..<(region.offset + region.bytes)])
+                let matches = DLRT.sha256Hex(bytes) == region.sha256
+                file.releasePages(bytes)
+                guard matches else {
+                    throw FormatError(.malformed, file: path, tensor: name, "checksum mismatch: the stored bytes are corrupted; do not use this file")
+                }
+            }
+        }
     }
 
     public var verifiedCount: Int {

@@ -176,7 +176,7 @@ public struct ONNXModel: Sendable {
         var table = TensorTable()
         for i in 0..<m.n_metadata_props {
             guard let entry = m.metadata_props[i]?.pointee else { continue }
-            table.metadata[ONNXModel.string(entry.key)] = ONNXModel.string(entry.value)
+            table.metadata[String(decoding: ONNXModel.bytes(entry.key), as: UTF8.self)] = String(decoding: ONNXModel.bytes(entry.value), as: UTF8.self)
         }
         var external = ExternalDataResolver(modelPath: path)
         for i in 0..<graph.n_initializer {
@@ -189,6 +189,22 @@ public struct ONNXModel: Sendable {
     }
 
     // MARK: - Decoding helpers
+
+    static func bytes(_ data: ProtobufCBinaryData) -> UnsafeRawBufferPointer {
+        guard let base = data.data, data.len > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base, count: data.len)
+    }
+
+    /// A `bytes` field that must be text: UTF-8 without NUL (nil otherwise).
+    static func text(_ data: ProtobufCBinaryData) -> String? {
+        let raw = bytes(data)
+        guard !raw.contains(0) else { return nil }
+        var text = ""
+        guard transcode(raw.makeIterator(), from: UTF8.self, to: UTF32.self, stoppingOnError: true, into: {
+            text.unicodeScalars.append(Unicode.Scalar($0)!)
+        }) == false else { return nil }
+        return text
+    }
 
     static func string(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
         guard let pointer else { return "" }
@@ -339,7 +355,11 @@ public struct ONNXModel: Sendable {
             var entries: [(String, String)] = []
             for i in 0..<t.n_external_data {
                 guard let entry = t.external_data[i]?.pointee else { continue }
-                entries.append((string(entry.key), string(entry.value)))
+                guard let key = text(entry.key), let value = text(entry.value) else {
+                    let shown = String(decoding: bytes(entry.key), as: UTF8.self)
+                    throw fail(.malformed, "external_data entry '\(shown)' holds a NUL byte or invalid UTF-8; a location must be a plain relative path")
+                }
+                entries.append((key, value))
             }
             let storage = try external.storage(
                 for: name, entries: entries, expectedBytes: byteCount, shape: shape, dtype: dtype)

@@ -50,6 +50,9 @@ public struct SafetensorsFile: Sendable {
             header = try StrictJSONParser.parse(headerBytes)
         } catch let failure as StrictJSONParser.Failure {
             if let key = failure.duplicateKey {
+                if let entry = failure.duplicateKeyPath.first {
+                    throw FormatError(.malformed, file: path, tensor: entry, "the key \"\(key)\" appears twice in this tensor's header entry; each key may appear once")
+                }
                 throw FormatError(.malformed, file: path, tensor: key, "the name appears twice in the header; each tensor name must be unique")
             }
             throw FormatError(.malformed, file: path, "header is not valid JSON: \(failure.reason) at header byte \(failure.offset)")

@@ -73,7 +73,8 @@ extension DLRTFile {
     }
 
     /// §3: a config object for the UNet, and for the VAE and the CFR when the file holds their
-    /// tensors. The configs' values are checked against the tensors by `validateConfigValues`.
+    /// tensors. Their values are checked against the tensors by `validateConfigs`
+    /// (DLRTConfigCheck.swift).
     static func checkConfigs(_ configs: JSONValue?, entries: [DLRTTensorEntry], file: String) throws {
         guard let configs, configs.objectValue != nil else {
             throw FormatError(.malformed, file: file, "metadata \"configs\" must be an object with the unet, vae and cfr configs")
@@ -84,12 +85,7 @@ extension DLRTFile {
                 throw FormatError(.malformed, file: file, "metadata \"configs\" has no \"\(component)\" object; the file holds \(component) tensors and cannot run without it")
             }
         }
-        try validateConfigValues(configs, entries: entries, file: file)
     }
-
-    /// The place where the configs' values (channels, layers, heads, CFR levels) are checked
-    /// before anything is allocated from them. Only their presence is checked so far.
-    static func validateConfigValues(_ configs: JSONValue, entries: [DLRTTensorEntry], file: String) throws {}
 
     /// §3, §4: the quantization block holds known values, and the tensors are stored as it says.
     static func checkQuantization(_ quantization: JSONValue?, entries: [DLRTTensorEntry], file: String) throws {

@@ -1,4 +1,4 @@
-import DLoRALFormats
+@testable import DLoRALFormats
 import Foundation
 import Testing
 
@@ -107,18 +107,22 @@ private struct HandMadeDLRT {
 
 @Suite("DLRT checks on open")
 struct DLRTValidationTests {
+    /// Opens a file expected to be valid. Its few tensors are not a whole model, so its configs
+    /// are checked by value only (configs against tensors: ConfigHardeningTests).
     static func open(_ bytes: [UInt8], name: String = "forged.dlrt") throws -> (DLRTFile, URL) {
         let folder = try TestPaths.temporaryFolder()
-        return (try DLRTFile(path: try TestPaths.write(bytes, name: name, in: folder)), folder)
+        let path = try TestPaths.write(bytes, name: name, in: folder)
+        return (try DLRTFile(file: try MappedFile(path: path), configsAgainstTensors: false), folder)
     }
 
-    /// The error opening `bytes` (nil if it opens), after checking it names the file.
+    /// The error opening `bytes` (nil if it opens), after checking it names the file. Configs are
+    /// checked by value only here too, so that the check a case forges for is the one that fails.
     static func openError(_ bytes: [UInt8]) throws -> FormatError? {
         let folder = try TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = try TestPaths.write(bytes, name: "forged.dlrt", in: folder)
         do {
-            _ = try DLRTFile(path: path)
+            _ = try DLRTFile(file: try MappedFile(path: path), configsAgainstTensors: false)
             return nil
         } catch let error as FormatError {
             #expect(error.description.hasPrefix(path), "\(error)")

@@ -3,7 +3,7 @@ extension DLRTFile {
     /// the UNet, VAE and CFR configs the engine builds the model from), so that a forged or
     /// buggy file fails when opened, naming the key, rather than allocating or crashing later.
     /// Components whose tensors use a scheme this build does not read are checked by value only.
-    static func validateConfigs(_ metadata: JSONValue, entries: [DLRTTensorEntry], unsupported: [String: String], file: String) throws {
+    static func validateConfigs(_ metadata: JSONValue, entries: [DLRTTensorEntry], unsupported: [String: String], againstTensors: Bool = true, file: String) throws {
         let configs = metadata["configs"]
         for component in ["unet", "vae", "cfr"] {
             let prefix = component + "."
@@ -20,7 +20,7 @@ extension DLRTFile {
             }
             try ModelConfigValidation.validate(
                 component: component, config: config, file: "\(file) (metadata configs.\(component))",
-                against: complete && !shapes.isEmpty ? shapes : nil, tensorFile: file)
+                against: againstTensors && complete && !shapes.isEmpty ? shapes : nil, tensorFile: file)
         }
     }
 }

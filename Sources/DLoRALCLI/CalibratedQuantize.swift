@@ -35,7 +35,7 @@ enum CalibratedQuantize {
         } else {
             let table = try SafetensorsFile(path: path).table
             guard let view = table["input.frames"] else {
-                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (DESIGN §4)")
+                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (the reference layout in Tests/Fixtures/README.md)")
             }
             frames = Tensor(view)
             if let p = table["input.prompt_embeds"], p.shape.count == 3, crossDim == nil || p.shape[2] == crossDim {

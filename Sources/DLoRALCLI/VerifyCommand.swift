@@ -272,7 +272,7 @@ public struct VerifyCommand: ParsableCommand {
             ("thresholds", .object([
                 ("min_cosine", .number("\(thresholds.minCosine)")),
                 ("frames_max_abs", thresholds.framesMaxAbs.map { .number("\($0)") } ?? .null),
-                ("frames_min_psnr_db", thresholds.framesMinPSNR.map { .number(MetricFormat.decibels($0)) } ?? .null),
+                ("frames_min_psnr_db", thresholds.framesMinPSNR.map { .number("\($0)") } ?? .null),
             ])),
             ("seconds", .number(String(format: "%.3f", seconds))),
             ("phase_seconds", .object(timings.map { ($0.0, .number(String(format: "%.3f", $0.1))) })),

@@ -15,14 +15,15 @@ public struct CLIFailure: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Maps library errors to the CLI contract (DESIGN §3): one line on stderr, exit 2 for bad input.
+/// Maps library errors to the CLI contract (README.md): one line on stderr, exit 2 for bad input.
 enum ErrorReporting {
-    static func exit(for error: Error, tool: String) -> Never {
+    /// - Parameter file: named before the message of errors that do not name their file.
+    static func exit(for error: Error, tool: String, file: String? = nil) -> Never {
         let (code, message): (Int32, String)
         switch error {
         case let failure as CLIFailure: (code, message) = (failure.exitCode, failure.message)
         case let format as FormatError: (code, message) = (2, format.description)
-        default: (code, message) = (2, String(describing: error))
+        default: (code, message) = (2, file.map { "\($0): \(error)" } ?? String(describing: error))
         }
         // An interrupt being handled owns the exit code and message.
         FileGuard.finish()
@@ -55,25 +56,61 @@ enum CommandRun {
     }
 }
 
-/// Runs a root command with DESIGN §3's exit codes: usage errors (unknown options, values
-/// `validate()` refuses) exit 2 like every other bad input, not ArgumentParser's 64.
+/// Runs a root command with README's exit codes: usage errors (unknown options, values
+/// `validate()` or `run()` refuses) exit 2 like every other bad input, not ArgumentParser's 64,
+/// and every error is printed as `<tool>: error: …`, followed for usage errors by the usage of the
+/// (sub)command that was given.
 enum CommandLineMain {
     static func run<Command: ParsableCommand>(_ type: Command.Type) -> Never {
+        let tool = type.configuration.commandName ?? "\(type)"
+        var command: ParsableCommand
         do {
-            var command = try type.parseAsRoot()
+            command = try type.parseAsRoot()
+        } catch {
+            // --help and --version print on stdout and exit 0.
+            if type.exitCode(for: error) == .success { type.exit(withError: error) }
+            let text = type.fullMessage(for: error)
+            Console.error(errorStyle(text, tool: tool))
+            Glibc.exit(2)
+        }
+        do {
             // A mapped input that shrinks while read is exit 2 naming it, not a SIGBUS; SIGINT /
             // SIGTERM remove temporary outputs and exit 130 / 143 (see FileGuard).
-            FileGuard.install(tool: type.configuration.commandName ?? "dloral", interrupts: true)
+            FileGuard.install(tool: tool, interrupts: true)
             try command.run()
             FileGuard.finish()
             Glibc.exit(0)
+        } catch let exit as ExitCode {
+            FileGuard.finish()
+            Glibc.exit(exit.rawValue)
+        } catch let validation as ValidationError {
+            // Raised by run() itself (options checked when they are used): the usage shown is
+            // that of the subcommand that ran, as for errors found while parsing.
+            let subcommand = Swift.type(of: command)
+            let names = subcommand == type ? tool : "\(tool) \(subcommand.configuration.commandName ?? "")"
+            FileGuard.finish()
+            Console.error("\(tool): error: \(validation.message)")
+            Console.error("Usage: \(type.usageString(for: subcommand))\n  See '\(names) --help' for more information.")
+            Glibc.exit(2)
+        } catch let error as FormatError {
+            ErrorReporting.exit(for: error, tool: tool)
         } catch {
-            let code = type.exitCode(for: error)
-            if code == .validationFailure {
-                Console.error(type.fullMessage(for: error))
+            switch type.exitCode(for: error) {
+            // ArgumentParser's own requests and errors raised while running (help, a usage error).
+            case .success: type.exit(withError: error)
+            case .validationFailure:
+                Console.error(errorStyle(type.fullMessage(for: error), tool: tool))
                 Glibc.exit(2)
+            default: ErrorReporting.exit(for: error, tool: tool)
             }
-            type.exit(withError: error)
         }
+    }
+
+    /// ArgumentParser's "Error: …" first line in this toolchain's one style, "<tool>: error: …";
+    /// the usage lines that follow are kept.
+    static func errorStyle(_ text: String, tool: String) -> String {
+        let prefix = "Error: "
+        guard text.hasPrefix(prefix) else { return "\(tool): error: \(text)" }
+        return "\(tool): error: " + text.dropFirst(prefix.count)
     }
 }

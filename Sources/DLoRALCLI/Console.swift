@@ -6,6 +6,17 @@ import Foundation
 import Glibc
 #endif
 
+/// "1 frame", "2 frames"; "--a", "--a and --b", "--a, --b and --c".
+enum Wording {
+    static func count(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
+        "\(n) \(n == 1 ? singular : plural ?? singular + "s")"
+    }
+
+    static func list(_ items: [String]) -> String {
+        items.count <= 1 ? items.joined() : items.dropLast().joined(separator: ", ") + " and " + items.last!
+    }
+}
+
 /// stderr output in one place.
 enum Console {
     static func error(_ line: String) {

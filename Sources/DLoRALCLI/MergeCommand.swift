@@ -95,7 +95,7 @@ struct MergeCommand: ParsableCommand {
     }
 
     static func summary(_ report: MergeReport) -> String {
-        var lines = ["merged \(report.mergedModules) LoRA modules (stage \(report.stage)) into \(report.output) as \(report.dtype): \(report.tensorsWritten) tensors, \(report.bytesWritten) bytes"]
+        var lines = ["merged \(Wording.count(report.mergedModules, "LoRA module")) (stage \(report.stage)) into \(report.output) as \(report.dtype): \(Wording.count(report.tensorsWritten, "tensor")), \(report.bytesWritten) bytes"]
         for adapter in report.adapters {
             lines.append("  \(adapter.name): weight \(adapter.weight), scale \(adapter.scale), \(adapter.modules) modules")
         }

@@ -145,7 +145,11 @@ struct QuantizeCommand: ParsableCommand {
     static func summary(_ report: QuantizeReport) -> String {
         let quantized = report.tensors.compactMap(\.sqnrDB)
         let worst = report.tensors.filter { $0.sqnrDB != nil }.min { $0.sqnrDB! < $1.sqnrDB! }
-        var line = "wrote \(report.output): \(report.bytes) bytes, \(String(format: "%.3f", Double(report.bytes) / Double(max(report.sourceBytes, 1)))) of the fp32 source, scheme \(report.scheme), \(report.tensors.count) tensors"
+        let names = ["F32": "fp32", "F16": "fp16", "BF16": "bf16"]
+        let source = report.sourceDTypes.count == 1
+            ? "the \(names[report.sourceDTypes[0]] ?? report.sourceDTypes[0]) source"
+            : "the source (\(report.sourceDTypes.map { names[$0] ?? $0 }.joined(separator: ", ")))"
+        var line = "wrote \(report.output): \(report.bytes) bytes, \(String(format: "%.3f", Double(report.bytes) / Double(max(report.sourceBytes, 1)))) of \(source), scheme \(report.scheme), \(Wording.count(report.tensors.count, "tensor"))"
         if let worst, !quantized.isEmpty {
             let median = quantized.sorted()[quantized.count / 2]
             line += "\n  weight SQNR: median \(DLRTTensorEntry.formatDB(median)) dB, lowest \(DLRTTensorEntry.formatDB(worst.sqnrDB!)) dB (\(worst.name))"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLoRALConvert
 import DLoRALEngine
 import DLoRALFormats
 import Dispatch
@@ -14,13 +15,25 @@ public struct VerifyCommand: ParsableCommand {
             reference's input.frames and input.prompt_embeds (or the file's default embeddings) and \
             compares each output.* stage present: max and mean abs error, cosine similarity, PSNR \
             (frames over [-1, 1]), and the frame-to-frame changes. Exit 0 when every stage passes, \
-            1 when any fails, 2 on bad input. Defaults follow the file's scheme (DESIGN §6).
-            """)
+            1 when any fails, 2 on bad input. The default thresholds follow the file's scheme: fp32 \
+            frames max abs ≤ 1e-4 and cosine ≥ 0.99999; fp16 frames PSNR ≥ 60 dB; int8 with fp32 or \
+            int16 activations 39 dB, cosine ≥ 0.998; W8A8 the reference's recorded simulation − 0.5 dB \
+            (else 30 dB), auto the calibration target − 1 dB, cosine ≥ 0.98 (README.md, dloral-verify).
+
+            With --frames <folder> --output <folder> it restores real footage instead: PNG frames in \
+            name order, each upscaled ×4 and cropped to a multiple of 8, frames 1 … T−1 written under \
+            their input names. Frames must share one size, be large enough for the model and small \
+            enough for this machine's memory (refused with exit 2 before anything is allocated).
+
+            The CPU kernels are chosen at run time (scalar, avx2, avxvnni, avx512, amx, neon); every \
+            level gives the same bits. DLORAL_KERNELS=<level> caps the level, e.g. DLORAL_KERNELS=avx2.
+            """,
+        version: ToolVersion.string)
 
     @Argument(help: "The runtime file (.dlrt) to verify.")
     var model: String
 
-    @Option(help: "Reference safetensors file (DESIGN §4).")
+    @Option(help: "Reference safetensors file: input.frames [T, 3, H, W], optional input.prompt_embeds, and the output.* stages to compare (layout: Tests/Fixtures/README.md, References).")
     var reference: String?
 
     @Option(help: "Instead of a reference: a folder of PNG frames (low quality) to restore; each is upscaled ×4 first, as DLoRAL prepares its input.")
@@ -70,7 +83,7 @@ public struct VerifyCommand: ParsableCommand {
 
     public init() {}
 
-    /// Parses and runs, with usage errors exiting 2 (DESIGN §3).
+    /// Parses and runs, with usage errors exiting 2 (README.md).
     public static func main() { CommandLineMain.run(Self.self) }
 
     public func validate() throws {
@@ -79,6 +92,19 @@ public struct VerifyCommand: ParsableCommand {
         }
         if frames != nil && output == nil {
             throw ValidationError("--frames needs --output <folder> for the restored frames")
+        }
+        // Options that only mean something in the other mode are refused, not silently ignored.
+        if frames != nil {
+            let given = [("--report", report != nil), ("--min-psnr", minPSNR != nil), ("--min-cosine", minCosine != nil)]
+                .filter(\.1).map(\.0)
+            if !given.isEmpty {
+                throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --reference (\(given.count == 1 ? "it compares" : "they compare") the engine with a reference's outputs); --frames restores frames without a reference: drop \(given.count == 1 ? "it" : "them") or use --reference <file>")
+            }
+        } else {
+            let given = [("--output", output != nil), ("--prompt-embeds", promptEmbeds != nil)].filter(\.1).map(\.0)
+            if !given.isEmpty {
+                throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --frames; --reference runs on the reference's own input.frames and input.prompt_embeds: drop \(given.count == 1 ? "it" : "them") or use --frames <folder>")
+            }
         }
     }
 
@@ -96,22 +122,32 @@ public struct VerifyCommand: ParsableCommand {
             }
             let file = try DLRTFile(path: model)
             let runtime = try RuntimeModel(file: file)
+            if runtime.cfr.count == 0 {
+                Console.error("dloral-verify: warning: \(model) has no CFR weights; running without frame alignment")
+            }
+            let pipeline = try DLoRALPipeline(model: runtime)
             let ref = try SafetensorsFile(path: reference).table
             guard let framesView = ref["input.frames"] else {
-                throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (DESIGN §4)")
+                throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (the reference layout in Tests/Fixtures/README.md)")
+            }
+            let shape = framesView.shape
+            guard shape.count == 4, shape[0] >= 2, shape[1] == 3 else {
+                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", "shape \(shape); expected [T ≥ 2, 3, H, W]")
+            }
+            if let problem = pipeline.requirements.problem(frames: shape[0], height: shape[2], width: shape[3]) {
+                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", problem)
             }
             let frames = Tensor(framesView)
-            guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
-                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", "shape \(frames.shape); expected [T ≥ 2, 3, H, W]")
-            }
-            guard frames.shape[2] % 8 == 0, frames.shape[3] % 8 == 0, frames.shape[2] >= 8, frames.shape[3] >= 8 else {
-                throw FormatError(.invalidModel, file: reference, tensor: "input.frames",
-                                  "frames are \(frames.shape[3])×\(frames.shape[2]); DLoRAL runs at sizes divisible by 8 (the latent grid is H/8 × W/8)")
-            }
             let prompt: Tensor
             if let view = ref["input.prompt_embeds"] {
+                if let problem = pipeline.promptEmbedsProblem(view.shape, pairs: shape[0] - 1) {
+                    throw FormatError(.invalidModel, file: reference, tensor: "input.prompt_embeds", problem)
+                }
                 prompt = Tensor(view)
             } else if let baked = runtime.defaultPromptEmbeds {
+                if let problem = pipeline.promptEmbedsProblem(baked.shape) {
+                    throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)
+                }
                 prompt = baked
             } else {
                 throw FormatError(.invalidModel, file: reference, "has no input.prompt_embeds and \(model) has no default prompt embeddings")
@@ -126,10 +162,6 @@ public struct VerifyCommand: ParsableCommand {
                 thresholds.framesMinPSNR = minPSNR
                 thresholds.framesMaxAbs = nil
             }
-            if runtime.cfr.count == 0 {
-                Console.error("dloral-verify: warning: \(model) has no CFR weights; running without frame alignment")
-            }
-            let pipeline = try DLoRALPipeline(model: runtime)
             let outputs = try pipeline.run(frames: frames, promptEmbeds: prompt)
             var stages: [StageMetrics] = []
             for stage in Self.stageOrder {
@@ -137,7 +169,7 @@ public struct VerifyCommand: ParsableCommand {
                 stages.append(Verification.compare(stage: stage, engine: engine, reference: Tensor(view), thresholds: thresholds))
             }
             guard !stages.isEmpty else {
-                throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (DESIGN §4)")
+                throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (the reference layout in Tests/Fixtures/README.md)")
             }
             let temporal = ref["output.frames"].flatMap {
                 Verification.temporal(engine: outputs.frames, reference: Tensor($0), thresholds: thresholds)
@@ -163,11 +195,11 @@ public struct VerifyCommand: ParsableCommand {
                 Console.error("dloral-verify: FAILED: first diverging stage is \(firstFailed.stage): \(firstFailed.failures.joined(separator: "; "))")
                 throw ExitCode(1)
             }
-            Console.error(String(format: "dloral-verify: passed (%d stages, %.2f s)", stages.count, seconds))
+            Console.error("dloral-verify: passed (\(Wording.count(stages.count, "stage")), \(String(format: "%.2f", seconds)) s)")
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            ErrorReporting.exit(for: error, tool: "dloral-verify")
+            ErrorReporting.exit(for: error, tool: "dloral-verify", file: model)
         }
     }
 
@@ -178,20 +210,28 @@ public struct VerifyCommand: ParsableCommand {
             try OutputPath.check(output, inputs: [model, folder] + [promptEmbeds].compactMap { $0 }, overwrite: nil,
                                   replacesFolder: false)
             let runtime = try RuntimeModel(file: try DLRTFile(path: model))
+            let pipeline = try DLoRALPipeline(model: runtime)
             let prompt: Tensor
             if let promptEmbeds {
                 let table = try SafetensorsFile(path: promptEmbeds).table
-                guard let view = table["prompt_embeds"] ?? (table.count == 1 ? table.tensors.values.first : nil) else {
+                let name = table["prompt_embeds"] != nil ? "prompt_embeds" : table.count == 1 ? table.tensors.keys.first : nil
+                guard let name, let view = table[name] else {
                     throw FormatError(.invalidModel, file: promptEmbeds, "expected one tensor (or one named prompt_embeds) [1, 77, C]")
+                }
+                if let problem = pipeline.promptEmbedsProblem(view.shape) {
+                    throw FormatError(.invalidModel, file: promptEmbeds, tensor: name, problem)
                 }
                 prompt = Tensor(view)
             } else if let baked = runtime.defaultPromptEmbeds {
+                if let problem = pipeline.promptEmbedsProblem(baked.shape) {
+                    throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)
+                }
                 prompt = baked
             } else {
                 throw FormatError(.invalidModel, file: model, "has no default prompt embeddings; pass --prompt-embeds <file> (or bake them in with dloral-convert quantize --prompt-embeds)")
             }
-            let (names, input) = try FrameSequence.load(folder: folder)
-            let outputs = try DLoRALPipeline(model: runtime).run(frames: input, promptEmbeds: prompt)
+            let (names, input) = try FrameSequence.load(folder: folder, requirements: pipeline.requirements)
+            let outputs = try pipeline.run(frames: input, promptEmbeds: prompt)
             let written = try FrameSequence.write(outputs.frames, names: names, to: output)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
             if json {
@@ -201,18 +241,19 @@ public struct VerifyCommand: ParsableCommand {
                     ("seconds", .number(String(format: "%.3f", seconds))),
                 ]).prettyPrinted())
             }
-            Console.error(String(format: "dloral-verify: restored %d frames (%d×%d) into %@ in %.2f s", written.count,
-                                 input.shape[3], input.shape[2], output, seconds))
+            Console.error(String(format: "dloral-verify: restored %d %@ (%d×%d) into %@ in %.2f s", written.count,
+                                 written.count == 1 ? "frame" : "frames", input.shape[3], input.shape[2], output, seconds))
         } catch {
-            ErrorReporting.exit(for: error, tool: "dloral-verify")
+            ErrorReporting.exit(for: error, tool: "dloral-verify", file: model)
         }
     }
 
     static func metricsJSON(_ m: StageMetrics) -> JSONValue {
-        func number(_ v: Double) -> JSONValue { v.isFinite ? .number(String(format: "%.9g", v)) : .null }
+        func number(_ v: Double, _ format: (Double) -> String) -> JSONValue { v.isFinite ? .number(format(v)) : .null }
         return .object([
-            ("max_abs", number(m.maxAbs)), ("mean_abs", number(m.meanAbs)), ("cosine", number(m.cosine)),
-            ("psnr_db", m.psnrDB == .infinity ? .string("inf") : number(m.psnrDB)), ("passed", .bool(m.passed)),
+            ("max_abs", number(m.maxAbs, MetricFormat.error)), ("mean_abs", number(m.meanAbs, MetricFormat.error)),
+            ("cosine", number(m.cosine, MetricFormat.cosine)),
+            ("psnr_db", m.psnrDB == .infinity ? .string("inf") : number(m.psnrDB, MetricFormat.decibels)), ("passed", .bool(m.passed)),
             ("failures", .array(m.failures.map { .string($0) })),
         ])
     }
@@ -251,7 +292,11 @@ public struct VerifyCommand: ParsableCommand {
         for m in stages + (temporal.map { [$0] } ?? []) {
             let name = m.stage.padding(toLength: 12, withPad: " ", startingAt: 0)
             let result = m.passed ? "pass" : "FAIL: " + m.failures.joined(separator: "; ")
-            lines.append(name + String(format: "  %-11.4g  %-11.4g  %-12.9f  %8.2f   ", m.maxAbs, m.meanAbs, m.cosine, m.psnrDB) + result)
+            lines.append(name + "  " + [MetricFormat.error(m.maxAbs).padding(toLength: 11, withPad: " ", startingAt: 0),
+                                        MetricFormat.error(m.meanAbs).padding(toLength: 11, withPad: " ", startingAt: 0),
+                                        MetricFormat.cosine(m.cosine).padding(toLength: 12, withPad: " ", startingAt: 0),
+                                        String(repeating: " ", count: max(0, 8 - MetricFormat.decibels(m.psnrDB).count)) + MetricFormat.decibels(m.psnrDB)]
+                .joined(separator: "  ") + "   " + result)
         }
         return lines.joined(separator: "\n")
     }

@@ -3,7 +3,7 @@ import DLoRALFormats
 import Foundation
 import Testing
 
-/// `merge` equals peft's own merge (DESIGN §2) for every LoRA dialect and every base form.
+/// `merge` equals peft's own merge for every LoRA dialect and every base form.
 ///
 /// The expected folders were written by the fixture generator with peft's merge APIs
 /// (`merge_adapter` / `merge_and_unload`) and diffusers' `fuse_lora`, not by our arithmetic.

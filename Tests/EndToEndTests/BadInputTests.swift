@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Every file of the hostile / corrupted corpus gets exit code 2, one line on stderr naming the
-/// file, and nothing on stdout (DESIGN §3).
+/// file, and nothing on stdout (README.md).
 @Suite("bad input")
 struct BadInputTests {
     static let folder = CommandRunner.fixtures.appendingPathComponent("bad")

@@ -59,7 +59,7 @@ struct VerifyCommandTests {
         #expect(psnr >= 60, "frames PSNR \(psnr)")
     }
 
-    /// int8 weights (fp32 activations in this engine) reach the weight-only bound of DESIGN §6.
+    /// int8 weights (fp32 activations in this engine) reach the weight-only bound (README.md, `dloral-verify`).
     @Test func int8MeetsItsBounds() throws {
         let dlrt = try Self.build("int8", quantize: ["--weights", "int8"])
         let (r, json) = try Self.verify(dlrt)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """diffusers loads a folder written by `dloral-convert merge` as it is, and the merged UNet
-reproduces the generator's reference UNet output (DESIGN §4) within 1e-4.
+reproduces the generator's reference UNet output (Tests/Fixtures/README.md) within 1e-4.
 
     python3 Tools/tests/test_merged_diffusers.py --bin .build/release/dloral-convert [--fixtures Tests/Fixtures/tiny]
 

@@ -1,6 +1,6 @@
 import DLoRALFormats
 
-/// DLoRAL's `model.pkl` (DESIGN §2): module lists per adapter family, the two ranks, the
+/// DLoRAL's `model.pkl`: module lists per adapter family, the two ranks, the
 /// peft-wrapped UNet state dict and the CFR (`state_dict_bpp`).
 enum DLoRALCheckpointReader {
     /// Adapter names DLoRAL trains: D-LoRA (quality) and C-LoRA (consistency) per UNet part.

@@ -44,7 +44,7 @@ public struct UNetLayout: Sendable, Equatable {
         self.blockOutChannels = blockOutChannels
     }
 
-    /// Stable Diffusion 2.1-base (DESIGN §2).
+    /// Stable Diffusion 2.1-base.
     public static var sd21Base: UNetLayout {
         var layout = UNetLayout(
             layersPerBlock: [2, 2, 2, 2],
@@ -237,7 +237,7 @@ public struct VAELayout: Sendable, Equatable {
         self.latentChannels = latentChannels
     }
 
-    /// Stable Diffusion 2.1-base (DESIGN §2).
+    /// Stable Diffusion 2.1-base.
     public static var sd21Base: VAELayout {
         VAELayout(blockCount: 4, layersPerBlock: 2, blockOutChannels: [128, 256, 512, 512], latentChannels: 4)
     }

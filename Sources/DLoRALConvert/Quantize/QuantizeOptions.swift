@@ -99,6 +99,8 @@ public struct QuantizeReport: Sendable {
     public var scheme: String
     public var bytes = 0
     public var sourceBytes = 0
+    /// The source tensors' element types (safetensors spellings, sorted), for "of the fp16 source".
+    public var sourceDTypes: [String] = []
     /// Stored bytes of tensor data before compression.
     public var rawBytes = 0
     public var compressed = false

@@ -157,6 +157,7 @@ public enum Quantizer {
                 int16Layers: entries.filter { $0.activations == .int16 }.count,
                 int8Layers: entries.filter { $0.activations == .int8 }.count)
         }
+        report.sourceDTypes = Set(entries.map { views[$0.name]!.dtype.rawValue }).sorted()
         for entry in entries {
             let sourceBytes = views[entry.name]!.byteCount
             report.sourceBytes += sourceBytes

@@ -1,6 +1,6 @@
 import DLoRALFormats
 
-// DLoRAL's Cross-Frame Retrieval (CFR) at inference (DESIGN §2 step 2): SpyNet optical flow on
+// DLoRAL's Cross-Frame Retrieval (CFR) at inference (README.md, dloral-verify, step 2): SpyNet optical flow on
 // the ×1/8 bicubic LQ frames, the previous latent warped by it, and the cross-frame "absolute"
 // attention fusing the aligned previous latent into the current one.
 // Reference: Tools/fixtures/dloral_cfr.py (SPyNet, flow_warp, CrossFrameAbsoluteAttn,
@@ -181,12 +181,16 @@ public struct CrossFrameRetrieval: Sendable {
         self.temperature = temperature
     }
 
+    /// DLoRAL's `lq_downsample`: SpyNet sees the frames at 1/8 of their size.
+    public static let lqDownsample = 8
+
     /// `CFRModel.downsample_lq`: `F.interpolate(frames, scale_factor=0.125, mode='bicubic')`,
     /// `[T, 3, H, W] → [T, 3, ⌊H/8⌋, ⌊W/8⌋]`.
     public static func downsampleLQ(_ frames: Tensor) -> Tensor {
         let (_, _, h, w) = frames.nchw("downsampleLQ")
-        let size = (Int((Double(h) * 0.125).rounded(.down)), Int((Double(w) * 0.125).rounded(.down)))
-        return Ops.interpolateBicubic(frames, size: size, alignCorners: false, scaleFactor: (0.125, 0.125))
+        let scale = 1 / Double(lqDownsample)
+        let size = (Int((Double(h) * scale).rounded(.down)), Int((Double(w) * scale).rounded(.down)))
+        return Ops.interpolateBicubic(frames, size: size, alignCorners: false, scaleFactor: (scale, scale))
     }
 
     /// `CFRModel.flows_forward`: flows current → previous for t = 1 … T−1, `[T−1, 2, h, w]`,

@@ -8,7 +8,7 @@ public struct UNetConfigError: Error, CustomStringConvertible, Sendable, Equatab
 }
 
 /// The numbers of a diffusers `UNet2DConditionModel` config that the engine needs. Absent keys
-/// take SD 2.1-base's values (DESIGN §2); per-block lists are expanded from ints.
+/// take SD 2.1-base's values; per-block lists are expanded from ints.
 public struct UNetConfig: Sendable, Equatable {
     public var inChannels: Int
     public var outChannels: Int

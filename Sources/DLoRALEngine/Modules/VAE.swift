@@ -15,7 +15,7 @@ public struct VAEConfig: Sendable, Equatable {
     public var usePostQuantConv: Bool
     public var midBlockAddAttention: Bool
 
-    /// SD 2.1's VAE (DESIGN §2), the fallback for absent keys.
+    /// SD 2.1's VAE, the fallback for absent keys.
     public static let sd21 = VAEConfig(
         inChannels: 3, outChannels: 3, blockOutChannels: [128, 256, 512, 512], layersPerBlock: 2,
         normNumGroups: 32, latentChannels: 4, scalingFactor: 0.18215, eps: 1e-6,

@@ -1,14 +1,14 @@
 import Dispatch
 import DLoRALFormats
 
-/// The one-step DLoRAL forward pass (DESIGN §2) over a whole clip.
+/// The one-step DLoRAL forward pass (README.md, `dloral-verify`) over a whole clip.
 ///
 /// Frames are encoded once each (posterior mean × scaling) and reused by the two pairs they
 /// belong to; the CFR aligns each previous latent to its current one; the UNet runs once per pair
 /// at timestep 1 on concat(aligned previous, fused current); x0 = fused − UNet output; the decoder
 /// maps x0 back to a frame clamped to [-1, 1].
 public final class DLoRALPipeline {
-    /// Every intermediate the reference files record (DESIGN §4), named as there.
+    /// Every intermediate the reference files record (`output.*` in Tests/Fixtures/README.md), named as there.
     public struct Outputs: Sendable {
         public var latents: Tensor
         public var unetInput: Tensor
@@ -41,6 +41,8 @@ public final class DLoRALPipeline {
     let cfr: CrossFrameRetrieval?
     let unet: UNet2DCondition
     public let model: RuntimeModel
+    /// The frame sizes these modules run on and the memory a clip needs.
+    public let requirements: FrameRequirements
 
     /// - Throws: `FormatError` naming the file when its configs do not fit its weights.
     public init(model: RuntimeModel) throws {
@@ -51,6 +53,10 @@ public final class DLoRALPipeline {
             throw FormatError(.invalidModel, file: model.path, "its configs do not fit its weights: \(error)")
         } catch let error as UNetConfigError {
             throw FormatError(.invalidModel, file: model.path, "its UNet config is not usable: \(error)")
+        }
+        requirements = Self.requirements(encoder: encoder, decoder: decoder, cfr: cfr, unet: unet)
+        if let lq = requirements.lqDownsample, lq != requirements.vaeFactor {
+            throw FormatError(.invalidModel, file: model.path, "its VAE downsamples by \(requirements.vaeFactor) but the CFR's flow runs at 1/\(lq) of the frame: the flow cannot warp the latents (a DLoRAL VAE has 4 blocks, 3 downsamplers)")
         }
         // The modules hold their own fp32 copies now; let the kernel drop the mapped file's pages
         // so they are not resident twice (a full-size fp32 file is 3.8 GB).
@@ -80,6 +86,14 @@ public final class DLoRALPipeline {
         guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
             throw EngineError.shapeMismatch(operation: "DLoRAL step frames", expected: "[T ≥ 2, 3, H, W]", actual: frames.shape)
         }
+        // Callers name the file in their own check first; this keeps preconditions deep in the
+        // modules (and allocations beyond the machine) from ever being reached.
+        if let problem = requirements.problem(frames: frames.shape[0], height: frames.shape[2], width: frames.shape[3]) {
+            throw FormatError(.invalidModel, file: model.path, "cannot run these frames: \(problem)")
+        }
+        if let problem = promptEmbedsProblem(promptEmbeds.shape, pairs: frames.shape[0] - 1) {
+            throw FormatError(.invalidModel, file: model.path, "cannot run these prompt embeddings: \(problem)")
+        }
         var timings: [(String, Double)] = []
         func timed<T>(_ phase: String, _ work: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -100,6 +114,19 @@ public final class DLoRALPipeline {
         for i in x0.data.indices { x0.data[i] -= unetOutput.data[i] }
         let decoded = timed("vae_decoder") { VAEDecoder.clampFrames(decoder(x0)) }
         return Outputs(latents: latents, unetInput: unetInput, unetOutput: unetOutput, x0: x0, frames: decoded, timings: timings)
+    }
+}
+
+extension DLoRALPipeline {
+    /// Why prompt embeddings of `shape` do not fit this model's UNet, or nil: they must be
+    /// [1, S ≥ 1, cross_attention_dim] (one prompt shared by every frame pair) or have one row
+    /// per pair (`pairs`, when given).
+    public func promptEmbedsProblem(_ shape: [Int], pairs: Int? = nil) -> String? {
+        let width = unet.config.crossAttentionDim
+        guard shape.count == 3, shape[0] == 1 || shape[0] == pairs, shape[1] >= 1, shape[2] == width else {
+            return "shape \(shape); this model's UNet takes [1, S, \(width)] (S ≥ 1 tokens, 77 for a CLIP prompt; cross_attention_dim \(width))"
+        }
+        return nil
     }
 }
 

@@ -11,10 +11,10 @@ public struct VerificationThresholds: Sendable {
     /// Decoded frames: lowest allowed PSNR over the [-1, 1] range (nil: not checked).
     public var framesMinPSNR: Double?
 
-    /// The defaults for a file's weight scheme (DESIGN §6). The fp32 engine runs int8 files with
+    /// The defaults for a file's weight scheme (README.md, `dloral-verify`). The fp32 engine runs int8 files with
     /// int8 weights and fp32 activations, so they are held to the weight-only frames bound
-    /// (39 dB); their stage cosines get a guard against gross errors (0.998: DESIGN's SD-size
-    /// simulation gives 0.99973 for the UNet output, the tiny fixture measures 0.9993).
+    /// (39 dB); their stage cosines get a guard against gross errors (0.998: the fake-quant
+    /// simulation at SD 2.1 size (Tools/fixtures/simulate_quant.py) gives 0.99973 for the UNet output, the tiny fixture measures 0.9993).
     public static func defaults(forScheme scheme: String) -> VerificationThresholds {
         switch scheme {
         case "fp16": return VerificationThresholds(minCosine: 0.99999, framesMaxAbs: nil, framesMinPSNR: 60)
@@ -24,11 +24,11 @@ public struct VerificationThresholds: Sendable {
     }
 
     /// The defaults for a model: its weight scheme, and for int8 files the activations its layers
-    /// run at (DESIGN §6).
+    /// run at (README.md, `dloral-verify`).
     /// - int16 activations only: the int8-weight bounds (frames ≥ 39 dB).
     /// - int8 activations on every integer layer (W8A8): no worse than the fake-quant simulation,
     ///   `simulatedW8A8PSNR` (the lowest figure of the reference's recorded simulation runs) minus
-    ///   0.5 dB, or DESIGN's SD-size figure (31.4 dB) minus 1.4 dB without one; cosine ≥ 0.98 (full-size random weights at
+    ///   0.5 dB, or the simulation's SD 2.1-size figure (31.4 dB) minus 1.4 dB without one; cosine ≥ 0.98 (full-size random weights at
     ///   256×256 measure 0.988 on the frames; a broken kernel gives far less).
     /// - mixed (`auto`): the calibration target minus 1 dB (it was met on other frames), cosine ≥ 0.98.
     public static func defaults(for model: RuntimeModel, simulatedW8A8PSNR: Double? = nil) -> VerificationThresholds {
@@ -49,7 +49,7 @@ public struct VerificationThresholds: Sendable {
     public var summary: String {
         var parts = ["cosine ≥ \(minCosine) at every stage"]
         if let framesMaxAbs { parts.append("frames max abs ≤ \(framesMaxAbs)") }
-        if let framesMinPSNR { parts.append("frames PSNR ≥ \((framesMinPSNR * 100).rounded() / 100) dB") }
+        if let framesMinPSNR { parts.append("frames PSNR ≥ \(MetricFormat.decibels(framesMinPSNR)) dB") }
         return parts.joined(separator: ", ")
     }
 }
@@ -65,6 +65,19 @@ public struct StageMetrics: Sendable {
     public var passed: Bool
     /// What failed, if anything.
     public var failures: [String]
+}
+
+/// How the metrics are printed everywhere (stderr, JSON, the HTML report; README.md,
+/// `dloral-verify`): errors to 4 significant digits, cosine to 7 decimals, dB to 2 decimals.
+/// Enough to compare with the thresholds, without float noise in the last digits.
+public enum MetricFormat {
+    public static func error(_ v: Double) -> String { special(v) ?? String(format: "%.4g", v) }
+    public static func cosine(_ v: Double) -> String { special(v) ?? String(format: "%.7f", v) }
+    public static func decibels(_ v: Double) -> String { special(v) ?? String(format: "%.2f", v) }
+
+    static func special(_ v: Double) -> String? {
+        v == .infinity ? "inf" : v == -.infinity ? "-inf" : v.isNaN ? "nan" : nil
+    }
 }
 
 public enum Verification {
@@ -101,10 +114,12 @@ public enum Verification {
         let psnr = mse == 0 ? Double.infinity : 10 * log10(range * range / mse)
         var failures: [String] = []
         if nonFinite { failures.append("engine output is not finite") }
-        if !(cosine >= thresholds.minCosine) { failures.append("cosine \(cosine) < \(thresholds.minCosine)") }
+        if !(cosine >= thresholds.minCosine) { failures.append("cosine \(MetricFormat.cosine(cosine)) < \(thresholds.minCosine)") }
         if stage == "frames" {
-            if let limit = thresholds.framesMaxAbs, !(maxAbs <= limit) { failures.append("max abs \(maxAbs) > \(limit)") }
-            if let limit = thresholds.framesMinPSNR, !(psnr >= limit) { failures.append("PSNR \(psnr) dB < \(limit) dB") }
+            if let limit = thresholds.framesMaxAbs, !(maxAbs <= limit) { failures.append("max abs \(MetricFormat.error(maxAbs)) > \(limit)") }
+            if let limit = thresholds.framesMinPSNR, !(psnr >= limit) {
+                failures.append("PSNR \(MetricFormat.decibels(psnr)) dB < \(MetricFormat.decibels(limit)) dB")
+            }
         }
         return StageMetrics(stage: stage, maxAbs: maxAbs, meanAbs: sumAbs / n, cosine: cosine, psnrDB: psnr,
                             passed: failures.isEmpty, failures: failures)

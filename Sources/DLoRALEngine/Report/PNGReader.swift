@@ -8,31 +8,55 @@ import Glibc
 /// Reads PNG files (any bit depth, colour type, interlace) as 8-bit RGB with libpng's
 /// simplified API; alpha is composited over black, grey expanded to RGB.
 public enum PNGReader {
+    /// The largest side read: a header can claim up to 2^31 − 1 pixels a side, which no frame has.
+    public static let maximumSide = 1 << 15
+
+    /// Width and height from the header alone (nothing is decoded or allocated for the pixels).
+    public static func size(path: String) throws -> (width: Int, height: Int) {
+        var (image, stream) = try begin(path: path)
+        png_image_free(&image)
+        fclose(stream)
+        return (Int(image.width), Int(image.height))
+    }
+
     public static func read(path: String) throws -> RGBImage {
+        var (image, stream) = try begin(path: path)
+        defer { fclose(stream) }
+        defer { png_image_free(&image) }
+        image.format = UInt32(PNG_FORMAT_RGB)
+        let width = Int(image.width), height = Int(image.height)
+        let bytes = try MachineMemory.checkedBytes([width, height, 3], elementSize: 1, what: "the decoded \(width)×\(height) PNG", file: path)
+        var pixels = [UInt8](repeating: 0, count: bytes)
+        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(width * 3), nil) }
+        guard ok != 0 else {
+            throw FormatError(.malformed, file: path, "PNG data could not be decoded: \(message(&image))")
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    /// Reads the header and checks the size it claims.
+    /// The stream stays open for decoding (libpng reads from it until `png_image_finish_read`);
+    /// the caller closes it after freeing the image.
+    static func begin(path: String) throws -> (png_image, UnsafeMutablePointer<FILE>) {
         // Opened without blocking and refused unless a regular file (a FIFO would hang).
         let fd = try RegularFile.open(path)
         guard let stream = fdopen(fd, "rb") else {
             close(fd)
             throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
         }
-        defer { fclose(stream) }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         guard png_image_begin_read_from_stdio(&image, stream) != 0 else {
+            fclose(stream)
             throw FormatError(.malformed, file: path, "not a readable PNG: \(message(&image))")
         }
-        defer { png_image_free(&image) }
-        image.format = UInt32(PNG_FORMAT_RGB)
         let width = Int(image.width), height = Int(image.height)
-        guard width > 0, height > 0, width <= 1 << 15, height <= 1 << 15 else {
-            throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to 32768 per side)")
+        guard width > 0, height > 0, width <= maximumSide, height <= maximumSide else {
+            png_image_free(&image)
+            fclose(stream)
+            throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to \(maximumSide) per side)")
         }
-        var pixels = [UInt8](repeating: 0, count: width * height * 3)
-        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(width * 3), nil) }
-        guard ok != 0 else {
-            throw FormatError(.malformed, file: path, "PNG data could not be decoded: \(message(&image))")
-        }
-        return RGBImage(width: width, height: height, pixels: pixels)
+        return (image, stream)
     }
 
     static func message(_ image: inout png_image) -> String {

@@ -211,8 +211,8 @@ public struct VerificationReport {
         for m in stages + (temporal.map { [$0] } ?? []) {
             let result = m.passed ? "pass" : "FAIL: " + m.failures.joined(separator: "; ")
             rows += "<tr class=\"\(m.passed ? "pass" : "fail")\"><td>\(Self.escape(m.stage))</td>"
-                + "<td>\(Self.number(m.maxAbs, "%.4g"))</td><td>\(Self.number(m.meanAbs, "%.4g"))</td>"
-                + "<td>\(Self.number(m.cosine, "%.9f"))</td><td>\(Self.number(m.psnrDB, "%.2f"))</td>"
+                + "<td>\(MetricFormat.error(m.maxAbs))</td><td>\(MetricFormat.error(m.meanAbs))</td>"
+                + "<td>\(MetricFormat.cosine(m.cosine))</td><td>\(MetricFormat.decibels(m.psnrDB))</td>"
                 + "<td>\(Self.escape(result))</td></tr>\n"
         }
         var figures = ""

@@ -8,7 +8,10 @@ private struct HandMadeDLRT {
     /// Top-level metadata; `tensors` is filled in from `entries`.
     var metadata: [String: Any] = [
         "format": "dlrt",
-        "configs": ["unet": ["in_channels": 8], "vae": ["scaling_factor": 0.18215], "cfr": ["spynet_levels": 6]],
+        "configs": ["unet": ["in_channels": 8], "vae": ["scaling_factor": 0.18215], "cfr": [
+            "_class_name": "DLoRALCFR", "latent_channels": 4, "attention_heads": 1, "attention_head_dim": 4,
+            "spynet_levels": 6,
+        ]],
         "quantization": ["weights": "int8", "int8_granularity": "channel", "activations": "fp32", "keep": [String](), "policy": "test"],
         "provenance": ["tool": "test"],
         "default_prompt_embeds": NSNull(),

@@ -58,7 +58,7 @@ for t in "${targets[@]}"; do
     log=$work/$t.log
     echo "fuzz: $t for $seconds s ($(ls "$corpus" | wc -l) inputs in the corpus)"
     # -timeout: an input taking over 10 s is a hang. -rss_limit_mb/-malloc_limit_mb: 2 GB, the
-    # libFuzzer default, made explicit (a larger single allocation is a finding).
+    # libFuzzer default, made explicit (more memory, or a larger single allocation, is a finding).
     # -detect_leaks=1: LeakSanitizer at exit and on new coverage.
     rc=0
     # SWIFT_BACKTRACE=enable=no: a Swift trap goes straight to libFuzzer's crash handler, which

@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -83,3 +84,25 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets for the readers (Tools/fuzz, FUZZING.md). Declared only when DLORAL_FUZZ is
+// set: they have no main of their own (libFuzzer supplies it), so they link only in the
+// sanitizer build that Tools/fuzz/run.sh makes in its own scratch folder.
+if ProcessInfo.processInfo.environment["DLORAL_FUZZ"] != nil {
+    package.targets.append(
+        .target(name: "FuzzSupport", dependencies: ["DLoRALFormats"], path: "Tools/fuzz/FuzzSupport"))
+    let fuzzTargets: [(String, [Target.Dependency])] = [
+        ("safetensors", ["DLoRALFormats"]),
+        ("torch-zip", ["DLoRALFormats"]),
+        ("pickle", ["DLoRALFormats"]),
+        ("onnx", ["DLoRALFormats"]),
+        ("dlrt", ["DLoRALFormats"]),
+        ("png", ["DLoRALEngine", "DLoRALFormats"]),
+    ]
+    for (name, dependencies) in fuzzTargets {
+        package.targets.append(
+            .executableTarget(
+                name: "fuzz-\(name)", dependencies: dependencies + ["FuzzSupport"], path: "Tools/fuzz/\(name)",
+                swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

@@ -27,3 +27,6 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 # The independent .dlrt reader's own tests (numpy + zstandard; no pytest needed).
 python3 Tools/dlrt/test_dlrt_reader.py
+# A short fuzz campaign on each reader (libFuzzer + AddressSanitizer, its own scratch build
+# folder; FUZZING.md): any crash, hang, leak or sanitizer report fails the run.
+bash Tools/fuzz/run.sh 45

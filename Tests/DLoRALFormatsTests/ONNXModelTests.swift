@@ -331,6 +331,9 @@ struct ONNXModelTests {
             ("undefined type", tensor("w", dims: [1], type: 0, raw: [0]), .malformed, "data_type is missing"),
             ("negative dim", tensor("w", dims: [-1], raw: []), .malformed, "negative"),
             ("overflow", tensor("w", dims: [1 << 40, 1 << 40], raw: []), .malformed, "overflows"),
+            // Zero elements, but the other dimensions' product overflows (strides would trap;
+            // found by Tools/fuzz, target onnx).
+            ("overflow after a zero dim", tensor("w", dims: [0, 1 << 40, 1 << 40], raw: []), .malformed, "overflows"),
             ("external and raw", { var t = tensor("w", dims: [1], raw: littleEndianBytes([1])); t.int(14, 1); return t }(), .malformed, "EXTERNAL but the tensor also has raw_data"),
             ("external without location", tensor("w", dims: [1], external: [("offset", "0")]), .malformed, "no 'location'"),
             ("external bad offset", tensor("w", dims: [1], external: [("location", "d.bin"), ("offset", "-4")]), .malformed, "non-negative integer"),

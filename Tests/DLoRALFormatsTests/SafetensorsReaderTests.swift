@@ -45,6 +45,8 @@ struct SafetensorsReaderTests {
         (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#, 20, "gap"),
         (#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8, "needs 12"),
         (#"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#, 8, "overflows"),
+        // Zero elements, but strides [2^80, 2^40, 1] would overflow (found by Tools/fuzz).
+        (#"{"a":{"dtype":"F32","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}}"#, 0, "overflows"),
         (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, 12, "after the last tensor"),
         (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, 4, "truncated"),
         (#"{"__metadata__":{"n":1}}"#, 0, "not a string"),

@@ -32,15 +32,21 @@ public enum DType: String, CaseIterable, Sendable, Codable {
     }
 }
 
-/// Overflow-checked element count of a shape; `nil` when the product does not fit in `Int`
-/// or a dimension is negative.
+/// Overflow-checked element count of a shape; `nil` when a dimension is negative or the
+/// product of the dimensions, a zero dimension counted as 1, does not fit in `Int`.
+///
+/// A zero dimension makes the count 0 whatever the others are, but strides and the sizes of
+/// sub-shapes (rows × columns of a matrix view) are still products of the other dimensions, so
+/// `[0, 2^40, 2^40]` must be refused here rather than overflow (and trap) later.
 public func checkedElementCount(_ shape: [Int]) -> Int? {
     var count = 1
+    var extent = 1
     for dim in shape {
         guard dim >= 0 else { return nil }
-        let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+        let (product, overflow) = extent.multipliedReportingOverflow(by: max(dim, 1))
         if overflow { return nil }
-        count = product
+        extent = product
+        count = dim == 0 ? 0 : count * dim  // count ≤ extent: cannot overflow
     }
     return count
 }

@@ -52,6 +52,13 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$findings"
     if [ "$t" = dlrt ]; then
         DLORAL_FUZZ_WRITE_SEEDS=$corpus DLORAL_FUZZ_FIXTURES=$root/Tests/Fixtures "$bin/fuzz-dlrt"
+        # Seeds the reader refuses would keep every mutation on the error paths.
+        if [ -x .build/release/dloral-convert ]; then
+            for seed in "$corpus"/seed-*.dlrt; do
+                .build/release/dloral-convert inspect --verify-all "$seed" >/dev/null \
+                    || { echo "fuzz: the .dlrt seed $seed is refused by the reader"; exit 1; }
+            done
+        fi
     else
         python3 Tools/fuzz/seeds.py "$t" "$corpus"
     fi

@@ -40,6 +40,12 @@ public enum PNGReader {
     static func begin(path: String) throws -> (png_image, UnsafeMutablePointer<FILE>) {
         // Opened without blocking and refused unless a regular file (a FIFO would hang).
         let fd = try RegularFile.open(path)
+        do {
+            try checkChunkLengths(fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
         guard let stream = fdopen(fd, "rb") else {
             close(fd)
             throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
@@ -57,6 +63,35 @@ public enum PNGReader {
             throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to \(maximumSide) per side)")
         }
         return (image, stream)
+    }
+
+    /// libpng allocates a chunk's declared length (up to 2^31 − 1 bytes) before reading its data,
+    /// so a file of a few hundred bytes could make it allocate gigabytes. Every chunk up to IEND
+    /// must fit in the file; the chunk headers are read with pread, nothing else is.
+    static func checkChunkLengths(_ fd: Int32, path: String) throws {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw FormatError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        let size = Int(info.st_size)
+        func bytes(at offset: Int, _ count: Int) -> [UInt8]? {
+            var out = [UInt8](repeating: 0, count: count)
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            return n == count ? out : nil
+        }
+        // Not a PNG signature: libpng says so itself.
+        guard size >= 8, bytes(at: 0, 8) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] else { return }
+        var at = 8
+        while let header = bytes(at: at, 8) {
+            let length = header[0..<4].reduce(0) { $0 << 8 | Int($1) }
+            let type = String(decoding: header[4..<8].map { (0x20...0x7E).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+            guard length <= size - at - 12 else {
+                throw FormatError(.malformed, file: path,
+                                  "PNG chunk '\(type)' at byte \(at) declares \(length) bytes of data but the file has \(max(size - at - 12, 0)) after its header; the file is truncated or damaged")
+            }
+            if type == "IEND" { return }
+            at += 12 + length
+        }
     }
 
     static func message(_ image: inout png_image) -> String {

@@ -133,11 +133,14 @@ enum DLRTSeeds {
         wide.scalesShape = [2]
         wide.activations = .int16
         plans.append(wide)
+        // Named outside unet / vae / cfr: the configs are then checked by value only, so these
+        // few tensors open without being a whole model and mutations reach the tensor readers.
+        for i in plans.indices { plans[i].name = "seed." + plans[i].name }
         plans.append(DLRTTensorEntry(name: "prompt_embeds", shape: [1, 2, 8], dtype: .float32, scheme: .none, layout: .torch, rawBytes: 64, compression: .none))
         return plans
     }
 
-    static func metadata(prompt: Bool) -> [(String, JSONValue)] {
+    static func metadata(prompt: Bool, weights: String, granularity: String, activations: String) -> [(String, JSONValue)] {
         var configs: [(String, JSONValue)] = []
         if let fixtures = getenv("DLORAL_FUZZ_FIXTURES").map({ String(cString: $0) }) {
             for component in ["unet", "vae"] {
@@ -150,8 +153,8 @@ enum DLRTSeeds {
             ("format", .string("dlrt")),
             ("configs", .object(configs)),
             ("quantization", .object([
-                ("weights", .string("int8")), ("int8_granularity", .string("channel")),
-                ("activations", .string("int8")), ("keep", .array([.string("*.norm*")])), ("policy", .string("seed")),
+                ("weights", .string(weights)), ("int8_granularity", .string(granularity)),
+                ("activations", .string(activations)), ("keep", .array([.string("*.norm*")])), ("policy", .string("seed")),
             ])),
             ("provenance", .object([("tool", .string("dloral-convert")), ("command", .string("quantize"))])),
             ("default_prompt_embeds", prompt ? .string("prompt_embeds") : .null),
@@ -172,15 +175,19 @@ enum DLRTSeeds {
 
     static func write(to folder: String) throws {
         let all = plans()
-        let sets: [(String, [DLRTTensorEntry])] = [
-            ("all", all),
-            ("float", all.filter { $0.scheme == .none }),
-            ("int8", all.filter { $0.scheme != .none }),
-            ("one", [all[0]]),
+        let float32 = all.filter { $0.scheme == .none && $0.dtype == .float32 }
+        // Each seed is a file the reader accepts: its quantization block says how its tensors are
+        // stored (Formats/dlrt.md §3, §4).
+        let sets: [(name: String, weights: String, granularity: String, activations: String, plans: [DLRTTensorEntry])] = [
+            ("channel", "int8", "channel", "int8", float32 + all.filter { $0.scheme == .int8Channel }),
+            ("block32", "int8", "block32", "int8", float32 + all.filter { $0.scheme == .int8Block }),
+            ("fp16", "fp16", "channel", "fp32", all.filter { $0.scheme == .none }),
+            ("one", "fp32", "channel", "fp32", [all[0]]),
         ]
-        for (name, plans) in sets {
-            let prompt = plans.contains { $0.name == "prompt_embeds" }
-            _ = try DLRTWriter.write(to: "\(folder)/seed-\(name).dlrt", metadata: metadata(prompt: prompt), plans: plans,
+        for set in sets {
+            let prompt = set.plans.contains { $0.name == "prompt_embeds" }
+            let metadata = metadata(prompt: prompt, weights: set.weights, granularity: set.granularity, activations: set.activations)
+            _ = try DLRTWriter.write(to: "\(folder)/seed-\(set.name).dlrt", metadata: metadata, plans: set.plans,
                                      produce: { produce($0) })
         }
     }

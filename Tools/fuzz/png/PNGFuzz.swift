@@ -7,10 +7,10 @@ import FuzzSupport
 /// conversion to a [-1, 1] tensor.
 ///
 /// libpng refuses a critical chunk whose CRC is wrong, so random mutations would stop there;
-/// the target recomputes every chunk's CRC first. Skipped, as questions of memory limits rather
+/// the target recomputes every chunk's CRC first. Skipped, as a question of memory limits rather
 /// than of parsing: images declaring more than 2^22 pixels (a valid PNG of a few hundred bytes
-/// can declare 32768 × 32768), and chunks declaring more bytes than the file has (libpng
-/// allocates a chunk's declared length, up to 2 GB, before reading it: FUZZING.md, findings).
+/// can declare 32768 × 32768). Chunks declaring more bytes than the file has are refused by
+/// `PNGReader` itself before libpng sees them.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzPNG(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var bytes = size > 0 ? [UInt8](UnsafeBufferPointer(start: data, count: size)) : []
@@ -32,14 +32,14 @@ enum PNGRepair {
     }
 
     /// Recomputes the CRC of every whole chunk; returns the pixel count IHDR declares (0 if
-    /// none), or nil if a chunk declares more bytes than follow it.
+    /// none). A chunk declaring more bytes than follow it ends the walk.
     static func fixCRCs(_ b: inout [UInt8]) -> Int? {
         guard b.count >= 8, Array(b[0..<8]) == signature else { return 0 }
         var pixels = 0
         var at = 8
         while at + 12 <= b.count {
             let length = be32(b, at)
-            guard length <= b.count - at - 12 else { return length > b.count ? nil : pixels }
+            guard length <= b.count - at - 12 else { return pixels }
             if Array(b[(at + 4)..<(at + 8)]) == Array("IHDR".utf8), length >= 8 {
                 let (product, overflow) = be32(b, at + 8).multipliedReportingOverflow(by: be32(b, at + 12))
                 pixels = overflow ? Int.max : product

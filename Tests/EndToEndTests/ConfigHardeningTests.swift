@@ -331,14 +331,7 @@ struct ConfigHardeningTests {
         let at = try #require(text.range(of: reason))
         text.replaceSubrange(at, with: "x")
         if let range = text.range(of: replace) { text.replaceSubrange(range, with: with) }
-        var metadata = Array(text.utf8)
-        metadata += [UInt8](repeating: 0x20, count: max(0, header.metadataBytes - metadata.count))
-        var forgedHeader = header
-        forgedHeader.metadataBytes = metadata.count
-        forgedHeader.digest = metadata.withUnsafeBytes { forgedHeader.computeDigest(metadata: $0) }
-        var copy = bytes
-        copy.replaceSubrange(0..<128, with: forgedHeader.encoded())
-        copy.replaceSubrange(128..<(128 + metadata.count), with: metadata)
+        let copy = DLRTForgery.resealed(bytes, header: header, metadata: text)
         let forged = folder.appendingPathComponent("forged.dlrt")
         try Data(copy).write(to: forged)
 

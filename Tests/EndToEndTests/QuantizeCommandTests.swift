@@ -99,15 +99,7 @@ struct QuantizeCommandTests {
             if let minor { h.minor = minor }
             var text = String(decoding: bytes[128..<(128 + h.metadataBytes)], as: UTF8.self)
             edit(&text)
-            var metadata = Array(text.utf8)
-            metadata += [UInt8](repeating: 0x20, count: max(0, h.metadataBytes - metadata.count))
-            var header = h
-            header.metadataBytes = metadata.count
-            header.digest = metadata.withUnsafeBytes { header.computeDigest(metadata: $0) }
-            var copy = bytes
-            copy.replaceSubrange(0..<128, with: header.encoded())
-            copy.replaceSubrange(128..<(128 + metadata.count), with: metadata)
-            return copy
+            return DLRTForgery.resealed(bytes, header: h, metadata: text)
         }
 
         try expectRefused(flipped(20), "header", mentions: ["bad-header.dlrt"])

@@ -4,31 +4,18 @@ import DLoRALFormats
 import Glibc
 #endif
 
-/// An error the CLI reports as one line on stderr with a specific exit code.
-public struct CLIFailure: Error, CustomStringConvertible {
-    public var exitCode: Int32
-    public var message: String
-    public init(exitCode: Int32, message: String) {
-        self.exitCode = exitCode
-        self.message = message
-    }
-    public var description: String { message }
-}
-
 /// Maps library errors to the CLI contract (README.md): one line on stderr, exit 2 for bad input.
 enum ErrorReporting {
     /// - Parameter file: named before the message of errors that do not name their file.
     static func exit(for error: Error, tool: String, file: String? = nil) -> Never {
-        let (code, message): (Int32, String)
-        switch error {
-        case let failure as CLIFailure: (code, message) = (failure.exitCode, failure.message)
-        case let format as FormatError: (code, message) = (2, format.description)
-        default: (code, message) = (2, file.map { "\($0): \(error)" } ?? String(describing: error))
-        }
+        // FormatError escapes its own text; other errors may carry file or tensor names too, and
+        // a control byte in one must not reach the terminal raw or break the one-line contract.
+        let message = (error as? FormatError)?.description
+            ?? FormatError.escapingControls(file.map { "\($0): \(error)" } ?? String(describing: error))
         // An interrupt being handled owns the exit code and message.
         FileGuard.finish()
         Console.error("\(tool): error: \(message)")
-        Glibc.exit(code)
+        Glibc.exit(2)
     }
 }
 

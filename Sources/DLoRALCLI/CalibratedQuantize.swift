@@ -83,7 +83,7 @@ enum CalibratedQuantize {
         let int16 = result.assignment.values.filter { $0 == .int16 }.count
         final.calibrationRecord = .object([
             ("target_psnr_db", .number(String(format: "%.2f", targetPSNR))),
-            ("frames", .string(description.replacingOccurrences(of: calibrationPath, with: (calibrationPath as NSString).lastPathComponent))),
+            ("frames", .string(description.replacingOccurrences(of: calibrationPath, with: PathName.last(calibrationPath)))),
             ("psnr_db", .number(String(format: "%.2f", result.psnrDB))),
             ("all_int8_psnr_db", .number(String(format: "%.2f", result.allInt8PSNR))),
             ("all_int16_psnr_db", .number(String(format: "%.2f", result.allInt16PSNR))),

@@ -220,35 +220,58 @@ struct ReportTests {
         #expect(r.stdout.isEmpty)
     }
 
-    /// A PNG whose tEXt chunk declares 2,113,667,081 bytes in a file of a few dozen: libpng would
-    /// allocate the declared length before finding the end of the file, so the reader refuses it
-    /// from the chunk headers (PNG specification: length, type, data, CRC per chunk).
-    @Test func pngChunkLongerThanTheFileIsRefused() throws {
-        func be32(_ v: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
-        // CRC-32 (ISO 3309, reflected 0xEDB88320), as the PNG specification defines it.
-        func crc(_ bytes: [UInt8]) -> UInt32 {
-            var c: UInt32 = 0xFFFF_FFFF
-            for b in bytes {
-                c ^= UInt32(b)
-                for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-            }
-            return c ^ 0xFFFF_FFFF
+    static func be32(_ v: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
+
+    /// CRC-32 (ISO 3309, reflected 0xEDB88320), as the PNG specification defines it.
+    static func crc(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
         }
-        let ihdr = Array("IHDR".utf8) + be32(2) + be32(2) + [8, 2, 0, 0, 0]
-        var png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-        png += be32(13) + ihdr + be32(crc(ihdr))
-        png += be32(2_113_667_081) + Array("tEXt".utf8) + Array("Comment".utf8)
+        return c ^ 0xFFFF_FFFF
+    }
+
+    /// A chunk as the PNG specification lays it out: length, type, data, CRC of type and data.
+    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+        let body = Array(type.utf8) + data
+        return be32(UInt32(data.count)) + body + be32(crc(body))
+    }
+
+    static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// IHDR of a 2×2 8-bit RGB image.
+    static let ihdr = chunk("IHDR", be32(2) + be32(2) + [8, 2, 0, 0, 0])
+
+    /// The error reading `bytes` as a PNG file (nil if it reads).
+    static func readError(_ bytes: [UInt8], name: String) throws -> FormatError? {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("dloral-png-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("long-chunk.png").path
-        try Data(png).write(to: URL(fileURLWithPath: path))
+        let path = folder.appendingPathComponent(name).path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
         do {
             _ = try PNGReader.read(path: path)
-            Issue.record("a PNG with a chunk longer than the file was read")
+            return nil
         } catch let error as FormatError {
             #expect(error.description.hasPrefix(path), "\(error)")
-            #expect(error.description.contains("'tEXt' at byte 33 declares 2113667081 bytes"), "\(error)")
+            return error
         }
+    }
+
+    /// A PNG whose tEXt chunk declares 2,113,667,081 bytes in a file of a few dozen: libpng would
+    /// allocate the declared length before finding the end of the file, so the reader refuses it
+    /// from the chunk headers.
+    @Test func pngChunkLongerThanTheFileIsRefused() throws {
+        let png = Self.signature + Self.ihdr + Self.be32(2_113_667_081) + Array("tEXt".utf8) + Array("Comment".utf8)
+        let error = try #require(try Self.readError(png, name: "long-chunk.png"), "a PNG with a chunk longer than the file was read")
+        #expect(error.description.contains("'tEXt' at byte 33 declares 2113667081 bytes"), "\(error)")
+    }
+
+    /// Pixel data that is not a zlib stream fails inside libpng's decoder, after the header was
+    /// read: an error naming the file, not an abort in libpng's error handler.
+    @Test func pngWhosePixelsDoNotDecodeIsAnError() throws {
+        let png = Self.signature + Self.ihdr + Self.chunk("IDAT", [0xDE, 0xAD, 0xBE, 0xEF, 0x00, 0x01]) + Self.chunk("IEND", [])
+        let error = try #require(try Self.readError(png, name: "bad-idat.png"), "undecodable pixel data was read")
+        #expect(error.description.contains("could not be decoded"), "\(error)")
     }
 }

@@ -51,12 +51,12 @@ enum FileSystem {
     static func provenanceName(_ file: String, root: String) -> String {
         var folder = root
         while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }
-        let rootName = (folder as NSString).lastPathComponent
+        let rootName = PathName.last(folder)
         if file != folder, file.hasPrefix(folder + "/") {
             let inside = file.dropFirst(folder.count).drop { $0 == "/" }
             let parts = inside.split(separator: "/").filter { $0 != "." }
             return ([rootName] + parts.map(String.init)).joined(separator: "/")
         }
-        return (file as NSString).lastPathComponent
+        return PathName.last(file)
     }
 }

@@ -49,7 +49,7 @@ public final class StagedFolder {
     /// Path of `relative` inside the folder being built, creating intermediate folders.
     public func path(_ relative: String) throws -> String {
         let full = temporaryPath + "/" + relative
-        let dir = (full as NSString).deletingLastPathComponent
+        let dir = PathName.parent(full)
         do {
             try FileGuard.creating {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -13,56 +13,69 @@ public enum PNGReader {
 
     /// Width and height from the header alone (nothing is decoded or allocated for the pixels).
     public static func size(path: String) throws -> (width: Int, height: Int) {
-        var (image, stream) = try begin(path: path)
-        png_image_free(&image)
-        fclose(stream)
-        return (Int(image.width), Int(image.height))
+        let png = try OpenPNG(path: path)
+        return (png.width, png.height)
     }
 
     public static func read(path: String) throws -> RGBImage {
-        var (image, stream) = try begin(path: path)
-        defer { fclose(stream) }
-        defer { png_image_free(&image) }
-        image.format = UInt32(PNG_FORMAT_RGB)
-        let width = Int(image.width), height = Int(image.height)
+        let png = try OpenPNG(path: path)
+        let image = png.image
+        image.pointee.format = UInt32(PNG_FORMAT_RGB)
+        let width = png.width, height = png.height
         let bytes = try MachineMemory.checkedBytes([width, height, 3], elementSize: 1, what: "the decoded \(width)×\(height) PNG", file: path)
         var pixels = [UInt8](repeating: 0, count: bytes)
-        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, Int32(width * 3), nil) }
+        let ok = pixels.withUnsafeMutableBytes { png_image_finish_read(image, nil, $0.baseAddress, Int32(width * 3), nil) }
         guard ok != 0 else {
-            throw FormatError(.malformed, file: path, "PNG data could not be decoded: \(message(&image))")
+            throw FormatError(.malformed, file: path, "PNG data could not be decoded: \(message(image))")
         }
         return RGBImage(width: width, height: height, pixels: pixels)
     }
 
-    /// Reads the header and checks the size it claims.
-    /// The stream stays open for decoding (libpng reads from it until `png_image_finish_read`);
-    /// the caller closes it after freeing the image.
-    static func begin(path: String) throws -> (png_image, UnsafeMutablePointer<FILE>) {
-        // Opened without blocking and refused unless a regular file (a FIFO would hang).
-        let fd = try RegularFile.open(path)
-        do {
-            try checkChunkLengths(fd, path: path)
-        } catch {
-            close(fd)
-            throw error
+    /// A PNG file whose header has been read, its stream still open for decoding. The
+    /// `png_image` lives on the heap at one address from the header to the pixels: libpng keeps
+    /// a pointer to it for its error handler, which longjmps through it ("bad longjmp" from a
+    /// copy whose original was gone).
+    final class OpenPNG {
+        let image: UnsafeMutablePointer<png_image>
+        let stream: UnsafeMutablePointer<FILE>
+        let width: Int, height: Int
+
+        init(path: String) throws {
+            // Opened without blocking and refused unless a regular file (a FIFO would hang).
+            let fd = try RegularFile.open(path)
+            do {
+                try checkChunkLengths(fd, path: path)
+            } catch {
+                close(fd)
+                throw error
+            }
+            guard let stream = fdopen(fd, "rb") else {
+                close(fd)
+                throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
+            }
+            let image = UnsafeMutablePointer<png_image>.allocate(capacity: 1)
+            image.initialize(to: png_image())
+            image.pointee.version = UInt32(PNG_IMAGE_VERSION)
+            guard png_image_begin_read_from_stdio(image, stream) != 0 else {
+                let text = PNGReader.message(image)
+                png_image_free(image)
+                image.deallocate()
+                fclose(stream)
+                throw FormatError(.malformed, file: path, "not a readable PNG: \(text)")
+            }
+            (self.image, self.stream) = (image, stream)
+            width = Int(image.pointee.width)
+            height = Int(image.pointee.height)
+            guard width > 0, height > 0, width <= maximumSide, height <= maximumSide else {
+                throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to \(maximumSide) per side)")
+            }
         }
-        guard let stream = fdopen(fd, "rb") else {
-            close(fd)
-            throw FormatError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        var image = png_image()
-        image.version = UInt32(PNG_IMAGE_VERSION)
-        guard png_image_begin_read_from_stdio(&image, stream) != 0 else {
+
+        deinit {
+            png_image_free(image)
+            image.deallocate()
             fclose(stream)
-            throw FormatError(.malformed, file: path, "not a readable PNG: \(message(&image))")
         }
-        let width = Int(image.width), height = Int(image.height)
-        guard width > 0, height > 0, width <= maximumSide, height <= maximumSide else {
-            png_image_free(&image)
-            fclose(stream)
-            throw FormatError(.malformed, file: path, "PNG of \(width)×\(height) pixels is outside what dloral-verify reads (1 to \(maximumSide) per side)")
-        }
-        return (image, stream)
     }
 
     /// libpng allocates a chunk's declared length (up to 2^31 − 1 bytes) before reading its data,
@@ -94,8 +107,8 @@ public enum PNGReader {
         }
     }
 
-    static func message(_ image: inout png_image) -> String {
-        withUnsafeBytes(of: &image.message) { raw in
+    static func message(_ image: UnsafeMutablePointer<png_image>) -> String {
+        withUnsafeBytes(of: &image.pointee.message) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
     }

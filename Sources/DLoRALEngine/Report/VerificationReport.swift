@@ -235,7 +235,7 @@ public struct VerificationReport {
             <html lang="en">
             <head>
             <meta charset="utf-8">
-            <title>dloral-verify report: \(Self.escape((model as NSString).lastPathComponent))</title>
+            <title>dloral-verify report: \(Self.escape(PathName.last(model)))</title>
             <style>
             body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
             table { border-collapse: collapse; margin: 0.5em 0 1em; }

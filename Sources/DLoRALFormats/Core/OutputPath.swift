@@ -59,18 +59,15 @@ public enum OutputPath {
         if let real = realPath(path) { return real }
         var components: [String] = []
         var current = path
-        while true {
-            while current.count > 1 && current.hasSuffix("/") { current.removeLast() }
-            let name = (current as NSString).lastPathComponent
-            let parent = (current as NSString).deletingLastPathComponent
-            components.insert(name, at: 0)
-            let base = parent.isEmpty ? "." : parent
-            if let real = realPath(base) {
-                return ([real] + components).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+        while !current.isEmpty && current != "/" {
+            components.insert(PathName.last(current), at: 0)
+            let parent = PathName.parent(current)
+            if let real = realPath(parent.isEmpty ? "." : parent) {
+                return ([real == "/" ? "" : real] + components).joined(separator: "/")
             }
-            if parent.isEmpty || parent == current { return path }
             current = parent
         }
+        return path
     }
 
     /// An input file (or a file under an input folder) that is `info`'s file (same device and

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// Constants and records of the `.dlrt` runtime file (Formats/dlrt.md, version 1.0).
 public enum DLRT {
@@ -186,6 +187,8 @@ public struct DLRTTensorEntry: Equatable, Sendable {
     public static func formatDB(_ value: Double) -> String {
         guard value.isFinite else { return "null" }
         let scaled = (value * 10_000).rounded()
+        // Beyond Int's range (|value| ≳ 9.2e14: only a forged file says so) C's formatting is exact enough.
+        guard abs(scaled) < 0x1p62 else { return String(format: "%.4f", value) }
         let sign = scaled < 0 ? "-" : ""
         let magnitude = Int(abs(scaled))
         let fraction = String(magnitude % 10_000)

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__linux__) && defined(__x86_64__)
 #include <sys/syscall.h>
@@ -80,7 +81,7 @@ static int level_named(const char *name) {
     if (!name) return -1;
     int level = -1;
     for (int l = 0; l < (int)(sizeof level_names / sizeof level_names[0]); l++)
-        if (strcmp(name, level_names[l]) == 0) level = l;
+        if (strcasecmp(name, level_names[l]) == 0) level = l;
     if (level == LEVEL_SCALAR) return level;
 #if defined(__x86_64__)
     if (level == LEVEL_NEON || level < 0) return -1;

@@ -68,7 +68,7 @@ enum CalibratedQuantize {
         }
         var wide = options
         wide.activations = .int16
-        Console.error("dloral-convert: calibrating activations on \(description), target \(targetPSNR) dB")
+        Console.error(FormatError.escapingControls("dloral-convert: calibrating activations on \(description), target \(targetPSNR) dB"))
         _ = try Quantizer.quantize(source: source, output: scratch, options: wide)
         let file = try DLRTFile(path: scratch)
         let reference = try RuntimeModel(
@@ -76,7 +76,7 @@ enum CalibratedQuantize {
             configs: configs)
         let result = try ActivationCalibration.calibrate(
             file: file, reference: reference, frames: frames, prompt: prompt, targetPSNR: targetPSNR,
-            log: { Console.error("dloral-convert: \($0)") })
+            log: { Console.error(FormatError.escapingControls("dloral-convert: \($0)")) })
 
         var final = options
         final.layerActivations = result.assignment.mapValues { Optional($0) }

@@ -31,11 +31,14 @@ enum CommandRun {
         InterruptCleanup.install(tool: tool)
         do {
             let report = try work()
-            for warning in warnings(report) { Console.error("\(tool): warning: \(warning)") }
+            // File names in a summary or warning are the user's bytes: escaped like an error's, so
+            // a name cannot move the terminal's cursor or colour (a summary's lines stay lines).
+            for warning in warnings(report) { Console.error(FormatError.escapingControls("\(tool): warning: \(warning)")) }
             if json {
                 print(asJSON(report).prettyPrinted())
             } else {
-                Console.error(summary(report))
+                Console.error(summary(report).split(separator: "\n", omittingEmptySubsequences: false)
+                    .map { FormatError.escapingControls(String($0)) }.joined(separator: "\n"))
             }
         } catch {
             ErrorReporting.exit(for: error, tool: tool)

@@ -40,7 +40,7 @@ struct InspectCommand: ParsableCommand {
             let checkpoint = try CheckpointReader.open(path, variant: variant)
             if timing {
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
-                Console.error(String(format: "opened %@ (map, header and metadata checks) in %.2f ms", path, ms))
+                Console.error(String(format: "opened %@ (map, header and metadata checks) in %.2f ms", FormatError.escapingControls(path), ms))
             }
             if verifyAll { try checkpoint.dlrt?.verifyAll() }
             let report = InspectReport(checkpoint)

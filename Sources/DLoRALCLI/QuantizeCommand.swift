@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import DLoRALConvert
+import DLoRALEngine
 import DLoRALFormats
 
 /// `dloral-convert quantize`: a merged folder into one `.dlrt` runtime file.
@@ -33,8 +34,8 @@ struct QuantizeCommand: ParsableCommand {
         discussion: "int8/int16 quantize each UNet/VAE layer's input per row (pixel or token) on the fly; auto gives int16 to the layers that need it to reach --target-psnr on calibration frames, int8 to the rest. Needs --weights int8; int16 and auto need --int8-granularity channel, while block32/block64 with int8 quantize the activations per row and block of 32/64."))
     var activations: String = "fp32"
 
-    @Option(name: .customLong("target-psnr"), help: "For --activations auto: decoded-frame PSNR (dB) to reach against the fp32 engine.")
-    var targetPSNR: Double = 38
+    @Option(name: .customLong("target-psnr"), help: "For --activations auto: decoded-frame PSNR (dB) to reach against the fp32 engine (default 38).")
+    var targetPSNR: Double?
 
     @Option(help: "For --activations auto (required): frames to calibrate on, a folder of PNG frames (with --prompt-embeds) or a reference .safetensors with input.frames and input.prompt_embeds.")
     var calibration: String?
@@ -60,6 +61,7 @@ struct QuantizeCommand: ParsableCommand {
     func validate() throws { _ = try options() }
 
     func options() throws -> QuantizeOptions {
+        if let problem = KernelLevel.environmentProblem() { throw ValidationError(problem) }
         var options = QuantizeOptions()
         guard let w = QuantizeOptions.Weights(rawValue: weights) else {
             throw ValidationError("--weights must be int8, fp16 or fp32, not '\(weights)'")
@@ -84,9 +86,19 @@ struct QuantizeCommand: ParsableCommand {
         if a == .auto && calibration == nil {
             throw ValidationError("--activations auto calibrates on your frames: pass --calibration <folder of PNG frames> with --prompt-embeds <[1, 77, C] safetensors>, or --calibration <reference .safetensors with input.frames and input.prompt_embeds>")
         }
+        if g != .channel && w != .int8 {
+            throw ValidationError("--int8-granularity \(granularity) sets the scales of int8 weights; it needs --weights int8 (this is --weights \(weights))")
+        }
+        if a != .auto {
+            let given = [("--target-psnr", targetPSNR != nil), ("--calibration", calibration != nil)].filter(\.1).map(\.0)
+            if !given.isEmpty {
+                throw ValidationError("\(given.joined(separator: " and ")) \(given.count == 1 ? "applies" : "apply") only with --activations auto (this is --activations \(activations)): drop \(given.count == 1 ? "it" : "them") or use --activations auto")
+            }
+        }
         if int8CFR && w != .int8 {
             throw ValidationError("--int8-cfr quantizes the CFR's weights to int8; it needs --weights int8 (this is --weights \(weights))")
         }
+        let targetPSNR = targetPSNR ?? 38
         guard targetPSNR.isFinite, targetPSNR > 0 else {
             throw ValidationError("--target-psnr must be a positive number of dB, not \(targetPSNR)")
         }
@@ -106,7 +118,7 @@ struct QuantizeCommand: ParsableCommand {
             try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite)
             if options.activations == .auto {
                 return try CalibratedQuantize.quantize(
-                    source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR,
+                    source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR ?? 38,
                     progress: TerminalProgress.ifInteractive(label: "quantize"))
             }
             return try Quantizer.quantize(source: source, output: output, options: options,

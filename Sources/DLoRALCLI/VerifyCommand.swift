@@ -87,11 +87,18 @@ public struct VerifyCommand: ParsableCommand {
     public static func main() { CommandLineMain.run(Self.self) }
 
     public func validate() throws {
+        if let problem = KernelLevel.environmentProblem() { throw ValidationError(problem) }
         guard (reference == nil) != (frames == nil) else {
             throw ValidationError("give either --reference <file> (verify) or --frames <folder> (restore real frames)")
         }
         if frames != nil && output == nil {
             throw ValidationError("--frames needs --output <folder> for the restored frames")
+        }
+        if let minPSNR, !minPSNR.isFinite {
+            throw ValidationError("--min-psnr must be a finite number of dB, not \(minPSNR)")
+        }
+        if let minCosine, !(minCosine > 0 && minCosine <= 1) {
+            throw ValidationError("--min-cosine must be in (0, 1] (1 means identical directions), not \(minCosine)")
         }
         // Options that only mean something in the other mode are refused, not silently ignored.
         if frames != nil {
@@ -123,7 +130,7 @@ public struct VerifyCommand: ParsableCommand {
             let file = try DLRTFile(path: model)
             let runtime = try RuntimeModel(file: file)
             if runtime.cfr.count == 0 {
-                Console.error("dloral-verify: warning: \(model) has no CFR weights; running without frame alignment")
+                Console.error(FormatError.escapingControls("dloral-verify: warning: \(model) has no CFR weights; running without frame alignment"))
             }
             let pipeline = try DLoRALPipeline(model: runtime)
             let ref = try SafetensorsFile(path: reference).table
@@ -162,10 +169,20 @@ public struct VerifyCommand: ParsableCommand {
                 thresholds.framesMinPSNR = minPSNR
                 thresholds.framesMaxAbs = nil
             }
+            let known = Set(["input.frames", "input.prompt_embeds"] + Self.stageOrder.map { "output.\($0)" })
+            let unknown = ref.names.filter { !known.contains($0) }.sorted()
+            if !unknown.isEmpty {
+                Console.error(FormatError.escapingControls("dloral-verify: warning: \(reference): ignoring \(Wording.list(unknown.map { "'\($0)'" })), not tensors of the reference layout (input.frames, input.prompt_embeds, \(Self.stageOrder.map { "output.\($0)" }.joined(separator: ", ")))"))
+            }
             let outputs = try pipeline.run(frames: frames, promptEmbeds: prompt)
             var stages: [StageMetrics] = []
             for stage in Self.stageOrder {
                 guard let view = ref["output.\(stage)"], let engine = outputs.stage(stage) else { continue }
+                // A reference of another shape is bad input (exit 2), not a failed comparison.
+                guard view.shape == engine.shape else {
+                    throw FormatError(.invalidModel, file: reference, tensor: "output.\(stage)",
+                                      "shape \(view.shape); expected \(engine.shape), the engine's \(stage) for input.frames \(shape)")
+                }
                 stages.append(Verification.compare(stage: stage, engine: engine, reference: Tensor(view), thresholds: thresholds))
             }
             guard !stages.isEmpty else {
@@ -189,7 +206,7 @@ public struct VerifyCommand: ParsableCommand {
                 try VerificationReport(model: model, reference: reference, scheme: runtime.weights, thresholds: thresholds,
                                        stages: stages, temporal: temporal, passed: passed, engineFrames: outputs.frames,
                                        referenceFrames: ref["output.frames"].map { Tensor($0) }).write(to: report)
-                Console.error("dloral-verify: report written to \(report)/index.html")
+                Console.error(FormatError.escapingControls("dloral-verify: report written to \(report)/index.html"))
             }
             if let firstFailed {
                 Console.error("dloral-verify: FAILED: first diverging stage is \(firstFailed.stage): \(firstFailed.failures.joined(separator: "; "))")
@@ -242,7 +259,7 @@ public struct VerifyCommand: ParsableCommand {
                 ]).prettyPrinted())
             }
             Console.error(String(format: "dloral-verify: restored %d %@ (%d×%d) into %@ in %.2f s", written.count,
-                                 written.count == 1 ? "frame" : "frames", input.shape[3], input.shape[2], output, seconds))
+                                 written.count == 1 ? "frame" : "frames", input.shape[3], input.shape[2], FormatError.escapingControls(output), seconds))
         } catch {
             ErrorReporting.exit(for: error, tool: "dloral-verify", file: model)
         }
@@ -267,11 +284,12 @@ public struct VerifyCommand: ParsableCommand {
 
     static func json(passed: Bool, scheme: String, activations: String = "fp32", stages: [StageMetrics], temporal: StageMetrics?,
                      thresholds: VerificationThresholds, firstFailed: StageMetrics?, seconds: Double,
-                     timings: [(String, Double)] = []) -> JSONValue {
+                     timings: [(String, Double)] = [], kernels: String = KernelLevel.current) -> JSONValue {
         .object([
             ("passed", .bool(passed)),
             ("scheme", .string(scheme)),
             ("activations", .string(activations)),
+            ("kernels", .string(kernels)),
             ("stages", .object(stages.map { ($0.stage, metricsJSON($0)) })),
             ("temporal", temporal.map(metricsJSON) ?? .null),
             ("first_failed_stage", firstFailed.map { .string($0.stage) } ?? .null),
@@ -286,8 +304,8 @@ public struct VerifyCommand: ParsableCommand {
     }
 
     static func table(stages: [StageMetrics], temporal: StageMetrics?, scheme: String, activations: String = "fp32",
-                      thresholds: VerificationThresholds) -> String {
-        var lines = ["scheme \(scheme), activations \(activations); thresholds: \(thresholds.summary)",
+                      thresholds: VerificationThresholds, kernels: String = KernelLevel.current) -> String {
+        var lines = ["scheme \(scheme), activations \(activations), kernels \(kernels); thresholds: \(thresholds.summary)",
                      "stage         max_abs      mean_abs     cosine        psnr_db   result"]
         for m in stages + (temporal.map { [$0] } ?? []) {
             let name = m.stage.padding(toLength: 12, withPad: " ", startingAt: 0)

@@ -31,11 +31,34 @@ public enum FrameSequence {
             let reason = access(folder, R_OK | X_OK) != 0 ? String(cString: strerror(errno)) : "\(error)"
             throw FormatError(.io, file: folder, "cannot list the folder: \(reason)")
         }
-        let pngs = names.filter { $0.lowercased().hasSuffix(".png") }.sorted()
+        // Hidden files (macOS's ._f01.png, an editor's .f02.png) are not frames: skipped.
+        let pngs = names.filter { !$0.hasPrefix(".") && $0.lowercased().hasSuffix(".png") }.sorted()
         guard pngs.count >= 2 else {
             throw FormatError(.invalidModel, file: folder, "holds \(pngs.count) PNG \(pngs.count == 1 ? "frame" : "frames"); DLoRAL needs at least 2 (a previous and a current frame)")
         }
         return pngs
+    }
+
+    /// The 8 bytes every PNG starts with (PNG specification §5.2).
+    static let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+
+    /// Refuses a file that is empty or does not start with the PNG signature, which libpng would
+    /// report only as "Read Error" or a bare signature complaint.
+    static func checkSignature(_ path: String) throws {
+        let fd = try RegularFile.open(path)
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: pngSignature.count)
+        let count = read(fd, &head, head.count)
+        guard count >= 0 else {
+            throw FormatError(.io, file: path, "cannot read: \(String(cString: strerror(errno)))")
+        }
+        if count == 0 {
+            throw FormatError(.malformed, file: path, "not a PNG file (it is empty); --frames takes a folder of PNG frames")
+        }
+        if count < head.count || head != pngSignature {
+            let start = head.prefix(count).map { String(format: "%02X", $0) }.joined(separator: " ")
+            throw FormatError(.malformed, file: path, "not a PNG file (it starts with \(start), not the PNG signature 89 50 4E 47 0D 0A 1A 0A); --frames takes a folder of PNG frames")
+        }
     }
 
     /// The size frames of `width` × `height` are restored at: ×4, cropped to a multiple of `step`.
@@ -54,6 +77,7 @@ public enum FrameSequence {
                                                              encoderLevels: [], decoderLevels: [], unetLevels: [], unetHeld: 0)
         let names = try files(in: folder)
         let paths = names.map { (folder as NSString).appendingPathComponent($0) }
+        for path in paths { try checkSignature(path) }
         let first = try PNGReader.size(path: paths[0])
         for path in paths.dropFirst() {
             let size = try PNGReader.size(path: path)

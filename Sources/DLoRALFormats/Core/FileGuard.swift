@@ -89,7 +89,13 @@ public enum RegularFile {
         // O_NONBLOCK: open(2) of a FIFO with no writer returns at once instead of waiting.
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
-            throw FormatError(.io, file: path, "cannot \(purpose): \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            // open(2) of a socket fails (ENXIO) before fstat could say what the path is.
+            var info = stat()
+            if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+                throw FormatError(.io, file: path, "is not a regular file (\(describe(info.st_mode))); give a file")
+            }
+            throw FormatError(.io, file: path, "cannot \(purpose): \(reason)")
         }
         var info = stat()
         guard fstat(fd, &info) == 0 else {

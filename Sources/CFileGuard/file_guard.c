@@ -48,6 +48,18 @@ int dlg_map_add(const void *start, size_t length, const char *path) {
     return -1;
 }
 
+char *dlg_map_path_overlapping(const void *start, size_t length) {
+    uintptr_t low = (uintptr_t)start, high = low + length;
+    for (int i = 0; i < MAP_SLOTS; i++) {
+        if (atomic_load(&maps[i].state) != READY) continue;
+        if (low < atomic_load(&maps[i].end) && high > atomic_load(&maps[i].start)) {
+            const char *path = maps[i].path;
+            return path ? strdup(path) : NULL;
+        }
+    }
+    return NULL;
+}
+
 void dlg_map_remove(int slot) {
     if (slot < 0 || slot >= MAP_SLOTS) return;
     atomic_store(&maps[slot].state, BUSY);
@@ -242,6 +254,7 @@ void dlg_create_begin(void) {
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &block, &create_saved_mask);
     atomic_fetch_add(&creating, 1);
     if (atomic_load(&phase) == EXITING) {
@@ -369,6 +382,7 @@ void dlg_install(const char *tool, int handle_interrupts) {
         sigemptyset(&fault.sa_mask);
         sigaddset(&fault.sa_mask, SIGINT);
         sigaddset(&fault.sa_mask, SIGTERM);
+        sigaddset(&fault.sa_mask, SIGHUP);
         sigaction(SIGBUS, &fault, &previous_bus);
         sigaction(SIGSEGV, &fault, &previous_segv);
         sigset_t unblock;
@@ -380,6 +394,10 @@ void dlg_install(const char *tool, int handle_interrupts) {
         /* Past a file-size limit, write(2) fails with EFBIG (reported, cleaned up) rather than
          * the process dying with SIGXFSZ. */
         signal(SIGXFSZ, SIG_IGN);
+        /* Likewise a write to a closed pipe (stdout piped into `head`, a closed stderr) fails with
+         * EPIPE and takes the normal error path, which removes temporary outputs, instead of
+         * SIGPIPE killing the process with them left behind. */
+        signal(SIGPIPE, SIG_IGN);
     }
     if (handle_interrupts && !atomic_exchange(&interrupts_installed, 1)) {
         struct sigaction interrupt;
@@ -389,14 +407,18 @@ void dlg_install(const char *tool, int handle_interrupts) {
         sigemptyset(&interrupt.sa_mask);
         sigaddset(&interrupt.sa_mask, SIGINT);
         sigaddset(&interrupt.sa_mask, SIGTERM);
+        sigaddset(&interrupt.sa_mask, SIGHUP);
         sigaction(SIGINT, &interrupt, NULL);
         sigaction(SIGTERM, &interrupt, NULL);
+        /* A closed terminal (SIGHUP) is an interrupt like the others: exit 129, outputs removed. */
+        sigaction(SIGHUP, &interrupt, NULL);
         /* A parent may hand us these blocked (test harnesses do); threads created from now on
          * inherit this thread's mask. */
         sigset_t unblock;
         sigemptyset(&unblock);
         sigaddset(&unblock, SIGINT);
         sigaddset(&unblock, SIGTERM);
+        sigaddset(&unblock, SIGHUP);
         pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
     }
 }

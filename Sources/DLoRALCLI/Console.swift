@@ -26,7 +26,7 @@ enum Console {
     static var stderrIsTerminal: Bool { isatty(2) != 0 }
 }
 
-/// Removes half-built outputs when the user interrupts, then exits 130 (SIGINT) / 143 (SIGTERM)
+/// Removes half-built outputs when the user interrupts, then exits 130 (SIGINT) / 143 (SIGTERM) / 129 (SIGHUP)
 /// with "interrupted; no output written"; an output already published stays and the command
 /// finishes normally. The handlers and the list of temporary outputs live in `FileGuard`.
 enum InterruptCleanup {

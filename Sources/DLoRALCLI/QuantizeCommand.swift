@@ -115,7 +115,7 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         let options = try options()
         CommandRun.report(json: json, {
-            try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite)
+            try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite, isFile: true)
             if options.activations == .auto {
                 return try CalibratedQuantize.quantize(
                     source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR ?? 38,

@@ -57,6 +57,9 @@ public struct VerifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a visual report to this folder: per output frame a PNG (reference | engine | error heatmap) and index.html.", valueName: "folder"))
     var report: String?
 
+    @Flag(help: "Replace files of the same names already in the --report or --output folder (never an input).")
+    var overwrite = false
+
     static let stageOrder = ["latents", "unet_input", "unet_output", "x0", "frames"]
     /// Reference metadata key holding the W8A8 fake-quant simulation's figures for a file's int8
     /// granularity, as JSON with `frames_psnr_db`: per channel with int8 activations per row, or
@@ -108,6 +111,9 @@ public struct VerifyCommand: ParsableCommand {
                 throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --reference (\(given.count == 1 ? "it compares" : "they compare") the engine with a reference's outputs); --frames restores frames without a reference: drop \(given.count == 1 ? "it" : "them") or use --reference <file>")
             }
         } else {
+            if overwrite && report == nil {
+                throw ValidationError("--overwrite applies only to the files written by --report <folder> or --output <folder>: drop it or add --report <folder>")
+            }
             let given = [("--output", output != nil), ("--prompt-embeds", promptEmbeds != nil)].filter(\.1).map(\.0)
             if !given.isEmpty {
                 throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --frames; --reference runs on the reference's own input.frames and input.prompt_embeds: drop \(given.count == 1 ? "it" : "them") or use --frames <folder>")
@@ -143,6 +149,12 @@ public struct VerifyCommand: ParsableCommand {
             }
             if let problem = pipeline.requirements.problem(frames: shape[0], height: shape[2], width: shape[3]) {
                 throw FormatError(.invalidModel, file: reference, tensor: "input.frames", problem)
+            }
+            if let report {
+                // Every file the report will write, checked before the model runs.
+                let pictures = ref["output.frames"].map { 0..<($0.shape.first ?? 0) } ?? 0..<0
+                try checkWrites(pictures.map { "frame_\($0).png" } + ["index.html"], in: report, option: "--report",
+                                inputs: [model, reference])
             }
             let frames = Tensor(framesView)
             let prompt: Tensor
@@ -248,6 +260,8 @@ public struct VerifyCommand: ParsableCommand {
                 throw FormatError(.invalidModel, file: model, "has no default prompt embeddings; pass --prompt-embeds <file> (or bake them in with dloral-convert quantize --prompt-embeds)")
             }
             let (names, input) = try FrameSequence.load(folder: folder, requirements: pipeline.requirements)
+            try checkWrites(Array(names.dropFirst()), in: output, option: "--output",
+                            inputs: [model, folder] + [promptEmbeds].compactMap { $0 })
             let outputs = try pipeline.run(frames: input, promptEmbeds: prompt)
             let written = try FrameSequence.write(outputs.frames, names: names, to: output)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
@@ -262,6 +276,15 @@ public struct VerifyCommand: ParsableCommand {
                                  written.count == 1 ? "frame" : "frames", input.shape[3], input.shape[2], FormatError.escapingControls(output), seconds))
         } catch {
             ErrorReporting.exit(for: error, tool: "dloral-verify", file: model)
+        }
+    }
+
+    /// Refuses to write `names` into `folder` if one of them is an input (its path, a symlink or a
+    /// hard link to it: even with --overwrite) or, without --overwrite, already exists.
+    func checkWrites(_ names: [String], in folder: String, option: String, inputs: [String]) throws {
+        for name in names {
+            try OutputPath.check((folder as NSString).appendingPathComponent(name), option: option, inputs: inputs,
+                                 overwrite: overwrite ? nil : false, isFile: true)
         }
     }
 

@@ -126,6 +126,16 @@ struct FileSafetyTests {
         Self.expectChangedWhileRead(r, tool: "dloral-convert", file: file.path)
     }
 
+    @Test func writingFromAShrunkMappingNamesTheInput() throws {
+        // write(2) from a mapping whose file shrank returns EFAULT (no SIGBUS): the error names
+        // the input that changed, not the output being written.
+        let file = try Self.fresh("shrink-write").appendingPathComponent("input.bin")
+        try Self.random(4 << 20).write(to: file)
+        let r = try Self.launch("dloral-mapped-input-probe", ["dloral-convert", "write", file.path])
+        Self.expectChangedWhileRead(r, tool: "dloral-convert", file: file.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path) == ["input.bin"])
+    }
+
     @Test func shrinkingDLRTDuringItsSHA256IsExit2NamingIt() throws {
         let file = try Self.fresh("shrink-dlrt").appendingPathComponent("copy.dlrt")
         try FileManager.default.copyItem(at: Self.model.dlrt, to: file)
@@ -356,7 +366,7 @@ extension FileSafetyTests {
     }
 }
 
-// MARK: - Item 3: SIGINT / SIGTERM at any moment of a merge
+// MARK: - Item 3: SIGINT / SIGTERM / SIGHUP at any moment of a merge
 extension FileSafetyTests {
     /// Relative path → size of every file under `folder`.
     static func inventory(_ folder: URL) -> [String: Int] {
@@ -385,7 +395,8 @@ extension FileSafetyTests {
         let runs = 20
         var outcomes: [String: Int] = [:]
         for i in 0..<runs {
-            let sig = i % 2 == 0 ? SIGINT : SIGTERM
+            // A closed terminal (SIGHUP) is an interrupt like Ctrl-C (README: exit 129).
+            let sig = [SIGINT, SIGTERM, SIGHUP][i % 3]
             // Half the runs replace an existing folder (--overwrite), which must stay whole until swapped.
             let overwrite = i % 4 >= 2
             let run = try Self.fresh("signals-\(i)")
@@ -412,6 +423,7 @@ extension FileSafetyTests {
                 #expect(!r.stderr.contains("interrupted"), "\(what): \(r.stderr)")
             } else if !r.signaled && r.status == 128 + sig {
                 outcomes["interrupted", default: 0] += 1
+                if sig == SIGHUP { outcomes["hangup", default: 0] += 1 }
                 #expect(r.stderr.contains("dloral-convert: interrupted; no output written"), "\(what): \(r.stderr)")
                 #expect(now == (overwrite ? expectedOld : [:]), "\(what): interrupted but the output is \(now.keys.sorted())")
             } else if r.signaled && r.status == sig {
@@ -424,6 +436,7 @@ extension FileSafetyTests {
         }
         // The spread must reach both outcomes, or the test proves nothing.
         #expect(outcomes["completed", default: 0] > 0 && outcomes["interrupted", default: 0] > 0, "\(outcomes)")
+        #expect(outcomes["hangup", default: 0] > 0, "no SIGHUP run exited 129: \(outcomes)")
     }
 }
 
@@ -437,11 +450,11 @@ extension FileSafetyTests {
         let complete = Self.contents(reference)
         let duration = max(first.seconds, 0.2)
         var outcomes: [String: Int] = [:]
-        for i in 0..<10 {
-            let sig = i % 2 == 0 ? SIGINT : SIGTERM
+        for i in 0..<12 {
+            let sig = [SIGINT, SIGTERM, SIGHUP][i % 3]
             let run = try Self.fresh("quantize-signals-\(i)")
             let output = run.appendingPathComponent("out.dlrt")
-            let delay = duration * (0.3 + 0.9 * Double(i) / 9)
+            let delay = duration * (0.3 + 0.9 * Double(i) / 11)
             let r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", output.path],
                                     timeout: 60, signal: (sig, delay))
             let what = "run \(i) (signal \(sig) after \(String(format: "%.3f", delay)) s)"
@@ -452,6 +465,7 @@ extension FileSafetyTests {
                 #expect(entries == ["out.dlrt"] && Self.contents(output) == complete, "\(what): \(entries)")
             } else if (!r.signaled && r.status == 128 + sig) || (r.signaled && r.status == sig) {
                 outcomes["interrupted", default: 0] += 1
+                if sig == SIGHUP && !r.signaled { outcomes["hangup", default: 0] += 1 }
                 if !r.signaled {
                     #expect(r.stderr.contains("dloral-convert: interrupted; no output written"), "\(what): \(r.stderr)")
                 }
@@ -461,5 +475,107 @@ extension FileSafetyTests {
             }
         }
         #expect(outcomes["interrupted", default: 0] > 0, "\(outcomes)")
+        #expect(outcomes["hangup", default: 0] > 0, "no SIGHUP run exited 129: \(outcomes)")
+    }
+
+    /// SIGPIPE is ignored (README, exit codes): a stray one mid-run neither kills the command nor
+    /// leaves its hidden temporary file; the file is the same as an undisturbed run's.
+    @Test func quantizeIgnoresSIGPIPE() throws {
+        let folder = try Self.fresh("quantize-sigpipe")
+        let reference = folder.appendingPathComponent("reference.dlrt")
+        let first = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", reference.path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let run = try Self.fresh("quantize-sigpipe-run")
+        let output = run.appendingPathComponent("out.dlrt")
+        let r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", output.path],
+                                timeout: 60, signal: (SIGPIPE, max(first.seconds, 0.2) * 0.5))
+        #expect(!r.signaled && r.status == 0, "status \(r.status) signaled \(r.signaled): \(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: run.path) == ["out.dlrt"])
+        #expect(Self.contents(output) == Self.contents(reference))
+    }
+}
+
+// MARK: - Item 2 for dloral-verify: the report and restored frames never replace an input or, without --overwrite, any file
+extension FileSafetyTests {
+    static let reference = "Tests/Fixtures/tiny/reference_full.safetensors"
+
+    @Test func verifyReportNeverReplacesItsInputs() throws {
+        let folder = try Self.fresh("verify-report-inputs")
+        let report = folder.appendingPathComponent("w2")
+        try FileManager.default.createDirectory(at: report, withIntermediateDirectories: true)
+        // The reference where the report's first picture goes (README: frame_<t>.png).
+        let ref = report.appendingPathComponent("frame_0.png")
+        try FileManager.default.copyItem(at: CommandRunner.root.appendingPathComponent(Self.reference), to: ref)
+        let refBefore = Self.contents(ref)
+        for extra in [[], ["--overwrite"]] {
+            let r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--reference", ref.path, "--report", report.path] + extra)
+            Self.expectRefused(r, "reference = report frame_0.png \(extra)", mentioning: "input")
+            #expect(Self.contents(ref) == refBefore)
+            #expect(r.stdout.isEmpty, "the model ran before the refusal: \(r.stdout)")
+        }
+        // The model where the report's index.html goes, named directly and through a hard link.
+        let model = report.appendingPathComponent("index.html")
+        try FileManager.default.copyItem(at: Self.model.dlrt, to: model)
+        let modelBefore = Self.contents(model)
+        let outside = try Self.copy(Self.reference, to: folder)
+        for extra in [[], ["--overwrite"]] {
+            let r = try Self.launch("dloral-verify", [model.path, "--reference", outside.path, "--report", report.path] + extra)
+            Self.expectRefused(r, "model = report index.html \(extra)", mentioning: "input")
+            #expect(Self.contents(model) == modelBefore)
+        }
+        // The reference hard-linked where a picture goes: another path, the same file.
+        let other = try Self.fresh("verify-report-inputs-link")
+        let linked = other.appendingPathComponent("frame_1.png")
+        guard link(outside.path, linked.path) == 0 else { throw CommandFailed(message: "link: \(errno)") }
+        let r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--reference", outside.path, "--report", other.path, "--overwrite"])
+        Self.expectRefused(r, "reference hard-linked as frame_1.png", mentioning: "hard link")
+        #expect(Self.contents(outside) == refBefore)
+    }
+
+    @Test func verifyReportRefusesExistingFilesUnlessOverwrite() throws {
+        let folder = try Self.fresh("verify-report-existing")
+        let page = folder.appendingPathComponent("index.html")
+        try Data("mine".utf8).write(to: page)
+        var r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--reference", Self.reference, "--report", folder.path])
+        Self.expectRefused(r, "existing index.html", mentioning: "already exists")
+        #expect(r.stderr.contains("--overwrite"), "\(r.stderr)")
+        #expect(Self.contents(page) == Data("mine".utf8))
+        r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--reference", Self.reference, "--report", folder.path, "--overwrite"], timeout: 120)
+        #expect(!r.signaled && (r.status == 0 || r.status == 1), "\(r.stderr)")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        #expect(html.contains("<html") || html.contains("<!DOCTYPE"), "index.html was not replaced")
+        // --overwrite means nothing without a folder to write to.
+        r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--reference", Self.reference, "--overwrite"])
+        #expect(!r.signaled && r.status == 2 && r.stderr.contains("--overwrite"), "\(r.stderr)")
+    }
+
+    @Test func verifyFramesRefusesExistingOutputsUnlessOverwrite() throws {
+        let folder = try Self.fresh("verify-frames-existing")
+        let input = folder.appendingPathComponent("lq"), out = folder.appendingPathComponent("w3")
+        try RestoreFramesTests.writeFrames(input, count: 3, width: 20, height: 14)
+        let names = try FileManager.default.contentsOfDirectory(atPath: input.path).sorted()
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let existing = out.appendingPathComponent(names[2])
+        try Data("mine".utf8).write(to: existing)
+        let prompt = try RestoreFramesTests.promptFile(folder)
+        let args = [Self.model.dlrt.path, "--frames", input.path, "--output", out.path, "--prompt-embeds", prompt]
+        var r = try Self.launch("dloral-verify", args)
+        Self.expectRefused(r, "existing restored frame", mentioning: "already exists")
+        #expect(Self.contents(existing) == Data("mine".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == [names[2]], "a frame was written before the refusal")
+        r = try Self.launch("dloral-verify", args + ["--overwrite"], timeout: 120)
+        #expect(!r.signaled && r.status == 0, "\(r.stderr)")
+        #expect(Self.contents(existing)?.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "the frame was not replaced by a PNG")
+    }
+
+    /// An --output that is a folder cannot be replaced by the .dlrt file: refused before any work.
+    @Test func quantizeRefusesAFolderOutputUpFront() throws {
+        let folder = try Self.fresh("quantize-folder-output")
+        let target = folder.appendingPathComponent("existing")
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        let r = try Self.launch("dloral-convert", ["quantize", Self.model.merged.path, "--weights", "int8", "--output", target.path, "--overwrite"])
+        Self.expectRefused(r, "--output is a folder", mentioning: "is a folder")
+        #expect(!r.stderr.contains("rename"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["existing"])
     }
 }

@@ -8,7 +8,7 @@
  * the file shrank or failed under us) and the temporary outputs still being written (removed
  * before exiting). Registration may allocate; the handlers never do. */
 
-/* Installs the SIGBUS/SIGSEGV handlers (and, with handle_interrupts, SIGINT/SIGTERM ones) and
+/* Installs the SIGBUS/SIGSEGV handlers (and, with handle_interrupts, SIGINT/SIGTERM/SIGHUP ones) and
  * sets the tool name that prefixes the one-line messages. Idempotent; later calls may only
  * switch interrupt handling on. */
 void dlg_install(const char *tool, int handle_interrupts);
@@ -17,6 +17,9 @@ void dlg_install(const char *tool, int handle_interrupts);
  * dlg_map_remove, or -1 if the table is full (the mapping is then unguarded). */
 int dlg_map_add(const void *start, size_t length, const char *path);
 void dlg_map_remove(int slot);
+/* The path (malloc'ed, for the caller to free) of a registered mapping overlapping
+ * [start, start + length), or NULL. Not for signal handlers. */
+char *dlg_map_path_overlapping(const void *start, size_t length);
 
 /* Kinds of temporary outputs. */
 enum {

@@ -8,7 +8,7 @@ import Darwin
 /// Writes a file atomically: a hidden temporary sibling, fsync, rename into place.
 ///
 /// Until `commit()` nothing exists under the final name; if the writer is dropped without
-/// committing (an error, a thrown check) the temporary file is removed, and so it is on SIGINT,
+/// committing (an error, a thrown check) the temporary file is removed, and so it is on SIGINT, SIGHUP,
 /// SIGTERM or a mapped input failing (see `FileGuard`). A SIGKILL can leave only the hidden
 /// temporary (`.NAME.tmp-XXXXXX`), never a half-written output.
 public final class AtomicFileWriter {
@@ -60,6 +60,14 @@ public final class AtomicFileWriter {
             let n = Glibc.write(fd, base, min(remaining, 1 << 30))
             if n < 0 {
                 if errno == EINTR { continue }
+                // write(2) reading from a mapping whose file shrank fails with EFAULT instead of
+                // the reader's SIGBUS: the input changed, not the output.
+                if errno == EFAULT {
+                    if let input = FileGuard.mappedInput(holding: base, count: remaining) {
+                        throw FormatError(.io, file: input, FileGuard.changedWhileRead)
+                    }
+                    throw FormatError(.io, file: finalPath, "write failed after \(bytesWritten) bytes: an input file changed while being read (make sure nothing else writes to the inputs, then run again)")
+                }
                 throw FormatError(.io, file: finalPath, "write failed after \(bytesWritten) bytes: \(String(cString: strerror(errno)))")
             }
             base += n

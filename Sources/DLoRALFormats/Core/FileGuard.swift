@@ -7,10 +7,10 @@ import Darwin
 
 /// The process-wide registries the signal handlers of `CFileGuard` read: mapped inputs (a
 /// SIGBUS in one becomes exit 2 "changed while being read") and temporary outputs (removed
-/// before exiting on SIGINT/SIGTERM or such a SIGBUS).
+/// before exiting on SIGINT/SIGTERM/SIGHUP or such a SIGBUS).
 public enum FileGuard {
     /// Installs the handlers; `tool` prefixes their messages ("dloral-convert: error: ...").
-    /// With `interrupts`, SIGINT/SIGTERM remove every temporary output, print "interrupted; no
+    /// With `interrupts`, SIGINT/SIGTERM/SIGHUP remove every temporary output, print "interrupted; no
     /// output written" and exit 128 + signal, unless the output is already published.
     public static func install(tool: String, interrupts: Bool) {
         dlg_install(tool, interrupts ? 1 : 0)
@@ -22,6 +22,16 @@ public enum FileGuard {
     }
 
     static func unmapped(_ slot: Int32) { dlg_map_remove(slot) }
+
+    /// The mapped input holding any of `bytes`, if they come from one.
+    static func mappedInput(holding bytes: UnsafeRawPointer, count: Int) -> String? {
+        guard let path = dlg_map_path_overlapping(bytes, count) else { return nil }
+        defer { free(path) }
+        return String(cString: path)
+    }
+
+    /// What a process that was reading a mapped input says when that input shrank or failed.
+    static let changedWhileRead = "changed while being read (the file shrank or became unreadable while it was mapped; make sure nothing else writes to it, then run again)"
 
     public enum TemporaryKind {
         case file, folder, scratch

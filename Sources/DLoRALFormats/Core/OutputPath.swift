@@ -17,9 +17,11 @@ public enum OutputPath {
     ///   - overwrite: nil to skip the existence check; false refuses an existing output.
     ///   - replacesFolder: the output replaces whatever is at its path as a whole (so it must not
     ///     contain an input); false for a folder the command only adds files to.
+    ///   - isFile: the output is a file put in place by a rename, which cannot replace a folder:
+    ///     an existing folder there is refused up front, even with --overwrite.
     /// - Throws: `FormatError` (`.unsafe`, or `.io` for an existing output) naming both paths.
     public static func check(_ output: String, option: String = "--output", inputs: [String], overwrite: Bool?,
-                             replacesFolder: Bool = true) throws {
+                             replacesFolder: Bool = true, isFile: Bool = false) throws {
         let outputReal = resolve(output)
         var outputInfo = stat()
         let outputExists = stat(output, &outputInfo) == 0
@@ -37,6 +39,9 @@ public enum OutputPath {
             if outputExists, let link = sameFile(outputInfo, under: input) {
                 throw FormatError(.unsafe, file: output, "\(option) is the same file as the input \(link) (a hard link); choose another \(option)")
             }
+        }
+        if isFile, outputExists, (outputInfo.st_mode & S_IFMT) == S_IFDIR {
+            throw FormatError(.io, file: output, "is a folder; the output is a file and cannot replace a folder — choose another \(option) (a file path) or remove that folder")
         }
         if overwrite == false {
             var info = stat()

@@ -3,9 +3,11 @@
 //
 //   dloral-mapped-input-probe <tool> bytes <file>    map, truncate to 0, sum every byte
 //   dloral-mapped-input-probe <tool> dlrt <file>     open a .dlrt, truncate to half, verify all
+//   dloral-mapped-input-probe <tool> write <file>    map, truncate to 0, write the mapping to <file>.out
+//                                                    with AtomicFileWriter (write(2) then fails with EFAULT)
 //   dloral-mapped-input-probe <tool> foreign         a fault outside any mapped input
 //
-// Expected: the first two exit 2 with "<tool>: error: <file>: changed while being read (...)";
+// Expected: the first three exit 2 with "<tool>: error: <file>: changed while being read (...)";
 // the third dies of SIGSEGV, as it would without the handler.
 import DLoRALFormats
 #if canImport(Glibc)
@@ -41,6 +43,22 @@ do {
         truncate(arguments[3], to: Int(info.st_size) / 2)
         try file.verifyAll()
         print("verified after truncation")
+        exit(0)
+    case "write":
+        let file = try MappedFile(path: arguments[3])
+        truncate(arguments[3], to: 0)
+        // The writer lives only inside: on the error it is dropped, removing its temporary file.
+        func copy() throws {
+            let writer = try AtomicFileWriter(path: arguments[3] + ".out")
+            try writer.write(file.bytes)
+        }
+        do {
+            try copy()
+        } catch let error as FormatError {
+            fputs("\(arguments[1]): error: \(error)\n", stderr)
+            exit(2)
+        }
+        print("wrote all \(file.count) bytes after truncation")
         exit(0)
     case "foreign":
         let pointer = UnsafeMutablePointer<Int>(bitPattern: 8)!

@@ -65,7 +65,7 @@ enum CommandLineMain {
         }
         do {
             // A mapped input that shrinks while read is exit 2 naming it, not a SIGBUS; SIGINT /
-            // SIGTERM remove temporary outputs and exit 130 / 143 (see FileGuard).
+            // SIGTERM / SIGHUP remove temporary outputs and exit 130 / 143 / 129 (see FileGuard).
             FileGuard.install(tool: tool, interrupts: true)
             try command.run()
             FileGuard.finish()

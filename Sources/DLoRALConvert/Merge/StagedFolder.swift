@@ -9,7 +9,7 @@ import Glibc
 ///
 /// The one rename in `commit` is the commit point: before it nothing exists under the final
 /// name; after it the whole folder does. Replacing an existing folder (`overwrite`) swaps the
-/// two atomically (renameat2 RENAME_EXCHANGE), then removes the old one. SIGINT/SIGTERM before
+/// two atomically (renameat2 RENAME_EXCHANGE), then removes the old one. SIGINT/SIGTERM/SIGHUP before
 /// the commit remove the temporary folder (`FileGuard`); during it they wait for it, and after
 /// it the command finishes normally.
 public final class StagedFolder {

@@ -128,6 +128,14 @@ extension DLoRALPipeline {
         }
         return nil
     }
+
+    /// An input (frames, prompt embeddings) holding NaN or ±inf would only surface as
+    /// non-finite outputs far downstream: it is refused up front, with its count.
+    public static func nonFiniteProblem(_ input: Tensor) -> String? {
+        guard let index = input.data.firstIndex(where: { !$0.isFinite }) else { return nil }
+        let count = input.data[index...].count(where: { !$0.isFinite })
+        return "holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(input.data[index]), at element \(index)); inputs must be finite numbers"
+    }
 }
 
 extension Tensor {

@@ -482,5 +482,16 @@ struct ConfigHardeningTests {
         try expectSucceeds(["quantize", "out", "--weights", "int8", "--output", "model.dlrt"], directory: a)
         try expectSucceeds(["quantize", outB.path, "--weights", "int8", "--output", b.appendingPathComponent("model.dlrt").path])
         #expect(try Data(contentsOf: a.appendingPathComponent("model.dlrt")) == Data(contentsOf: b.appendingPathComponent("model.dlrt")))
+
+        // The same content under another folder name, and through a symlink, gives the same bytes.
+        let renamed = folder.appendingPathComponent("a-much-longer-folder-name")
+        try Self.fm.copyItem(at: outA, to: renamed)
+        let link = folder.appendingPathComponent("lnk")
+        try Self.fm.createSymbolicLink(at: link, withDestinationURL: renamed)
+        try expectSucceeds(["quantize", renamed.path, "--weights", "int8", "--output", folder.appendingPathComponent("renamed.dlrt").path])
+        try expectSucceeds(["quantize", link.path, "--weights", "int8", "--output", folder.appendingPathComponent("link.dlrt").path])
+        let reference = try Data(contentsOf: a.appendingPathComponent("model.dlrt"))
+        #expect(try Data(contentsOf: folder.appendingPathComponent("renamed.dlrt")) == reference)
+        #expect(try Data(contentsOf: folder.appendingPathComponent("link.dlrt")) == reference)
     }
 }

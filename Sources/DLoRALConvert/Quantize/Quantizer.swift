@@ -146,7 +146,11 @@ public enum Quantizer {
         var viewsByName: [String: TensorView] = [:]
         for (name, view) in items { viewsByName[name] = view }
         let views = viewsByName
-        let mergeProvenance = (try? JSONValue.read(path: FileSystem.join(source, "dloral.json"))) ?? .null
+        let mergeRecord = FileSystem.join(source, "dloral.json")
+        let mergeProvenance = (try? JSONValue.read(path: mergeRecord)) ?? .null
+        // The source by content (the digest of its merge record), never by the folder's name: the
+        // same content must give the same bytes whatever its folder is called.
+        let sourceDigest: JSONValue = (try? FileDigest.sha256(path: mergeRecord)).map { .string("sha256:\($0.hex)") } ?? .null
         let metadata: [(String, JSONValue)] = [
             ("format", .string("dlrt")),
             ("configs", .object(componentOrder.compactMap { c in model.configs[c].map { (c.rawValue, $0) } })),
@@ -161,9 +165,7 @@ public enum Quantizer {
                 ("tool", .string("dloral-convert")),
                 ("version", .string(ToolVersion.string)),
                 ("command", .string("quantize")),
-                // The source folder's name, not the path typed (the output must not depend on
-                // the working directory); its content is recorded by the merge provenance.
-                ("source", .string(FileSystem.provenanceName(source, root: source))),
+                ("source", sourceDigest),
                 ("merge", mergeProvenance),
             ])),
             ("default_prompt_embeds", promptName),

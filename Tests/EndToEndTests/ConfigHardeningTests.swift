@@ -382,6 +382,19 @@ struct ConfigHardeningTests {
         #expect(r2.stderr.contains("\(reference.path): tensor 'input.frames': holds 1 non-finite value"), "\(r2.stderr)")
     }
 
+    /// A plain SD LoRA merged into the base keeps the 4-channel UNet; DLoRAL's step needs
+    /// 2 × the VAE's 4 latent channels = 8, so quantize refuses it rather than writing a file
+    /// dloral-verify cannot run.
+    @Test func quantizeRefusesANonDLoRALModel() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? Self.fm.removeItem(at: folder) }
+        let merged = folder.appendingPathComponent("merged")
+        try expectSucceeds(["merge", "--base", Self.fixture("base").path, "--lora", Self.fixture("lora/peft").path, "--output", merged.path])
+        let out = folder.appendingPathComponent("model.dlrt")
+        try expectRefused(["quantize", merged.path, "--weights", "fp32", "--output", out.path],
+                          output: out, mentions: ["unet/config.json", "not a DLoRAL model", "takes 4 channels", "2 × the VAE's 4"])
+    }
+
     @Test func quantizeValidatesTheConfigs() throws {
         let folder = try Self.temporaryFolder()
         defer { try? Self.fm.removeItem(at: folder) }

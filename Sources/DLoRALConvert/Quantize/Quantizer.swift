@@ -109,8 +109,15 @@ public enum Quantizer {
         for component in [ModelComponent.vae, .cfr] where model.tensors(of: component).count == 0 {
             report.warnings.append("\(source) has no \(component.rawValue)/ folder; the .dlrt cannot run the whole DLoRAL step")
         }
-        if let unetConfig = model.configs[.unet], unetConfig["in_channels"]?.intValue != 8 {
-            report.warnings.append("the UNet takes \(unetConfig["in_channels"]?.intValue ?? 0) input channels, not DLoRAL's 8; is this a merged DLoRAL folder?")
+        // DLoRAL's step feeds the UNet the current and the aligned previous latent and takes one
+        // latent back; another UNet (a plain SD LoRA merge) cannot run it.
+        if let unetConfig = model.configs[.unet], let vaeConfig = model.configs[.vae] {
+            let latent = vaeConfig["latent_channels"]?.intValue ?? 4
+            let input = unetConfig["in_channels"]?.intValue ?? 4, output = unetConfig["out_channels"]?.intValue ?? 4
+            if input != 2 * latent || output != latent {
+                throw FormatError(.invalidModel, file: FileSystem.join(source, "unet/config.json"),
+                                  "is not a DLoRAL model: its UNet takes \(input) channels and returns \(output), but DLoRAL's step feeds it the current and the aligned previous latent (2 × the VAE's \(latent) latent channels) and takes back \(latent); merge DLoRAL's checkpoint (model.pkl) into the base first")
+            }
         }
 
         // Tensors in file order: unet, vae, cfr, then prompt embeddings.

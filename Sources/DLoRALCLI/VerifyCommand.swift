@@ -157,12 +157,18 @@ public struct VerifyCommand: ParsableCommand {
                                 inputs: [model, reference])
             }
             let frames = Tensor(framesView)
+            if let problem = DLoRALPipeline.nonFiniteProblem(frames) {
+                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", problem)
+            }
             let prompt: Tensor
             if let view = ref["input.prompt_embeds"] {
                 if let problem = pipeline.promptEmbedsProblem(view.shape, pairs: shape[0] - 1) {
                     throw FormatError(.invalidModel, file: reference, tensor: "input.prompt_embeds", problem)
                 }
                 prompt = Tensor(view)
+                if let problem = DLoRALPipeline.nonFiniteProblem(prompt) {
+                    throw FormatError(.invalidModel, file: reference, tensor: "input.prompt_embeds", problem)
+                }
             } else if let baked = runtime.defaultPromptEmbeds {
                 if let problem = pipeline.promptEmbedsProblem(baked.shape) {
                     throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)
@@ -251,6 +257,9 @@ public struct VerifyCommand: ParsableCommand {
                     throw FormatError(.invalidModel, file: promptEmbeds, tensor: name, problem)
                 }
                 prompt = Tensor(view)
+                if let problem = DLoRALPipeline.nonFiniteProblem(prompt) {
+                    throw FormatError(.invalidModel, file: promptEmbeds, tensor: name, problem)
+                }
             } else if let baked = runtime.defaultPromptEmbeds {
                 if let problem = pipeline.promptEmbedsProblem(baked.shape) {
                     throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)

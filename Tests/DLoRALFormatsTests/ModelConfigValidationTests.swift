@@ -72,4 +72,35 @@ struct ModelConfigValidationTests {
             try ModelConfigValidation.validateUNetConfig(config, file: "c.json", against: present, tensorFile: "w")
         } throws: { ($0 as? FormatError)?.tensor == "mid_block.attentions.0.proj_in.weight" }
     }
+
+    /// Keys diffusers reads whose non-default values change the computation (ReLU / Mish
+    /// resnets, a mid block or resnet output scale, SD3's latent shift, extra embeddings): the
+    /// engine does not implement them, so the config is refused naming the key and what the
+    /// engine implements. The diffusers-written fixture configs hold the defaults and pass.
+    @Test(arguments: [
+        ("unet", "act_fn", JSONValue.string("relu"), "'silu' only"),
+        ("unet", "mid_block_scale_factor", .int(2), "1 only"),
+        ("unet", "resnet_out_scale_factor", .int(0), "1 only"),
+        ("unet", "mid_block_scale_factor", .double(1e30), "1 only"),
+        ("unet", "center_input_sample", .bool(true), "false only"),
+        ("unet", "downsample_padding", .int(0), "1 only"),
+        ("unet", "resnet_skip_time_act", .bool(true), "false only"),
+        ("unet", "time_embedding_act_fn", .string("silu"), "null (the key absent) only"),
+        ("unet", "timestep_post_act", .string("silu"), "null (the key absent) only"),
+        ("unet", "upcast_attention", .string("yes"), "true or false"),
+        ("vae", "act_fn", .string("mish"), "'silu' only"),
+        ("vae", "shift_factor", .double(0.0609), "null (the key absent) only"),
+        ("vae", "latents_mean", .array([.int(0)]), "null (the key absent) only"),
+        ("vae", "force_upcast", .string("yes"), "true or false"),
+    ])
+    func unimplementedConfigValuesAreRefused(_ component: String, _ key: String, _ value: JSONValue, _ implemented: String) throws {
+        let config = try Self.config("base/\(component)/config.json")
+        try ModelConfigValidation.validate(component: component, config: config, file: "config.json", against: nil, tensorFile: "w")
+        #expect {
+            try ModelConfigValidation.validate(component: component, config: config.setting(key, value), file: "config.json", against: nil, tensorFile: "w")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("key \"\(key)\"") && text.contains(implemented)
+        }
+    }
 }

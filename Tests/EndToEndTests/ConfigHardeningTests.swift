@@ -92,6 +92,13 @@ struct ConfigHardeningTests {
         ("\"conv1\": 2", "\"conv1\": 2.5", ["adapter_config.json", "rank_pattern.conv1"]),
         ("\"conv1\": 4", "\"conv1\": \"4\"", ["adapter_config.json", "alpha_pattern.conv1"]),
         ("\"use_rslora\": false", "\"use_rslora\": \"no\"", ["adapter_config.json", "use_rslora"]),
+        // The fixture's tensors have rank 4 (conv1: 2); peft refuses another r (size mismatch).
+        ("\"r\": 4", "\"r\": 8", ["adapter_config.json", "\"r\" is 8", "rank 4"]),
+        ("\"conv1\": 2", "\"conv1\": 3", ["adapter_config.json", "rank_pattern.conv1\" is 3", "rank 2"]),
+        ("\"peft_type\": \"LORA\"", "\"peft_type\": \"LOHA\"", ["adapter_config.json", "peft_type", "LOHA"]),
+        ("\"lora_bias\": false", "\"lora_bias\": true", ["adapter_config.json", "\"lora_bias\" is true"]),
+        ("\"layers_to_transform\": null", "\"layers_to_transform\": [0]", ["adapter_config.json", "\"layers_to_transform\" is [0]"]),
+        ("\"bias\": \"none\"", "\"bias\": \"all\"", ["adapter_config.json", "\"bias\" is \"all\""]),
     ])
     func peftConfigTypesAreChecked(_ replace: String, _ with: String, _ mentions: [String]) throws {
         let folder = try Self.temporaryFolder()
@@ -275,6 +282,119 @@ struct ConfigHardeningTests {
                           output: out, mentions: ["tiny-inference.yaml", "YAML"])
     }
 
+    /// Rewrites one tensor of a safetensors file in place (a test's hostile input), setting
+    /// element 0 to `value`.
+    static func poison(_ file: URL, tensor: String, value: Float) throws {
+        let source = try SafetensorsFile(path: file.path).table
+        var table = TensorTable()
+        for (name, view) in source.tensors {
+            var values = view.toFloat32()
+            if name == tensor { values[0] = value }
+            try table.insert(name, Self.view(values, view.shape), file: "test")
+        }
+        #expect(source[tensor] != nil, "\(tensor) not in \(file.path)")
+        let bytes = try { () throws -> Data in
+            let temporary = file.deletingLastPathComponent().appendingPathComponent("rewritten.safetensors")
+            try SafetensorsWriter.write(to: temporary.path, tensors: table)
+            defer { try? Self.fm.removeItem(at: temporary) }
+            return try Data(contentsOf: temporary)
+        }()
+        try bytes.write(to: file)
+    }
+
+    /// fp16's largest finite value is 65504 (IEEE 754 binary16: (2 − 2⁻¹⁰) × 2¹⁵); 70000 is a
+    /// finite float32 that fp16 stores as inf, 65000 fits.
+    @Test func quantizeRefusesAnFP16Overflow() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? Self.fm.removeItem(at: folder) }
+        let merged = folder.appendingPathComponent("merged")
+        try expectSucceeds(["merge", "--base", Self.fixture("base").path, "--lora", Self.fixture("model.pkl").path, "--output", merged.path])
+        let unet = merged.appendingPathComponent("unet/diffusion_pytorch_model.safetensors")
+        try Self.poison(unet, tensor: "conv_out.weight", value: 70000)
+        let out = folder.appendingPathComponent("model.dlrt")
+        try expectRefused(["quantize", merged.path, "--weights", "fp16", "--output", out.path],
+                          output: out, mentions: ["unet.conv_out.weight", "70000", "65504", "--keep 'unet.conv_out.weight'"])
+        try expectSucceeds(["quantize", merged.path, "--weights", "fp16", "--keep", "unet.conv_out.weight", "--output", out.path])
+        try? Self.fm.removeItem(at: out)
+        try Self.poison(unet, tensor: "conv_out.weight", value: 65000)
+        try expectSucceeds(["quantize", merged.path, "--weights", "fp16", "--output", out.path])
+    }
+
+    /// A NaN or inf in a source weight or in the prompt embeddings is refused by every scheme,
+    /// naming the file, the tensor and the count (int8 would otherwise hide it in a scale).
+    @Test func quantizeRefusesNonFiniteSources() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? Self.fm.removeItem(at: folder) }
+        let merged = folder.appendingPathComponent("merged")
+        try expectSucceeds(["merge", "--base", Self.fixture("base").path, "--lora", Self.fixture("model.pkl").path, "--output", merged.path])
+        let vae = merged.appendingPathComponent("vae/diffusion_pytorch_model.safetensors")
+        try Self.poison(vae, tensor: "decoder.conv_in.weight", value: .nan)
+        let out = folder.appendingPathComponent("model.dlrt")
+        for weights in ["int8", "fp16", "fp32"] {
+            try expectRefused(["quantize", merged.path, "--weights", weights, "--output", out.path],
+                              output: out, mentions: ["vae/diffusion_pytorch_model.safetensors", "vae.decoder.conv_in.weight", "1 non-finite"])
+        }
+        try Self.poison(vae, tensor: "decoder.conv_in.weight", value: 0.5)
+
+        let base = folder.appendingPathComponent("base")
+        try Self.fm.copyItem(at: Self.fixture("base"), to: base)
+        try Self.poison(base.appendingPathComponent("vae/diffusion_pytorch_model.safetensors"), tensor: "decoder.conv_in.weight", value: -.infinity)
+        let remerged = folder.appendingPathComponent("remerged")
+        try expectRefused(["merge", "--base", base.path, "--lora", Self.fixture("model.pkl").path, "--output", remerged.path],
+                          output: remerged, mentions: ["vae/diffusion_pytorch_model.safetensors", "decoder.conv_in.weight", "1 non-finite", "-inf"])
+
+        let embeds = folder.appendingPathComponent("pe_nan.safetensors")
+        var table = TensorTable()
+        var values = [Float](repeating: 0.25, count: 77 * 32)
+        values[5] = .infinity
+        values[9] = .nan
+        try table.insert("prompt_embeds", Self.view(values, [1, 77, 32]), file: "test")
+        try SafetensorsWriter.write(to: embeds.path, tensors: table)
+        try expectRefused(["quantize", merged.path, "--weights", "fp16", "--prompt-embeds", embeds.path, "--output", out.path],
+                          output: out, mentions: ["pe_nan.safetensors", "prompt_embeds", "2 non-finite"])
+    }
+
+    /// dloral-verify refuses non-finite prompt embeddings (--prompt-embeds, input.prompt_embeds)
+    /// and reference frames, naming the file, the tensor and the count, before running.
+    @Test func verifyRefusesNonFiniteInputs() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? Self.fm.removeItem(at: folder) }
+        let dlrt = try VerifyCommandTests.build("nonfinite-inputs")
+        let embeds = folder.appendingPathComponent("pe_nan.safetensors")
+        var table = TensorTable()
+        var values = [Float](repeating: 0.25, count: 77 * 32)
+        values[3] = .nan
+        try table.insert("prompt_embeds", Self.view(values, [1, 77, 32]), file: "test")
+        try SafetensorsWriter.write(to: embeds.path, tensors: table)
+        let frames = folder.appendingPathComponent("frames")
+        try CLIHardeningTests.writeFrames(frames, count: 2, width: 16, height: 16)
+        let out = folder.appendingPathComponent("out")
+        let r1 = try CommandRunner.run("dloral-verify", [dlrt, "--frames", frames.path, "--output", out.path, "--prompt-embeds", embeds.path])
+        #expect(r1.status == 2, "\(r1.stderr)")
+        #expect(r1.stderr.contains("\(embeds.path): tensor 'prompt_embeds': holds 1 non-finite value"), "\(r1.stderr)")
+        #expect(!Self.fm.fileExists(atPath: out.path))
+
+        let reference = folder.appendingPathComponent("reference_inf.safetensors")
+        try Self.fm.copyItem(at: CommandRunner.fixtures.appendingPathComponent("tiny/reference_full.safetensors"), to: reference)
+        try Self.poison(reference, tensor: "input.frames", value: .infinity)
+        let r2 = try CommandRunner.run("dloral-verify", [dlrt, "--reference", reference.path])
+        #expect(r2.status == 2, "\(r2.stderr)")
+        #expect(r2.stderr.contains("\(reference.path): tensor 'input.frames': holds 1 non-finite value"), "\(r2.stderr)")
+    }
+
+    /// A plain SD LoRA merged into the base keeps the 4-channel UNet; DLoRAL's step needs
+    /// 2 × the VAE's 4 latent channels = 8, so quantize refuses it rather than writing a file
+    /// dloral-verify cannot run.
+    @Test func quantizeRefusesANonDLoRALModel() throws {
+        let folder = try Self.temporaryFolder()
+        defer { try? Self.fm.removeItem(at: folder) }
+        let merged = folder.appendingPathComponent("merged")
+        try expectSucceeds(["merge", "--base", Self.fixture("base").path, "--lora", Self.fixture("lora/peft").path, "--output", merged.path])
+        let out = folder.appendingPathComponent("model.dlrt")
+        try expectRefused(["quantize", merged.path, "--weights", "fp32", "--output", out.path],
+                          output: out, mentions: ["unet/config.json", "not a DLoRAL model", "takes 4 channels", "2 × the VAE's 4"])
+    }
+
     @Test func quantizeValidatesTheConfigs() throws {
         let folder = try Self.temporaryFolder()
         defer { try? Self.fm.removeItem(at: folder) }
@@ -375,5 +495,16 @@ struct ConfigHardeningTests {
         try expectSucceeds(["quantize", "out", "--weights", "int8", "--output", "model.dlrt"], directory: a)
         try expectSucceeds(["quantize", outB.path, "--weights", "int8", "--output", b.appendingPathComponent("model.dlrt").path])
         #expect(try Data(contentsOf: a.appendingPathComponent("model.dlrt")) == Data(contentsOf: b.appendingPathComponent("model.dlrt")))
+
+        // The same content under another folder name, and through a symlink, gives the same bytes.
+        let renamed = folder.appendingPathComponent("a-much-longer-folder-name")
+        try Self.fm.copyItem(at: outA, to: renamed)
+        let link = folder.appendingPathComponent("lnk")
+        try Self.fm.createSymbolicLink(at: link, withDestinationURL: renamed)
+        try expectSucceeds(["quantize", renamed.path, "--weights", "int8", "--output", folder.appendingPathComponent("renamed.dlrt").path])
+        try expectSucceeds(["quantize", link.path, "--weights", "int8", "--output", folder.appendingPathComponent("link.dlrt").path])
+        let reference = try Data(contentsOf: a.appendingPathComponent("model.dlrt"))
+        #expect(try Data(contentsOf: folder.appendingPathComponent("renamed.dlrt")) == reference)
+        #expect(try Data(contentsOf: folder.appendingPathComponent("link.dlrt")) == reference)
     }
 }

@@ -11,8 +11,30 @@ struct PeftLoRAConfig {
     var rankPattern: [(String, Int)]
     var alphaPattern: [(String, Double)]
     var rsLoRA: Bool
+    let file: String
+
+    /// LoraConfig keys whose non-default values change what the adapter computes in ways a merge
+    /// of `up × down × scale` into the base weight does not reproduce, with their peft defaults.
+    static let unsupported: [(key: String, default: JSONValue, why: String)] = [
+        ("lora_bias", .bool(false), "the adapter's lora_B bias would be dropped"),
+        ("bias", .string("none"), "trained biases would be dropped"),
+        ("fan_in_fan_out", .bool(false), "its weights are stored transposed (Conv1D layers)"),
+        ("layers_to_transform", .null, "it adapts only some layers' indices"),
+        ("layer_replication", .null, "it duplicates layers"),
+        ("modules_to_save", .null, "fully trained module copies would be dropped"),
+        ("trainable_token_indices", .null, "trained token embeddings would be dropped"),
+        ("target_parameters", .null, "it adapts parameters, not modules"),
+        ("alora_invocation_tokens", .null, "an activated LoRA applies only after its invocation tokens"),
+        ("use_qalora", .bool(false), "QALoRA pools its input in groups"),
+        ("arrow_config", .null, "Arrow routes between adapters per token"),
+        ("use_bdlora", .null, "a LoRA variant whose forward differs from up × down"),
+        ("kasa_config", .null, "a LoRA variant whose forward differs from up × down"),
+        ("velora_config", .null, "a LoRA variant whose forward differs from up × down"),
+        ("monteclora_config", .null, "a LoRA variant whose forward differs from up × down"),
+    ]
 
     init(_ config: JSONValue, file: String) throws {
+        self.file = file
         guard config.objectValue != nil else {
             throw FormatError(.malformed, file: file, "is not a JSON object; expected a peft LoraConfig with \"r\" and \"lora_alpha\"")
         }
@@ -52,6 +74,14 @@ struct PeftLoRAConfig {
         rankPattern = try pattern("rank_pattern").map { k, v in (k, try rankValue("rank_pattern.\(k)", v)) }
         alphaPattern = try pattern("alpha_pattern").map { k, v in (k, try alphaValue("alpha_pattern.\(k)", v)) }
         rsLoRA = try flag("use_rslora")
+        if let type = config["peft_type"], type != .null, type.stringValue != "LORA" {
+            throw FormatError(.unsupported, file: file, "key \"peft_type\" is \(type.serialized()); only \"LORA\" adapters can be merged (LoHa, LoKr, IA3 and the others compute a different delta)")
+        }
+        for (key, fallback, why) in Self.unsupported {
+            guard let value = config[key], value != .null, value != fallback else { continue }
+            if value.arrayValue?.isEmpty == true || value.objectValue?.isEmpty == true { continue }
+            throw FormatError(.unsupported, file: file, "key \"\(key)\" is \(value.serialized().prefix(60)); only \(fallback.serialized()) (peft's default) is supported: \(why), so a merge would not reproduce the adapter")
+        }
         if try flag("use_dora") {
             throw FormatError(.unsupported, file: file, "DoRA adapters (use_dora: true) are not supported; only plain LoRA can be merged exactly")
         }
@@ -63,12 +93,20 @@ struct PeftLoRAConfig {
 
     /// Stores in each module the alpha that gives peft's scale with the module's actual rank:
     /// scale = alpha_m / rank_m, so alpha_m = scale × rank_m.
-    func apply(to modules: inout [LoRAModule]) {
+    /// The config's rank must be the tensors' (peft itself refuses to load a size mismatch):
+    /// another r would silently change the scale.
+    func apply(to modules: inout [LoRAModule]) throws {
         for i in modules.indices {
             let module = modules[i].module
             let bare = String(module.drop { $0 != "." }.dropFirst())
             let a = alphaPattern.first { Self.matches($0.0, bare) }?.1 ?? alpha
-            let r = rankPattern.first { Self.matches($0.0, bare) }?.1 ?? rank
+            let patterned = rankPattern.first { Self.matches($0.0, bare) }
+            let r = patterned?.1 ?? rank
+            guard r == modules[i].rank else {
+                let key = patterned.map { "rank_pattern.\($0.0)" } ?? "r"
+                throw FormatError(.invalidModel, file: file, tensor: modules[i].sourceKey.isEmpty ? module : modules[i].sourceKey,
+                                  "key \"\(key)\" is \(r) but the adapter's tensors have rank \(modules[i].rank) (lora_A [\(modules[i].rank), …]); the config does not belong to these weights: fix \"\(key)\" (or rank_pattern) to the tensors' rank")
+            }
             let scale = rsLoRA ? a / Double(r).squareRoot() : a / Double(r)
             modules[i].alpha = scale * Double(modules[i].rank)
         }

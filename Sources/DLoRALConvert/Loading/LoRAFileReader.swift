@@ -27,7 +27,7 @@ enum LoRAFileReader {
         result.notes["target_modules"] = config["target_modules"] ?? .null
         try collect(table, file: weights, defaultComponent: .unet, adapterName: "default", into: &result)
         let peft = try PeftLoRAConfig(config, file: configPath)
-        peft.apply(to: &result.lora)
+        try peft.apply(to: &result.lora)
         result.adapters = LoRAAdapter.summarise(result.lora) { _ in (peft.alpha, "adapter_config.json") }
         return result
     }
@@ -58,7 +58,7 @@ enum LoRAFileReader {
             })
             if unetConfig["r"] != nil || unetConfig["lora_alpha"] != nil {
                 let peft = try PeftLoRAConfig(unetConfig, file: path + " (metadata lora_adapter_metadata)")
-                peft.apply(to: &result.lora)
+                try peft.apply(to: &result.lora)
                 adapterAlpha = peft.alpha
                 source = "file metadata (lora_adapter_metadata)"
             }

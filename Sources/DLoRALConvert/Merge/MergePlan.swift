@@ -181,9 +181,26 @@ public struct MergePlan: Sendable {
     }
 
     static func checkFinite(_ view: TensorView, name: String, file: String) throws {
-        for value in view.toFloat32() where !value.isFinite {
-            throw FormatError(.invalidModel, file: file, tensor: name, "holds a non-finite value (\(value)); the adapter is corrupted")
+        let (count, first) = view.nonFinite()
+        guard count > 0 else { return }
+        throw FormatError(.invalidModel, file: view.storage.origin, tensor: name,
+                          "holds \(count) non-finite value\(count == 1 ? "" : "s") (the first: \(first)); the adapter is corrupted")
+    }
+}
+
+extension TensorView {
+    /// How many of a floating view's values are NaN or ±inf, and the first of them (0 for an
+    /// integer view): the inputs of merge and quantize must be finite numbers.
+    func nonFinite() -> (count: Int, first: Float) {
+        guard dtype.isFloatingPoint else { return (0, 0) }
+        func scan(_ values: UnsafeBufferPointer<Float>) -> (Int, Float) {
+            guard let index = values.firstIndex(where: { !$0.isFinite }) else { return (0, 0) }
+            return (values[index...].count(where: { !$0.isFinite }), values[index])
         }
+        if dtype == .float32, let bytes = contiguousBytes, Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+            return scan(bytes.bindMemory(to: Float.self))
+        }
+        return toFloat32().withUnsafeBufferPointer(scan)
     }
 }
 

@@ -83,6 +83,12 @@ public enum Merger {
         var overrides: [String] = []
         try SafetensorsWriter.write(to: path, entries: entries, metadata: [("format", "pt")]) { entry, sink in
             let item = byName[entry.name]!
+            // A NaN or inf already in the base would reach every frame the model renders.
+            let (count, first) = item.source.nonFinite()
+            if count > 0 {
+                throw FormatError(.invalidModel, file: item.source.storage.origin, tensor: item.name,
+                                  "holds \(count) non-finite value\(count == 1 ? "" : "s") (the first: \(first)); a model's weights must be finite numbers: fix or re-export the source. No output written")
+            }
             if let shadowed = item.shadowed, differs(shadowed, item.source) {
                 overrides.append(item.name)
             }
@@ -121,15 +127,13 @@ public enum Merger {
         throw nonFinite(item, index: index, value: "\(values[index])", dtype: dtype, count: values.count(where: { !$0.isFinite }))
     }
 
-    /// Refuses an fp16 / bf16 encoding that rounded a value to inf or NaN (fp16 tops out at
-    /// 65504), unless the base value itself was already non-finite and nothing was merged.
+    /// Refuses an fp16 / bf16 encoding that rounded a finite value to inf (fp16 tops out at 65504).
     static func checkEncoded(_ encoded: [UInt8], _ values: UnsafeBufferPointer<Float>, item: MergePlan.Item, dtype: DType) throws {
         let exponent: UInt16 = dtype == .float16 ? 0x7C00 : 0x7F80
         var first: Int?
         var count = 0
         encoded.withUnsafeBytes { raw in
             for (i, bits) in raw.bindMemory(to: UInt16.self).enumerated() where bits & exponent == exponent {
-                if item.deltas.isEmpty && !values[i].isFinite { continue }
                 if first == nil { first = i }
                 count += 1
             }

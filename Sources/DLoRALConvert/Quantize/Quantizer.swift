@@ -34,21 +34,42 @@ public enum Quantizer {
         return plan
     }
 
-    static func produce(_ plan: DLRTWriter.Plan, view: TensorView) -> DLRTWriter.Produced {
+    static func produce(_ plan: DLRTWriter.Plan, view: TensorView) throws -> DLRTWriter.Produced {
         // fp32 sources are read in place when contiguous and aligned; others converted once.
         if view.dtype == .float32, let bytes = view.contiguousBytes,
             Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0
         {
-            return produce(plan, view: view, values: bytes.bindMemory(to: Float.self))
+            return try produce(plan, view: view, values: bytes.bindMemory(to: Float.self))
         }
         let values = view.toFloat32()
-        return values.withUnsafeBufferPointer { produce(plan, view: view, values: $0) }
+        return try values.withUnsafeBufferPointer { try produce(plan, view: view, values: $0) }
     }
 
-    static func produce(_ plan: DLRTWriter.Plan, view: TensorView, values: UnsafeBufferPointer<Float>) -> DLRTWriter.Produced {
+    /// Refuses a source tensor holding NaN or ±inf: int8 would silently turn them into scales and
+    /// codes, fp16 / fp32 would carry them into every frame.
+    static func checkFinite(_ plan: DLRTWriter.Plan, view: TensorView, values: UnsafeBufferPointer<Float>) throws {
+        guard view.dtype.isFloatingPoint, let index = values.firstIndex(where: { !$0.isFinite }) else { return }
+        let count = values[index...].count(where: { !$0.isFinite })
+        throw FormatError(.invalidModel, file: view.storage.origin, tensor: plan.name,
+                          "holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(values[index]), at element \(index)); a model's weights and prompt embeddings must be finite numbers: fix or re-export the source")
+    }
+
+    /// Largest |value|, for the error naming an overflow.
+    static func largestMagnitude(_ values: UnsafeBufferPointer<Float>) -> Float {
+        values.reduce(Float(0)) { max($0, abs($1)) }
+    }
+
+    static func produce(_ plan: DLRTWriter.Plan, view: TensorView, values: UnsafeBufferPointer<Float>) throws -> DLRTWriter.Produced {
+        try checkFinite(plan, view: view, values: values)
         switch plan.layout {
         case .rowsK32:
             let result = Int8Quantizer.quantize(values, shape: plan.shape, block: plan.block)
+            // A scale is max|w| / 127 in float32: finite for finite weights, but a group whose
+            // largest |w| is below 127 × the smallest subnormal gets a zero scale and loses its values.
+            if let bad = result.scales.firstIndex(where: { !$0.isFinite || $0 <= 0 }) {
+                throw FormatError(.invalidModel, file: view.storage.origin, tensor: plan.name,
+                                  "int8 scale \(bad) is \(result.scales[bad]) (largest |value| \(largestMagnitude(values))); int8 scales must be finite and positive: keep this tensor fp32 with --keep '\(plan.name)'")
+            }
             return DLRTWriter.Produced(data: result.rows, scales: result.scales, sqnrDB: result.sqnrDB)
         case .torch:
             switch plan.dtype {
@@ -62,6 +83,10 @@ public enum Quantizer {
                     back.withUnsafeMutableBufferPointer {
                         dloral_f16_to_f32(values.count, raw.bindMemory(to: UInt16.self).baseAddress, $0.baseAddress)
                     }
+                }
+                if back.contains(where: { !$0.isFinite }) {
+                    throw FormatError(.invalidModel, file: view.storage.origin, tensor: plan.name,
+                                      "largest |value| \(largestMagnitude(values)) exceeds fp16's limit 65504 and would be stored as inf; keep this tensor fp32 with --keep '\(plan.name)'")
                 }
                 dloral_error_energy(values.count, values.baseAddress, back, &energy)
                 return DLRTWriter.Produced(data: data, sqnrDB: Int8Quantizer.sqnr(signal: energy[0], noise: energy[1]))
@@ -84,8 +109,15 @@ public enum Quantizer {
         for component in [ModelComponent.vae, .cfr] where model.tensors(of: component).count == 0 {
             report.warnings.append("\(source) has no \(component.rawValue)/ folder; the .dlrt cannot run the whole DLoRAL step")
         }
-        if let unetConfig = model.configs[.unet], unetConfig["in_channels"]?.intValue != 8 {
-            report.warnings.append("the UNet takes \(unetConfig["in_channels"]?.intValue ?? 0) input channels, not DLoRAL's 8; is this a merged DLoRAL folder?")
+        // DLoRAL's step feeds the UNet the current and the aligned previous latent and takes one
+        // latent back; another UNet (a plain SD LoRA merge) cannot run it.
+        if let unetConfig = model.configs[.unet], let vaeConfig = model.configs[.vae] {
+            let latent = vaeConfig["latent_channels"]?.intValue ?? 4
+            let input = unetConfig["in_channels"]?.intValue ?? 4, output = unetConfig["out_channels"]?.intValue ?? 4
+            if input != 2 * latent || output != latent {
+                throw FormatError(.invalidModel, file: FileSystem.join(source, "unet/config.json"),
+                                  "is not a DLoRAL model: its UNet takes \(input) channels and returns \(output), but DLoRAL's step feeds it the current and the aligned previous latent (2 × the VAE's \(latent) latent channels) and takes back \(latent); merge DLoRAL's checkpoint (model.pkl) into the base first")
+            }
         }
 
         // Tensors in file order: unet, vae, cfr, then prompt embeddings.
@@ -121,7 +153,11 @@ public enum Quantizer {
         var viewsByName: [String: TensorView] = [:]
         for (name, view) in items { viewsByName[name] = view }
         let views = viewsByName
-        let mergeProvenance = (try? JSONValue.read(path: FileSystem.join(source, "dloral.json"))) ?? .null
+        let mergeRecord = FileSystem.join(source, "dloral.json")
+        let mergeProvenance = (try? JSONValue.read(path: mergeRecord)) ?? .null
+        // The source by content (the digest of its merge record), never by the folder's name: the
+        // same content must give the same bytes whatever its folder is called.
+        let sourceDigest: JSONValue = (try? FileDigest.sha256(path: mergeRecord)).map { .string("sha256:\($0.hex)") } ?? .null
         let metadata: [(String, JSONValue)] = [
             ("format", .string("dlrt")),
             ("configs", .object(componentOrder.compactMap { c in model.configs[c].map { (c.rawValue, $0) } })),
@@ -136,9 +172,7 @@ public enum Quantizer {
                 ("tool", .string("dloral-convert")),
                 ("version", .string(ToolVersion.string)),
                 ("command", .string("quantize")),
-                // The source folder's name, not the path typed (the output must not depend on
-                // the working directory); its content is recorded by the merge provenance.
-                ("source", .string(FileSystem.provenanceName(source, root: source))),
+                ("source", sourceDigest),
                 ("merge", mergeProvenance),
             ])),
             ("default_prompt_embeds", promptName),
@@ -147,7 +181,7 @@ public enum Quantizer {
         let (entries, size) = try DLRTWriter.write(to: output, metadata: metadata, plans: plans, produce: { plan in
             let view = views[plan.name]!
             defer { view.storage.releasePages() }
-            return produce(plan, view: view)
+            return try produce(plan, view: view)
         }, progress: { plan, _ in progress?.advance(tensor: plan.name, bytes: plan.rawBytes) })
         progress?.finish()
         report.bytes = size

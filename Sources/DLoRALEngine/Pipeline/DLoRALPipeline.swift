@@ -58,6 +58,10 @@ public final class DLoRALPipeline {
         if let lq = requirements.lqDownsample, lq != requirements.vaeFactor {
             throw FormatError(.invalidModel, file: model.path, "its VAE downsamples by \(requirements.vaeFactor) but the CFR's flow runs at 1/\(lq) of the frame: the flow cannot warp the latents (a DLoRAL VAE has 4 blocks, 3 downsamplers)")
         }
+        let latent = decoder.config.latentChannels
+        guard unet.config.inChannels == 2 * latent, unet.config.outChannels == latent else {
+            throw FormatError(.invalidModel, file: model.path, "is not a DLoRAL model: its UNet takes \(unet.config.inChannels) channels and returns \(unet.config.outChannels), but DLoRAL's step feeds it the current and the aligned previous latent (2 × the VAE's \(latent) latent channels) and takes back \(latent); quantize a folder written by dloral-convert merge from DLoRAL's checkpoint")
+        }
         // The modules hold their own fp32 copies now; let the kernel drop the mapped file's pages
         // so they are not resident twice (a full-size fp32 file is 3.8 GB).
         for table in [model.unet, model.vae, model.cfr] {
@@ -127,6 +131,14 @@ extension DLoRALPipeline {
             return "shape \(shape); this model's UNet takes [1, S, \(width)] (S ≥ 1 tokens, 77 for a CLIP prompt; cross_attention_dim \(width))"
         }
         return nil
+    }
+
+    /// An input (frames, prompt embeddings) holding NaN or ±inf would only surface as
+    /// non-finite outputs far downstream: it is refused up front, with its count.
+    public static func nonFiniteProblem(_ input: Tensor) -> String? {
+        guard let index = input.data.firstIndex(where: { !$0.isFinite }) else { return nil }
+        let count = input.data[index...].count(where: { !$0.isFinite })
+        return "holds \(count) non-finite value\(count == 1 ? "" : "s") (the first, \(input.data[index]), at element \(index)); inputs must be finite numbers"
     }
 }
 

@@ -190,7 +190,8 @@ struct ConfigReader {
     func fixed(_ key: String, _ expected: JSONValue) throws {
         guard let value = value(key) else { return }
         guard value == expected || value.doubleValue != nil && value.doubleValue == expected.doubleValue else {
-            throw error(key, "is \(shown(value)); only \(expected.serialized()) is supported (Stable Diffusion 1.x/2.x structure)")
+            let implemented = expected == .null ? "null (the key absent)" : expected.stringValue.map { "'\($0)'" } ?? expected.serialized()
+            throw error(key, "is \(shown(value)); this engine implements \(implemented) only (the Stable Diffusion 1.x/2.x structure): remove the key or set it so")
         }
     }
 }
@@ -314,7 +315,24 @@ struct UNetSpec {
         _ = try r.double("freq_shift", default: 0, positive: false)
         _ = try r.bool("flip_sin_to_cos", default: true)
         linearProjection = try r.bool("use_linear_projection", default: true)
-        _ = try r.bool("center_input_sample", default: false)
+        // Keys diffusers reads whose other values change the computation the engine does not
+        // perform; the engine runs SiLU resnets, unscaled outputs, no extra embeddings.
+        try r.fixed("center_input_sample", .bool(false))
+        try r.fixed("act_fn", .string("silu"))
+        try r.fixed("downsample_padding", .int(1))
+        try r.fixed("mid_block_scale_factor", .int(1))
+        try r.fixed("resnet_out_scale_factor", .int(1))
+        try r.fixed("resnet_skip_time_act", .bool(false))
+        try r.fixed("class_embeddings_concat", .bool(false))
+        try r.fixed("mid_block_only_cross_attention", .bool(false))
+        for key in ["time_embedding_act_fn", "timestep_post_act", "encoder_hid_dim_type", "cross_attention_norm",
+                    "addition_time_embed_dim", "projection_class_embeddings_input_dim"] {
+            try r.fixed(key, .null)
+        }
+        // Precision and training-only keys: the engine computes attention in fp32 and runs
+        // inference, so any well-typed value gives the same result.
+        _ = try r.bool("upcast_attention", default: false)
+        _ = try r.double("dropout", default: 0, positive: false)
         try r.fixed("conv_in_kernel", .int(3))
         try r.fixed("conv_out_kernel", .int(3))
         try r.fixed("time_embedding_type", .string("positional"))
@@ -323,7 +341,7 @@ struct UNetSpec {
         try r.fixed("only_cross_attention", .bool(false))
         try r.fixed("dual_cross_attention", .bool(false))
         for key in ["class_embed_type", "addition_embed_type", "encoder_hid_dim", "time_cond_proj_dim", "num_class_embeds"] where r.value(key) != nil {
-            throw r.error(key, "is \(r.shown(r.value(key)!)); only null is supported (Stable Diffusion 1.x/2.x structure)")
+            throw r.error(key, "is \(r.shown(r.value(key)!)); this engine implements null (the key absent) only (the Stable Diffusion 1.x/2.x structure): remove the key")
         }
         timeEmbedDim = try r.int("time_embedding_dim", default: channels[0] * 4, in: 1...(maxC * 4))
 
@@ -455,6 +473,13 @@ struct VAESpec {
         quantConv = try r.bool("use_quant_conv", default: true)
         postQuantConv = try r.bool("use_post_quant_conv", default: true)
         midAttention = try r.bool("mid_block_add_attention", default: true)
+        // SD 1.x/2.x latents: SiLU resnets, latents scaled by scaling_factor alone (SD3's and
+        // Flux's shift_factor, SDXL's latents_mean / latents_std are not applied by the engine).
+        try r.fixed("act_fn", .string("silu"))
+        for key in ["shift_factor", "latents_mean", "latents_std"] {
+            try r.fixed(key, .null)
+        }
+        _ = try r.bool("force_upcast", default: true)
         for (i, c) in channels.enumerated() where c % groups != 0 {
             throw r.error("norm_num_groups", "is \(groups), which does not divide block_out_channels[\(i)] = \(c); GroupNorm needs whole groups")
         }

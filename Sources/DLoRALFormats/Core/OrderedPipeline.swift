@@ -13,7 +13,11 @@ public enum OrderedPipeline {
         guard count > 0 else { return }
         let slots = (0..<count).map { _ in PipelineSlot<T>() }
         let state = PipelineState()
-        let credits = DispatchSemaphore(value: max(window, 1))
+        // Credits are signalled in rather than given as the initial value: libdispatch traps when
+        // a semaphore is released below its initial value, which is the state a `produce` or
+        // `consume` error leaves it in (credits taken for items never consumed).
+        let credits = DispatchSemaphore(value: 0)
+        for _ in 0..<max(window, 1) { credits.signal() }
         let done = DispatchGroup()
         for _ in 0..<max(workers, 1) {
             done.enter()

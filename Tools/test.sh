@@ -29,4 +29,4 @@ fi
 python3 Tools/dlrt/test_dlrt_reader.py
 # A short fuzz campaign on each reader (libFuzzer + AddressSanitizer, its own scratch build
 # folder; FUZZING.md): any crash, hang, leak or sanitizer report fails the run.
-bash Tools/fuzz/run.sh 30
+bash Tools/fuzz/run.sh 20

@@ -3,8 +3,9 @@
 # Debian: the system libraries the package links (zstd, protobuf-c, libpng for verification
 # reports), pkg-config, and OpenBLAS, which nothing links any more but Tools/bench/sgemm_bench.c
 # measures our GEMM against. ffmpeg: `dloral-run` reads and writes video files through it (an
-# optional subprocess; folders of frames need none), and the tests make and read an mp4. PyPI: numpy, safetensors and zstandard for the interoperability
-# tests (no torch: the fixtures are committed).
+# optional subprocess; folders of frames need none), and the tests make and read an mp4.
+# PyPI: numpy, safetensors and zstandard for the interoperability tests (no torch: the fixtures
+# are committed).
 set -euo pipefail
 if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

@@ -1,7 +1,9 @@
 import Dispatch
 import DLoRALFormats
 
-/// The one-step DLoRAL forward pass (README.md, `dloral-verify`) over a whole clip.
+/// The one-step DLoRAL forward pass (README.md, `dloral-verify`): over a whole clip at once
+/// (`run`), or a frame pair at a time with upstream's latent and VAE tiling (`encode`,
+/// `restorePair`).
 ///
 /// Frames are encoded once each (posterior mean × scaling) and reused by the two pairs they
 /// belong to; the CFR aligns each previous latent to its current one; the UNet runs once per pair
@@ -177,12 +179,12 @@ extension DLoRALPipeline {
         }
         let (height, width) = (frames.shape[2], frames.shape[3])
         let factor = requirements.vaeFactor
+        // The size grid only: the memory a pair needs depends on the tiling, which the caller's
+        // estimate accounts for.
         if height < requirements.minimumSide || width < requirements.minimumSide
-            || height % requirements.step != 0 || width % requirements.step != 0 {
-            // The size checks only (memory depends on the tiling and is the caller's estimate).
-            if let problem = requirements.problem(frames: 2, height: height, width: width) {
-                throw FormatError(.invalidModel, file: model.path, "cannot run these frames: \(problem)")
-            }
+            || height % requirements.step != 0 || width % requirements.step != 0,
+            let problem = requirements.problem(frames: 2, height: height, width: width) {
+            throw FormatError(.invalidModel, file: model.path, "cannot run these frames: \(problem)")
         }
         let channels = decoder.config.latentChannels
         guard latents.shape == [2, channels, height / factor, width / factor] else {

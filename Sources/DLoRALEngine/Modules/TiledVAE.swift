@@ -183,8 +183,8 @@ public struct VAETileGrid: Sendable, Equatable {
         self.tiles = tiles
     }
 
-    /// The part of a finished tile (the network's output on `tiles[index].input`, `tileHeight` ×
-    /// `tileWidth` here the output tile's size) that goes into `tiles[index].output`: VAEHook's
+    /// The part of a finished tile (the network's output on `tiles[index].input`, of
+    /// `outputHeight` × `outputWidth`) that goes into `tiles[index].output`: VAEHook's
     /// `crop_valid_region`, rows then columns, each `[start, end)`.
     public func validRegion(
         of index: Int, outputHeight: Int, outputWidth: Int

@@ -131,7 +131,7 @@ struct LatentTilingTests {
     @Test func optionsAreValidated() throws {
         try TilingOptions().validate()
         try TilingOptions.untiled.validate()
-        try TilingOptions(latentTile: 1, latentOverlap: 0, vaeEncoderTile: 1, vaeDecoderTile: 1).validate()
+        try TilingOptions(latentTile: 1, latentOverlap: 0, vaeEncoderTile: 8, vaeDecoderTile: 1).validate()
         func error(_ options: TilingOptions) -> TilingOptionError? {
             do { try options.validate() } catch let e as TilingOptionError { return e } catch { return nil }
             return nil
@@ -143,6 +143,8 @@ struct LatentTilingTests {
         #expect(error(TilingOptions(latentTile: 96, latentOverlap: -1))?.option == "--latent-overlap")
         #expect(error(TilingOptions(vaeEncoderTile: 0))?.option == "--vae-encoder-tile")
         #expect(error(TilingOptions(vaeDecoderTile: 0))?.option == "--vae-decoder-tile")
+        // Encoder tiles are cut to the latent grid at 1/8 (VAETileGrid.isValidTile).
+        #expect(error(TilingOptions(vaeEncoderTile: 1020))?.description.contains("multiple of 8") == true)
         let overlap = error(TilingOptions(latentTile: 96, latentOverlap: 96))
         #expect(overlap?.description.hasPrefix("--latent-overlap is 96") == true, "\(String(describing: overlap))")
     }

@@ -141,14 +141,14 @@ public final class DLoRALPipeline {
         return x0
     }
 
-    // H3: becomes `encoder(frames, tileSize: tileSize)` (VAEHook tiling) at merge.
+    /// The encoder, VAEHook-tiled when the frames exceed `tileSize` + 2 × 32 (VAE.swift, TiledVAE.swift).
     private func encodeFrames(_ frames: Tensor, tileSize: Int) -> Tensor {
-        encoder(frames)
+        encoder(frames, tileSize: tileSize)
     }
 
-    // H3: becomes `decoder(latents, tileSize: tileSize)` (VAEHook tiling) at merge.
+    /// The decoder, VAEHook-tiled when the latents exceed `tileSize` + 2 × 11.
     private func decodeLatents(_ latents: Tensor, tileSize: Int) -> Tensor {
-        decoder(latents)
+        decoder(latents, tileSize: tileSize)
     }
 }
 

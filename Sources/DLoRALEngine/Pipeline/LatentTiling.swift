@@ -26,8 +26,8 @@ public struct TilingOptions: Sendable, Equatable, Codable {
     }
 
     /// The largest tile any option takes: larger sizes could overflow the grid arithmetic, and no
-    /// frame is that large.
-    public static let maximumTile = Int(Int32.max)
+    /// frame is that large. A multiple of 8, as encoder tiles must be.
+    public static let maximumTile = Int(Int32.max) / 8 * 8
 
     /// No tiling at any size: what `run(frames:promptEmbeds:)` and `dloral-verify` did before
     /// tiling existed.
@@ -42,6 +42,11 @@ public struct TilingOptions: Sendable, Equatable, Codable {
             guard value >= 1, value <= Self.maximumTile else {
                 throw TilingOptionError(option: option, "is \(value); it must be between 1 and \(Self.maximumTile)")
             }
+        }
+        // VAEHook's encoder tiles are cropped to the latent grid at 1/8: a tile side that is not a
+        // multiple of 8 gives tiles whose latent crop does not fit their region.
+        guard VAETileGrid.isValidTile(vaeEncoderTile, isDecoder: false) else {
+            throw TilingOptionError(option: "--vae-encoder-tile", "is \(vaeEncoderTile); it must be a multiple of 8 (e.g. \(max(8, vaeEncoderTile / 8 * 8)))")
         }
         guard latentOverlap >= 0, latentOverlap < latentTile else {
             throw TilingOptionError(

@@ -3,10 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
-swift build -c release
-# The end-to-end tests run the release executables just built (DLORAL_BIN); a bare `swift test`
-# uses the debug ones.
-DLORAL_BIN="$PWD/.build/release" swift test
+# One optimized build serves the tools and the tests: -enable-testing lets the tests reach
+# internal API, and `swift test` with the same flags reuses every module built here instead of
+# building the package a second time in debug. The end-to-end tests run the executables just built
+# (DLORAL_BIN); a bare `swift test` uses the debug ones.
+swift build -c release -Xswiftc -enable-testing
+DLORAL_BIN="$PWD/.build/release" swift test -c release -Xswiftc -enable-testing
 # Every C kernel path bit for bit against the scalar one: natively (AVX2) and, cross-compiled,
 # the arm64 NEON paths under qemu-user with and without dotprod (installs the cross tools).
 bash Tools/neon/run.sh

@@ -175,11 +175,11 @@ public struct RunOptionFlags: ParsableArguments {
 
     /// The flags given on the command line, for "applies only with" messages.
     var given: [String] {
-        let defaults = RunOptionFlags()
-        return [("--latent-tile", latentTile != defaults.latentTile), ("--latent-overlap", latentOverlap != defaults.latentOverlap),
-                ("--vae-encoder-tile", vaeEncoderTile != defaults.vaeEncoderTile), ("--vae-decoder-tile", vaeDecoderTile != defaults.vaeDecoderTile),
-                ("--color-fix", colorFix != defaults.colorFix), ("--upscale", upscale != defaults.upscale),
-                ("--process-size", processSize != defaults.processSize)].filter(\.1).map(\.0)
+        let defaults = RunOptions()
+        return [("--latent-tile", latentTile != defaults.tiling.latentTile), ("--latent-overlap", latentOverlap != defaults.tiling.latentOverlap),
+                ("--vae-encoder-tile", vaeEncoderTile != defaults.tiling.vaeEncoderTile), ("--vae-decoder-tile", vaeDecoderTile != defaults.tiling.vaeDecoderTile),
+                ("--color-fix", colorFix != defaults.colorFix.rawValue), ("--upscale", upscale != defaults.preparation.upscale),
+                ("--process-size", processSize != defaults.preparation.processSize)].filter(\.1).map(\.0)
     }
 
     public func validate() throws {

@@ -292,7 +292,7 @@ extension FileSafetyTests {
 
     static func expectRefused(_ r: Outcome, _ what: String, mentioning: String) {
         #expect(!r.signaled && r.status == 2, "\(what): status \(r.status): \(r.stderr)")
-        #expect(r.stderr.hasPrefix("dloral-convert: error: ") || r.stderr.hasPrefix("dloral-verify: error: "), "\(what): \(r.stderr)")
+        #expect(["dloral-convert", "dloral-verify", "dloral-run"].contains { r.stderr.hasPrefix("\($0): error: ") }, "\(what): \(r.stderr)")
         #expect(r.stderr.contains(mentioning), "\(what): \(r.stderr)")
     }
 

@@ -90,6 +90,7 @@ public final class VideoSink: FrameSink {
         guard fd >= 0 else {
             throw FormatError(.io, file: path, "cannot create a temporary file in \(dir): \(String(cString: strerror(errno)))")
         }
+        fchmod(fd, 0o644)
         close(fd)
         let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         (self.temporary, self.token) = (temporary, token)

@@ -1,7 +1,9 @@
 import Dispatch
 import DLoRALFormats
 
-/// The one-step DLoRAL forward pass (README.md, `dloral-verify`) over a whole clip.
+/// The one-step DLoRAL forward pass (README.md, `dloral-verify`): over a whole clip at once
+/// (`run`), or a frame pair at a time with upstream's latent and VAE tiling (`encode`,
+/// `restorePair`).
 ///
 /// Frames are encoded once each (posterior mean × scaling) and reused by the two pairs they
 /// belong to; the CFR aligns each previous latent to its current one; the UNet runs once per pair
@@ -11,11 +13,13 @@ public final class DLoRALPipeline {
     /// Every intermediate the reference files record (`output.*` in Tests/Fixtures/README.md), named as there.
     public struct Outputs: Sendable {
         public var latents: Tensor
-        public var unetInput: Tensor
+        /// Nil for a latent-tiled pair (each tile had its own).
+        public var unetInput: Tensor?
         public var unetOutput: Tensor
         public var x0: Tensor
         public var frames: Tensor
-        /// Wall seconds per phase, in order: vae_encoder, cfr (when present), unet, vae_decoder.
+        /// Wall seconds per phase, in order: vae_encoder (`run` only), cfr (when present), unet,
+        /// vae_decoder; summed over the tiles of a tiled pair.
         public var timings: [(String, Double)] = []
 
         public func stage(_ name: String) -> Tensor? {
@@ -85,7 +89,8 @@ public final class DLoRALPipeline {
         )
     }
 
-    /// Runs T frames [T, 3, H, W] in [-1, 1] to T−1 output frames.
+    /// Runs T frames [T, 3, H, W] in [-1, 1] to T−1 output frames, untiled, the whole clip in
+    /// one batch per module (`restorePair` is the per-pair, tiled form).
     public func run(frames: Tensor, promptEmbeds: Tensor) throws -> Outputs {
         guard frames.rank == 4, frames.shape[0] >= 2, frames.shape[1] == 3 else {
             throw EngineError.shapeMismatch(operation: "DLoRAL step frames", expected: "[T ≥ 2, 3, H, W]", actual: frames.shape)
@@ -98,26 +103,141 @@ public final class DLoRALPipeline {
         if let problem = promptEmbedsProblem(promptEmbeds.shape, pairs: frames.shape[0] - 1) {
             throw FormatError(.invalidModel, file: model.path, "cannot run these prompt embeddings: \(problem)")
         }
-        var timings: [(String, Double)] = []
-        func timed<T>(_ phase: String, _ work: () throws -> T) rethrows -> T {
-            let start = DispatchTime.now().uptimeNanoseconds
-            defer { timings.append((phase, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
-            return try work()
+        var timings = PhaseTimings()
+        let latents = timings.measure("vae_encoder") { encodeFrames(frames, tileSize: TilingOptions.untiled.vaeEncoderTile) }
+        let step = try predict(frames: frames, latents: latents, promptEmbeds: promptEmbeds, timings: &timings)
+        let x0 = Self.denoised(encoded: step.fused, prediction: step.unetOutput)
+        let decoded = timings.measure("vae_decoder") {
+            VAEDecoder.clampFrames(decodeLatents(x0, tileSize: TilingOptions.untiled.vaeDecoderTile))
         }
-        let latents = timed("vae_encoder") { encoder(frames) }
+        return Outputs(latents: latents, unetInput: step.unetInput, unetOutput: step.unetOutput, x0: x0, frames: decoded,
+                       timings: timings.phases)
+    }
+
+    /// The CFR (or, without one, the latents unaligned and unfused) and the UNet on T frames and
+    /// their latents: for each pair (t−1, t) the UNet input concat(aligned previous, fused
+    /// current), `[T−1, 8, h, w]`, the fused current latent and the UNet output `[T−1, 4, h, w]`.
+    func predict(frames: Tensor, latents: Tensor, promptEmbeds: Tensor, timings: inout PhaseTimings) throws
+        -> (unetInput: Tensor, fused: Tensor, unetOutput: Tensor)
+    {
         let aligned: Tensor, fused: Tensor
         if let cfr {
-            let out = timed("cfr") { cfr.run(frames: frames, latents: latents) }
+            let out = timings.measure("cfr") { cfr.run(frames: frames, latents: latents) }
             (aligned, fused) = (out.aligned, out.fused)
         } else {
             (aligned, fused) = (latents.frames(0..<(latents.shape[0] - 1)), latents.frames(1..<latents.shape[0]))
         }
         let unetInput = Tensor.concatenateChannels(aligned, fused)
-        let unetOutput = try timed("unet") { try unet(unetInput, timestep: Self.timestep, encoderHiddenStates: promptEmbeds) }
-        var x0 = fused
-        for i in x0.data.indices { x0.data[i] -= unetOutput.data[i] }
-        let decoded = timed("vae_decoder") { VAEDecoder.clampFrames(decoder(x0)) }
-        return Outputs(latents: latents, unetInput: unetInput, unetOutput: unetOutput, x0: x0, frames: decoded, timings: timings)
+        let unetOutput = try timings.measure("unet") {
+            try unet(unetInput, timestep: Self.timestep, encoderHiddenStates: promptEmbeds)
+        }
+        return (unetInput, fused, unetOutput)
+    }
+
+    /// x0 = fused − UNet output.
+    static func denoised(encoded: Tensor, prediction: Tensor) -> Tensor {
+        var x0 = encoded
+        for i in x0.data.indices { x0.data[i] -= prediction.data[i] }
+        return x0
+    }
+
+    // H3: becomes `encoder(frames, tileSize: tileSize)` (VAEHook tiling) at merge.
+    private func encodeFrames(_ frames: Tensor, tileSize: Int) -> Tensor {
+        encoder(frames)
+    }
+
+    // H3: becomes `decoder(latents, tileSize: tileSize)` (VAEHook tiling) at merge.
+    private func decodeLatents(_ latents: Tensor, tileSize: Int) -> Tensor {
+        decoder(latents)
+    }
+}
+
+extension DLoRALPipeline {
+    /// Frames `[N, 3, H, W]` in [-1, 1] → latents `[N, 4, H/8, W/8]` (posterior mean × scaling
+    /// factor), the encoder VAE-tiled per `tiling.vaeEncoderTile`. Frames are independent: a clip
+    /// can be encoded a frame at a time.
+    public func encode(_ frames: Tensor, tiling: TilingOptions) -> Tensor {
+        encodeFrames(frames, tileSize: tiling.vaeEncoderTile)
+    }
+
+    /// One frame pair as upstream DLoRAL's forward runs it: frames `[2, 3, H, W]` in [-1, 1]
+    /// (previous, current) and their latents `[2, 4, h, w]` (from `encode`) → the pair's
+    /// `Outputs`: `frames` `[1, 3, H, W]` clamped to [-1, 1], `unetOutput` and `x0`
+    /// `[1, 4, h, w]`, `unetInput` `[1, 8, h, w]`, and `latents` as given.
+    ///
+    /// When `h · w > tiling.latentTile²` the CFR and the UNet run per latent tile (on the tile's
+    /// latents and the frames under it), and the tiles' UNet outputs and fused latents are
+    /// blended with upstream's Gaussian weights (`LatentTileGrid`, `LatentTileBlender`); then
+    /// `unetInput` is nil. Only one tile's intermediates are alive at a time. The decoder is
+    /// VAE-tiled per `tiling.vaeDecoderTile`.
+    /// - Parameter promptEmbeds: `[1, S, cross_attention_dim]`.
+    /// - Throws: `TilingOptionError` for tiling options that cannot tile these frames;
+    ///   `FormatError` naming the model file for frames, latents or prompt embeddings it cannot run.
+    public func restorePair(frames: Tensor, latents: Tensor, promptEmbeds: Tensor, tiling: TilingOptions) throws -> Outputs {
+        guard frames.rank == 4, frames.shape[0] == 2, frames.shape[1] == 3 else {
+            throw FormatError(.invalidModel, file: model.path, "cannot restore a frame pair from frames of shape \(frames.shape); expected [2, 3, H, W] (previous and current frame)")
+        }
+        let (height, width) = (frames.shape[2], frames.shape[3])
+        let factor = requirements.vaeFactor
+        // The size grid only: the memory a pair needs depends on the tiling, which the caller's
+        // estimate accounts for.
+        if height < requirements.minimumSide || width < requirements.minimumSide
+            || height % requirements.step != 0 || width % requirements.step != 0,
+            let problem = requirements.problem(frames: 2, height: height, width: width) {
+            throw FormatError(.invalidModel, file: model.path, "cannot run these frames: \(problem)")
+        }
+        let channels = decoder.config.latentChannels
+        guard latents.shape == [2, channels, height / factor, width / factor] else {
+            throw FormatError(.invalidModel, file: model.path, "cannot restore a frame pair from latents of shape \(latents.shape); frames of \(width)×\(height) have latents [2, \(channels), \(height / factor), \(width / factor)] (encode the two frames with this model)")
+        }
+        if let problem = promptEmbedsProblem(promptEmbeds.shape, pairs: 1) {
+            throw FormatError(.invalidModel, file: model.path, "cannot run these prompt embeddings: \(problem)")
+        }
+        let (h, w) = (latents.shape[2], latents.shape[3])
+        try tiling.validate(latentHeight: h, latentWidth: w)
+        let grid = LatentTileGrid(height: h, width: w, tile: tiling.latentTile, overlap: tiling.latentOverlap)
+
+        var timings = PhaseTimings()
+        let unetInput: Tensor?, unetOutput: Tensor, encoded: Tensor
+        if !grid.isTiled {
+            let step = try predict(frames: frames, latents: latents, promptEmbeds: promptEmbeds, timings: &timings)
+            (unetInput, unetOutput, encoded) = (step.unetInput, step.unetOutput, step.fused)
+        } else {
+            var blender = LatentTileBlender(grid: grid, channels: channels)
+            let tile = grid.tile
+            for (y, x) in grid.offsets {
+                let step = try predict(
+                    frames: frames.crop(y: y * factor, x: x * factor, height: tile * factor, width: tile * factor),
+                    latents: latents.crop(y: y, x: x, height: tile, width: tile),
+                    promptEmbeds: promptEmbeds, timings: &timings)
+                blender.add(prediction: step.unetOutput, encoded: step.fused)
+            }
+            (unetInput, (unetOutput, encoded)) = (nil, blender.finish())
+        }
+        let x0 = Self.denoised(encoded: encoded, prediction: unetOutput)
+        let decoded = timings.measure("vae_decoder") {
+            VAEDecoder.clampFrames(decodeLatents(x0, tileSize: tiling.vaeDecoderTile))
+        }
+        return Outputs(latents: latents, unetInput: unetInput, unetOutput: unetOutput, x0: x0, frames: decoded,
+                       timings: timings.phases)
+    }
+}
+
+/// Wall seconds per phase, summed over repeats (tiles), in the order phases first ran.
+struct PhaseTimings {
+    private(set) var phases: [(String, Double)] = []
+
+    mutating func measure<T>(_ phase: String, _ work: () throws -> T) rethrows -> T {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if let i = phases.firstIndex(where: { $0.0 == phase }) {
+                phases[i].1 += seconds
+            } else {
+                phases.append((phase, seconds))
+            }
+        }
+        return try work()
     }
 }
 

@@ -508,6 +508,7 @@ def run(args):
                 if min(prepared.size) < 8:
                     fail(f"{args.input}: frames of {img.size[0]}×{img.size[1]} prepare to "
                          f"{prepared.size[0]}×{prepared.size[1]}, below the model's 8×8 (VAE and CFR factor 8)")
+                check_tiling(args, prepared.size[1] // 8, prepared.size[0] // 8)
             x = to_model_input(prepared).unsqueeze(0)
             lat = step.encode(x)
             lq.append(np.asarray(img, dtype=np.uint8).copy())
@@ -574,6 +575,16 @@ def run(args):
     w.write(args.out, meta)
     log(f"[{time.time() - t0:7.1f}s] wrote {args.out}: {T} frames {first_size[0]}×{first_size[1]} → "
         f"{W}×{H}, {T - 1} outputs, latent {'tiled' if tiled_pairs[0] else 'untiled'}")
+
+
+def check_tiling(args, h, w):
+    """Refuses a latent tile grid upstream's loop could not build (before any work)."""
+    from latent_tiling import tile_grid
+    try:
+        tile_grid(h, w, args.latent_tile, args.latent_overlap)
+    except ValueError as e:
+        fail(f"--latent-tile {args.latent_tile} --latent-overlap {args.latent_overlap} on a {h}x{w} latent: {e}; "
+             f"use a smaller --latent-overlap")
 
 
 def log(msg):

@@ -220,7 +220,7 @@ def check_forward(model, vaehook):
     groups = vae.config.norm_num_groups
     cases = [  # (H, W, latent tile, overlap, encoder tile, decoder tile)
         (64, 96, 96, 32, 1024, 224),       # untiled
-        (88, 136, 6, 2, 1024, 224),        # latent 11x17: 3x5 tiles, partial last row and column
+        (88, 136, 6, 2, 1024, 224),        # latent 11x17: 4x3 tiles, the last column and row off the step grid
         (96, 128, 8, 3, 1024, 224),
         (120, 200, 8, 2, 40, 224),         # plus encoder VAEHook tiling
         (256, 320, 16, 4, 1024, 8),        # plus decoder VAEHook tiling (latent 32x40 > 8 + 22)

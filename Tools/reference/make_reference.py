@@ -48,8 +48,7 @@ ADAPTER_PARTS = ("encoder", "decoder", "others")
 ADAPTER_KINDS = ("quality", "consistency")
 # The order Generator_eval.load_ckpt_from_state_dict adds them in.
 ADAPTERS = [f"default_{part}_{kind}" for kind in ADAPTER_KINDS for part in ADAPTER_PARTS]
-FFMPEG_DECODE = ["-nostdin", "-v", "error", "-map", "0:v:0", "-fps_mode", "passthrough",
-                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+FFMPEG_DECODE = ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 
 
 class InputError(Exception):
@@ -162,7 +161,7 @@ def iter_video(path, first, end):
     from PIL import Image
     w, h = video_size(path)
     size = w * h * 3
-    proc = subprocess.Popen(["ffmpeg", "-i", path] + FFMPEG_DECODE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-i", path] + FFMPEG_DECODE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     i = 0
     try:
         while end is None or i < end:
@@ -192,8 +191,12 @@ def load_checkpoint(path):
     import torch
     if not os.path.isfile(path):
         fail(f"{path}: no such file; --dloral takes DLoRAL's model.pkl")
+    import pickle
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        fail(f"{path}: its pickle holds objects other than tensors and plain containers; refused, because "
+             f"unpickling them could run code. DLoRAL's model.pkl holds only tensors, lists, ints and dicts")
     except Exception as e:
         fail(f"{path}: not a DLoRAL checkpoint torch.load can read with weights_only=True ({str(e).splitlines()[0]}); "
              f"pass DLoRAL's model.pkl")
@@ -270,9 +273,8 @@ def load_models(args):
     return unet, vae, cfr
 
 
-def load_prompt_embeds(args, unet):
-    import torch
-    cross = unet.config.cross_attention_dim
+def load_prompt_embeds(args):
+    cross = unet_cross_dim(args)
     if args.prompt is not None:
         return encode_prompt(args, cross), f"text: {args.prompt}"
     if args.prompt_embeds is None:
@@ -300,6 +302,15 @@ def load_prompt_embeds(args, unet):
         fail(f"{path}: tensor {name} is {pe.dtype} {list(pe.shape)}, expected float [1, 77, {cross}] "
              f"(the UNet's cross_attention_dim is {cross})")
     return pe.float().contiguous(), f"file {os.path.basename(path)}, tensor {name}"
+
+
+def unet_cross_dim(args):
+    path = os.path.join(args.sd, "unet", "config.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["cross_attention_dim"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"{path}: cannot read cross_attention_dim ({e}); --sd takes a diffusers folder of SD 2.1-base (unet/, vae/)")
 
 
 def encode_prompt(args, cross):
@@ -485,8 +496,8 @@ def run(args):
     torch.use_deterministic_algorithms(True)
     t0 = time.time()
     with torch.no_grad():
+        pe, pe_source = load_prompt_embeds(args)
         unet, vae, cfr = load_models(args)
-        pe, pe_source = load_prompt_embeds(args, unet)
         step = Restorer(unet, vae, cfr, pe, args)
         log(f"[{time.time() - t0:7.1f}s] models loaded")
 
@@ -568,13 +579,13 @@ def run(args):
         "latent": "VAE posterior mean * scaling_factor (not sampled)",
         "frames": f"{T}x3x{H}x{W}",
         "latent_tiled": "true" if tiled_pairs[0] else "false",
-        "input": input_kind + ("" if input_kind == "folder" else ": ffmpeg -i F " + " ".join(FFMPEG_DECODE)),
+        "input": input_kind + ("" if input_kind == "folder" else ": ffmpeg -nostdin -v error -i F " + " ".join(FFMPEG_DECODE)),
         "prompt_embeds": pe_source,
         "versions": json.dumps(versions(), sort_keys=True),
     }
     w.write(args.out, meta)
     log(f"[{time.time() - t0:7.1f}s] wrote {args.out}: {T} frames {first_size[0]}×{first_size[1]} → "
-        f"{W}×{H}, {T - 1} outputs, latent {'tiled' if tiled_pairs[0] else 'untiled'}")
+        f"{W}×{H}, {T - 1} output{'s' if T > 2 else ''}, latent {'tiled' if tiled_pairs[0] else 'untiled'}")
 
 
 def check_tiling(args, h, w):

@@ -119,6 +119,8 @@ def check_vae(vaehook, vae, label, groups):
     cases = [  # (is_decoder, tile, [N,C,H,W])
         (False, 64, [2, 3, 136, 208]), (False, 48, [1, 3, 120, 200]), (False, 96, [1, 3, 64, 96]),
         (True, 16, [2, 4, 40, 56]), (True, 24, [1, 4, 30, 70]), (True, 64, [1, 4, 12, 20]),
+        # the committed references' settings (Tools/fixtures/make_run_references.sh)
+        (False, 8, [2, 3, 80, 80]), (True, 2, [1, 4, 4, 25]),
     ]
     for is_decoder, tile, shape in cases:
         net = vae.decoder if is_decoder else vae.encoder

@@ -485,9 +485,14 @@ def run(args):
     else:
         fail(f"{args.input}: no such file or folder; --input takes a folder of PNG/JPEG frames or a video file")
     out_dir = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out):
+        fail(f"{args.out}: is a folder; --out takes the reference file to write (.safetensors)")
     if not os.path.isdir(out_dir):
         fail(f"{args.out}: its folder {out_dir} does not exist; create it or choose another --out")
     if args.final_frames_dir is not None:
+        if os.path.isdir(args.input) and os.path.realpath(args.final_frames_dir) == os.path.realpath(args.input):
+            fail(f"{args.final_frames_dir}: is the input folder; --final-frames-dir must be another folder "
+                 f"(the input frames are never overwritten)")
         if os.path.exists(args.final_frames_dir) and not os.path.isdir(args.final_frames_dir):
             fail(f"{args.final_frames_dir}: exists and is not a folder; --final-frames-dir takes a folder")
         os.makedirs(args.final_frames_dir, exist_ok=True)
@@ -544,7 +549,7 @@ def run(args):
                     f"{' (latent tiled)' if res['tiled'] else ''}")
             prev = (prepared, x, lat)
 
-        if args.end is not None and (not frame_names or frame_names and len(frame_names) < args.end - args.first_input):
+        if args.end is not None and len(frame_names) < args.end - args.first_input:
             fail(f"{args.input}: --frames {args.frames} needs {args.end} frames, the clip has "
                  f"{args.first_input + len(frame_names)}")
         if len(frame_names) < 2:

@@ -285,6 +285,9 @@ struct ReferenceRows {
 }
 
 public enum ClipVerification {
+    /// Whether a shard of output frames `range` compares input frame `index`'s own stages.
+    static func owns(_ index: Int, _ range: Range<Int>) -> Bool { range.contains(index) || index == 0 }
+
     /// `dloral_run_options` reference: runs `input.lq_frames` through the clip restorer with the
     /// recorded options and compares `input.frames`, `output.latents`, each pair's stages the
     /// reference holds, and `output.final_frames`, for output frames `range`.
@@ -312,6 +315,9 @@ public enum ClipVerification {
         let finals = try ReferenceRows(table, "output.final_frames", file: file, rows: t - 1, rowShape: [output.0, output.1, 3], dtype: .uint8)
         var comparison = ClipComparison()
         _ = try restorer.run(source: source, range: range, sink: nil, resume: false, onFrame: { frame in
+            // A shard reads the frame before its range; that frame is compared by the shard that
+            // outputs it (frame 0, which none outputs, by the first), so shards' sums add up.
+            guard Self.owns(frame.index, range) else { return }
             comparison.add("input_frames", engine: frame.input.data, reference: inputs.floats(frame.index))
             if let latents { comparison.add("latents", engine: frame.latent.data, reference: latents.floats(frame.index)) }
         }, onPair: { pair in
@@ -341,7 +347,7 @@ public enum ClipVerification {
             let start = DispatchTime.now().uptimeNanoseconds
             let image = try source.read(index)
             let (a, b) = (restorer.frame(image, index: index), baseline.frame(image, index: index))
-            comparison.add("latents", engine: a.latent.data, reference: b.latent.data)
+            if Self.owns(index, range) { comparison.add("latents", engine: a.latent.data, reference: b.latent.data) }
             if let (pa, pb) = previous {
                 let (x, y) = (try restorer.restore(previous: pa, current: a), try baseline.restore(previous: pb, current: b))
                 for stage in ["unet_input", "unet_output", "x0"] {

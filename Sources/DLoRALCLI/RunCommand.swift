@@ -90,6 +90,8 @@ public struct RunCommand: ParsableCommand {
             let source = try FrameSources.open(input)
             let range = try (frames.flatMap { try? FrameRange.parse($0).get() } ?? FrameRange(start: 1, end: nil))
                 .outputs(of: source.frameCount, file: input)
+            // ffmpeg for a video output is looked for before the model loads (nothing is written yet).
+            let video = outputIsVideo ? try VideoSink(path: output, frameRate: source.frameRate) : nil
             let runtime = try RuntimeModel(file: try DLRTFile(path: model))
             if runtime.cfr.count == 0 {
                 Console.error(FormatError.escapingControls("\(tool): warning: \(model) has no CFR weights; running without frame alignment"))
@@ -99,9 +101,9 @@ public struct RunCommand: ParsableCommand {
             let sizes = try ClipRestorer.check(source: source, pipeline: pipeline, options: options)
             // Every file to be written is checked before the model runs.
             let sink: FrameSink
-            if outputIsVideo {
+            if let video {
                 try OutputPath.check(output, inputs: inputs, overwrite: overwrite ? nil : false, isFile: true)
-                sink = try VideoSink(path: output, frameRate: source.frameRate)
+                sink = video
             } else {
                 for index in range where !resume {
                     try OutputPath.check((output as NSString).appendingPathComponent(source.outputName(index)), option: "--output",

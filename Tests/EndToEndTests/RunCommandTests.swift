@@ -187,6 +187,13 @@ struct RunCommandTests {
         #expect(r.status == 2, "\(r.stderr)")
         #expect(r.stderr.hasPrefix("dloral-run: error: \(clip.path): "), "\(r.stderr)")
         #expect(r.stderr.contains("ffprobe") && r.stderr.contains("apt-get install ffmpeg"), "\(r.stderr)")
+        // A video output: refused before the model loads, nothing written.
+        let frames = Self.fresh("no-ffmpeg-in")
+        try RestoreFramesTests.writeFrames(frames, count: 2, width: 8, height: 8)
+        let video = Self.work.appendingPathComponent("no-ffmpeg.mp4")
+        let w = try Self.run(["--input", frames.path, "--output", video.path], environment: ["PATH": "/nonexistent"])
+        #expect(w.status == 2 && w.stderr.hasPrefix("dloral-run: error: \(video.path): writing a video needs ffmpeg"), "\(w.stderr)")
+        #expect(w.stderr.contains("apt-get install ffmpeg") && !FileManager.default.fileExists(atPath: video.path), "\(w.stderr)")
     }
 
     @Test func badInputsExitTwoWithClearMessages() throws {

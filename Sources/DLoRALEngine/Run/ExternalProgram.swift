@@ -18,9 +18,11 @@ public enum ExternalProgram {
     }
 
     /// The executable, or an error naming the program, why it is needed and how to install it.
-    public static func require(_ name: String, for file: String, purpose: String) throws -> String {
+    /// - Parameter instead: what works without it.
+    public static func require(_ name: String, for file: String, purpose: String,
+                               instead: String = "give a folder of PNG frames") throws -> String {
         if let found = find(name) { return found }
-        throw FormatError(.io, file: file, "\(purpose) needs \(name), which is not on PATH; install it (Debian/Ubuntu: apt-get install ffmpeg) or give a folder of PNG frames")
+        throw FormatError(.io, file: file, "\(purpose) needs \(name), which is not on PATH; install it (Debian/Ubuntu: apt-get install ffmpeg) or \(instead)")
     }
 
     /// Runs to completion and returns stdout; a non-zero exit is an error quoting its stderr.

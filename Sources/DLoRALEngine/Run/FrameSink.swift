@@ -71,7 +71,7 @@ public final class VideoSink: FrameSink {
 
     public init(path: String, frameRate: String?) throws {
         self.path = path
-        ffmpeg = try ExternalProgram.require("ffmpeg", for: path, purpose: "writing a video")
+        ffmpeg = try ExternalProgram.require("ffmpeg", for: path, purpose: "writing a video", instead: "give a folder as --output (one PNG per frame)")
         self.frameRate = frameRate ?? "25"
     }
 

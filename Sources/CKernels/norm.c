@@ -569,17 +569,30 @@ void dloral_layer_norm(size_t d, const float *x, const float *weight, const floa
     }
 }
 
+void dloral_group_norm_moments(size_t count, const float *x, float *mean, float *variance) {
+    double m = 0, v = 0;
+    if (count > 0) current_path().moments(count, x, &m, &v);
+    *mean = (float)m;
+    *variance = (float)v;
+}
+
+void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, float mean, float rstd,
+                             const float *scale, const float *shift, int silu, float *y) {
+    if (channels * spatial == 0) return;
+    const norm_path path = current_path();
+    for (size_t c = 0; c < channels; c++) {
+        const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
+        path.normalize(spatial, x + c * spatial, mean, rstd, s, b, silu, y + c * spatial);
+    }
+}
+
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y) {
     const size_t count = channels * spatial;
     if (count == 0) return;
-    const norm_path path = current_path();
     float m, rstd;
     dloral_group_norm_stats(count, x, eps, &m, &rstd);
-    for (size_t c = 0; c < channels; c++) {
-        const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
-        path.normalize(spatial, x + c * spatial, m, rstd, s, b, silu, y + c * spatial);
-    }
+    dloral_group_norm_apply(channels, spatial, x, m, rstd, scale, shift, silu, y);
 }
 
 // Pixels per block of dloral_group_norm_nhwc: 8 channels × 256 pixels of normalised values (8 KiB)

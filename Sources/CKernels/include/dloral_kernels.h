@@ -118,6 +118,18 @@ void dloral_group_norm(size_t channels, size_t spatial, const float *x, const fl
 /// rstd = 1 / sqrt(variance + eps), computed in double as described there and rounded to float.
 void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd);
 
+/// The moments dloral_group_norm_stats starts from: the mean and biased variance of `count`
+/// elements, summed in double as there, each rounded to float once (for statistics that are
+/// combined over several tensors before they are applied, as a tiled VAE does).
+void dloral_group_norm_moments(size_t count, const float *x, float *mean, float *variance);
+
+/// dloral_group_norm with the statistics given: y = silu?((x − mean)·rstd·scale[c] + shift[c])
+/// for one group of `channels` consecutive channels of `spatial` elements, scale / shift NULL for
+/// 1 / 0; dloral_group_norm is this with its own dloral_group_norm_stats. x and y may be the same
+/// buffer.
+void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, float mean, float rstd,
+                             const float *scale, const float *shift, int silu, float *y);
+
 /// GroupNorm (optionally + SiLU) of one image x [channels][spatial] written channels-last,
 /// y[p·channels + c], for pixels p in [p0, p1) (threads can split the pixels). mean and rstd
 /// are per channel (each channel's group's dloral_group_norm_stats); scale / shift per channel or

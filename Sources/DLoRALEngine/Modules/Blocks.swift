@@ -84,16 +84,19 @@ public struct BlocksConv2d: Sendable {
     public var inChannels: Int { kernel.shape[1] }
     public var outChannels: Int { kernel.shape[0] }
 
-    /// `self(norm(x, silu: silu))`. On the integer path (outside calibration) the GroupNorm
-    /// writes its output channels-last for the convolution in the same pass, instead of NCHW and a
-    /// transposed copy: the same bits, one pass over the activation fewer.
-    public func callAsFunction(normalizing x: Tensor, with norm: BlocksGroupNorm, silu: Bool) -> Tensor {
+    /// `self(norm(x, silu: silu, statistics: statistics))`. On the integer path (outside
+    /// calibration) the GroupNorm writes its output channels-last for the convolution in the same
+    /// pass, instead of NCHW and a transposed copy: the same bits, one pass over the activation fewer.
+    public func callAsFunction(
+        normalizing x: Tensor, with norm: BlocksGroupNorm, silu: Bool, statistics: GroupNormStatistics? = nil
+    ) -> Tensor {
         if case .integer(let weight) = kernel, ActivationProbe.current == nil, x.rank == 4 {
             let nhwc = Ops.groupNormNHWC(
-                x, groups: norm.groups, weight: norm.weight, bias: norm.bias, eps: norm.eps, silu: silu)
+                x, groups: norm.groups, weight: norm.weight, bias: norm.bias, eps: norm.eps, silu: silu,
+                statistics: statistics)
             return Ops.conv2d(nhwc: nhwc, weight: weight, bias: bias, stride: stride, padding: padding)
         }
-        return self(norm(x, silu: silu))
+        return self(norm(x, silu: silu, statistics: statistics))
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -163,9 +166,22 @@ public struct BlocksGroupNorm: Sendable {
         self.eps = eps
     }
 
-    /// - Parameter silu: apply SiLU in the same pass (GroupNorm → SiLU).
-    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
-        Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    /// - Parameters:
+    ///   - silu: apply SiLU in the same pass (GroupNorm → SiLU).
+    ///   - statistics: the mean and rstd to normalise with instead of `x`'s own (a tiled VAE's
+    ///     statistics over all tiles); nil for `torch.nn.GroupNorm` itself.
+    public func callAsFunction(_ x: Tensor, silu: Bool = false, statistics: GroupNormStatistics? = nil) -> Tensor {
+        if let statistics {
+            precondition(statistics.groups == groups, "GroupNorm with \(groups) groups given statistics of \(statistics.groups)")
+            return Ops.groupNorm(x, statistics: statistics, weight: weight, bias: bias, silu: silu)
+        }
+        return Ops.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    }
+
+    /// The statistics of `tiles` (parts of the same images) combined as VAEHook combines them; see
+    /// `GroupNormStatistics.combining`.
+    public func statistics(combining tiles: [Tensor]) -> GroupNormStatistics {
+        GroupNormStatistics.combining(tiles, groups: groups, eps: eps)
     }
 }
 

@@ -83,9 +83,10 @@ public struct VAEAttentionBlock: Sendable {
         self.heads = heads
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// - Parameter statistics: GroupNorm statistics to use instead of `x`'s own (tiled VAE).
+    public func callAsFunction(_ x: Tensor, statistics: GroupNormStatistics? = nil) -> Tensor {
         let (_, _, h, w) = x.nchw("VAEAttentionBlock")
-        let tokens = Ops.tokens(fromImage: groupNorm(x))  // [N, HW, C]
+        let tokens = Ops.tokens(fromImage: groupNorm(x, statistics: statistics))  // [N, HW, C]
         let attended = Ops.attention(q: toQ(tokens), k: toK(tokens), v: toV(tokens), heads: heads)
         let projected = toOut(attended)  // [N, HW, C]
         let back = Ops.image(fromTokens: projected, height: h, width: w)
@@ -111,9 +112,7 @@ public struct VAEMidBlock: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = resnets[0](x)
-        if let attention = attentions.first { h = attention(h) }
-        return resnets[1](h)
+        VAEStep.run(VAEStep.midBlock(self), on: x)
     }
 }
 
@@ -158,22 +157,42 @@ public struct VAEEncoder: Sendable {
         }
     }
 
+    /// diffusers `Encoder.forward` (conv_in … conv_out, before quant_conv) as VAEHook's task
+    /// queue: per down block its resnets then its downsampler, the mid block, norm_out → SiLU →
+    /// conv_out. The untiled forward and the tiled one (TiledVAE.swift) both run this list.
+    var steps: [VAEStep] {
+        var steps: [VAEStep] = [.conv(convIn)]
+        for block in downBlocks {
+            for resnet in block.resnets { steps += VAEStep.resnet(resnet) }
+            if let down = block.downsampler { steps.append(.downsample(down)) }
+        }
+        steps += VAEStep.midBlock(midBlock)
+        steps.append(.normalizedConv(normOut, convOut))
+        return steps
+    }
+
     /// The posterior moments `[N, 2·latent, H/8, W/8]` (mean then log-variance), after quant_conv.
     public func moments(_ frames: Tensor) -> Tensor {
-        var h = convIn(frames)
-        for block in downBlocks {
-            for resnet in block.resnets { h = resnet(h) }
-            if let down = block.downsampler { h = down(h) }
-        }
-        h = midBlock(h)
-        h = convOut(normalizing: h, with: normOut, silu: true)
-        if let quantConv { h = quantConv(h) }
-        return h
+        quantized(VAEStep.run(steps, on: frames))
+    }
+
+    /// `quant_conv` of the encoder network's output (identity without one).
+    func quantized(_ h: Tensor) -> Tensor {
+        quantConv.map { $0(h) } ?? h
     }
 
     /// The posterior mean (unscaled), `[N, latent, h, w]`.
     public func mean(_ frames: Tensor) -> Tensor {
-        let m = moments(frames)
+        mean(ofMoments: moments(frames))
+    }
+
+    /// Frames `[N, 3, H, W]` in [-1, 1] → latents `[N, latent, H/8, W/8]` = mean × scaling factor.
+    public func callAsFunction(_ frames: Tensor) -> Tensor {
+        scaled(mean(frames))
+    }
+
+    /// The first `latent` channels of the moments.
+    func mean(ofMoments m: Tensor) -> Tensor {
         let (n, c2, h, w) = m.nchw("VAEEncoder.mean")
         let c = config.latentChannels
         precondition(c2 == 2 * c, "encoder produced \(c2) channels, expected \(2 * c)")
@@ -185,9 +204,9 @@ public struct VAEEncoder: Sendable {
         return out
     }
 
-    /// Frames `[N, 3, H, W]` in [-1, 1] → latents `[N, latent, H/8, W/8]` = mean × scaling factor.
-    public func callAsFunction(_ frames: Tensor) -> Tensor {
-        var m = mean(frames)
+    /// The mean × scaling factor.
+    func scaled(_ mean: Tensor) -> Tensor {
+        var m = mean
         let s = config.scalingFactor
         for i in 0..<m.count { m.data[i] *= s }
         return m
@@ -228,25 +247,42 @@ public struct VAEDecoder: Sendable {
         convOut = try BlocksConv2d(table: table, prefix: "decoder.conv_out", padding: (1, 1))
     }
 
+    /// diffusers `Decoder.forward` (after post_quant_conv) as VAEHook's task queue: conv_in, the
+    /// mid block, per up block its resnets then its upsampler, norm_out → SiLU → conv_out. The
+    /// untiled forward and the tiled one (TiledVAE.swift) both run this list.
+    var steps: [VAEStep] {
+        var steps: [VAEStep] = [.conv(convIn)]
+        steps += VAEStep.midBlock(midBlock)
+        for block in upBlocks {
+            for resnet in block.resnets { steps += VAEStep.resnet(resnet) }
+            if let up = block.upsampler { steps.append(.upsample(up)) }
+        }
+        steps.append(.normalizedConv(normOut, convOut))
+        return steps
+    }
+
     /// Unscaled latents `z` `[N, latent, h, w]` → images `[N, 3, 8h, 8w]` (not clamped).
     public func decodeUnscaled(_ z: Tensor) -> Tensor {
-        var h = postQuantConv.map { $0(z) } ?? z
-        h = convIn(h)
-        h = midBlock(h)
-        for block in upBlocks {
-            for resnet in block.resnets { h = resnet(h) }
-            if let up = block.upsampler { h = up(h) }
-        }
-        return convOut(normalizing: h, with: normOut, silu: true)
+        VAEStep.run(steps, on: postQuantized(z))
+    }
+
+    /// `post_quant_conv` of unscaled latents (identity without one).
+    func postQuantized(_ z: Tensor) -> Tensor {
+        postQuantConv.map { $0(z) } ?? z
     }
 
     /// Scaled latents (as the UNet sees them) → images: decodes `latents / scaling_factor`.
     /// The result is not clamped; see `VAEDecoder.clampFrames`.
     public func callAsFunction(_ latents: Tensor) -> Tensor {
+        decodeUnscaled(unscaled(latents))
+    }
+
+    /// `latents / scaling_factor`.
+    func unscaled(_ latents: Tensor) -> Tensor {
         var z = latents
         let s = config.scalingFactor
         for i in 0..<z.count { z.data[i] /= s }
-        return decodeUnscaled(z)
+        return z
     }
 
     /// `x.clamp(-1, 1)` (NaN stays NaN, as in PyTorch).

@@ -66,14 +66,83 @@ extension Ops {
         }
     }
 
+    /// The mean and biased variance of every (image, group) of `x` `[N, C, *]`, indexed
+    /// `image · groups + group`, summed as `groupNorm` sums them (double, then rounded to float).
+    public static func groupMoments(_ x: Tensor, groups: Int) -> (mean: [Float], variance: [Float]) {
+        precondition(x.rank >= 2, "groupMoments expects [N, C, *], got \(x.shape)")
+        let (n, c) = (x.shape[0], x.shape[1])
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        let groupSize = c / groups * x.shape.dropFirst(2).reduce(1, *)
+        var mean = [Float](repeating: 0, count: n * groups)
+        var variance = [Float](repeating: 0, count: n * groups)
+        x.data.withUnsafeBufferPointer { source in
+            mean.withUnsafeMutableBufferPointer { m in
+                variance.withUnsafeMutableBufferPointer { v in
+                    let (base, means, variances) = (source.baseAddress, m.baseAddress!, v.baseAddress!)
+                    parallelRanges(n * groups, work: n * groups * groupSize * 2) { first, end in
+                        for g in first..<end {
+                            dloral_group_norm_moments(groupSize, base! + g * groupSize, means + g, variances + g)
+                        }
+                    }
+                }
+            }
+        }
+        return (mean, variance)
+    }
+
+    /// `groupNorm` with statistics from outside instead of `x`'s own: each (image, group) is
+    /// normalised by `statistics`' mean and rstd (`dloral_group_norm_apply`), then the affine map
+    /// and the optional SiLU as in `groupNorm`.
+    public static func groupNorm(
+        _ x: Tensor, statistics: GroupNormStatistics, weight: Tensor?, bias: Tensor?, silu: Bool = false
+    ) -> Tensor {
+        precondition(x.rank >= 2, "groupNorm expects [N, C, *], got \(x.shape)")
+        let (n, c, groups) = (x.shape[0], x.shape[1], statistics.groups)
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        precondition(statistics.mean.count == n * groups && statistics.rstd.count == n * groups,
+                     "groupNorm: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
+        if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
+        if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
+        let spatial = x.shape.dropFirst(2).reduce(1, *)
+        let channelsPerGroup = c / groups
+        let groupSize = channelsPerGroup * spatial
+        guard groupSize > 0, n > 0 else { return x }
+        let total = n * groups
+        return Tensor(shape: x.shape) { target in
+            x.data.withUnsafeBufferPointer { source in
+                let (base, out) = (source.baseAddress!, target.baseAddress!)
+                withOptionalPointer(weight) { scale in
+                    withOptionalPointer(bias) { shift in
+                        parallelRanges(total, work: total * groupSize * 8) { first, end in
+                            for g in first..<end {
+                                let channel = (g % groups) * channelsPerGroup
+                                dloral_group_norm_apply(
+                                    channelsPerGroup, spatial, base + g * groupSize, statistics.mean[g],
+                                    statistics.rstd[g], scale.map { $0 + channel }, shift.map { $0 + channel },
+                                    silu ? 1 : 0, out + g * groupSize)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// `groupNorm` of an NCHW image batch returned channels-last, `[N, H, W, C]`: the same values
     /// bit for bit, written transposed in the same pass (`dloral_group_norm_nhwc`), for the
-    /// integer convolution, which reads its input channels-last.
+    /// integer convolution, which reads its input channels-last. With `statistics`, those replace
+    /// `x`'s own (as `groupNorm(_:statistics:weight:bias:silu:)`).
     public static func groupNormNHWC(
-        _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
+        _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false,
+        statistics: GroupNormStatistics? = nil
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("groupNormNHWC")
         precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        if let statistics {
+            precondition(statistics.groups == groups && statistics.mean.count == n * groups
+                         && statistics.rstd.count == n * groups,
+                         "groupNormNHWC: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
+        }
         if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
         if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
         let plane = h * w
@@ -93,9 +162,14 @@ extension Ops {
                                     parallelRanges(groups, work: c * plane * 2) { g0, g1 in
                                         for g in g0..<g1 {
                                             let first = g * channelsPerGroup
-                                            dloral_group_norm_stats(
-                                                channelsPerGroup * plane, base + first * plane, eps,
-                                                means + first, rstds + first)
+                                            if let statistics {
+                                                means[first] = statistics.mean[image * groups + g]
+                                                rstds[first] = statistics.rstd[image * groups + g]
+                                            } else {
+                                                dloral_group_norm_stats(
+                                                    channelsPerGroup * plane, base + first * plane, eps,
+                                                    means + first, rstds + first)
+                                            }
                                             for ch in first + 1..<first + channelsPerGroup {
                                                 means[ch] = means[first]
                                                 rstds[ch] = rstds[first]
@@ -144,5 +218,54 @@ extension Ops {
             }
         }
         return out
+    }
+}
+
+/// GroupNorm statistics given from outside a tensor: the mean and rstd = 1 / sqrt(variance + eps)
+/// of every (image, group), indexed `image · groups + group`.
+public struct GroupNormStatistics: Sendable, Equatable {
+    public let groups: Int
+    public var mean: [Float]
+    public var rstd: [Float]
+
+    public init(groups: Int, mean: [Float], rstd: [Float]) {
+        precondition(mean.count == rstd.count && groups > 0 && mean.count % groups == 0,
+                     "GroupNormStatistics: \(mean.count) means, \(rstd.count) rstds, \(groups) groups")
+        self.groups = groups
+        self.mean = mean
+        self.rstd = rstd
+    }
+
+    /// The statistics of several tiles of the same images combined as a tiled VAE (VAEHook)
+    /// combines them: each tile's biased variance and mean per (image, group), averaged with the
+    /// tile's pixel count as its weight (`pixels / max pixels`, then divided by their sum, in
+    /// float), so the variance is the weighted mean of the tiles' variances, not the pooled one.
+    /// - Parameters:
+    ///   - tiles: `[N, C, h_t, w_t]` each, the same N and C.
+    ///   - eps: added to the combined variance.
+    public static func combining(_ tiles: [Tensor], groups: Int, eps: Float) -> GroupNormStatistics {
+        precondition(!tiles.isEmpty, "GroupNormStatistics.combining needs a tile")
+        let pixels = tiles.map { Float($0.shape.dropFirst(2).reduce(1, *)) }
+        let largest = pixels.max()!
+        let relative = pixels.map { $0 / largest }
+        let total = relative.reduce(0, +)
+        let weights = relative.map { $0 / total }
+        var mean: [Float] = []
+        var variance: [Float] = []
+        for (t, tile) in tiles.enumerated() {
+            let moments = Ops.groupMoments(tile, groups: groups)
+            if t == 0 {
+                mean = moments.mean.map { $0 * weights[0] }
+                variance = moments.variance.map { $0 * weights[0] }
+            } else {
+                precondition(moments.mean.count == mean.count, "GroupNormStatistics.combining: tiles of different batches")
+                for i in mean.indices {
+                    mean[i] += moments.mean[i] * weights[t]
+                    variance[i] += moments.variance[i] * weights[t]
+                }
+            }
+        }
+        let rstd = variance.map { Float(1.0 / (Double($0) + Double(eps)).squareRoot()) }
+        return GroupNormStatistics(groups: groups, mean: mean, rstd: rstd)
     }
 }

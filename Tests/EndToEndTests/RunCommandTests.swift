@@ -216,7 +216,8 @@ struct RunCommandTests {
             (["--input", good.path, "--output", out.path, "--frames", "0:1"], "holds no output frame"),
             (["--input", good.path, "--output", out.path, "--frames", "3:"], "starts past its last frame"),
             (["--input", good.path, "--output", good.path], "is the input"),
-            (["--input", good.path, "--output", out.path, "--latent-tile", "32", "--latent-overlap", "32"], "latent overlap"),
+            (["--input", good.path, "--output", out.path, "--latent-tile", "32", "--latent-overlap", "32"], "--latent-overlap is 32"),
+            (["--input", good.path, "--output", out.path, "--vae-encoder-tile", "12"], "multiple of 8"),
             (["--input", good.path, "--output", out.path, "--resume", "--overwrite"], "give one"),
             (["--input", good.path, "--output", out.path, "--bogus"], "--bogus"),
         ]

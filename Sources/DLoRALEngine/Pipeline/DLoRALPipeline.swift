@@ -141,14 +141,12 @@ public final class DLoRALPipeline {
         return x0
     }
 
-    // H3: becomes `encoder(frames, tileSize: tileSize)` (VAEHook tiling) at merge.
     private func encodeFrames(_ frames: Tensor, tileSize: Int) -> Tensor {
-        encoder(frames)
+        encoder(frames, tileSize: tileSize)
     }
 
-    // H3: becomes `decoder(latents, tileSize: tileSize)` (VAEHook tiling) at merge.
     private func decodeLatents(_ latents: Tensor, tileSize: Int) -> Tensor {
-        decoder(latents)
+        decoder(latents, tileSize: tileSize)
     }
 }
 

@@ -168,6 +168,12 @@ extension ClipRestorer {
         if let problem = requirements.memoryProblem(frames: 2, height: size.height, width: size.width, upscale: prep.upscale) {
             throw FormatError(.invalidModel, file: source.path, "frames are \(source.width)×\(source.height), prepared at \(size.width)×\(size.height): \(problem)")
         }
+        let factor = requirements.vaeFactor
+        do {
+            try options.tiling.validate(latentHeight: size.height / factor, latentWidth: size.width / factor)
+        } catch {
+            throw FormatError(.invalidModel, file: source.path, "frames are \(source.width)×\(source.height), prepared at \(size.width)×\(size.height): \(error)")
+        }
         let output = size.enlarged ? (source.width * prep.upscale, source.height * prep.upscale) : (size.width, size.height)
         return ((size.width, size.height), output)
     }

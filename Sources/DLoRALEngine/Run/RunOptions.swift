@@ -83,14 +83,13 @@ public struct RunOptions: Sendable, Equatable, Codable {
     /// Why these options cannot run, or nil (an overlap as large as the tile would never advance
     /// the tile grid).
     public var problem: String? {
-        if tiling.latentTile < 1 { return "the latent tile must be at least 1 latent pixel, not \(tiling.latentTile)" }
-        if tiling.latentOverlap < 0 || tiling.latentOverlap >= tiling.latentTile {
-            return "the latent overlap must be at least 0 and smaller than the latent tile (\(tiling.latentTile)), not \(tiling.latentOverlap)"
+        do { try tiling.validate() } catch { return "\(error)" }
+        // VAEHook's encoder tiles must start on the latents' 8-pixel grid.
+        if !VAETileGrid.isValidTile(tiling.vaeEncoderTile, isDecoder: false) {
+            return "--vae-encoder-tile is \(tiling.vaeEncoderTile); it must be a multiple of 8 (encoder tiles start on the latents' 8-pixel grid)"
         }
-        if tiling.vaeEncoderTile < 8 { return "the VAE encoder tile must be at least 8 pixels, not \(tiling.vaeEncoderTile)" }
-        if tiling.vaeDecoderTile < 1 { return "the VAE decoder tile must be at least 1 latent pixel, not \(tiling.vaeDecoderTile)" }
-        if preparation.upscale < 1 || preparation.upscale > 16 { return "the upscale must be 1 to 16, not \(preparation.upscale)" }
-        if preparation.processSize < 1 { return "the process size must be at least 1, not \(preparation.processSize)" }
+        if preparation.upscale < 1 || preparation.upscale > 16 { return "--upscale is \(preparation.upscale); it must be 1 to 16" }
+        if preparation.processSize < 1 || preparation.processSize > 1 << 16 { return "--process-size is \(preparation.processSize); it must be 1 to 65536" }
         return nil
     }
 }

@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "dloral-convert", targets: ["dloral-convert"]),
         .executable(name: "dloral-verify", targets: ["dloral-verify"]),
+        .executable(name: "dloral-run", targets: ["dloral-run"]),
         .library(name: "DLoRALFormats", targets: ["DLoRALFormats"]),
         .library(name: "DLoRALConvert", targets: ["DLoRALConvert"]),
     ],
@@ -22,6 +23,7 @@ let package = Package(
         // MARK: - Executables (entry points only)
         .executableTarget(name: "dloral-convert", dependencies: ["DLoRALCLI"]),
         .executableTarget(name: "dloral-verify", dependencies: ["DLoRALCLI"]),
+        .executableTarget(name: "dloral-run", dependencies: ["DLoRALCLI"]),
         // Benchmarks of the engine (UNet alone at a latent size, the whole step on synthetic
         // frames); not shipped, see BENCHMARKS.md.
         .executableTarget(

@@ -20,10 +20,17 @@ public struct VerifyCommand: ParsableCommand {
             int16 activations 39 dB, cosine ≥ 0.998; W8A8 the reference's recorded simulation − 0.5 dB \
             (else 30 dB), auto the calibration target − 1 dB, cosine ≥ 0.98 (README.md, dloral-verify).
 
-            With --frames <folder> --output <folder> it restores real footage instead: PNG frames in \
-            name order, each upscaled ×4 and cropped to a multiple of 8, frames 1 … T−1 written under \
-            their input names. Frames must share one size, be large enough for the model and small \
-            enough for this machine's memory (refused with exit 2 before anything is allocated).
+            A reference made by Tools/reference/make_reference.py (metadata dloral_run_options) is \
+            run as dloral-run runs a clip, with the options it records, on its input.lq_frames: the \
+            preparation (input.frames), each stage it holds and the saved 8-bit frames \
+            (output.final_frames) are compared. --frames START:END compares output frames START to \
+            END−1 only (a shard); --merge-results combines the shards' --json files into one verdict.
+
+            --against <fp32.dlrt> --input <clip> compares the file with our fp32 engine on real frames \
+            (a folder or a video, prepared, tiled and colour-fixed as dloral-run does), with the \
+            file's thresholds: no PyTorch needed.
+
+            Restoring footage is dloral-run's job (dloral-run --help).
 
             The CPU kernels are chosen at run time (scalar, avx2, avxvnni, avx512, amx, neon); every \
             level gives the same bits. DLORAL_KERNELS=<level> caps the level, e.g. DLORAL_KERNELS=avx2.
@@ -31,19 +38,31 @@ public struct VerifyCommand: ParsableCommand {
         version: ToolVersion.string)
 
     @Argument(help: "The runtime file (.dlrt) to verify.")
-    var model: String
+    var model: String?
 
-    @Option(help: "Reference safetensors file: input.frames [T, 3, H, W], optional input.prompt_embeds, and the output.* stages to compare (layout: Tests/Fixtures/README.md, References).")
+    @Option(help: "Reference safetensors file: input.frames [T, 3, H, W], optional input.prompt_embeds, and the output.* stages to compare (layout: Tests/Fixtures/README.md, References); or a real clip's reference with dloral_run_options.")
     var reference: String?
 
-    @Option(help: "Instead of a reference: a folder of PNG frames (low quality) to restore; each is upscaled ×4 first, as DLoRAL prepares its input.")
+    @Option(help: ArgumentHelp("Instead of a reference: our fp32 engine on this fp32 .dlrt is the baseline, on the frames of --input.", valueName: "fp32.dlrt"))
+    var against: String?
+
+    @Option(help: ArgumentHelp("With --against: the clip (a folder of PNG or JPEG frames, or a video).", valueName: "folder|video"))
+    var input: String?
+
+    @Option(help: ArgumentHelp("Only output frames START to END−1 of the clip (a shard; END left out: to the end).", valueName: "START:END"))
     var frames: String?
 
-    @Option(help: "With --frames: the folder the restored frames are written to (one PNG per frame after the first).")
+    @Option(help: .hidden)
     var output: String?
 
-    @Option(name: .customLong("prompt-embeds"), help: "With --frames: prompt embeddings ([1, 77, C] safetensors) if the file has no default.")
+    @Option(name: .customLong("prompt-embeds"), help: "With --against: prompt embeddings ([1, 77, C] safetensors) if the files have none baked in.")
     var promptEmbeds: String?
+
+    @OptionGroup(title: "With --against: preparation, tiling and colour fix (as dloral-run)")
+    var runOptions: RunOptionFlags
+
+    @Option(name: .customLong("merge-results"), parsing: .upToNextOption, help: ArgumentHelp("Combine the --json results of shards (--frames) into one verdict (no model).", valueName: "shard.json"))
+    var mergeResults: [String] = []
 
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
@@ -91,11 +110,24 @@ public struct VerifyCommand: ParsableCommand {
 
     public func validate() throws {
         if let problem = KernelLevel.environmentProblem() { throw ValidationError(problem) }
-        guard (reference == nil) != (frames == nil) else {
-            throw ValidationError("give either --reference <file> (verify) or --frames <folder> (restore real frames)")
+        if output != nil {
+            throw ValidationError("--output is dloral-run's now: restore frames with dloral-run <file.dlrt> --input <folder|video> --output <folder|video>")
         }
-        if frames != nil && output == nil {
-            throw ValidationError("--frames needs --output <folder> for the restored frames")
+        if let frames, !Self.isRange(frames) {
+            throw ValidationError("--frames <folder> moved to dloral-run: restore real frames with dloral-run <file.dlrt> --input \(frames) --output <folder>; here --frames takes START:END (a shard of a clip)")
+        }
+        if let frames, case .failure(let error) = FrameRange.parse(frames) { throw ValidationError(error.message) }
+        if !mergeResults.isEmpty {
+            let given = [("<file.dlrt>", model != nil), ("--reference", reference != nil), ("--against", against != nil), ("--frames", frames != nil),
+                         ("--report", report != nil), ("--min-psnr", minPSNR != nil), ("--min-cosine", minCosine != nil)].filter(\.1).map(\.0)
+            if !given.isEmpty {
+                throw ValidationError("--merge-results combines shard results alone (their thresholds are recorded in them): drop \(Wording.list(given))")
+            }
+            return
+        }
+        guard model != nil else { throw ValidationError("missing <file.dlrt>: dloral-verify <file.dlrt> --reference <file> (or --against <fp32.dlrt> --input <clip>)") }
+        guard (reference == nil) != (against == nil) else {
+            throw ValidationError("give either --reference <file> or --against <fp32.dlrt> --input <clip>")
         }
         if let minPSNR, !minPSNR.isFinite {
             throw ValidationError("--min-psnr must be a finite number of dB, not \(minPSNR)")
@@ -103,28 +135,33 @@ public struct VerifyCommand: ParsableCommand {
         if let minCosine, !(minCosine > 0 && minCosine <= 1) {
             throw ValidationError("--min-cosine must be in (0, 1] (1 means identical directions), not \(minCosine)")
         }
-        // Options that only mean something in the other mode are refused, not silently ignored.
-        if frames != nil {
-            let given = [("--report", report != nil), ("--min-psnr", minPSNR != nil), ("--min-cosine", minCosine != nil)]
-                .filter(\.1).map(\.0)
-            if !given.isEmpty {
-                throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --reference (\(given.count == 1 ? "it compares" : "they compare") the engine with a reference's outputs); --frames restores frames without a reference: drop \(given.count == 1 ? "it" : "them") or use --reference <file>")
+        if against != nil {
+            guard input != nil else { throw ValidationError("--against needs --input <folder|video>: the frames both files run on") }
+            if report != nil {
+                throw ValidationError("--report draws a reference file's frames; with --against compare with --json (per-frame figures) or drop --report")
             }
         } else {
-            if overwrite && report == nil {
-                throw ValidationError("--overwrite applies only to the files written by --report <folder> or --output <folder>: drop it or add --report <folder>")
-            }
-            let given = [("--output", output != nil), ("--prompt-embeds", promptEmbeds != nil)].filter(\.1).map(\.0)
+            let given = [("--input", input != nil), ("--prompt-embeds", promptEmbeds != nil)].filter(\.1).map(\.0) + runOptions.given
             if !given.isEmpty {
-                throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --frames; --reference runs on the reference's own input.frames and input.prompt_embeds: drop \(given.count == 1 ? "it" : "them") or use --frames <folder>")
+                throw ValidationError("\(Wording.list(given)) \(given.count == 1 ? "applies" : "apply") only with --against; --reference runs on the reference's own frames and options: drop \(given.count == 1 ? "it" : "them") or use --against <fp32.dlrt> --input <clip>")
             }
+        }
+        if overwrite && report == nil {
+            throw ValidationError("--overwrite applies only to the files written by --report <folder>: drop it or add --report <folder>")
         }
     }
 
+    /// "START:END" or "START:" (a shard) rather than a folder name.
+    static func isRange(_ text: String) -> Bool {
+        guard let colon = text.firstIndex(of: ":") else { return false }
+        let head = text[..<colon]
+        return !head.isEmpty && head.allSatisfy { $0.isNumber || $0 == "-" }
+    }
+
     public func run() throws {
-        if let frames, let output {
-            return restore(frames: frames, output: output)
-        }
+        if !mergeResults.isEmpty { return try merge(mergeResults) }
+        guard let model else { return }
+        if let against, let input { return try compare(model: model, against: against, input: input) }
         guard let reference else { return }
         do {
             let start = DispatchTime.now()
@@ -140,6 +177,12 @@ public struct VerifyCommand: ParsableCommand {
             }
             let pipeline = try DLoRALPipeline(model: runtime)
             let ref = try SafetensorsFile(path: reference).table
+            if let recorded = ref.metadata["dloral_run_options"] {
+                return try verifyClip(model: model, pipeline: pipeline, runtime: runtime, reference: reference, table: ref, recorded: recorded)
+            }
+            if frames != nil {
+                throw FormatError(.invalidModel, file: reference, "has no dloral_run_options metadata: --frames START:END shards a real clip's reference (Tools/reference/make_reference.py); drop --frames")
+            }
             guard let framesView = ref["input.frames"] else {
                 throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (the reference layout in Tests/Fixtures/README.md)")
             }
@@ -177,16 +220,7 @@ public struct VerifyCommand: ParsableCommand {
             } else {
                 throw FormatError(.invalidModel, file: reference, "has no input.prompt_embeds and \(model) has no default prompt embeddings")
             }
-            // The reference may carry the fake-quant simulation of W8A8 on its own inputs
-            // (Tools/fixtures/simulate_quant.py): W8A8 files are held to it.
-            let simulated = Self.simulationKey(granularity: runtime.int8Granularity).flatMap { ref.metadata[$0] }
-                .flatMap { try? StrictJSONParser.parse($0) }.flatMap(Self.simulatedFloor)
-            var thresholds = VerificationThresholds.defaults(for: runtime, simulatedW8A8PSNR: simulated)
-            if let minCosine { thresholds.minCosine = minCosine }
-            if let minPSNR {
-                thresholds.framesMinPSNR = minPSNR
-                thresholds.framesMaxAbs = nil
-            }
+            let thresholds = thresholds(runtime: runtime, table: ref)
             let known = Set(["input.frames", "input.prompt_embeds"] + Self.stageOrder.map { "output.\($0)" })
             let unknown = ref.names.filter { !known.contains($0) }.sorted()
             if !unknown.isEmpty {
@@ -238,54 +272,20 @@ public struct VerifyCommand: ParsableCommand {
         }
     }
 
-    /// `--frames`: runs the model on a folder of real frames and writes the restored ones.
-    func restore(frames folder: String, output: String) {
-        do {
-            let start = DispatchTime.now()
-            try OutputPath.check(output, inputs: [model, folder] + [promptEmbeds].compactMap { $0 }, overwrite: nil,
-                                  replacesFolder: false)
-            let runtime = try RuntimeModel(file: try DLRTFile(path: model))
-            let pipeline = try DLoRALPipeline(model: runtime)
-            let prompt: Tensor
-            if let promptEmbeds {
-                let table = try SafetensorsFile(path: promptEmbeds).table
-                let name = table["prompt_embeds"] != nil ? "prompt_embeds" : table.count == 1 ? table.tensors.keys.first : nil
-                guard let name, let view = table[name] else {
-                    throw FormatError(.invalidModel, file: promptEmbeds, "expected one tensor (or one named prompt_embeds) [1, 77, C]")
-                }
-                if let problem = pipeline.promptEmbedsProblem(view.shape) {
-                    throw FormatError(.invalidModel, file: promptEmbeds, tensor: name, problem)
-                }
-                prompt = Tensor(view)
-                if let problem = DLoRALPipeline.nonFiniteProblem(prompt) {
-                    throw FormatError(.invalidModel, file: promptEmbeds, tensor: name, problem)
-                }
-            } else if let baked = runtime.defaultPromptEmbeds {
-                if let problem = pipeline.promptEmbedsProblem(baked.shape) {
-                    throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)
-                }
-                prompt = baked
-            } else {
-                throw FormatError(.invalidModel, file: model, "has no default prompt embeddings; pass --prompt-embeds <file> (or bake them in with dloral-convert quantize --prompt-embeds)")
-            }
-            let (names, input) = try FrameSequence.load(folder: folder, requirements: pipeline.requirements)
-            try checkWrites(Array(names.dropFirst()), in: output, option: "--output",
-                            inputs: [model, folder] + [promptEmbeds].compactMap { $0 })
-            let outputs = try pipeline.run(frames: input, promptEmbeds: prompt)
-            let written = try FrameSequence.write(outputs.frames, names: names, to: output)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            if json {
-                print(JSONValue.object([
-                    ("frames", .array(written.map { .string($0) })),
-                    ("width", .int(input.shape[3])), ("height", .int(input.shape[2])),
-                    ("seconds", .number(String(format: "%.3f", seconds))),
-                ]).prettyPrinted())
-            }
-            Console.error(String(format: "dloral-verify: restored %d %@ (%d×%d) into %@ in %.2f s", written.count,
-                                 written.count == 1 ? "frame" : "frames", input.shape[3], input.shape[2], FormatError.escapingControls(output), seconds))
-        } catch {
-            ErrorReporting.exit(for: error, tool: "dloral-verify", file: model)
+    /// The scheme's defaults (W8A8 files held to the reference's recorded simulation, if any),
+    /// with --min-cosine and --min-psnr applied.
+    func thresholds(runtime: RuntimeModel, table: TensorTable) -> VerificationThresholds {
+        // The reference may carry the fake-quant simulation of W8A8 on its own inputs
+        // (Tools/fixtures/simulate_quant.py): W8A8 files are held to it.
+        let simulated = Self.simulationKey(granularity: runtime.int8Granularity).flatMap { table.metadata[$0] }
+            .flatMap { try? StrictJSONParser.parse($0) }.flatMap(Self.simulatedFloor)
+        var thresholds = VerificationThresholds.defaults(for: runtime, simulatedW8A8PSNR: simulated)
+        if let minCosine { thresholds.minCosine = minCosine }
+        if let minPSNR {
+            thresholds.framesMinPSNR = minPSNR
+            thresholds.framesMaxAbs = nil
         }
+        return thresholds
     }
 
     /// Refuses to write `names` into `folder` if one of them is an input (its path, a symlink or a

@@ -354,7 +354,7 @@ struct ConfigHardeningTests {
                           output: out, mentions: ["pe_nan.safetensors", "prompt_embeds", "2 non-finite"])
     }
 
-    /// dloral-verify refuses non-finite prompt embeddings (--prompt-embeds, input.prompt_embeds)
+    /// dloral-run and dloral-verify refuse non-finite prompt embeddings (--prompt-embeds, input.prompt_embeds)
     /// and reference frames, naming the file, the tensor and the count, before running.
     @Test func verifyRefusesNonFiniteInputs() throws {
         let folder = try Self.temporaryFolder()
@@ -369,7 +369,7 @@ struct ConfigHardeningTests {
         let frames = folder.appendingPathComponent("frames")
         try CLIHardeningTests.writeFrames(frames, count: 2, width: 16, height: 16)
         let out = folder.appendingPathComponent("out")
-        let r1 = try CommandRunner.run("dloral-verify", [dlrt, "--frames", frames.path, "--output", out.path, "--prompt-embeds", embeds.path])
+        let r1 = try CommandRunner.run("dloral-run", [dlrt, "--input", frames.path, "--output", out.path, "--prompt-embeds", embeds.path])
         #expect(r1.status == 2, "\(r1.stderr)")
         #expect(r1.stderr.contains("\(embeds.path): tensor 'prompt_embeds': holds 1 non-finite value"), "\(r1.stderr)")
         #expect(!Self.fm.fileExists(atPath: out.path))

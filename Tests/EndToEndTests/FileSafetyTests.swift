@@ -235,14 +235,14 @@ struct FileSafetyTests {
         try Self.makeFIFO(frames.appendingPathComponent("001.png"))
         let embeds = folder.appendingPathComponent("embeds.safetensors")
         try Self.promptEmbeds(width: 32).write(to: embeds)
-        var r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--prompt-embeds", embeds.path,
+        var r = try Self.launch("dloral-run", [Self.model.dlrt.path, "--input", frames.path, "--prompt-embeds", embeds.path,
                                                   "--output", folder.appendingPathComponent("out").path], timeout: 30)
         Self.expectNotRegular(r, "PNG frame")
         // And a FIFO as the prompt embeddings.
         try FileManager.default.removeItem(at: frames.appendingPathComponent("001.png"))
         try Self.png(width: 8, height: 8).write(to: frames.appendingPathComponent("001.png"))
         try Self.makeFIFO(embeds)
-        r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--prompt-embeds", embeds.path,
+        r = try Self.launch("dloral-run", [Self.model.dlrt.path, "--input", frames.path, "--prompt-embeds", embeds.path,
                                               "--output", folder.appendingPathComponent("out").path], timeout: 30)
         Self.expectNotRegular(r, "--prompt-embeds")
     }
@@ -292,7 +292,7 @@ extension FileSafetyTests {
 
     static func expectRefused(_ r: Outcome, _ what: String, mentioning: String) {
         #expect(!r.signaled && r.status == 2, "\(what): status \(r.status): \(r.stderr)")
-        #expect(r.stderr.hasPrefix("dloral-convert: error: ") || r.stderr.hasPrefix("dloral-verify: error: "), "\(what): \(r.stderr)")
+        #expect(["dloral-convert", "dloral-verify", "dloral-run"].contains { r.stderr.hasPrefix("\($0): error: ") }, "\(what): \(r.stderr)")
         #expect(r.stderr.contains(mentioning), "\(what): \(r.stderr)")
     }
 
@@ -354,14 +354,14 @@ extension FileSafetyTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["B"])
     }
 
-    @Test func verifyDoesNotWriteFramesOverItsInputFrames() throws {
+    @Test func runDoesNotWriteFramesOverItsInputFrames() throws {
         let folder = try Self.fresh("verify-frames")
         let frames = folder.appendingPathComponent("frames")
         try FileManager.default.createDirectory(at: frames, withIntermediateDirectories: true)
         for name in ["000.png", "001.png"] { try Self.png(width: 8, height: 8).write(to: frames.appendingPathComponent(name)) }
         let before = Self.contents(frames.appendingPathComponent("001.png"))
-        let r = try Self.launch("dloral-verify", [Self.model.dlrt.path, "--frames", frames.path, "--output", frames.path])
-        Self.expectRefused(r, "--output = --frames", mentioning: "input")
+        let r = try Self.launch("dloral-run", [Self.model.dlrt.path, "--input", frames.path, "--output", frames.path])
+        Self.expectRefused(r, "--output = --input", mentioning: "input")
         #expect(Self.contents(frames.appendingPathComponent("001.png")) == before)
     }
 }
@@ -549,7 +549,7 @@ extension FileSafetyTests {
         #expect(!r.signaled && r.status == 2 && r.stderr.contains("--overwrite"), "\(r.stderr)")
     }
 
-    @Test func verifyFramesRefusesExistingOutputsUnlessOverwrite() throws {
+    @Test func runRefusesExistingOutputsUnlessOverwrite() throws {
         let folder = try Self.fresh("verify-frames-existing")
         let input = folder.appendingPathComponent("lq"), out = folder.appendingPathComponent("w3")
         try RestoreFramesTests.writeFrames(input, count: 3, width: 20, height: 14)
@@ -558,12 +558,12 @@ extension FileSafetyTests {
         let existing = out.appendingPathComponent(names[2])
         try Data("mine".utf8).write(to: existing)
         let prompt = try RestoreFramesTests.promptFile(folder)
-        let args = [Self.model.dlrt.path, "--frames", input.path, "--output", out.path, "--prompt-embeds", prompt]
-        var r = try Self.launch("dloral-verify", args)
+        let args = [Self.model.dlrt.path, "--input", input.path, "--output", out.path, "--prompt-embeds", prompt, "--process-size", "32"]
+        var r = try Self.launch("dloral-run", args)
         Self.expectRefused(r, "existing restored frame", mentioning: "already exists")
         #expect(Self.contents(existing) == Data("mine".utf8))
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == [names[2]], "a frame was written before the refusal")
-        r = try Self.launch("dloral-verify", args + ["--overwrite"], timeout: 120)
+        r = try Self.launch("dloral-run", args + ["--overwrite"], timeout: 120)
         #expect(!r.signaled && r.status == 0, "\(r.stderr)")
         #expect(Self.contents(existing)?.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]), "the frame was not replaced by a PNG")
     }

@@ -69,7 +69,7 @@ extension CLIHardeningTests {
         try Self.writeFrames(frames, count: 2, width: 4, height: 4)
         try Data().write(to: frames.appendingPathComponent(".f00.png"))
         try Data("not a png".utf8).write(to: frames.appendingPathComponent("._frame_0000.png"))
-        let (r, out) = try Self.restore(frames)
+        let (r, out) = try Self.restore(frames, ["--process-size", "16"])
         #expect(r.status == 0, "\(r.stderr)")
         let written = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
         #expect(written == ["frame_0001.png"], "\(written)")
@@ -115,7 +115,7 @@ extension CLIHardeningTests {
         try content.write(to: bad)
         let (r, out) = try Self.restore(frames)
         #expect(r.status == 2, "\(r.stderr)")
-        #expect(r.stderr.hasPrefix("dloral-verify: error: \(bad.path): \(message)"), "\(r.stderr)")
+        #expect(r.stderr.hasPrefix("dloral-run: error: \(bad.path): \(message)"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out.path))
     }
 }

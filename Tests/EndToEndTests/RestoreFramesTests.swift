@@ -2,8 +2,9 @@ import DLoRALFormats
 import Foundation
 import Testing
 
-/// `dloral-verify --frames`: a folder of real (here synthetic) low-quality PNG frames in, restored
-/// frames out at 4× the size, one per frame after the first, named after their inputs.
+/// `dloral-run` on a folder: real (here synthetic) low-quality PNG frames in, restored frames out
+/// at 4× the size, one per frame after the first, named after their inputs; `dloral-verify
+/// --frames <folder>` (where this lived before) points to it.
 @Suite("restore frames", .serialized)
 struct RestoreFramesTests {
     /// Writes `count` w×h RGB PNGs (smooth gradients shifting by one pixel per frame) with a
@@ -47,7 +48,8 @@ struct RestoreFramesTests {
         try Self.writeFrames(input, count: 3, width: 20, height: 14)
         let dlrt = try VerifyCommandTests.build("restore", quantize: ["--weights", "fp16"])
         let out = work.appendingPathComponent("restored")
-        let r = try CommandRunner.run("dloral-verify", [dlrt, "--frames", input.path, "--output", out.path, "--prompt-embeds", try Self.promptFile(work), "--json"])
+        // --process-size 32: 20×14 is not enlarged (20 and 14 ≥ 32 / 4), so the model runs at 80×56.
+        let r = try CommandRunner.run("dloral-run", [dlrt, "--input", input.path, "--output", out.path, "--prompt-embeds", try Self.promptFile(work), "--process-size", "32", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
         #expect(files == ["frame_0001.png", "frame_0002.png"])
@@ -66,15 +68,31 @@ struct RestoreFramesTests {
         let prompt = try Self.promptFile(work)
         let one = work.appendingPathComponent("one")
         try Self.writeFrames(one, count: 1, width: 8, height: 8)
-        let r1 = try CommandRunner.run("dloral-verify", [dlrt, "--frames", one.path, "--output", work.appendingPathComponent("o1").path, "--prompt-embeds", prompt])
+        let r1 = try CommandRunner.run("dloral-run", [dlrt, "--input", one.path, "--output", work.appendingPathComponent("o1").path, "--prompt-embeds", prompt])
         #expect(r1.status == 2 && r1.stderr.contains("at least 2"), "\(r1.stderr)")
         let mixed = work.appendingPathComponent("mixed")
         try Self.writeFrames(mixed, count: 1, width: 8, height: 8)
         try Self.writeFrames(mixed, count: 1, width: 12, height: 8, startIndex: 1)
-        let r2 = try CommandRunner.run("dloral-verify", [dlrt, "--frames", mixed.path, "--output", work.appendingPathComponent("o2").path, "--prompt-embeds", prompt])
+        let r2 = try CommandRunner.run("dloral-run", [dlrt, "--input", mixed.path, "--output", work.appendingPathComponent("o2").path, "--prompt-embeds", prompt])
         #expect(r2.status == 2 && r2.stderr.contains("must share one size"), "\(r2.stderr)")
-        let r3 = try CommandRunner.run("dloral-verify", [dlrt, "--frames", mixed.path, "--output", work.appendingPathComponent("o3").path])
+        let two = work.appendingPathComponent("two")
+        try Self.writeFrames(two, count: 2, width: 8, height: 8)
+        let r3 = try CommandRunner.run("dloral-run", [dlrt, "--input", two.path, "--output", work.appendingPathComponent("o3").path])
         #expect(r3.status == 2 && r3.stderr.contains("--prompt-embeds"), "\(r3.stderr)")
         #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("o1").path))
+    }
+
+    /// Restoring moved to dloral-run: the old spelling is a usage error that says so.
+    @Test func verifyFramesFolderPointsToDLoRALRun() throws {
+        let work = VerifyCommandTests.work.appendingPathComponent("restore-moved-\(UUID().uuidString)")
+        let input = work.appendingPathComponent("lq")
+        try Self.writeFrames(input, count: 2, width: 8, height: 8)
+        for extra in [[], ["--output", work.appendingPathComponent("out").path]] {
+            let r = try CommandRunner.run("dloral-verify", ["model.dlrt", "--frames", input.path] + extra)
+            #expect(r.status == 2, "\(r.stderr)")
+            #expect(r.stderr.hasPrefix("dloral-verify: error: ") && r.stderr.contains("dloral-run <file.dlrt> --input"), "\(r.stderr)")
+            #expect(r.stderr.contains("Usage: dloral-verify"), "\(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("out").path))
     }
 }

@@ -97,7 +97,7 @@ public struct FrameRequirements: Sendable, Equatable {
             : "no frame size fits"
         return "\(frames) \(frames == 1 ? "frame" : "frames") of \(width)×\(height) pixels need an estimated "
             + "\(MachineMemory.format(need)) of working memory; this machine has \(MachineMemory.format(Double(have))) "
-            + "(\(hint)); use smaller frames (tiling large frames is not implemented)"
+            + "(\(hint)); use smaller frames"
     }
 
     /// What the size grid comes from, for messages.

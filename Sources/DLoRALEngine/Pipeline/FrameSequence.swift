@@ -19,10 +19,10 @@ public enum FrameSequence {
     public static func files(in folder: String) throws -> [String] {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
-            throw FormatError(.io, file: folder, "no such folder; --frames takes a folder of PNG frames")
+            throw FormatError(.io, file: folder, "no such folder; give a folder of PNG frames")
         }
         guard isFolder.boolValue else {
-            throw FormatError(.invalidModel, file: folder, "is a file, not a folder; --frames takes a folder of PNG frames (at least 2)")
+            throw FormatError(.invalidModel, file: folder, "is a file, not a folder; give a folder of PNG frames (at least 2)")
         }
         let names: [String]
         do {
@@ -53,11 +53,11 @@ public enum FrameSequence {
             throw FormatError(.io, file: path, "cannot read: \(String(cString: strerror(errno)))")
         }
         if count == 0 {
-            throw FormatError(.malformed, file: path, "not a PNG file (it is empty); --frames takes a folder of PNG frames")
+            throw FormatError(.malformed, file: path, "not a PNG file (it is empty); give a folder of PNG frames")
         }
         if count < head.count || head != pngSignature {
             let start = head.prefix(count).map { String(format: "%02X", $0) }.joined(separator: " ")
-            throw FormatError(.malformed, file: path, "not a PNG file (it starts with \(start), not the PNG signature 89 50 4E 47 0D 0A 1A 0A); --frames takes a folder of PNG frames")
+            throw FormatError(.malformed, file: path, "not a PNG file (it starts with \(start), not the PNG signature 89 50 4E 47 0D 0A 1A 0A); give a folder of PNG frames")
         }
     }
 

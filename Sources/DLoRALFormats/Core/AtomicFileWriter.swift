@@ -106,6 +106,13 @@ public final class AtomicFileWriter {
 
     /// Flushes to disk and renames into place.
     public func commit() throws {
+        try commit(final: FileGuard.isFinal(finalPath))
+    }
+
+    /// - Parameter final: the file completes the command's output (later interrupts are then
+    ///   ignored); false for one of many files a command writes one by one (each frame of a clip),
+    ///   after which an interrupt still stops the command.
+    public func commit(final: Bool) throws {
         guard fsync(fd) == 0 else {
             throw FormatError(.io, file: finalPath, "fsync failed: \(String(cString: strerror(errno)))")
         }
@@ -113,7 +120,7 @@ public final class AtomicFileWriter {
         fd = -1
         // The rename publishes the file; an interrupt meanwhile waits for it, so the message
         // and exit code match what exists afterwards.
-        try FileGuard.publishing(final: FileGuard.isFinal(finalPath)) {
+        try FileGuard.publishing(final: final) {
             guard rename(temporaryPath, finalPath) == 0 else {
                 let reason = String(cString: strerror(errno))
                 unlink(temporaryPath)

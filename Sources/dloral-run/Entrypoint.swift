@@ -1,0 +1,6 @@
+import DLoRALCLI
+
+@main
+enum Entrypoint {
+    static func main() { RunCommand.main() }
+}

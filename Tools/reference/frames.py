@@ -1,6 +1,10 @@
 """Upstream DLoRAL's frame preparation and colour fix (test_DLoRAL.py, wavelet_color_fix.py),
 written for the reference maker: Pillow does the resizing, torch the colour-fix arithmetic.
 
+Resizing is Pillow's, so results depend on its version: Pillow 13 runs the vertical pass first
+when the height shrinks by more than twice as many pixels as the width (earlier versions always
+ran the horizontal pass first), and the engine's PillowResample follows Pillow 13.
+
 No torchvision: its to_tensor (uint8 / 255 in float32, CHW) and ToPILImage (x * 255 truncated
 to uint8) are two lines each and written out here.
 """

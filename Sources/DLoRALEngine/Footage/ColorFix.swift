@@ -48,15 +48,18 @@ public enum ColorFix {
     /// reduction accumulates in double too) and rounded to float32 before `+ eps`.
     static func meanAndStd(_ image: RGBImage) -> [(mean: Float, std: Float)] {
         let n = image.width * image.height
-        var counts = [[Int]](repeating: [Int](repeating: 0, count: 256), count: 3)
+        var counts = [Int](repeating: 0, count: 3 * 256)
         image.pixels.withUnsafeBufferPointer { p in
-            for i in 0..<n {
-                counts[0][Int(p[3 * i])] += 1
-                counts[1][Int(p[3 * i + 1])] += 1
-                counts[2][Int(p[3 * i + 2])] += 1
+            counts.withUnsafeMutableBufferPointer { h in
+                for i in 0..<n {
+                    h[Int(p[3 * i])] += 1
+                    h[256 + Int(p[3 * i + 1])] += 1
+                    h[512 + Int(p[3 * i + 2])] += 1
+                }
             }
         }
-        return counts.map { histogram in
+        return (0..<3).map { c in
+            let histogram = counts[(c * 256)..<(c * 256 + 256)].map { $0 }
             var sum = 0.0
             for v in 0..<256 where histogram[v] > 0 { sum += Double(unitLevels[v]) * Double(histogram[v]) }
             let mean = Float(sum) / Float(n)
@@ -129,12 +132,15 @@ public enum ColorFix {
     static func decompose(_ image: RGBImage) -> (high: [Float], low: [Float]) {
         let width = image.width, height = image.height, plane = width * height
         var current = [Float](repeating: 0, count: 3 * plane)
+        let levels = unitLevels
         image.pixels.withUnsafeBufferPointer { p in
             current.withUnsafeMutableBufferPointer { x in
-                for i in 0..<plane {
-                    x[i] = unitLevels[Int(p[3 * i])]
-                    x[plane + i] = unitLevels[Int(p[3 * i + 1])]
-                    x[2 * plane + i] = unitLevels[Int(p[3 * i + 2])]
+                levels.withUnsafeBufferPointer { unit in
+                    for i in 0..<plane {
+                        x[i] = unit[Int(p[3 * i])]
+                        x[plane + i] = unit[Int(p[3 * i + 1])]
+                        x[2 * plane + i] = unit[Int(p[3 * i + 2])]
+                    }
                 }
             }
         }
@@ -176,22 +182,55 @@ public enum ColorFix {
             let row = input + y * width
             let below = input + min(y + radius, height - 1) * width
             let out = output + y * width
-            @inline(__always)
-            func value(_ x: Int, _ left: Int, _ right: Int) -> Float {
-                var s: Float = 0.0625 * above[left]
-                s += 0.125 * above[x]
-                s += 0.0625 * above[right]
-                s += 0.125 * row[left]
-                s += 0.25 * row[x]
-                s += 0.125 * row[right]
-                s += 0.0625 * below[left]
-                s += 0.125 * below[x]
-                s += 0.0625 * below[right]
-                return s
+            for x in 0..<lo {
+                out[x] = blurValue(above, row, below, x, max(x - radius, 0), min(x + radius, width - 1))
             }
-            for x in 0..<lo { out[x] = value(x, max(x - radius, 0), min(x + radius, width - 1)) }
-            for x in lo..<hi { out[x] = value(x, x - radius, x + radius) }
-            for x in hi..<width { out[x] = value(x, max(x - radius, 0), min(x + radius, width - 1)) }
+            blurInterior(above, row, below, out, lo, hi, radius)
+            for x in hi..<width {
+                out[x] = blurValue(above, row, below, x, max(x - radius, 0), min(x + radius, width - 1))
+            }
+        }
+    }
+
+    /// One blurred value from columns `left`, `x`, `right` of three rows.
+    @inline(__always)
+    static func blurValue(
+        _ above: UnsafePointer<Float>, _ row: UnsafePointer<Float>, _ below: UnsafePointer<Float>,
+        _ x: Int, _ left: Int, _ right: Int
+    ) -> Float {
+        var s: Float = 0.0625 * above[left]
+        s += 0.125 * above[x]
+        s += 0.0625 * above[right]
+        s += 0.125 * row[left]
+        s += 0.25 * row[x]
+        s += 0.125 * row[right]
+        s += 0.0625 * below[left]
+        s += 0.125 * below[x]
+        s += 0.0625 * below[right]
+        return s
+    }
+
+    /// The columns whose whole window lies inside the row: fixed offsets, so the loop vectorises.
+    static func blurInterior(
+        _ above: UnsafePointer<Float>, _ row: UnsafePointer<Float>, _ below: UnsafePointer<Float>,
+        _ out: UnsafeMutablePointer<Float>, _ lo: Int, _ hi: Int, _ radius: Int
+    ) {
+        guard lo < hi else { return }
+        let a0 = above + (lo - radius), a1 = above + lo, a2 = above + (lo + radius)
+        let r0 = row + (lo - radius), r1 = row + lo, r2 = row + (lo + radius)
+        let b0 = below + (lo - radius), b1 = below + lo, b2 = below + (lo + radius)
+        let o = out + lo
+        for i in 0..<(hi - lo) {
+            var s: Float = 0.0625 * a0[i]
+            s += 0.125 * a1[i]
+            s += 0.0625 * a2[i]
+            s += 0.125 * r0[i]
+            s += 0.25 * r1[i]
+            s += 0.125 * r2[i]
+            s += 0.0625 * b0[i]
+            s += 0.125 * b1[i]
+            s += 0.0625 * b2[i]
+            o[i] = s
         }
     }
 }

@@ -6,7 +6,7 @@
 /// bicubic) and resized (Pillow Lanczos, not cropped) to the multiple of 8 below each side. After
 /// restoration and colour fix an enlarged frame is resized (bicubic) to `upscale` × its original
 /// size.
-public struct FramePreparation: Sendable, Equatable {
+public struct FramePreparation: Sendable, Equatable, Codable {
     /// The enlargement factor (upstream's `--upscale`, default 4).
     public var upscale = 4
     /// Upstream's `--process_size` (default 512): frames with a side below

@@ -1,3 +1,5 @@
+import DLoRALFormats
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -93,36 +95,9 @@ public enum Verification {
             return StageMetrics(stage: stage, maxAbs: .infinity, meanAbs: .infinity, cosine: 0, psnrDB: -.infinity, passed: false,
                                 failures: ["shape \(engine.shape) vs reference \(reference.shape)"])
         }
-        var maxAbs = 0.0, sumAbs = 0.0, sumSq = 0.0, dot = 0.0, ee = 0.0, rr = 0.0, peak = 0.0
-        var nonFinite = false
-        for i in engine.data.indices {
-            let e = Double(engine.data[i]), r = Double(reference.data[i])
-            if !e.isFinite { nonFinite = true }
-            let d = abs(e - r)
-            maxAbs = max(maxAbs, d)
-            sumAbs += d
-            sumSq += d * d
-            dot += e * r
-            ee += e * e
-            rr += r * r
-            peak = max(peak, abs(r))
-        }
-        let n = Double(max(engine.count, 1))
-        let cosine = ee == 0 && rr == 0 ? 1 : dot / (ee.squareRoot() * rr.squareRoot())
-        let range = stage == "frames" ? 2.0 : max(peak, 1e-12)
-        let mse = sumSq / n
-        let psnr = mse == 0 ? Double.infinity : 10 * log10(range * range / mse)
-        var failures: [String] = []
-        if nonFinite { failures.append("engine output is not finite") }
-        if !(cosine >= thresholds.minCosine) { failures.append("cosine \(MetricFormat.cosine(cosine)) < \(thresholds.minCosine)") }
-        if stage == "frames" {
-            if let limit = thresholds.framesMaxAbs, !(maxAbs <= limit) { failures.append("max abs \(MetricFormat.error(maxAbs)) > \(limit)") }
-            if let limit = thresholds.framesMinPSNR, !(psnr >= limit) {
-                failures.append("PSNR \(MetricFormat.decibels(psnr)) dB < \(MetricFormat.decibels(limit)) dB")
-            }
-        }
-        return StageMetrics(stage: stage, maxAbs: maxAbs, meanAbs: sumAbs / n, cosine: cosine, psnrDB: psnr,
-                            passed: failures.isEmpty, failures: failures)
+        var sums = StageAccumulator()
+        sums.add(engine: engine.data, reference: reference.data)
+        return sums.metrics(stage: stage, thresholds: thresholds)
     }
 
     /// How far the engine's frame-to-frame changes stray from the reference's: the frames
@@ -151,5 +126,85 @@ public enum Verification {
         metrics.failures.removeAll { $0.hasPrefix("cosine") }
         metrics.passed = metrics.failures.isEmpty
         return metrics
+    }
+}
+
+/// Running sums of one stage's comparison: a clip is compared pair by pair (never whole in
+/// memory), and shards' sums add up to the unsharded ones (`dloral-verify merge-results`).
+public struct StageAccumulator: Sendable, Equatable {
+    public var count = 0
+    public var sumAbs = 0.0, sumSq = 0.0, dot = 0.0, ee = 0.0, rr = 0.0, maxAbs = 0.0, peak = 0.0
+    public var nonFinite = false
+
+    public init() {}
+
+    public mutating func add(engine: UnsafeBufferPointer<Float>, reference: UnsafeBufferPointer<Float>) {
+        precondition(engine.count == reference.count)
+        for i in 0..<engine.count {
+            let e = Double(engine[i]), r = Double(reference[i])
+            if !e.isFinite { nonFinite = true }
+            let d = abs(e - r)
+            maxAbs = max(maxAbs, d)
+            sumAbs += d
+            sumSq += d * d
+            dot += e * r
+            ee += e * e
+            rr += r * r
+            peak = max(peak, abs(r))
+        }
+        count += engine.count
+    }
+
+    public mutating func add(engine: [Float], reference: [Float]) {
+        engine.withUnsafeBufferPointer { e in reference.withUnsafeBufferPointer { r in add(engine: e, reference: r) } }
+    }
+
+    public mutating func merge(_ other: StageAccumulator) {
+        count += other.count
+        sumAbs += other.sumAbs
+        sumSq += other.sumSq
+        dot += other.dot
+        ee += other.ee
+        rr += other.rr
+        maxAbs = max(maxAbs, other.maxAbs)
+        peak = max(peak, other.peak)
+        nonFinite = nonFinite || other.nonFinite
+    }
+
+    /// The metrics and verdict of `Verification.compare` over everything added.
+    public func metrics(stage: String, thresholds: VerificationThresholds) -> StageMetrics {
+        let n = Double(max(count, 1))
+        let cosine = ee == 0 && rr == 0 ? 1 : dot / (ee.squareRoot() * rr.squareRoot())
+        let range = stage == "frames" ? 2.0 : max(peak, 1e-12)
+        let mse = sumSq / n
+        let psnr = mse == 0 ? Double.infinity : 10 * log10(range * range / mse)
+        var failures: [String] = []
+        if nonFinite { failures.append("engine output is not finite") }
+        if !(cosine >= thresholds.minCosine) { failures.append("cosine \(MetricFormat.cosine(cosine)) < \(thresholds.minCosine)") }
+        if stage == "frames" {
+            if let limit = thresholds.framesMaxAbs, !(maxAbs <= limit) { failures.append("max abs \(MetricFormat.error(maxAbs)) > \(limit)") }
+            if let limit = thresholds.framesMinPSNR, !(psnr >= limit) {
+                failures.append("PSNR \(MetricFormat.decibels(psnr)) dB < \(MetricFormat.decibels(limit)) dB")
+            }
+        }
+        return StageMetrics(stage: stage, maxAbs: maxAbs, meanAbs: sumAbs / n, cosine: cosine, psnrDB: psnr,
+                            passed: failures.isEmpty, failures: failures)
+    }
+
+    /// Doubles as JSON numbers written with 17 significant digits: read back, they are the same bits.
+    public var json: JSONValue {
+        func number(_ v: Double) -> JSONValue { .number(String(format: "%.17g", v)) }
+        return .object([("count", .int(count)), ("sum_abs", number(sumAbs)), ("sum_sq", number(sumSq)), ("dot", number(dot)),
+                        ("ee", number(ee)), ("rr", number(rr)), ("max_abs", number(maxAbs)), ("peak", number(peak)),
+                        ("non_finite", .bool(nonFinite))])
+    }
+
+    public init?(json: JSONValue) {
+        guard let count = json["count"]?.intValue, let sumAbs = json["sum_abs"]?.doubleValue, let sumSq = json["sum_sq"]?.doubleValue,
+              let dot = json["dot"]?.doubleValue, let ee = json["ee"]?.doubleValue, let rr = json["rr"]?.doubleValue,
+              let maxAbs = json["max_abs"]?.doubleValue, let peak = json["peak"]?.doubleValue, let nonFinite = json["non_finite"]?.boolValue
+        else { return nil }
+        (self.count, self.sumAbs, self.sumSq, self.dot, self.ee, self.rr, self.maxAbs, self.peak, self.nonFinite) =
+            (count, sumAbs, sumSq, dot, ee, rr, maxAbs, peak, nonFinite)
     }
 }

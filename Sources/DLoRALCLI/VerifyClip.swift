@@ -115,7 +115,8 @@ extension VerifyCommand {
                 pairs.append(("first_failed_stage", .string("final_frames")))
             }
             pairs.append(("final_frames", comparison.hasFinal ? .object([
-                ("max_levels", .int(final.maxLevels)), ("differing_fraction", .number(String(format: "%.6g", final.differingFraction))),
+                ("max_levels", .int(final.maxLevels)), ("allowed_levels", .int(final.allowedLevels)),
+                ("worst_excess", .int(final.worstExcess)), ("differing_fraction", .number(String(format: "%.6g", final.differingFraction))),
                 ("psnr_db", final.psnrDB == .infinity ? .string("inf") : .number(MetricFormat.decibels(final.psnrDB))),
                 ("passed", .bool(finalFailures.isEmpty)), ("failures", .array(finalFailures.map { .string($0) })),
             ]) : .null))

@@ -51,6 +51,21 @@ struct ColorFixTests {
         #expect(actual != target)
     }
 
+    /// AdaIN multiplies a channel's deviations by std(source) / std(target): a target of levels
+    /// {100, 110} (std 7.07 levels) and a source of {100, 125} (17.68) give a gain of 2.5, so one
+    /// level before the fix may become 3 after it (truncation adds up to one); hand-computed.
+    @Test func levelBoundFollowsTheAdaINGain() {
+        func image(_ a: UInt8, _ b: UInt8) -> RGBImage {
+            RGBImage(width: 2, height: 1, pixels: [a, a, a, b, b, b])
+        }
+        let (target, source) = (image(100, 110), image(100, 125))
+        #expect(ColorFix.levelBound(.adain, target: target, source: source, enlarged: false) == 3)
+        #expect(ColorFix.levelBound(.adain, target: source, source: target, enlarged: false) == 1)
+        #expect(ColorFix.levelBound(.adain, target: target, source: source, enlarged: true) == 4)
+        #expect(ColorFix.levelBound(.none, target: target, source: source, enlarged: false) == 1)
+        #expect(ColorFix.levelBound(.wavelet, target: target, source: source, enlarged: false) == 2)
+    }
+
     @Test func noneReturnsTheTarget() {
         var target = RGBImage(width: 3, height: 2, fill: RGB(10, 200, 30))
         target[1, 1] = RGB(0, 1, 2)

@@ -41,6 +41,25 @@ public enum ColorFix {
 
     // MARK: AdaIN
 
+    /// How many levels apart two saved frames can be when the images the fix is applied to differ
+    /// by at most one level (what truncating two float frames within fp32's bounds to 8 bits gives):
+    /// AdaIN scales a channel's deviations by std(source) / std(target), so one level becomes up to
+    /// that gain, rounded up; the wavelet fix keeps the target's high frequencies (one level, plus
+    /// one for the truncation of the sum); none leaves the level as it is. One more when the frame
+    /// is resized back after the fix (`enlarged`): bicubic overshoots a step by up to about 25 %.
+    public static func levelBound(_ mode: ColorFixMode, target: RGBImage, source: RGBImage, enlarged: Bool) -> Int {
+        let base: Int
+        switch mode {
+        case .none: base = 1
+        case .wavelet: base = 2
+        case .adain:
+            let (t, s) = (meanAndStd(target), meanAndStd(source))
+            let gain = zip(t, s).map { Double($1.std) / Double($0.std) }.max() ?? 1
+            base = Int(gain.rounded(.down)) + 1
+        }
+        return base + (enlarged ? 1 : 0)
+    }
+
     /// Per channel of `image`: the float32 mean and `sqrt(unbiased variance + 1e-5)` that
     /// upstream's `calc_mean_std` computes. The mean is torch's float32 sum divided by the
     /// count (the sum is taken in double and rounded once, as torch's cascaded float sum is

@@ -31,6 +31,9 @@ public final class ClipRestorer {
         public var outputs: DLoRALPipeline.Outputs
         /// What is saved: colour-fixed and resized back.
         public var image: RGBImage
+        /// How far apart this saved frame and another run's may be when their 8-bit outputs
+        /// before the colour fix differ by at most one level (`ColorFix.levelBound`).
+        public var levelBound: Int
     }
 
     public init(pipeline: DLoRALPipeline, options: RunOptions, promptEmbeds: Tensor) {
@@ -51,7 +54,10 @@ public final class ClipRestorer {
         let outputs = try pipeline.restorePair(frames: frames, latents: latents, promptEmbeds: promptEmbeds, tiling: options.tiling)
         let restored = FramePreparation.outputImage(outputs.frames, frame: 0)
         let fixed = ColorFix.apply(options.colorFix, target: restored, source: current.prepared.image)
-        return Pair(index: current.index, outputs: outputs, image: options.preparation.finish(fixed, for: current.prepared))
+        let bound = ColorFix.levelBound(options.colorFix, target: restored, source: current.prepared.image,
+                                        enlarged: current.prepared.enlarged)
+        return Pair(index: current.index, outputs: outputs, image: options.preparation.finish(fixed, for: current.prepared),
+                    levelBound: bound)
     }
 
     /// What happened to one output frame, for progress.

@@ -8,17 +8,25 @@ public struct FinalFramesAccumulator: Sendable, Equatable {
     public var differing = 0
     public var maxLevels = 0
     public var sumSq = 0.0
+    /// The largest level difference any frame was allowed (`ColorFix.levelBound`), and by how
+    /// much the worst frame exceeded its own bound (≤ 0: within).
+    public var allowedLevels = 0
+    public var worstExcess = Int.min
 
     public init() {}
 
-    public mutating func add(engine: [UInt8], reference: UnsafeRawBufferPointer) {
+    public mutating func add(engine: [UInt8], reference: UnsafeRawBufferPointer, allowedLevels allowed: Int) {
         precondition(engine.count == reference.count)
+        var frameMax = 0
         for i in 0..<engine.count {
             let d = abs(Int(engine[i]) - Int(reference[i]))
             if d != 0 { differing += 1 }
-            maxLevels = max(maxLevels, d)
+            frameMax = max(frameMax, d)
             sumSq += Double(d * d)
         }
+        maxLevels = max(maxLevels, frameMax)
+        allowedLevels = max(allowedLevels, allowed)
+        worstExcess = max(worstExcess, frameMax - allowed)
         count += engine.count
     }
 
@@ -27,17 +35,19 @@ public struct FinalFramesAccumulator: Sendable, Equatable {
         differing += other.differing
         maxLevels = max(maxLevels, other.maxLevels)
         sumSq += other.sumSq
+        allowedLevels = max(allowedLevels, other.allowedLevels)
+        worstExcess = max(worstExcess, other.worstExcess)
     }
 
     public var differingFraction: Double { Double(differing) / Double(max(count, 1)) }
     public var psnrDB: Double { sumSq == 0 ? .infinity : 10 * log10(255 * 255 / (sumSq / Double(max(count, 1)))) }
 
-    /// fp32 files (whose float frames are held to a max abs): at most 1 level, what truncating
-    /// to 8 bits makes of a float difference within bounds (the colour fix then moves no pixel
-    /// further); other schemes: the frames PSNR bound, over 255.
+    /// fp32 files (whose float frames are held to a max abs): each frame within what one level
+    /// (truncating float frames within bounds to 8 bits) becomes through the colour fix and the
+    /// resize back (`ColorFix.levelBound`); other schemes: the frames PSNR bound, over 255.
     public func failures(thresholds: VerificationThresholds) -> [String] {
         if thresholds.framesMaxAbs != nil || thresholds.framesMinPSNR == nil {
-            return maxLevels <= 1 ? [] : ["saved frames differ by up to \(maxLevels) levels (> 1)"]
+            return worstExcess <= 0 ? [] : ["saved frames differ by up to \(maxLevels) levels, \(worstExcess) more than one level before the colour fix can become (up to \(allowedLevels))"]
         }
         let limit = thresholds.framesMinPSNR!
         return psnrDB >= limit ? [] : ["saved frames PSNR \(MetricFormat.decibels(psnrDB)) dB < \(MetricFormat.decibels(limit)) dB"]
@@ -45,13 +55,16 @@ public struct FinalFramesAccumulator: Sendable, Equatable {
 
     public var json: JSONValue {
         .object([("count", .int(count)), ("differing", .int(differing)), ("max_levels", .int(maxLevels)),
-                 ("sum_sq", .number(String(format: "%.17g", sumSq)))])
+                 ("sum_sq", .number(String(format: "%.17g", sumSq))), ("allowed_levels", .int(allowedLevels)),
+                 ("worst_excess", .int(worstExcess))])
     }
 
     public init?(json: JSONValue) {
         guard let count = json["count"]?.intValue, let differing = json["differing"]?.intValue,
-              let maxLevels = json["max_levels"]?.intValue, let sumSq = json["sum_sq"]?.doubleValue else { return nil }
+              let maxLevels = json["max_levels"]?.intValue, let sumSq = json["sum_sq"]?.doubleValue,
+              let allowed = json["allowed_levels"]?.intValue, let excess = json["worst_excess"]?.intValue else { return nil }
         (self.count, self.differing, self.maxLevels, self.sumSq) = (count, differing, maxLevels, sumSq)
+        (self.allowedLevels, self.worstExcess) = (allowed, excess)
     }
 }
 
@@ -95,8 +108,8 @@ public struct ClipComparison: Sendable {
         previousFrames = (engine, reference)
     }
 
-    mutating func addFinal(engine: [UInt8], reference: UnsafeRawBufferPointer) {
-        final.add(engine: engine, reference: reference)
+    mutating func addFinal(engine: [UInt8], reference: UnsafeRawBufferPointer, allowedLevels: Int) {
+        final.add(engine: engine, reference: reference, allowedLevels: allowedLevels)
         hasFinal = true
     }
 
@@ -248,7 +261,7 @@ public enum ClipVerification {
                 comparison.add(stage, engine: engine.data, reference: rows.floats(row))
             }
             comparison.addFrame(index: pair.index, engine: pair.outputs.frames.data, reference: frames.floats(row))
-            comparison.addFinal(engine: pair.image.pixels, reference: finals.raw(row))
+            comparison.addFinal(engine: pair.image.pixels, reference: finals.raw(row), allowedLevels: pair.levelBound)
         }, progress: progress)
         // Stages in the pipeline's order.
         let order = ["input_frames", "latents", "unet_input", "unet_output", "x0", "frames"]
@@ -274,7 +287,7 @@ public enum ClipVerification {
                     if let e = x.outputs.stage(stage), let r = y.outputs.stage(stage) { comparison.add(stage, engine: e.data, reference: r.data) }
                 }
                 comparison.addFrame(index: index, engine: x.outputs.frames.data, reference: y.outputs.frames.data)
-                y.image.pixels.withUnsafeBytes { comparison.addFinal(engine: x.image.pixels, reference: $0) }
+                y.image.pixels.withUnsafeBytes { comparison.addFinal(engine: x.image.pixels, reference: $0, allowedLevels: y.levelBound) }
                 done += 1
                 progress?(ClipRestorer.Progress(index: index, done: done, total: range.count, skipped: false,
                                                 seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, path: nil))

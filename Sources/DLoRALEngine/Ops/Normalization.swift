@@ -36,33 +36,8 @@ extension Ops {
         _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
     ) -> Tensor {
         precondition(x.rank >= 2, "groupNorm expects [N, C, *], got \(x.shape)")
-        let n = x.shape[0]
-        let c = x.shape[1]
-        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
-        if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
-        if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
-        let spatial = x.shape.dropFirst(2).reduce(1, *)
-        let channelsPerGroup = c / groups
-        let groupSize = channelsPerGroup * spatial
-        guard groupSize > 0, n > 0 else { return x }
-        let total = n * groups
-        // Written straight into a new tensor (no copy of x first).
-        return Tensor(shape: x.shape) { target in
-            x.data.withUnsafeBufferPointer { source in
-                let (base, out) = (source.baseAddress!, target.baseAddress!)
-                withOptionalPointer(weight) { scale in
-                    withOptionalPointer(bias) { shift in
-                        parallelRanges(total, work: total * groupSize * 8) { first, end in
-                            for g in first..<end {
-                                let channel = (g % groups) * channelsPerGroup
-                                dloral_group_norm(
-                                    channelsPerGroup, spatial, base + g * groupSize, scale.map { $0 + channel },
-                                    shift.map { $0 + channel }, eps, silu ? 1 : 0, out + g * groupSize)
-                            }
-                        }
-                    }
-                }
-            }
+        return applyPerGroup(x, groups: groups, weight: weight, bias: bias) { channels, spatial, _, input, scale, shift, out in
+            dloral_group_norm(channels, spatial, input, scale, shift, eps, silu ? 1 : 0, out)
         }
     }
 
@@ -101,6 +76,20 @@ extension Ops {
         precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
         precondition(statistics.mean.count == n * groups && statistics.rstd.count == n * groups,
                      "groupNorm: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
+        return applyPerGroup(x, groups: groups, weight: weight, bias: bias) { channels, spatial, g, input, scale, shift, out in
+            dloral_group_norm_apply(channels, spatial, input, statistics.mean[g], statistics.rstd[g], scale, shift, silu ? 1 : 0, out)
+        }
+    }
+
+    /// The shared loop of both `groupNorm`s: checks, then `kernel(channelsPerGroup, spatial,
+    /// group index, input, scale, shift, output)` for every (image, group) of `x` `[N, C, *]`, on
+    /// both cores, written straight into a new tensor (no copy of x first).
+    private static func applyPerGroup(
+        _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?,
+        kernel: (Int, Int, Int, UnsafePointer<Float>, UnsafePointer<Float>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void
+    ) -> Tensor {
+        let (n, c) = (x.shape[0], x.shape[1])
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
         if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
         if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
         let spatial = x.shape.dropFirst(2).reduce(1, *)
@@ -116,10 +105,8 @@ extension Ops {
                         parallelRanges(total, work: total * groupSize * 8) { first, end in
                             for g in first..<end {
                                 let channel = (g % groups) * channelsPerGroup
-                                dloral_group_norm_apply(
-                                    channelsPerGroup, spatial, base + g * groupSize, statistics.mean[g],
-                                    statistics.rstd[g], scale.map { $0 + channel }, shift.map { $0 + channel },
-                                    silu ? 1 : 0, out + g * groupSize)
+                                kernel(channelsPerGroup, spatial, g, base + g * groupSize, scale.map { $0 + channel },
+                                       shift.map { $0 + channel }, out + g * groupSize)
                             }
                         }
                     }

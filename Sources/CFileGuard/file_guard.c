@@ -119,6 +119,14 @@ static int temp_snapshot(int i, char *out) {
     return kind;
 }
 
+static int temporary_folder_open(void) {
+    char path[TEMP_PATH];
+    for (int i = 0; i < TEMP_SLOTS; i++) {
+        if (temp_snapshot(i, path) == DLG_TEMP_FOLDER) return 1;
+    }
+    return 0;
+}
+
 int dlg_is_final_destination(const char *destination) {
     char path[TEMP_PATH];
     for (int i = 0; i < TEMP_SLOTS; i++) {
@@ -235,11 +243,30 @@ static void wait_forever(void) {
     for (;;) pause();
 }
 
+/* Outputs published one by one inside a longer run (dlg_commit_end(0) outside a temporary
+ * folder, e.g. dloral-run's frames): they stay on an interrupt, and the message says so. */
+static _Atomic int kept_outputs = 0;
+
+static void put_count(int n) {
+    char digits[16];
+    int k = 0;
+    do { digits[k++] = (char)('0' + n % 10); n /= 10; } while (n > 0 && k < 15);
+    while (k > 0) put(&digits[--k], 1);
+}
+
 static void exit_interrupted(int sig) {
     wait_for_creators();
     remove_temporaries();
     puts_raw(tool_name);
-    puts_raw(": interrupted; no output written\n");
+    int kept = atomic_load(&kept_outputs);
+    if (kept == 0) {
+        puts_raw(": interrupted; no output written\n");
+    } else {
+        puts_raw(": interrupted; the ");
+        put_count(kept);
+        puts_raw(kept == 1 ? " output finished before it stays" : " outputs finished before it stay");
+        puts_raw(", the one in progress was removed\n");
+    }
     _exit(128 + sig);
 }
 
@@ -283,6 +310,7 @@ void dlg_commit_begin(void) {
 }
 
 void dlg_commit_end(int final_output) {
+    if (!final_output && !temporary_folder_open()) atomic_fetch_add(&kept_outputs, 1);
     int p = COMMITTING;
     if (!atomic_compare_exchange_strong(&phase, &p, final_output ? COMMITTED : WORKING)) return;
     if (final_output) return;

@@ -259,6 +259,9 @@ struct RunCommandTests {
         #expect(process.terminationReason == .exit && process.terminationStatus == 143, "\(process.terminationStatus): \(stderr)")
         let all = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
         #expect(all.allSatisfy { !$0.hasPrefix(".") }, "temporaries left: \(all)")
+        // The message counts the frames that stay rather than claiming nothing was written.
+        let kept = all.count == 1 ? "the 1 output finished before it stays" : "the \(all.count) outputs finished before it stay"
+        #expect(stderr.contains("dloral-run: interrupted; \(kept), the one in progress was removed"), "\(all.count) frames: \(stderr)")
         for name in all {
             let data = try Data(contentsOf: out.appendingPathComponent(name))
             // A PNG ends with its IEND chunk: "IEND" and that chunk's CRC.

@@ -31,9 +31,18 @@ public final class ClipRestorer {
         public var outputs: DLoRALPipeline.Outputs
         /// What is saved: colour-fixed and resized back.
         public var image: RGBImage
+        /// The 8-bit output before the colour fix, and the prepared frame it is fixed against.
+        public var beforeColorFix: RGBImage
+        public var colorSource: RGBImage
+        public var colorFix: ColorFixMode
+        public var enlarged: Bool
+
         /// How far apart this saved frame and another run's may be when their 8-bit outputs
-        /// before the colour fix differ by at most one level (`ColorFix.levelBound`).
-        public var levelBound: Int
+        /// before the colour fix differ by at most one level (`ColorFix.levelBound`). Computed on
+        /// demand: only verification needs it.
+        public var levelBound: Int {
+            ColorFix.levelBound(colorFix, target: beforeColorFix, source: colorSource, enlarged: enlarged)
+        }
     }
 
     public init(pipeline: DLoRALPipeline, options: RunOptions, promptEmbeds: Tensor) {
@@ -54,10 +63,9 @@ public final class ClipRestorer {
         let outputs = try pipeline.restorePair(frames: frames, latents: latents, promptEmbeds: promptEmbeds, tiling: options.tiling)
         let restored = FramePreparation.outputImage(outputs.frames, frame: 0)
         let fixed = ColorFix.apply(options.colorFix, target: restored, source: current.prepared.image)
-        let bound = ColorFix.levelBound(options.colorFix, target: restored, source: current.prepared.image,
-                                        enlarged: current.prepared.enlarged)
         return Pair(index: current.index, outputs: outputs, image: options.preparation.finish(fixed, for: current.prepared),
-                    levelBound: bound)
+                    beforeColorFix: restored, colorSource: current.prepared.image, colorFix: options.colorFix,
+                    enlarged: current.prepared.enlarged)
     }
 
     /// What happened to one output frame, for progress.

@@ -99,6 +99,16 @@ public struct BlocksConv2d: Sendable {
         return self(norm(x, silu: silu, statistics: statistics))
     }
 
+    /// `self(Ops.upsampleNearest(x, to: size))`. On the integer path (outside calibration) the
+    /// upsampled input is gathered band by band from `x` and never made whole: the same bits,
+    /// without an activation four times the size of `x`.
+    public func callAsFunction(upsampling x: Tensor, to size: (h: Int, w: Int)) -> Tensor {
+        if case .integer(let weight) = kernel, ActivationProbe.current == nil, x.rank == 4 {
+            return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, upsampledTo: size)
+        }
+        return self(Ops.upsampleNearest(x, to: size))
+    }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch kernel {
         case .float(let weight):
@@ -315,6 +325,6 @@ public struct Upsample2D: Sendable {
     public func callAsFunction(_ x: Tensor, size: (h: Int, w: Int)? = nil) -> Tensor {
         let (_, _, h, w) = x.nchw("Upsample2D")
         let target = size ?? (h * 2, w * 2)
-        return conv(Ops.upsampleNearest(x, to: target))
+        return conv(upsampling: x, to: target)
     }
 }

@@ -90,29 +90,80 @@ extension Ops {
         body(prepared, parts)
     }
 
+    /// Bytes of channels-last input a band of output rows reads at most (at least one band row):
+    /// the integer layer reads channels-last, and a band at a time keeps that copy small instead
+    /// of a second copy of the whole input (943 MB for a 256-channel 1280×720 decoder activation).
+    nonisolated(unsafe) static var channelsLastBandBytes = 64 << 20
+
     /// `conv2d` with int8 weights and activations quantized per output pixel to int8 or int16
     /// (the row of the im2col matrix), int32 accumulation, dequantized with bias.
+    ///
+    /// - Parameter upsampledTo: convolve `upsampleNearest(x, to:)` without making it: each band's
+    ///   rows are gathered from `x` (the decoder's upsamplers; the same bits).
     public static func conv2d(
         _ x: Tensor, weight: IntegerWeight, bias: Tensor?,
-        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+        stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), upsampledTo size: (h: Int, w: Int)? = nil
     ) -> Tensor {
-        let (n, c, h, w) = x.nchw("conv2d")
+        let (n, c, sourceH, sourceW) = x.nchw("conv2d")
         precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
-        // The integer layer reads channels-last: one transposed copy of each image, on all cores
-        // (every element written, so no zero fill first).
-        var hwc = [Float](unsafeUninitializedCapacity: c * h * w) { _, initialized in initialized = c * h * w }
-        return Tensor(shape: integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)) { dst in
+        let (h, w) = size ?? (sourceH, sourceW)
+        precondition(size == nil || ((sourceH > 0 || h == 0) && (sourceW > 0 || w == 0)), "conv2d upsampling \(sourceH)×\(sourceW) to \(h)×\(w)")
+        let rowMap = size.map { _ in (0..<h).map { nearestSource($0, input: sourceH, output: h) } }
+        let columnMap = size.map { _ in (0..<w).map { nearestSource($0, input: sourceW, output: w) } }
+        let shape = integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)
+        let (kh, sh, ph) = (weight.info.logicalShape[2], stride.0, padding.0)
+        let (ho, wo) = (shape[2], shape[3])
+        // Output rows per band, and the input rows (padding rows included, as zeros) they read.
+        let rowBytes = max(1, c * w * MemoryLayout<Float>.size)
+        let bandRows = max(1, min(ho, (channelsLastBandBytes / rowBytes - kh) / sh + 1))
+        let bandCapacity = (bandRows - 1) * sh + kh
+        var band = [Float](repeating: 0, count: bandCapacity * w * c)
+        var sourceRow = [Float](repeating: 0, count: size == nil ? 0 : sourceW * c)
+        return Tensor(shape: shape) { dst in
             guard dst.count > 0 else { return }
             x.data.withUnsafeBufferPointer { src in
-                hwc.withUnsafeMutableBufferPointer { cl in
+                band.withUnsafeMutableBufferPointer { band in
                     for image in 0..<n {
-                        let plane = src.baseAddress! + image * c * h * w, channelsLast = cl.baseAddress!
-                        parallelRanges(h * w, work: c * h * w * 4) { p0, p1 in
-                            dloral_chw_to_hwc_pixels(c, h * w, plane, channelsLast, p0, p1)
+                        let plane = src.baseAddress! + image * c * sourceH * sourceW
+                        let output = dst.baseAddress! + image * dst.count / n
+                        for oy0 in Swift.stride(from: 0, to: ho, by: bandRows) {
+                            let oy1 = min(ho, oy0 + bandRows)
+                            let first = oy0 * sh - ph, count = (oy1 - 1) * sh + kh - (oy0 * sh)
+                            for r in 0..<count {
+                                let row = band.baseAddress! + r * w * c
+                                let y = first + r
+                                if y < 0 || y >= h {
+                                    row.update(repeating: 0, count: w * c)
+                                } else if let rowMap, let columnMap {
+                                    // Nearest upsampling: a row repeats its predecessor's when
+                                    // both come from the same source row.
+                                    if r > 0, y > 0, rowMap[y] == rowMap[y - 1] {
+                                        row.update(from: row - w * c, count: w * c)
+                                        continue
+                                    }
+                                    sourceRow.withUnsafeMutableBufferPointer { line in
+                                        dloral_chw_to_hwc_pixels(c, sourceH * sourceW, plane + rowMap[y] * sourceW, line.baseAddress!, 0, sourceW)
+                                        for ox in 0..<w {
+                                            (row + ox * c).update(from: line.baseAddress! + columnMap[ox] * c, count: c)
+                                        }
+                                    }
+                                }
+                            }
+                            if rowMap == nil {
+                                // The image rows of the band in one transpose, on all cores.
+                                let y0 = max(0, first), y1 = min(h, first + count)
+                                if y1 > y0 {
+                                    let target = band.baseAddress! + (y0 - first) * w * c
+                                    parallelRanges((y1 - y0) * w, work: c * (y1 - y0) * w * 4) { p0, p1 in
+                                        dloral_chw_to_hwc_pixels(c, h * w, plane + y0 * w, target, p0, p1)
+                                    }
+                                }
+                            }
+                            integerConvImage(
+                                UnsafePointer(band.baseAddress!), c: c, h: count, w: w, weight: weight, bias: bias,
+                                stride: stride, padding: (0, padding.1), outputRows: (ho, wo),
+                                output: output + oy0 * wo, pixels: (oy1 - oy0) * wo)
                         }
-                        integerConvImage(
-                            UnsafePointer(channelsLast), c: c, h: h, w: w, weight: weight, bias: bias, stride: stride,
-                            padding: padding, output: dst.baseAddress! + image * dst.count / n)
                     }
                 }
             }
@@ -153,19 +204,20 @@ extension Ops {
     }
 
     /// One channels-last image through the integer layer, its output pixels split over the cores;
-    /// writes every element of the image's NCHW output.
+    /// writes every element of the image's NCHW output, or the first `pixels` of each channel's
+    /// plane of `outputRows` (a band of an image whose planes are that size).
     private static func integerConvImage(
         _ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?,
-        stride: (Int, Int), padding: (Int, Int), output: UnsafeMutablePointer<Float>
+        stride: (Int, Int), padding: (Int, Int), outputRows: (Int, Int)? = nil,
+        output: UnsafeMutablePointer<Float>, pixels bandPixels: Int? = nil
     ) {
         let shape = weight.info.logicalShape
         let (o, kh, kw) = (shape[0], shape[2], shape[3])
         if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
         let (sh, sw) = stride
         let (ph, pw) = padding
-        let ho = (h + 2 * ph - kh) / sh + 1
-        let wo = (w + 2 * pw - kw) / sw + 1
-        let pixels = ho * wo
+        let (ho, wo) = outputRows ?? ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1)
+        let pixels = bandPixels ?? ho * wo
         let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
             withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in

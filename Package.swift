@@ -60,12 +60,15 @@ let package = Package(
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "CKernels", "CLibPNG"]),
+        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "CKernels", "CLibPNG", "CLibJPEG"]),
 
         // MARK: - Implementation details: system libraries and generated C
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // libpng for `dloral-verify --report`; shim.h holds the setjmp-protected encode.
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // libjpeg-turbo for JPEG frames, decoded as Pillow decodes them; shim.h holds the
+        // setjmp-protected header read and decode.
+        .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(
             name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
         // protoc-c output for Formats/onnx-subset.proto, generated once and committed
@@ -100,6 +103,7 @@ if ProcessInfo.processInfo.environment["DLORAL_FUZZ"] != nil {
         ("onnx", ["DLoRALFormats"]),
         ("dlrt", ["DLoRALFormats"]),
         ("png", ["DLoRALEngine", "DLoRALFormats"]),
+        ("jpeg", ["DLoRALEngine", "DLoRALFormats"]),
     ]
     for (name, dependencies) in fuzzTargets {
         package.targets.append(

@@ -18,8 +18,9 @@ public struct RunCommand: ParsableCommand {
             the VAE tiled past its tile sizes), colour-fixed against the prepared input frame and \
             written one PNG per frame after the first (a folder input keeps each frame's name, a \
             video input gives frame_0001.png …), or as one video when --output ends in .mp4, .mkv, \
-            .mov, .avi or .webm. Memory does not grow with the clip's length. Videos and JPEG frames \
-            go through ffmpeg (apt-get install ffmpeg); PNG folders need nothing.
+            .mov, .avi or .webm. Memory does not grow with the clip's length. Videos go through \
+            ffmpeg (apt-get install ffmpeg); folders of PNG or JPEG frames need nothing (JPEGs are \
+            decoded with libjpeg-turbo to Pillow's bytes).
 
             Each frame is written atomically: an interrupted run leaves only complete frames, and \
             --resume continues it. --frames START:END restores output frames START to END−1 only, \
@@ -34,7 +35,7 @@ public struct RunCommand: ParsableCommand {
     @Argument(help: "The runtime file (.dlrt).")
     var model: String
 
-    @Option(help: ArgumentHelp("A folder of PNG (or JPEG) frames in name order, or a video file.", valueName: "folder|video"))
+    @Option(help: ArgumentHelp("A folder of PNG or JPEG frames in name order, or a video file.", valueName: "folder|video"))
     var input: String
 
     @Option(help: ArgumentHelp("A folder for the restored PNG frames (created if needed), or a video file (.mp4, .mkv, .mov, .avi, .webm).", valueName: "folder|video"))

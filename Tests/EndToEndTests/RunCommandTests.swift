@@ -196,6 +196,60 @@ struct RunCommandTests {
         #expect(w.stderr.contains("apt-get install ffmpeg") && !FileManager.default.fileExists(atPath: video.path), "\(w.stderr)")
     }
 
+    /// JPEG frames are decoded in-process to Pillow's bytes: with no ffmpeg on PATH, the run on
+    /// the JPEG folder writes exactly what the run on Pillow's PNG decodes of the same frames
+    /// writes (Tests/Fixtures/jpeg, Tools/fixtures/make_jpeg_references.py).
+    @Test func aFolderOfJPEGFramesNeedsNoFFmpegAndRunsOnPillowsPixels() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/jpeg")
+        let jpegs = Self.fresh("jpeg-in"), pngs = Self.fresh("jpeg-png-in")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("clip"), to: jpegs)
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("clip_png"), to: pngs)
+        #expect(Self.files(jpegs) == ["frame_0000.jpg", "frame_0001.jpg", "frame_0002.jpg"])
+        #expect(Self.files(pngs) == ["frame_0000.png", "frame_0001.png", "frame_0002.png"])
+
+        let fromJPEG = Self.fresh("jpeg-out"), fromPNG = Self.fresh("jpeg-png-out")
+        let r = try Self.run(["--input", jpegs.path, "--output", fromJPEG.path, "--process-size", "32"], environment: ["PATH": "/nonexistent"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let p = try Self.run(["--input", pngs.path, "--output", fromPNG.path, "--process-size", "32"])
+        #expect(p.status == 0, "\(p.stderr)")
+        #expect(Self.files(fromJPEG) == ["frame_0001.png", "frame_0002.png"])
+        #expect(Self.contents(fromJPEG) == Self.contents(fromPNG), "the JPEG frames did not decode to Pillow's pixels")
+
+        // A truncated last frame: its header is whole, so it is found when decoded: exit 2 naming
+        // it, the frame before it written whole and nothing else in the folder.
+        let damaged = Self.fresh("jpeg-damaged-in")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("clip"), to: damaged)
+        let last = damaged.appendingPathComponent("frame_0002.jpg")
+        let bytes = [UInt8](try Data(contentsOf: last))
+        // Cut in the middle of the scan data (after the SOS marker FF DA), past the header.
+        let sos = try #require((0..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xDA })
+        try Data(bytes.prefix((sos + bytes.count) / 2)).write(to: last)
+        let damagedOut = Self.fresh("jpeg-damaged-out")
+        let d = try Self.run(["--input", damaged.path, "--output", damagedOut.path, "--process-size", "32"], environment: ["PATH": "/nonexistent"])
+        #expect(d.status == 2 && d.stderr.contains(last.path) && d.stderr.contains("Premature end of JPEG file"), "\(d.stderr)")
+        #expect(!d.stderr.contains("Fatal error") && !d.stderr.contains("ffmpeg"), "\(d.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: damagedOut.path)
+        #expect(left == ["frame_0001.png"], "\(left)")
+        #expect(try Data(contentsOf: damagedOut.appendingPathComponent("frame_0001.png")) == Self.contents(fromPNG)["frame_0001.png"])
+        // Cut inside its header: refused when the headers are read, before anything is written.
+        try Data(bytes.prefix(sos / 2)).write(to: last)
+        let headerOut = Self.fresh("jpeg-header-out")
+        let h = try Self.run(["--input", damaged.path, "--output", headerOut.path, "--process-size", "32"])
+        #expect(h.status == 2 && h.stderr.contains(last.path) && h.stderr.contains("not a readable JPEG"), "\(h.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: headerOut.path))
+
+        // A CMYK frame: refused from its header, before the model runs.
+        let cmyk = Self.fresh("jpeg-cmyk-in")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("clip"), to: cmyk)
+        try FileManager.default.removeItem(at: cmyk.appendingPathComponent("frame_0001.jpg"))
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("cmyk.jpg"), to: cmyk.appendingPathComponent("frame_0001.jpg"))
+        let cmykOut = Self.fresh("jpeg-cmyk-out")
+        let c = try Self.run(["--input", cmyk.path, "--output", cmykOut.path, "--process-size", "32"])
+        #expect(c.status == 2 && c.stderr.contains(cmyk.appendingPathComponent("frame_0001.jpg").path) && c.stderr.contains("CMYK"), "\(c.stderr)")
+        #expect(Self.files(cmykOut).isEmpty)
+    }
+
     @Test func badInputsExitTwoWithClearMessages() throws {
         let good = Self.fresh("bad-good")
         try RestoreFramesTests.writeFrames(good, count: 3, width: 8, height: 8)

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 seconds=${1:-60}
 shift || true
-all_targets=(safetensors torch-zip pickle onnx dlrt png)
+all_targets=(safetensors torch-zip pickle onnx dlrt png jpeg)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 scratch=${DLORAL_FUZZ_SCRATCH:-$root/.build-fuzz}

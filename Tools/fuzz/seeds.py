@@ -11,6 +11,8 @@ onnx: the bad-ONNX fixtures plus small models written here field by field (proto
 format), with every attribute type and initializers in raw, typed and external data
 (`weights.bin`, which the target provides).
 png: images of every colour type and bit depth, interlaced or not, written with zlib.
+jpeg: the JPEGs of Tests/Fixtures/jpeg (written by Pillow: baseline, progressive, every
+subsampling, RGB, grayscale, CMYK, truncated).
 dlrt: written by the target itself (`DLORAL_FUZZ_WRITE_SEEDS`), see run.sh.
 Only the standard library is used.
 """
@@ -262,8 +264,14 @@ def seeds_png(out):
             f.write(png(w, h, ct, bd, il, extra))
 
 
+# --- jpeg --------------------------------------------------------------------------------------
+
+def seeds_jpeg(out):
+    copy_all(fixtures("jpeg/**/*.jpg", 8192), out)
+
+
 if __name__ == "__main__":
     target, folder = sys.argv[1], sys.argv[2]
     os.makedirs(folder, exist_ok=True)
     {"safetensors": seeds_safetensors, "torch-zip": seeds_torch_zip, "pickle": seeds_pickle,
-     "onnx": seeds_onnx, "png": seeds_png}[target](folder)
+     "onnx": seeds_onnx, "png": seeds_png, "jpeg": seeds_jpeg}[target](folder)

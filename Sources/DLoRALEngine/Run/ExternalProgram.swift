@@ -4,7 +4,7 @@ import Foundation
 import Glibc
 #endif
 
-/// ffmpeg and ffprobe, run as subprocesses: video (and JPEG) frames go through them as raw RGB
+/// ffmpeg and ffprobe, run as subprocesses: video frames go through them as raw RGB
 /// on a pipe, so no codec library is linked in.
 public enum ExternalProgram {
     /// The executable `name` on PATH, or nil.
@@ -20,7 +20,7 @@ public enum ExternalProgram {
     /// The executable, or an error naming the program, why it is needed and how to install it.
     /// - Parameter instead: what works without it.
     public static func require(_ name: String, for file: String, purpose: String,
-                               instead: String = "give a folder of PNG frames") throws -> String {
+                               instead: String = "give a folder of PNG or JPEG frames") throws -> String {
         if let found = find(name) { return found }
         throw FormatError(.io, file: file, "\(purpose) needs \(name), which is not on PATH; install it (Debian/Ubuntu: apt-get install ffmpeg) or \(instead)")
     }

@@ -24,15 +24,15 @@ public enum FrameSources {
     public static func open(_ path: String) throws -> FrameSource {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw FormatError(.io, file: path, "no such file or folder; --input takes a folder of PNG (or JPEG) frames or a video file")
+            throw FormatError(.io, file: path, "no such file or folder; --input takes a folder of PNG or JPEG frames or a video file")
         }
         return isFolder.boolValue ? try FolderFrames(folder: path) : try VideoFrames(path: path)
     }
 }
 
 /// A folder of PNG or JPEG frames in name order (hidden files skipped). PNGs are decoded with
-/// libpng; JPEGs through ffmpeg (decoders differ by a level here and there: Pillow, which upstream
-/// uses, is libjpeg; convert JPEG frames to PNG with Pillow for bit-exact runs).
+/// libpng, JPEGs with libjpeg-turbo as Pillow (which upstream reads frames with) decodes them:
+/// the same bytes, no ffmpeg needed.
 public final class FolderFrames: FrameSource {
     public let path: String
     public let names: [String]
@@ -40,7 +40,6 @@ public final class FolderFrames: FrameSource {
     public let height: Int
     public var frameCount: Int { names.count }
     public var frameRate: String? { nil }
-    let ffmpeg: String?
 
     static func isPNG(_ name: String) -> Bool { name.lowercased().hasSuffix(".png") }
     static func isJPEG(_ name: String) -> Bool { [".jpg", ".jpeg"].contains { name.lowercased().hasSuffix($0) } }
@@ -59,12 +58,8 @@ public final class FolderFrames: FrameSource {
             throw FormatError(.invalidModel, file: folder, "holds \(found.count) PNG or JPEG \(found.count == 1 ? "frame" : "frames"); DLoRAL needs at least 2 (a previous and a current frame)")
         }
         names = found
-        if let jpeg = found.first(where: Self.isJPEG) {
-            ffmpeg = try ExternalProgram.require("ffmpeg", for: (folder as NSString).appendingPathComponent(jpeg), purpose: "decoding JPEG frames")
-        } else {
-            ffmpeg = nil
-        }
-        // Every PNG header is read up front: a frame of another size is refused before any work.
+        // Every header is read up front: a frame of another size (or a JPEG that is not RGB) is
+        // refused before any work.
         var size: (width: Int, height: Int)?
         var sizeFrom = ""
         for name in found {
@@ -73,10 +68,8 @@ public final class FolderFrames: FrameSource {
             if Self.isPNG(name) {
                 try FrameSequence.checkSignature(file)
                 this = try PNGReader.size(path: file)
-            } else if size == nil {
-                this = try Self.probeJPEG(file, ffprobe: try ExternalProgram.require("ffprobe", for: file, purpose: "reading JPEG frames"))
             } else {
-                continue  // checked when decoded
+                this = try JPEGReader.size(path: file)
             }
             if let size, size != this {
                 throw FormatError(.invalidModel, file: file, "is \(this.width)×\(this.height) but \(sizeFrom) is \(size.width)×\(size.height); all frames must share one size")
@@ -87,16 +80,6 @@ public final class FolderFrames: FrameSource {
         height = size!.height
     }
 
-    static func probeJPEG(_ file: String, ffprobe: String) throws -> (width: Int, height: Int) {
-        let data = try ExternalProgram.output(ffprobe, ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "json", file],
-                                              file: file, what: "read the JPEG's size")
-        let json = try? StrictJSONParser.parse(String(decoding: data, as: UTF8.self))
-        guard let stream = json?["streams"]?.arrayValue?.first, let w = stream["width"]?.intValue, let h = stream["height"]?.intValue, w > 0, h > 0 else {
-            throw FormatError(.malformed, file: file, "ffprobe found no picture in it; give PNG or JPEG frames")
-        }
-        return (w, h)
-    }
-
     public func outputName(_ index: Int) -> String {
         let name = names[index]
         if Self.isPNG(name) { return name }
@@ -105,17 +88,7 @@ public final class FolderFrames: FrameSource {
 
     public func read(_ index: Int) throws -> RGBImage {
         let file = (path as NSString).appendingPathComponent(names[index])
-        let image: RGBImage
-        if Self.isPNG(names[index]) {
-            image = try PNGReader.read(path: file)
-        } else {
-            let data = try ExternalProgram.output(ffmpeg!, ["-nostdin", "-v", "error", "-i", file, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                                                  file: file, what: "decode the JPEG")
-            guard data.count == width * height * 3 else {
-                throw FormatError(.invalidModel, file: file, "decodes to \(data.count) bytes, not a \(width)×\(height) RGB picture; all frames must share one size (that of \(names[0]))")
-            }
-            image = RGBImage(width: width, height: height, pixels: [UInt8](data))
-        }
+        let image = Self.isPNG(names[index]) ? try PNGReader.read(path: file) : try JPEGReader.read(path: file)
         guard image.width == width, image.height == height else {
             throw FormatError(.invalidModel, file: file, "is \(image.width)×\(image.height) but the frames before it are \(width)×\(height); all frames must share one size")
         }

@@ -19,9 +19,8 @@
  * Image.open(f).convert("RGB"): the bytes are Pillow's.
  *
  * Warnings: libjpeg reports damaged data (a truncated file, a bad Huffman code, bytes before a
- * marker) as a warning and carries on with made-up data; Pillow refuses a truncated file. Here
- * every warning is an error, except an unknown JFIF revision number (metadata only). Trace
- * messages are dropped: nothing is printed on stderr.
+ * marker) as a warning and carries on. Pillow refuses a truncated file and decodes the rest, and
+ * so does this shim (cjpeg_emit_message). Nothing is printed on stderr.
  */
 
 /* Progressive files from encoders have about ten scans; a crafted one with thousands makes the
@@ -50,10 +49,12 @@ static inline void cjpeg_error_exit(j_common_ptr info) {
     longjmp(context->jump, 1);
 }
 
+/* Warnings as Pillow treats them: data that ends early is an error (Pillow: "image file is
+ * truncated"); the rest (stray bytes between markers, a bad Huffman code libjpeg recovers from, an
+ * unknown JFIF revision) is decoded through, as Pillow, which ignores libjpeg's warnings, does. */
 static inline void cjpeg_emit_message(j_common_ptr info, int level) {
     if (level >= 0) return;  /* trace messages */
-    if (info->err->msg_code == JWRN_JFIF_MAJOR) return;
-    cjpeg_error_exit(info);
+    if (info->err->msg_code == JWRN_JPEG_EOF) cjpeg_error_exit(info);
 }
 
 static inline void cjpeg_output_message(j_common_ptr info) { (void)info; }

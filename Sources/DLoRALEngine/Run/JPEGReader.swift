@@ -9,8 +9,9 @@ import Glibc
 /// 8-bit RGB with libjpeg-turbo, set up as Pillow sets up the same library for
 /// `Image.open(f).convert("RGB")` (integer IDCT, fancy upsampling; grey copied to R, G and B),
 /// so frames decode to Pillow's bytes, which upstream DLoRAL reads. CMYK and YCCK pictures are
-/// refused (Pillow's CMYK → RGB conversion is not a colour-managed one); so is damaged data
-/// (a truncated file, a corrupt scan), which libjpeg would fill with made-up pixels.
+/// refused (Pillow's CMYK → RGB conversion is not a colour-managed one); so is a truncated file,
+/// as Pillow refuses it. Damage libjpeg recovers from (stray bytes between markers) decodes as in
+/// Pillow (`cjpeg_emit_message`).
 public enum JPEGReader {
     /// The largest side read, as for PNG frames.
     public static let maximumSide = PNGReader.maximumSide

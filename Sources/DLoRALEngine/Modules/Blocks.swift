@@ -96,17 +96,26 @@ public struct BlocksConv2d: Sendable {
                 statistics: statistics)
             return Ops.conv2d(nhwc: nhwc, weight: weight, bias: bias, stride: stride, padding: padding)
         }
+        if case .float(let weight) = kernel, x.rank == 4 {
+            // The normalised input is made band by band, never whole: the same bits.
+            return Ops.conv2d(normalizing: x, groups: norm.groups, scale: norm.weight, shift: norm.bias, eps: norm.eps,
+                              silu: silu, statistics: statistics, weight: weight, bias: bias, stride: stride, padding: padding)
+        }
         return self(norm(x, silu: silu, statistics: statistics))
     }
 
-    /// `self(Ops.upsampleNearest(x, to: size))`. On the integer path (outside calibration) the
-    /// upsampled input is gathered band by band from `x` and never made whole: the same bits,
-    /// without an activation four times the size of `x`.
+    /// `self(Ops.upsampleNearest(x, to: size))`. The upsampled input is gathered band by band from
+    /// `x` and never made whole (except to calibrate an integer layer): the same bits, without an
+    /// activation four times the size of `x`.
     public func callAsFunction(upsampling x: Tensor, to size: (h: Int, w: Int)) -> Tensor {
-        if case .integer(let weight) = kernel, ActivationProbe.current == nil, x.rank == 4 {
+        switch kernel {
+        case .integer(let weight) where ActivationProbe.current == nil && x.rank == 4:
             return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, upsampledTo: size)
+        case .float(let weight) where x.rank == 4:
+            return Ops.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, upsampledTo: size)
+        default:
+            return self(Ops.upsampleNearest(x, to: size))
         }
-        return self(Ops.upsampleNearest(x, to: size))
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -71,6 +71,150 @@ extension Ops {
         }
     }
 
+    /// `conv2d(upsampleNearest(x, to: size))` without making the upsampled input: each band of
+    /// output rows gathers the rows it reads from `x` (the decoder's upsamplers; the same bits).
+    public static func conv2d(
+        _ x: Tensor, weight: FloatWeight, bias: Tensor?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+        upsampledTo size: (h: Int, w: Int)
+    ) -> Tensor {
+        let (n, c, sourceH, sourceW) = x.nchw("conv2d")
+        precondition((sourceH > 0 || size.h == 0) && (sourceW > 0 || size.w == 0), "conv2d upsampling \(sourceH)×\(sourceW) to \(size)")
+        let rowMap = (0..<size.h).map { nearestSource($0, input: sourceH, output: size.h) }
+        let columnMap = (0..<size.w).map { nearestSource($0, input: sourceW, output: size.w) }
+        return x.data.withUnsafeBufferPointer { src in
+            bandedConv2d(n: n, c: c, h: size.h, w: size.w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                image, y0, rows, band, channelStride in
+                parallelRanges(c, work: c * rows * size.w) { c0, c1 in
+                    for ch in c0..<c1 {
+                        let plane = src.baseAddress! + (image * c + ch) * sourceH * sourceW
+                        for r in 0..<rows {
+                            let line = plane + rowMap[y0 + r] * sourceW
+                            let out = band + ch * channelStride + r * size.w
+                            for ox in 0..<size.w { out[ox] = line[columnMap[ox]] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `conv2d(groupNorm(x, …))` (SiLU too with `silu`) without making the normalised input: the
+    /// statistics come from the whole of `x` (or `statistics`), then each band of output rows
+    /// normalises the rows it reads (`dloral_group_norm` is its statistics, then this elementwise
+    /// apply: the same bits).
+    public static func conv2d(
+        normalizing x: Tensor, groups: Int, scale: Tensor?, shift: Tensor?, eps: Float, silu: Bool,
+        statistics: GroupNormStatistics? = nil,
+        weight: FloatWeight, bias: Tensor?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
+        let (n, c, h, w) = x.nchw("conv2d")
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        if let scale { precondition(scale.count == c, "groupNorm weight has \(scale.count) elements, C = \(c)") }
+        if let shift { precondition(shift.count == c, "groupNorm bias has \(shift.count) elements, C = \(c)") }
+        let channelsPerGroup = c / groups
+        var mean = statistics?.mean ?? [Float](repeating: 0, count: n * groups)
+        var rstd = statistics?.rstd ?? [Float](repeating: 0, count: n * groups)
+        precondition(mean.count == n * groups && rstd.count == n * groups && (statistics?.groups ?? groups) == groups,
+                     "groupNorm: statistics for \(mean.count) groups, \(x.shape) has \(n * groups)")
+        return x.data.withUnsafeBufferPointer { src in
+            let groupSize = channelsPerGroup * h * w
+            if statistics == nil, groupSize > 0 {
+                mean.withUnsafeMutableBufferPointer { m in
+                    rstd.withUnsafeMutableBufferPointer { r in
+                        let (means, rstds) = (m.baseAddress!, r.baseAddress!)
+                        parallelRanges(n * groups, work: n * groups * groupSize * 2) { g0, g1 in
+                            for g in g0..<g1 {
+                                dloral_group_norm_stats(groupSize, src.baseAddress! + g * groupSize, eps, means + g, rstds + g)
+                            }
+                        }
+                    }
+                }
+            }
+            return withOptionalPointer(scale) { scales in
+                withOptionalPointer(shift) { shifts in
+                    bandedConv2d(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                        image, y0, rows, band, channelStride in
+                        parallelRanges(c, work: c * rows * w * 8) { c0, c1 in
+                            for ch in c0..<c1 {
+                                let g = image * groups + ch / channelsPerGroup
+                                dloral_group_norm_apply(
+                                    1, rows * w, src.baseAddress! + (image * c + ch) * h * w + y0 * w, mean[g], rstd[g],
+                                    scales.map { $0 + ch }, shifts.map { $0 + ch }, silu ? 1 : 0, band + ch * channelStride)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A convolution of an input that is made band by band: for each band of at most
+    /// `bandBytes` of input rows, `fill(image, y0, rows, band, channelStride)` writes input rows
+    /// y0 ..< y0 + rows of every channel (channel `ch` at `band + ch · channelStride`, rows `w`
+    /// apart); the padding rows are zeros written here. Each band is one implicit GEMM whose
+    /// output pixels are a run of the image's, computed as in `conv2d` (the same bits).
+    private static func bandedConv2d(
+        n: Int, c: Int, h: Int, w: Int, weight: FloatWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+        fill: (Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
+    ) -> Tensor {
+        precondition(weight.shape.count == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
+        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d stride \(stride) / padding \(padding)")
+        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
+        let ho = (h + 2 * ph - kh) / sh + 1
+        let wo = (w + 2 * pw - kw) / sw + 1
+        let rowBytes = max(1, c * w * MemoryLayout<Float>.size)
+        let bandRows = max(1, min(ho, (bandBytes / rowBytes - kh) / sh + 1))
+        let capacity = (bandRows - 1) * sh + kh
+        var band = [Float](repeating: 0, count: c * capacity * w)
+        var staging = [Float](repeating: 0, count: bandRows < ho ? o * bandRows * wo : 0)
+        return Tensor(shape: [n, o, ho, wo]) { dst in
+            guard dst.count > 0 else { return }
+            band.withUnsafeMutableBufferPointer { band in
+                staging.withUnsafeMutableBufferPointer { staging in
+                    weight.withElements { wt, half in
+                        for image in 0..<n {
+                            let output = dst.baseAddress! + image * o * ho * wo
+                            for oy0 in Swift.stride(from: 0, to: ho, by: bandRows) {
+                                let oy1 = min(ho, oy0 + bandRows)
+                                let first = oy0 * sh - ph, rows = (oy1 - 1) * sh + kh - oy0 * sh
+                                let y0 = max(0, first), y1 = min(h, first + rows)
+                                let channelStride = rows * w
+                                for ch in 0..<c {
+                                    let plane = band.baseAddress! + ch * channelStride
+                                    if y0 > first { plane.update(repeating: 0, count: (y0 - first) * w) }
+                                    if first + rows > max(y1, y0) {
+                                        let top = max(y1, y0) - first
+                                        (plane + top * w).update(repeating: 0, count: (rows - top) * w)
+                                    }
+                                }
+                                if y1 > y0 { fill(image, y0, y1 - y0, band.baseAddress! + (y0 - first) * w, channelStride) }
+                                // The whole image in one band writes the output in place.
+                                let pixels = (oy1 - oy0) * wo
+                                let target = bandRows < ho ? staging.baseAddress! : output
+                                if let bias {
+                                    for oc in 0..<o { (target + oc * pixels).update(repeating: bias.data[oc], count: pixels) }
+                                }
+                                var geometry = dloral_conv_geometry(
+                                    c: c, h: rows, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: 0, pw: pw, ho: oy1 - oy0, wo: wo)
+                                dloral_sconv2d(half ? 1 : 0, o, wt, &geometry, band.baseAddress!, bias == nil ? 0 : 1, target)
+                                if bandRows < ho {
+                                    for oc in 0..<o {
+                                        (output + oc * ho * wo + oy0 * wo).update(from: target + oc * pixels, count: pixels)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// `torch.nn.functional.linear`: `y = x · Wᵀ + b` over the last axis.
     /// - Parameters:
     ///   - x: `[*, in]`.

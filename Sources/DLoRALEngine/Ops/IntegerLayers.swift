@@ -90,10 +90,11 @@ extension Ops {
         body(prepared, parts)
     }
 
-    /// Bytes of channels-last input a band of output rows reads at most (at least one band row):
-    /// the integer layer reads channels-last, and a band at a time keeps that copy small instead
-    /// of a second copy of the whole input (943 MB for a 256-channel 1280×720 decoder activation).
-    nonisolated(unsafe) static var channelsLastBandBytes = 64 << 20
+    /// Bytes of input a band of output rows reads at most (at least one band row) where a
+    /// convolution makes its input as it goes: channels-last for the integer layers, normalised or
+    /// upsampled for the float ones. A band at a time keeps that copy small instead of a second
+    /// copy of the whole input (943 MB for a 256-channel 1280×720 decoder activation).
+    nonisolated(unsafe) static var bandBytes = 64 << 20
 
     /// `conv2d` with int8 weights and activations quantized per output pixel to int8 or int16
     /// (the row of the im2col matrix), int32 accumulation, dequantized with bias.
@@ -115,7 +116,7 @@ extension Ops {
         let (ho, wo) = (shape[2], shape[3])
         // Output rows per band, and the input rows (padding rows included, as zeros) they read.
         let rowBytes = max(1, c * w * MemoryLayout<Float>.size)
-        let bandRows = max(1, min(ho, (channelsLastBandBytes / rowBytes - kh) / sh + 1))
+        let bandRows = max(1, min(ho, (bandBytes / rowBytes - kh) / sh + 1))
         let bandCapacity = (bandRows - 1) * sh + kh
         var band = [Float](repeating: 0, count: bandCapacity * w * c)
         var sourceRow = [Float](repeating: 0, count: size == nil ? 0 : sourceW * c)

@@ -3,14 +3,15 @@ import DLoRALFormats
 import Foundation
 import Testing
 
-/// The integer convolution reads its input channels-last one band of output rows at a time, with
-/// padding rows written as zeros and, for the decoder's upsamplers, the nearest-upsampled rows
-/// gathered from the small input. Each output pixel is quantized and summed from its own im2col
-/// row (Formats/dlrt.md §4.1), so neither the band size nor gathering instead of upsampling first
-/// may change a bit: compared here against one band over the whole image and against
-/// `upsampleNearest` made whole, which the W8A8/W8A16 reference tests check against PyTorch.
-@Suite("integer convolution in bands of rows")
-struct IntegerConvBandTests {
+/// Convolutions whose input is made as they go read it one band of output rows at a time, with
+/// padding rows written as zeros: the integer layers' channels-last copy, and the decoder's
+/// upsampled or GroupNorm-normalised inputs (integer and float). Each output pixel is computed
+/// from its own im2col row (quantized per row, Formats/dlrt.md §4.1, or summed in the GEMM's fixed
+/// order), so neither the band size nor making the input per band may change a bit: compared
+/// here against one band over the whole image and against `upsampleNearest` / `groupNorm` made
+/// whole, which the reference tests check against PyTorch.
+@Suite("convolutions in bands of rows")
+struct ConvolutionBandTests {
     /// The tiny model quantized with each integer scheme, once per process.
     static let models: [(String, RuntimeModel)] = {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("dloral-bands-\(UUID().uuidString)")
@@ -50,9 +51,9 @@ struct IntegerConvBandTests {
 
     /// Runs `body` with bands of at most `bytes` of channels-last input (at least one output row).
     static func withBandBytes<R>(_ bytes: Int, _ body: () throws -> R) rethrows -> R {
-        let saved = Ops.channelsLastBandBytes
-        Ops.channelsLastBandBytes = bytes
-        defer { Ops.channelsLastBandBytes = saved }
+        let saved = Ops.bandBytes
+        Ops.bandBytes = bytes
+        defer { Ops.bandBytes = saved }
         return try body()
     }
 
@@ -107,6 +108,61 @@ struct IntegerConvBandTests {
                     let equal = Self.same(gathered, made)
                     #expect(equal, "\(scheme): to \(size), band bytes \(bytes): gathered and made differ")
                 }
+            }
+        }
+    }
+
+    /// A float weight [O, C, k, k] and bias with values of every sign and magnitude.
+    static func floatLayer(out o: Int, in c: Int, kernel k: Int, seed: UInt64) -> (FloatWeight, Tensor) {
+        (FloatWeight(input([o, c, k, k], seed: seed)), input([o], seed: seed + 1))
+    }
+
+    @Test("float: the normalised input made per band gives the bits of groupNorm then the convolution", arguments: [
+        // kernel, stride, padding, input [N, C, H, W], groups
+        (3, 1, 1, [2, 8, 13, 9], 4),
+        (3, 2, 1, [1, 8, 15, 12], 2),
+        (1, 1, 0, [1, 6, 11, 7], 3),
+        // K = 576 and 48 outputs: the GEMM's blocks along K and its threads, as in the decoder.
+        (3, 1, 1, [1, 64, 40, 36], 8),
+    ])
+    func floatNormalisedBands(kernel: Int, stride: Int, padding: Int, shape: [Int], groups: Int) throws {
+        let x = Self.input(shape, seed: 11)
+        let (weight, bias) = Self.floatLayer(out: shape[1] > 32 ? 48 : 5, in: shape[1], kernel: kernel, seed: 3)
+        let (scale, shift) = (Self.input([shape[1]], seed: 5), Self.input([shape[1]], seed: 6))
+        let statistics = GroupNormStatistics(groups: groups, mean: (0..<shape[0] * groups).map { Float($0) * 0.25 - 0.5 },
+                                             rstd: (0..<shape[0] * groups).map { 0.5 + Float($0) * 0.125 })
+        for silu in [false, true] {
+            for given in [nil, statistics] {
+                let normalised = given.map { Ops.groupNorm(x, statistics: $0, weight: scale, bias: shift, silu: silu) }
+                    ?? Ops.groupNorm(x, groups: groups, weight: scale, bias: shift, eps: 1e-6, silu: silu)
+                for b in [bias, nil] as [Tensor?] {
+                    let made = Ops.conv2d(normalised, weight: weight, bias: b, stride: (stride, stride), padding: (padding, padding))
+                    let rowBytes = shape[1] * shape[3] * 4
+                    for bytes in [Int.max / 2, 1, 2 * rowBytes, 5 * rowBytes] {
+                        let banded = Self.withBandBytes(bytes) {
+                            Ops.conv2d(normalizing: x, groups: groups, scale: scale, shift: shift, eps: 1e-6, silu: silu,
+                                       statistics: given, weight: weight, bias: b, stride: (stride, stride), padding: (padding, padding))
+                        }
+                        let equal = Self.same(banded, made)
+                        #expect(equal, "silu \(silu), statistics \(given != nil), bias \(b != nil), band bytes \(bytes): differ")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("float: upsampling gathered per band gives the bits of upsampleNearest then the convolution")
+    func floatGatheredUpsampling() throws {
+        let x = Self.input([2, 6, 5, 7], seed: 9)
+        let (weight, bias) = Self.floatLayer(out: 4, in: 6, kernel: 3, seed: 4)
+        for size in [(10, 14), (9, 13), (11, 7)] {
+            let made = Ops.conv2d(Ops.upsampleNearest(x, to: size), weight: weight, bias: bias, stride: (1, 1), padding: (1, 1))
+            for bytes in [Int.max / 2, 1, 3 * 14 * 6 * 4] {
+                let gathered = Self.withBandBytes(bytes) {
+                    Ops.conv2d(x, weight: weight, bias: bias, stride: (1, 1), padding: (1, 1), upsampledTo: size)
+                }
+                let equal = Self.same(gathered, made)
+                #expect(equal, "to \(size), band bytes \(bytes): gathered and made differ")
             }
         }
     }

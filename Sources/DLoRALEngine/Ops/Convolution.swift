@@ -27,16 +27,9 @@ extension Ops {
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        precondition(weight.shape.count == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
-        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
-        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (o, kh, kw, ho, wo) = floatConvShape(c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding)
         let (sh, sw) = stride
         let (ph, pw) = padding
-        precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d stride \(stride) / padding \(padding)")
-        let ho = (h + 2 * ph - kh) / sh + 1
-        let wo = (w + 2 * pw - kw) / sw + 1
-        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
         let k = c * kh * kw
         let columnsPerImage = ho * wo
         let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
@@ -69,6 +62,22 @@ extension Ops {
                 }
             }
         }
+    }
+
+    /// Checks a float convolution's weight, bias, stride and padding against its input; returns
+    /// (outputs, kh, kw, ho, wo).
+    private static func floatConvShape(
+        c: Int, h: Int, w: Int, weight: FloatWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int)
+    ) -> (Int, Int, Int, Int, Int) {
+        precondition(weight.shape.count == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
+        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+        precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
+        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (sh, sw) = stride
+        let (ph, pw) = padding
+        precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d stride \(stride) / padding \(padding)")
+        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
+        return (o, kh, kw, (h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1)
     }
 
     /// `conv2d(upsampleNearest(x, to: size))` without making the upsampled input: each band of
@@ -157,16 +166,9 @@ extension Ops {
         n: Int, c: Int, h: Int, w: Int, weight: FloatWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
         fill: (Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
     ) -> Tensor {
-        precondition(weight.shape.count == 4, "conv2d weight must be [O, C, kh, kw], got \(weight.shape)")
-        let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-        precondition(weight.shape[1] == c, "conv2d weight \(weight.shape) does not take \(c) input channels")
-        if let bias { precondition(bias.count == o, "conv2d bias has \(bias.count) elements for \(o) outputs") }
+        let (o, kh, kw, ho, wo) = floatConvShape(c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding)
         let (sh, sw) = stride
         let (ph, pw) = padding
-        precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d stride \(stride) / padding \(padding)")
-        precondition(h + 2 * ph >= kh && w + 2 * pw >= kw, "conv2d kernel \(kh)×\(kw) larger than padded \(h)×\(w)")
-        let ho = (h + 2 * ph - kh) / sh + 1
-        let wo = (w + 2 * pw - kw) / sw + 1
         let rowBytes = max(1, c * w * MemoryLayout<Float>.size)
         let bandRows = max(1, min(ho, (bandBytes / rowBytes - kh) / sh + 1))
         let capacity = (bandRows - 1) * sh + kh

@@ -112,6 +112,32 @@ struct ConvolutionBandTests {
         }
     }
 
+    @Test("integer: the normalised input made per band gives the bits of groupNormNHWC then the convolution")
+    func integerNormalisedBands() throws {
+        for (scheme, model) in Self.models {
+            let weight = try Self.integerWeight(model, "decoder.up_blocks.0.resnets.0.conv1.weight")
+            let c = weight.info.logicalShape[1]
+            let x = Self.input([2, c, 13, 9], seed: 21)
+            let (scale, shift) = (Self.input([c], seed: 22), Self.input([c], seed: 23))
+            let statistics = GroupNormStatistics(groups: 4, mean: (0..<8).map { Float($0) * 0.25 - 1 },
+                                                 rstd: (0..<8).map { 0.5 + Float($0) * 0.125 })
+            for silu in [false, true] {
+                for given in [nil, statistics] {
+                    let nhwc = Ops.groupNormNHWC(x, groups: 4, weight: scale, bias: shift, eps: 1e-6, silu: silu, statistics: given)
+                    let made = Ops.conv2d(nhwc: nhwc, weight: weight, bias: nil, stride: (1, 1), padding: (1, 1))
+                    for bytes in [Int.max / 2, 1, 3 * 9 * c * 4] {
+                        let banded = Self.withBandBytes(bytes) {
+                            Ops.conv2d(normalizing: x, groups: 4, scale: scale, shift: shift, eps: 1e-6, silu: silu,
+                                       statistics: given, weight: weight, bias: nil, stride: (1, 1), padding: (1, 1))
+                        }
+                        let equal = Self.same(banded, made)
+                        #expect(equal, "\(scheme): silu \(silu), statistics \(given != nil), band bytes \(bytes): differ")
+                    }
+                }
+            }
+        }
+    }
+
     /// A float weight [O, C, k, k] and bias with values of every sign and magnitude.
     static func floatLayer(out o: Int, in c: Int, kernel k: Int, seed: UInt64) -> (FloatWeight, Tensor) {
         (FloatWeight(input([o, c, k, k], seed: seed)), input([o], seed: seed + 1))

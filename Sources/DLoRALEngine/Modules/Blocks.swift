@@ -91,10 +91,9 @@ public struct BlocksConv2d: Sendable {
         normalizing x: Tensor, with norm: BlocksGroupNorm, silu: Bool, statistics: GroupNormStatistics? = nil
     ) -> Tensor {
         if case .integer(let weight) = kernel, ActivationProbe.current == nil, x.rank == 4 {
-            let nhwc = Ops.groupNormNHWC(
-                x, groups: norm.groups, weight: norm.weight, bias: norm.bias, eps: norm.eps, silu: silu,
-                statistics: statistics)
-            return Ops.conv2d(nhwc: nhwc, weight: weight, bias: bias, stride: stride, padding: padding)
+            // Normalised channels-last band by band, as the integer layer reads it: the same bits.
+            return Ops.conv2d(normalizing: x, groups: norm.groups, scale: norm.weight, shift: norm.bias, eps: norm.eps,
+                              silu: silu, statistics: statistics, weight: weight, bias: bias, stride: stride, padding: padding)
         }
         if case .float(let weight) = kernel, x.rank == 4 {
             // The normalised input is made band by band, never whole: the same bits.

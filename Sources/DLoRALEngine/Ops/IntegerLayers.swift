@@ -106,65 +106,133 @@ extension Ops {
         stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), upsampledTo size: (h: Int, w: Int)? = nil
     ) -> Tensor {
         let (n, c, sourceH, sourceW) = x.nchw("conv2d")
-        precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
         let (h, w) = size ?? (sourceH, sourceW)
         precondition(size == nil || ((sourceH > 0 || h == 0) && (sourceW > 0 || w == 0)), "conv2d upsampling \(sourceH)×\(sourceW) to \(h)×\(w)")
-        let rowMap = size.map { _ in (0..<h).map { nearestSource($0, input: sourceH, output: h) } }
-        let columnMap = size.map { _ in (0..<w).map { nearestSource($0, input: sourceW, output: w) } }
+        return x.data.withUnsafeBufferPointer { src in
+            guard size != nil else {
+                // The image rows of the band in one transpose, on all cores.
+                return bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                    image, y0, rows, band in
+                    let plane = src.baseAddress! + image * c * h * w + y0 * w
+                    parallelRanges(rows * w, work: c * rows * w * 4) { p0, p1 in
+                        dloral_chw_to_hwc_pixels(c, h * w, plane, band, p0, p1)
+                    }
+                }
+            }
+            let rowMap = (0..<h).map { nearestSource($0, input: sourceH, output: h) }
+            let columnMap = (0..<w).map { nearestSource($0, input: sourceW, output: w) }
+            var sourceRow = [Float](repeating: 0, count: sourceW * c)
+            return bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                image, y0, rows, band in
+                let plane = src.baseAddress! + image * c * sourceH * sourceW
+                for r in 0..<rows {
+                    let row = band + r * w * c
+                    // A row repeats its predecessor's when both come from the same source row.
+                    if r > 0, rowMap[y0 + r] == rowMap[y0 + r - 1] {
+                        row.update(from: row - w * c, count: w * c)
+                        continue
+                    }
+                    sourceRow.withUnsafeMutableBufferPointer { line in
+                        dloral_chw_to_hwc_pixels(c, sourceH * sourceW, plane + rowMap[y0 + r] * sourceW, line.baseAddress!, 0, sourceW)
+                        for ox in 0..<w {
+                            (row + ox * c).update(from: line.baseAddress! + columnMap[ox] * c, count: c)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `conv2d(groupNormNHWC(x, …))` without making the normalised input whole: the statistics
+    /// come from all of `x` (or `statistics`), then each band's rows are normalised channels-last
+    /// as they are read (`dloral_group_norm_nhwc` on those pixels: the same bits).
+    public static func conv2d(
+        normalizing x: Tensor, groups: Int, scale: Tensor?, shift: Tensor?, eps: Float, silu: Bool,
+        statistics: GroupNormStatistics? = nil,
+        weight: IntegerWeight, bias: Tensor?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
+    ) -> Tensor {
+        let (n, c, h, w) = x.nchw("conv2d")
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        if let scale { precondition(scale.count == c, "groupNorm weight has \(scale.count) elements, C = \(c)") }
+        if let shift { precondition(shift.count == c, "groupNorm bias has \(shift.count) elements, C = \(c)") }
+        if let statistics {
+            precondition(statistics.groups == groups && statistics.mean.count == n * groups && statistics.rstd.count == n * groups,
+                         "groupNorm: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
+        }
+        let channelsPerGroup = c / groups, plane = h * w
+        // Per image and channel, its group's mean and rstd.
+        var means = [Float](repeating: 0, count: n * c), rstds = [Float](repeating: 0, count: n * c)
+        return x.data.withUnsafeBufferPointer { src in
+            means.withUnsafeMutableBufferPointer { m in
+                rstds.withUnsafeMutableBufferPointer { r in
+                    let (meanOut, rstdOut) = (m.baseAddress!, r.baseAddress!)
+                    parallelRanges(n * groups, work: n * c * plane * 2) { g0, g1 in
+                        for g in g0..<g1 {
+                            let first = g * channelsPerGroup
+                            if let statistics {
+                                (meanOut[first], rstdOut[first]) = (statistics.mean[g], statistics.rstd[g])
+                            } else if plane > 0 {
+                                dloral_group_norm_stats(channelsPerGroup * plane, src.baseAddress! + first * plane, eps,
+                                                        meanOut + first, rstdOut + first)
+                            }
+                            for ch in first + 1..<first + channelsPerGroup {
+                                (meanOut[ch], rstdOut[ch]) = (meanOut[first], rstdOut[first])
+                            }
+                        }
+                    }
+                }
+            }
+            return withOptionalPointer(scale) { scales in
+                withOptionalPointer(shift) { shifts in
+                    means.withUnsafeBufferPointer { m in
+                        rstds.withUnsafeBufferPointer { r in
+                            bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                                image, y0, rows, band in
+                                let base = src.baseAddress! + image * c * plane + y0 * w
+                                parallelRanges(rows * w, work: c * rows * w * 8) { p0, p1 in
+                                    dloral_group_norm_nhwc(c, plane, base, m.baseAddress! + image * c, r.baseAddress! + image * c,
+                                                           scales, shifts, silu ? 1 : 0, band, p0, p1)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// An integer convolution of an input made channels-last band by band: for each band of at
+    /// most `bandBytes` of input rows, `fill(image, y0, rows, band)` writes input rows
+    /// y0 ..< y0 + rows channels-last at `band` (rows `w · c` apart); padding rows are zeros
+    /// written here. Each band's output pixels are a run of the image's, each quantized from its
+    /// own im2col row as over the whole image (the same bits).
+    private static func bandedIntegerConv(
+        n: Int, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+        fill: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void
+    ) -> Tensor {
+        precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
         let shape = integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)
         let (kh, sh, ph) = (weight.info.logicalShape[2], stride.0, padding.0)
         let (ho, wo) = (shape[2], shape[3])
-        // Output rows per band, and the input rows (padding rows included, as zeros) they read.
         let rowBytes = max(1, c * w * MemoryLayout<Float>.size)
         let bandRows = max(1, min(ho, (bandBytes / rowBytes - kh) / sh + 1))
-        let bandCapacity = (bandRows - 1) * sh + kh
-        var band = [Float](repeating: 0, count: bandCapacity * w * c)
-        var sourceRow = [Float](repeating: 0, count: size == nil ? 0 : sourceW * c)
+        var band = [Float](repeating: 0, count: ((bandRows - 1) * sh + kh) * w * c)
         return Tensor(shape: shape) { dst in
             guard dst.count > 0 else { return }
-            x.data.withUnsafeBufferPointer { src in
-                band.withUnsafeMutableBufferPointer { band in
-                    for image in 0..<n {
-                        let plane = src.baseAddress! + image * c * sourceH * sourceW
-                        let output = dst.baseAddress! + image * dst.count / n
-                        for oy0 in Swift.stride(from: 0, to: ho, by: bandRows) {
-                            let oy1 = min(ho, oy0 + bandRows)
-                            let first = oy0 * sh - ph, count = (oy1 - 1) * sh + kh - (oy0 * sh)
-                            for r in 0..<count {
-                                let row = band.baseAddress! + r * w * c
-                                let y = first + r
-                                if y < 0 || y >= h {
-                                    row.update(repeating: 0, count: w * c)
-                                } else if let rowMap, let columnMap {
-                                    // Nearest upsampling: a row repeats its predecessor's when
-                                    // both come from the same source row.
-                                    if r > 0, y > 0, rowMap[y] == rowMap[y - 1] {
-                                        row.update(from: row - w * c, count: w * c)
-                                        continue
-                                    }
-                                    sourceRow.withUnsafeMutableBufferPointer { line in
-                                        dloral_chw_to_hwc_pixels(c, sourceH * sourceW, plane + rowMap[y] * sourceW, line.baseAddress!, 0, sourceW)
-                                        for ox in 0..<w {
-                                            (row + ox * c).update(from: line.baseAddress! + columnMap[ox] * c, count: c)
-                                        }
-                                    }
-                                }
-                            }
-                            if rowMap == nil {
-                                // The image rows of the band in one transpose, on all cores.
-                                let y0 = max(0, first), y1 = min(h, first + count)
-                                if y1 > y0 {
-                                    let target = band.baseAddress! + (y0 - first) * w * c
-                                    parallelRanges((y1 - y0) * w, work: c * (y1 - y0) * w * 4) { p0, p1 in
-                                        dloral_chw_to_hwc_pixels(c, h * w, plane + y0 * w, target, p0, p1)
-                                    }
-                                }
-                            }
-                            integerConvImage(
-                                UnsafePointer(band.baseAddress!), c: c, h: count, w: w, weight: weight, bias: bias,
-                                stride: stride, padding: (0, padding.1), outputRows: (ho, wo),
-                                output: output + oy0 * wo, pixels: (oy1 - oy0) * wo)
-                        }
+            band.withUnsafeMutableBufferPointer { band in
+                for image in 0..<n {
+                    let output = dst.baseAddress! + image * dst.count / n
+                    for oy0 in Swift.stride(from: 0, to: ho, by: bandRows) {
+                        let oy1 = min(ho, oy0 + bandRows)
+                        let first = oy0 * sh - ph, rows = (oy1 - 1) * sh + kh - oy0 * sh
+                        let y0 = max(0, first), y1 = max(y0, min(h, first + rows))
+                        band.baseAddress!.update(repeating: 0, count: (y0 - first) * w * c)
+                        (band.baseAddress! + (y1 - first) * w * c).update(repeating: 0, count: (rows - (y1 - first)) * w * c)
+                        if y1 > y0 { fill(image, y0, y1 - y0, band.baseAddress! + (y0 - first) * w * c) }
+                        integerConvImage(
+                            UnsafePointer(band.baseAddress!), c: c, h: rows, w: w, weight: weight, bias: bias,
+                            stride: stride, padding: (0, padding.1), outputRows: (ho, wo),
+                            output: output + oy0 * wo, pixels: (oy1 - oy0) * wo)
                     }
                 }
             }

@@ -117,28 +117,9 @@ extension Ops {
         weight: FloatWeight, bias: Tensor?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
-        if let scale { precondition(scale.count == c, "groupNorm weight has \(scale.count) elements, C = \(c)") }
-        if let shift { precondition(shift.count == c, "groupNorm bias has \(shift.count) elements, C = \(c)") }
-        let channelsPerGroup = c / groups
-        var mean = statistics?.mean ?? [Float](repeating: 0, count: n * groups)
-        var rstd = statistics?.rstd ?? [Float](repeating: 0, count: n * groups)
-        precondition(mean.count == n * groups && rstd.count == n * groups && (statistics?.groups ?? groups) == groups,
-                     "groupNorm: statistics for \(mean.count) groups, \(x.shape) has \(n * groups)")
+        let statistics = groupNormStatistics(x, groups: groups, eps: eps, given: statistics, weight: scale, bias: shift)
+        let (mean, rstd, channelsPerGroup) = (statistics.mean, statistics.rstd, c / groups)
         return x.data.withUnsafeBufferPointer { src in
-            let groupSize = channelsPerGroup * h * w
-            if statistics == nil, groupSize > 0 {
-                mean.withUnsafeMutableBufferPointer { m in
-                    rstd.withUnsafeMutableBufferPointer { r in
-                        let (means, rstds) = (m.baseAddress!, r.baseAddress!)
-                        parallelRanges(n * groups, work: n * groups * groupSize * 2) { g0, g1 in
-                            for g in g0..<g1 {
-                                dloral_group_norm_stats(groupSize, src.baseAddress! + g * groupSize, eps, means + g, rstds + g)
-                            }
-                        }
-                    }
-                }
-            }
             return withOptionalPointer(scale) { scales in
                 withOptionalPointer(shift) { shifts in
                     bandedConv2d(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
@@ -184,15 +165,12 @@ extension Ops {
                             for oy0 in Swift.stride(from: 0, to: ho, by: bandRows) {
                                 let oy1 = min(ho, oy0 + bandRows)
                                 let first = oy0 * sh - ph, rows = (oy1 - 1) * sh + kh - oy0 * sh
-                                let y0 = max(0, first), y1 = min(h, first + rows)
+                                let y0 = max(0, first), y1 = max(y0, min(h, first + rows))
                                 let channelStride = rows * w
                                 for ch in 0..<c {
                                     let plane = band.baseAddress! + ch * channelStride
-                                    if y0 > first { plane.update(repeating: 0, count: (y0 - first) * w) }
-                                    if first + rows > max(y1, y0) {
-                                        let top = max(y1, y0) - first
-                                        (plane + top * w).update(repeating: 0, count: (rows - top) * w)
-                                    }
+                                    plane.update(repeating: 0, count: (y0 - first) * w)
+                                    (plane + (y1 - first) * w).update(repeating: 0, count: (rows - (y1 - first)) * w)
                                 }
                                 if y1 > y0 { fill(image, y0, y1 - y0, band.baseAddress! + (y0 - first) * w, channelStride) }
                                 // The whole image in one band writes the output in place.

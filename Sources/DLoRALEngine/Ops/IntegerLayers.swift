@@ -152,36 +152,12 @@ extension Ops {
         weight: IntegerWeight, bias: Tensor?, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)
     ) -> Tensor {
         let (n, c, h, w) = x.nchw("conv2d")
-        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
-        if let scale { precondition(scale.count == c, "groupNorm weight has \(scale.count) elements, C = \(c)") }
-        if let shift { precondition(shift.count == c, "groupNorm bias has \(shift.count) elements, C = \(c)") }
-        if let statistics {
-            precondition(statistics.groups == groups && statistics.mean.count == n * groups && statistics.rstd.count == n * groups,
-                         "groupNorm: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
-        }
+        let statistics = groupNormStatistics(x, groups: groups, eps: eps, given: statistics, weight: scale, bias: shift)
+        // Per image and channel, its group's mean and rstd, as dloral_group_norm_nhwc takes them.
         let channelsPerGroup = c / groups, plane = h * w
-        // Per image and channel, its group's mean and rstd.
-        var means = [Float](repeating: 0, count: n * c), rstds = [Float](repeating: 0, count: n * c)
+        let group = { (index: Int) in index / c * groups + index % c / channelsPerGroup }
+        let means = (0..<n * c).map { statistics.mean[group($0)] }, rstds = (0..<n * c).map { statistics.rstd[group($0)] }
         return x.data.withUnsafeBufferPointer { src in
-            means.withUnsafeMutableBufferPointer { m in
-                rstds.withUnsafeMutableBufferPointer { r in
-                    let (meanOut, rstdOut) = (m.baseAddress!, r.baseAddress!)
-                    parallelRanges(n * groups, work: n * c * plane * 2) { g0, g1 in
-                        for g in g0..<g1 {
-                            let first = g * channelsPerGroup
-                            if let statistics {
-                                (meanOut[first], rstdOut[first]) = (statistics.mean[g], statistics.rstd[g])
-                            } else if plane > 0 {
-                                dloral_group_norm_stats(channelsPerGroup * plane, src.baseAddress! + first * plane, eps,
-                                                        meanOut + first, rstdOut + first)
-                            }
-                            for ch in first + 1..<first + channelsPerGroup {
-                                (meanOut[ch], rstdOut[ch]) = (meanOut[first], rstdOut[first])
-                            }
-                        }
-                    }
-                }
-            }
             return withOptionalPointer(scale) { scales in
                 withOptionalPointer(shift) { shifts in
                     means.withUnsafeBufferPointer { m in

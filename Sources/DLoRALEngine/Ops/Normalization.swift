@@ -115,6 +115,40 @@ extension Ops {
         }
     }
 
+    /// The statistics `groupNorm` normalises `x` `[N, C, H, W]` with, per (image, group): `given`,
+    /// checked against `x`, or `x`'s own as `dloral_group_norm` computes them
+    /// (`dloral_group_norm_stats`). Checks the affine `weight` and `bias` against `x` too. For the
+    /// convolutions that normalise their input band by band.
+    static func groupNormStatistics(
+        _ x: Tensor, groups: Int, eps: Float, given: GroupNormStatistics?, weight: Tensor?, bias: Tensor?
+    ) -> GroupNormStatistics {
+        let (n, c, h, w) = x.nchw("groupNorm")
+        precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
+        if let weight { precondition(weight.count == c, "groupNorm weight has \(weight.count) elements, C = \(c)") }
+        if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
+        if let given {
+            precondition(given.groups == groups && given.mean.count == n * groups && given.rstd.count == n * groups,
+                         "groupNorm: statistics for \(given.mean.count) groups, \(x.shape) has \(n * groups)")
+            return given
+        }
+        let groupSize = c / groups * h * w
+        var mean = [Float](repeating: 0, count: n * groups), rstd = [Float](repeating: 0, count: n * groups)
+        guard groupSize > 0 else { return GroupNormStatistics(groups: groups, mean: mean, rstd: rstd) }
+        x.data.withUnsafeBufferPointer { src in
+            mean.withUnsafeMutableBufferPointer { m in
+                rstd.withUnsafeMutableBufferPointer { r in
+                    let (means, rstds) = (m.baseAddress!, r.baseAddress!)
+                    parallelRanges(n * groups, work: n * groups * groupSize * 2) { g0, g1 in
+                        for g in g0..<g1 {
+                            dloral_group_norm_stats(groupSize, src.baseAddress! + g * groupSize, eps, means + g, rstds + g)
+                        }
+                    }
+                }
+            }
+        }
+        return GroupNormStatistics(groups: groups, mean: mean, rstd: rstd)
+    }
+
     /// `groupNorm` of an NCHW image batch returned channels-last, `[N, H, W, C]`: the same values
     /// bit for bit, written transposed in the same pass (`dloral_group_norm_nhwc`), for the
     /// integer convolution, which reads its input channels-last. With `statistics`, those replace

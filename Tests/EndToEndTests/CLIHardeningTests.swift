@@ -204,18 +204,21 @@ struct CLIHardeningTests {
         #expect(q.stderr.contains("of the fp16 source") || q.stderr.contains("of the source (fp16, fp32)"), "\(q.stderr)")
     }
 
-    /// Item 16: every option `--help` lists is in README.md; DLORAL_KERNELS is in dloral-verify's
-    /// help; nothing cites a "DESIGN" document, which is not in the repository.
+    /// Item 16: every option `--help` lists is documented, in README.md or the command's page
+    /// under docs/; DLORAL_KERNELS is in dloral-verify's help; nothing cites a "DESIGN" document,
+    /// which is not in the repository.
     @Test(arguments: [("dloral-convert", ["inspect", "--help"]), ("dloral-convert", ["merge", "--help"]),
                       ("dloral-convert", ["quantize", "--help"]), ("dloral-verify", ["--help"]), ("dloral-convert", ["--help"])])
     func helpAgreesWithTheReadme(tool: String, arguments: [String]) throws {
-        let readme = try String(contentsOf: CommandRunner.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let readme = try ["README.md", "docs/convert.md", "docs/verify.md", "docs/run.md"].map {
+            try String(contentsOf: CommandRunner.root.appendingPathComponent($0), encoding: .utf8)
+        }.joined(separator: "\n")
         let r = try CommandRunner.run(tool, arguments)
         #expect(r.status == 0, "\(r.stderr)")
         let options = Set(r.stdout.matches(of: try Regex(#"(--[a-z][a-z0-9-]+)"#)).map { String($0.output[1].substring ?? "") })
         for option in options.subtracting(["--help", "--version"]).sorted() {
             #expect(readme.contains("`\(option)") || readme.contains(" \(option) ") || readme.contains("[\(option)"),
-                    "\(tool) \(arguments.joined(separator: " ")) lists \(option), README.md does not")
+                    "\(tool) \(arguments.joined(separator: " ")) lists \(option), neither README.md nor docs/ does")
         }
         #expect(!r.stdout.contains("DESIGN"), "\(r.stdout)")
         if tool == "dloral-verify" { #expect(r.stdout.contains("DLORAL_KERNELS"), "\(r.stdout)") }
@@ -223,7 +226,7 @@ struct CLIHardeningTests {
 
     @Test func nothingCitesADocumentOutsideTheRepository() throws {
         var citing: [String] = []
-        for folder in ["Sources", "Tools", "Tests", "Formats"] {
+        for folder in ["Sources", "Tools", "Tests", "Formats", "docs"] {
             let root = CommandRunner.root.appendingPathComponent(folder)
             let files = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
             for file in files where ["swift", "py", "md", "c", "h", "sh", "proto"].contains(file.pathExtension) {
@@ -233,8 +236,10 @@ struct CLIHardeningTests {
                 }
             }
         }
-        let readme = try String(contentsOf: CommandRunner.root.appendingPathComponent("README.md"), encoding: .utf8)
-        if readme.contains("DESIGN §") { citing.append("README.md") }
+        for document in ["README.md", "BENCHMARKS.md", "FUZZING.md"] {
+            let text = try String(contentsOf: CommandRunner.root.appendingPathComponent(document), encoding: .utf8)
+            if text.contains("DESIGN §") { citing.append(document) }
+        }
         #expect(citing.isEmpty, "cite DESIGN, which is not in the repository: \(citing)")
     }
 }

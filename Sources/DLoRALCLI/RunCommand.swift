@@ -28,7 +28,7 @@ public struct RunCommand: ParsableCommand {
 
             Exit 0 when every frame is written, 2 on bad input (checked before anything runs: \
             sizes, memory, outputs that exist or are inputs). DLORAL_KERNELS=<level> caps the CPU \
-            kernels (README.md).
+            kernels (docs/kernel-levels.md).
             """,
         version: ToolVersion.string)
 

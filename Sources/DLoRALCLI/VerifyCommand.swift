@@ -18,7 +18,7 @@ public struct VerifyCommand: ParsableCommand {
             1 when any fails, 2 on bad input. The default thresholds follow the file's scheme: fp32 \
             frames max abs ≤ 1e-4 and cosine ≥ 0.99999; fp16 frames PSNR ≥ 60 dB; int8 with fp32 or \
             int16 activations 39 dB, cosine ≥ 0.998; W8A8 the reference's recorded simulation − 0.5 dB \
-            (else 30 dB), auto the calibration target − 1 dB, cosine ≥ 0.98 (README.md, dloral-verify).
+            (else 30 dB), auto the calibration target − 1 dB, cosine ≥ 0.98 (docs/quality.md).
 
             A reference made by Tools/reference/make_reference.py (metadata dloral_run_options) is \
             run as dloral-run runs a clip, with the options it records, on its input.lq_frames: the \

@@ -67,7 +67,7 @@ def main():
     ap.add_argument("--bin", required=True, help="dloral-verify binary")
     ap.add_argument("--dlrt", required=True, action="append",
                     help="runtime file (repeat for several: fp32, int8 with --activations int8/int16/auto, ...)")
-    ap.add_argument("--reference", required=True, help="reference safetensors (layout: Tests/Fixtures/README.md)")
+    ap.add_argument("--reference", required=True, help="reference safetensors (layout: docs/reference-files.md)")
     ap.add_argument("--merged", required=True, help="merged folder the .dlrt was made from")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")

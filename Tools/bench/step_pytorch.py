@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The DLoRAL one-step forward pass (README.md, dloral-verify) in PyTorch fp32, from a MERGED folder.
+"""The DLoRAL one-step forward pass (docs/model.md) in PyTorch fp32, from a MERGED folder.
 
 Loads what `dloral-convert merge` wrote (``unet/`` and ``vae/`` with diffusers'
 ``from_pretrained``, ``cfr/model.safetensors`` into Tools/fixtures/dloral_cfr.py's module), so it
@@ -11,7 +11,7 @@ Two uses:
     step then --runs timed steps; prints load time, the median step wall time and peak RSS
     (``--json`` prints one JSON object instead);
   * ``--write-reference PATH``: run the step once on synthetic photo-like frames and write a
-    reference file (Tests/Fixtures/README.md; input.frames, input.prompt_embeds, output.latents,
+    reference file (docs/reference-files.md; input.frames, input.prompt_embeds, output.latents,
     output.unet_input, output.unet_output, output.x0, output.frames; metadata stage=full).
 
 The step: VAE encode every frame (posterior mean x scaling factor), CFR (bicubic x1/8 LQ frames,
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3, help="timed steps after the warm-up (default 3)")
     ap.add_argument("--no-warmup", action="store_true")
-    ap.add_argument("--write-reference", metavar="PATH", help="write a reference file (layout: Tests/Fixtures/README.md) and exit")
+    ap.add_argument("--write-reference", metavar="PATH", help="write a reference file (layout: docs/reference-files.md) and exit")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--isa", choices=["default", "avx2"], default="default",
                     help="avx2: keep PyTorch's kernels (ATen, oneDNN, MKL) to AVX2, as on a CPU without "

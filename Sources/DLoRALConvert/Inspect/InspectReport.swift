@@ -3,7 +3,7 @@ import DLoRALFormats
 
 /// What `dloral-convert inspect` says about a checkpoint, as JSON and as text.
 ///
-/// The JSON keys are a stable contract (README.md, `dloral-convert inspect`): `format`, `tensors` (`name`, `dtype`,
+/// The JSON keys are a stable contract (docs/convert.md, `dloral-convert inspect`): `format`, `tensors` (`name`, `dtype`,
 /// `shape`, `bytes`), `lora` (`adapter`, `rank`, `alpha`, `modules`); the rest is added
 /// information and may grow, never be renamed.
 public struct InspectReport {

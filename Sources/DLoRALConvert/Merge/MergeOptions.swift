@@ -2,7 +2,7 @@ import DLoRALFormats
 
 /// What `dloral-convert merge` is asked to do.
 public struct MergeOptions: Sendable {
-    /// DLoRAL's two inference settings (README.md, `dloral-convert merge`).
+    /// DLoRAL's two inference settings (docs/convert.md, `dloral-convert merge`).
     public enum Stage: String, Sendable, CaseIterable {
         /// All six adapters at weight 1.0 (the released setting).
         case full

@@ -1,7 +1,9 @@
 import Crypto
 import Foundation
 
-/// Constants and records of the `.dlrt` runtime file (Formats/dlrt.md, version 1.0).
+/// Constants and records of the `.dlrt` runtime file (Formats/dlrt.md, version 1.2). Writers
+/// stamp the lowest minor version a file needs (`DLRTWriter`); this reader knows 1.0 to 1.2 and
+/// accepts newer 1.x files, ignoring what it does not know (Formats/dlrt.md §6).
 public enum DLRT {
     public static let magic: [UInt8] = [0x89, 0x44, 0x4C, 0x52, 0x54, 0x0D, 0x0A, 0x1A]
     public static let majorVersion: UInt16 = 1

@@ -1,11 +1,11 @@
-// A/B of the AMX GEMMs (amx.c) against the same file at another revision, in one process (issue
-// 6): this VM's speed moves by 2× between runs minutes apart, more than most kernel changes, so
+// A/B of the AMX GEMMs (amx.c) against the same file at another revision, in one process: a
+// virtual machine's speed can move more between runs minutes apart than most kernel changes do, so
 // two builds timed one after the other cannot tell them apart. Here the base revision's amx.c is
 // compiled beside the working tree's (its entry points renamed base_*, by amx_ab.sh), and every
 // round times both on the same inputs in alternating order; medians of the rounds and their
 // ratio, per SD shape, 1 thread, on weights packed beforehand as a layer call packs them, at the
-// layer driver's rows per block. The outputs are compared (bits) first. The same file against
-// itself read 0.97–1.06 in 22 of 24 cells on this machine (1.12 and 1.24 once each).
+// layer driver's rows per block. The outputs are compared (bits) first. Run the same file against
+// itself (base HEAD, clean tree) to see the instrument's spread on a machine before reading a ratio.
 //
 // Run from the repository root (needs level amx):
 //   Tools/bench/amx_ab.sh [base revision, default HEAD] [--runs N]

@@ -1,4 +1,4 @@
-// How fast the AMX 2 × 2 tile block can run when its tiles come from memory (issue 6): the int8
+// How fast the AMX 2 × 2 tile block can run when its tiles come from memory: the int8
 // GEMM kernel's inner loop (per 64-wide step of k: 2 A and 2 B tile loads, 4 TDPBSSD), on
 // operands of increasing size, against the register-only TDPBSSD loop measured beside each. The
 // operands are whole tiles in a row (1 KiB per load), A: 32 rows × K, B: 32 columns × K; K sets

@@ -1,4 +1,4 @@
-// Block-scale GEMM micro-benchmark (Formats/dlrt.md §4.3, issue 6): GMAC/s of the int8 × int8
+// Block-scale GEMM micro-benchmark (Formats/dlrt.md §4.3): GMAC/s of the int8 × int8
 // GEMM with one scale per row and block of 32 columns on both sides, kernel by kernel, next to the
 // per-row int8 GEMM of the same level on the same rows, at SD shapes, 1 thread. The kernels run
 // in turn within each of --runs rounds; medians.
@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
         const size_t n = shapes[si].n, kp = shapes[si].k, nb = kp / block;
         const size_t m = int_layer_block_scale_rows(kp);
         // 64-byte aligned, as the layer driver's scratch is: from malloc's 16-byte alignment every
-        // tile row that loads a or stores c crosses a cache line (0.6–0.9× at some shapes).
+        // tile row that loads a or stores c would cross a cache line and time a slower kernel than the
+        // product runs.
         int8_t *a = aligned64(m * kp), *w = aligned64(n * kp);
         float *sa = malloc(m * nb * 4), *sw = malloc(n * nb * 4), *bias = malloc(n * 4);
         float *y[3] = {aligned64(m * n * 4), aligned64(m * n * 4), aligned64(m * n * 4)};

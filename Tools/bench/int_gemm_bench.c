@@ -1,9 +1,9 @@
-// Integer-kernel micro-benchmark (issue 6): GMAC/s of the int8 × int8 and int16 × int8 GEMM kernels
+// Integer-kernel micro-benchmark: GMAC/s of the int8 × int8 and int16 × int8 GEMM kernels
 // at SD shapes, next to the fp32 GEMMs (ours and OpenBLAS cblas_sgemm) at the same shapes and to the
 // measured peak of each instruction sequence in a register-only loop. Medians of --runs.
 //
 // Build with clang at -O2, as SwiftPM builds the kernels for the product (gcc keeps some of the
-// register-blocked tiles' accumulators in memory: the AVX-VNNI tiles ran at half their speed), from
+// register-blocked tiles' accumulators in memory, so it would time code the product never runs), from
 // the repository root:
 //   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/int_gemm_bench.c \
 //      Sources/CKernels/*.c -lopenblas -lm -o /tmp/int_gemm_bench

@@ -4,7 +4,7 @@ import Testing
 
 /// The integer path end to end: `quantize --activations int8|int16|auto` records the precision per
 /// layer, and `dloral-verify` runs those layers on the integer kernels and meets the
-/// bounds of README.md's `dloral-verify` table against the PyTorch reference.
+/// bounds of docs/quality.md against the PyTorch reference.
 @Suite("integer path", .serialized)
 struct IntegerPathTests {
     typealias V = VerifyCommandTests

@@ -34,7 +34,7 @@ extension CLIHardeningTests {
     }
 
     /// An unknown level would mean "automatic" in the C dispatcher; both tools refuse it listing
-    /// the levels README.md's kernel table names.
+    /// the levels docs/kernel-levels.md names.
     @Test(arguments: ["bogus", "avx3"])
     func unknownKernelLevelIsRefused(value: String) throws {
         let levels = "scalar, avx2, avxvnni, avx512, amx, neon"

@@ -48,14 +48,14 @@ let package = Package(
         .target(
             name: "DLoRALFormats",
             dependencies: [
-                "CONNX", "CZstd", "CKernels", "CFileGuard",
+                "CONNX", "CZstd", "CFileGuard",
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "DLoRALConvert",
             dependencies: [
-                "DLoRALFormats",
+                "DLoRALFormats", "CKernels",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),

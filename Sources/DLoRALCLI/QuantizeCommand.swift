@@ -63,16 +63,16 @@ struct QuantizeCommand: ParsableCommand {
     func options() throws -> QuantizeOptions {
         if let problem = KernelLevel.environmentProblem() { throw ValidationError(problem) }
         var options = QuantizeOptions()
-        guard let w = QuantizeOptions.Weights(rawValue: weights) else {
+        guard let w = DLRTWeights(rawValue: weights) else {
             throw ValidationError("--weights must be int8, fp16 or fp32, not '\(weights)'")
         }
-        guard let g = QuantizeOptions.Granularity(rawValue: granularity) else {
+        guard let g = DLRTGranularity(rawValue: granularity) else {
             throw ValidationError("--int8-granularity must be channel, block32 or block64, not '\(granularity)'")
         }
         if let compress, compress != "zstd" {
             throw ValidationError("--compress supports zstd, not '\(compress)'")
         }
-        guard let a = QuantizeOptions.Activations(rawValue: activations) else {
+        guard let a = DLRTActivationPolicy(rawValue: activations) else {
             throw ValidationError("--activations must be fp32, int8, int16 or auto, not '\(activations)'")
         }
         if a != .fp32 {

@@ -52,8 +52,8 @@ extension VerifyCommand {
             let start = DispatchTime.now()
             let runtime = try RuntimeModel(file: try DLRTFile(path: model))
             let baselineModel = try RuntimeModel(file: try DLRTFile(path: against))
-            guard baselineModel.weights == "fp32", baselineModel.integerLayers.isEmpty else {
-                throw FormatError(.invalidModel, file: against, "is a \(baselineModel.weights) file; --against takes the fp32 .dlrt (dloral-convert quantize --weights fp32) as the baseline")
+            guard baselineModel.weights == .fp32, baselineModel.integerLayers.isEmpty else {
+                throw FormatError(.invalidModel, file: against, "is a \(baselineModel.weights.rawValue) file; --against takes the fp32 .dlrt (dloral-convert quantize --weights fp32) as the baseline")
             }
             let pipeline = try DLoRALPipeline(model: runtime), baseline = try DLoRALPipeline(model: baselineModel)
             let options = runOptions.options
@@ -94,7 +94,7 @@ extension VerifyCommand {
     func printVerdict(_ comparison: ClipComparison, runtime: RuntimeModel, thresholds: VerificationThresholds, range: Range<Int>,
                 header: [(String, JSONValue)], start: DispatchTime) throws {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        try Self.verdict(comparison, scheme: runtime.weights, activations: Self.activationSummary(runtime), thresholds: thresholds,
+        try Self.verdict(comparison, scheme: runtime.weights.rawValue, activations: Self.activationSummary(runtime), thresholds: thresholds,
                          range: range, header: header, seconds: seconds, json: json)
     }
 

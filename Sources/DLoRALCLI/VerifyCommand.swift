@@ -83,11 +83,11 @@ public struct VerifyCommand: ParsableCommand {
     /// Reference metadata key holding the W8A8 fake-quant simulation's figures for a file's int8
     /// granularity, as JSON with `frames_psnr_db`: per channel with int8 activations per row, or
     /// blocks of 32 for both (Tools/fixtures/simulate_quant.py). nil: no simulation of it is recorded.
-    static func simulationKey(granularity: String?) -> String? {
+    static func simulationKey(granularity: DLRTGranularity?) -> String? {
         switch granularity {
-        case "channel": return "quant_sim_w8a8_channel_row"
-        case "block32": return "quant_sim_w8a8_block32"
-        default: return nil
+        case .channel: return "quant_sim_w8a8_channel_row"
+        case .block32: return "quant_sim_w8a8_block32"
+        case .block64, nil: return nil
         }
     }
 
@@ -247,15 +247,15 @@ public struct VerifyCommand: ParsableCommand {
             let passed = stages.allSatisfy(\.passed) && (temporal?.passed ?? true)
             let firstFailed = (stages + (temporal.map { [$0] } ?? [])).first { !$0.passed }
             if json {
-                print(Self.json(passed: passed, scheme: runtime.weights, activations: Self.activationSummary(runtime), stages: stages, temporal: temporal,
+                print(Self.json(passed: passed, scheme: runtime.weights.rawValue, activations: Self.activationSummary(runtime), stages: stages, temporal: temporal,
                                 thresholds: thresholds, firstFailed: firstFailed, seconds: seconds,
                                 timings: outputs.timings).prettyPrinted())
             } else {
-                print(Self.table(stages: stages, temporal: temporal, scheme: runtime.weights,
+                print(Self.table(stages: stages, temporal: temporal, scheme: runtime.weights.rawValue,
                                  activations: Self.activationSummary(runtime), thresholds: thresholds))
             }
             if let report {
-                try VerificationReport(model: model, reference: reference, scheme: runtime.weights, thresholds: thresholds,
+                try VerificationReport(model: model, reference: reference, scheme: runtime.weights.rawValue, thresholds: thresholds,
                                        stages: stages, temporal: temporal, passed: passed, engineFrames: outputs.frames,
                                        referenceFrames: ref["output.frames"].map { Tensor($0) }).write(to: report)
                 Console.error(FormatError.escapingControls("dloral-verify: report written to \(report)/index.html"))

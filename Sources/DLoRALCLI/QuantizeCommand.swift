@@ -117,9 +117,10 @@ struct QuantizeCommand: ParsableCommand {
         CommandRun.report(json: json, {
             try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite, isFile: true)
             if options.activations == .auto {
-                return try CalibratedQuantize.quantize(
+                return try CalibratedQuantization.quantize(
                     source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR ?? 38,
-                    progress: TerminalProgress.ifInteractive(label: "quantize"))
+                    progress: TerminalProgress.ifInteractive(label: "quantize"),
+                    log: { Console.error(FormatError.escapingControls("dloral-convert: \($0)")) })
             }
             return try Quantizer.quantize(source: source, output: output, options: options,
                                           progress: TerminalProgress.ifInteractive(label: "quantize"))

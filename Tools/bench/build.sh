@@ -26,5 +26,6 @@ if [ "$(uname -m)" = x86_64 ]; then
     bash Tools/bench/amx_ab.sh HEAD --build-only
     echo "C benchmarks: built"
 fi
-swift build -c release --product dloral-bench
+# The flags of Tools/test.sh's build, so that after it this finds everything built.
+swift build -c release -Xswiftc -enable-testing --product dloral-bench
 echo "dloral-bench: built"

@@ -31,22 +31,9 @@ extension VerifyCommand {
     func compare(model: String, against: String, input: String) throws {
         do {
             let start = DispatchTime.now()
-            let runtime = try RuntimeModel(file: try DLRTFile(path: model))
-            let baselineModel = try RuntimeModel(file: try DLRTFile(path: against))
-            guard baselineModel.weights == .fp32, baselineModel.integerLayers.isEmpty else {
-                throw FormatError(.invalidModel, file: against, "is a \(baselineModel.weights.rawValue) file; --against takes the fp32 .dlrt (dloral-convert quantize --weights fp32) as the baseline")
-            }
-            let pipeline = try DLoRALPipeline(model: runtime), baseline = try DLoRALPipeline(model: baselineModel)
+            let models = try BaselinePair(model: model, against: against, promptEmbeds: promptEmbeds)
+            let (runtime, pipeline, baseline, prompt) = (models.runtime, models.pipeline, models.baseline, models.promptEmbeds)
             let options = runOptions.options
-            let prompt: Tensor
-            if promptEmbeds != nil {
-                prompt = try PromptEmbeddings.load(file: promptEmbeds, pipeline: pipeline)
-                _ = try PromptEmbeddings.load(file: promptEmbeds, pipeline: baseline)
-            } else if runtime.defaultPromptEmbeds != nil {
-                prompt = try PromptEmbeddings.load(file: nil, pipeline: pipeline)
-            } else {
-                prompt = try PromptEmbeddings.load(file: nil, pipeline: baseline)
-            }
             let source = try FrameSources.open(input)
             let range = try (frames.flatMap { try? FrameRange.parse($0).get() } ?? FrameRange(start: 1, end: nil)).outputs(of: source.frameCount, file: input)
             _ = try ClipRestorer.check(source: source, pipeline: pipeline, options: options)

@@ -37,6 +37,37 @@ public struct ClipReference {
     }
 }
 
+/// `dloral-verify --against`: a `.dlrt` and the fp32 `.dlrt` it is compared with, both ready to
+/// run on the same frames with the same prompt embeddings.
+public struct BaselinePair {
+    public let runtime: RuntimeModel
+    public let pipeline: DLoRALPipeline
+    public let baseline: DLoRALPipeline
+    public let promptEmbeds: Tensor
+
+    /// - Parameter promptEmbeds: a `[1, 77, C]` safetensors file; nil: the model's baked-in
+    ///   embeddings, else the baseline's.
+    /// - Throws: `FormatError` when `against` is not an fp32 file, or as the files and
+    ///   embeddings fail to load.
+    public init(model: String, against: String, promptEmbeds: String?) throws {
+        runtime = try RuntimeModel(file: try DLRTFile(path: model))
+        let baselineModel = try RuntimeModel(file: try DLRTFile(path: against))
+        guard baselineModel.weights == .fp32, baselineModel.integerLayers.isEmpty else {
+            throw FormatError(.invalidModel, file: against, "is a \(baselineModel.weights.rawValue) file; --against takes the fp32 .dlrt (dloral-convert quantize --weights fp32) as the baseline")
+        }
+        pipeline = try DLoRALPipeline(model: runtime)
+        baseline = try DLoRALPipeline(model: baselineModel)
+        if promptEmbeds != nil {
+            self.promptEmbeds = try PromptEmbeddings.load(file: promptEmbeds, pipeline: pipeline)
+            _ = try PromptEmbeddings.load(file: promptEmbeds, pipeline: baseline)
+        } else if runtime.defaultPromptEmbeds != nil {
+            self.promptEmbeds = try PromptEmbeddings.load(file: nil, pipeline: pipeline)
+        } else {
+            self.promptEmbeds = try PromptEmbeddings.load(file: nil, pipeline: baseline)
+        }
+    }
+}
+
 /// The verdict of a clip comparison (`ClipVerification`): each stage's metrics, the saved 8-bit
 /// frames' check, and the printed forms (`--json`'s object and the table).
 public struct ClipVerdict {

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(uname -m)" = x86_64 ]; then
     # sgemm_bench measures our GEMM against OpenBLAS; nothing else links it.
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
+        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null
     fi
     bench_objs=$(mktemp -d)

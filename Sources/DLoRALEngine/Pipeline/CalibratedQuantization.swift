@@ -101,7 +101,7 @@ public enum CalibratedQuantization {
         ])
         var report = try Quantizer.quantize(source: source, output: output, options: final, progress: progress)
         report.activations = QuantizeReport.Activations(
-            policy: "auto", int16Layers: int16, int8Layers: result.assignment.count - int16,
+            policy: DLRTActivationPolicy.auto.rawValue, int16Layers: int16, int8Layers: result.assignment.count - int16,
             calibrationPSNR: result.psnrDB, targetPSNR: targetPSNR)
         if !result.targetReached {
             report.warnings.append(String(

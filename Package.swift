@@ -48,19 +48,21 @@ let package = Package(
         .target(
             name: "DLoRALFormats",
             dependencies: [
-                "CONNX", "CZstd", "CKernels", "CFileGuard",
+                "CONNX", "CZstd", "CFileGuard",
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "DLoRALConvert",
             dependencies: [
-                "DLoRALFormats",
+                "DLoRALFormats", "CKernels",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "CKernels", "CLibPNG", "CLibJPEG"]),
+        // Engine sees Convert: quantization calibrated on the engine's output (CalibratedQuantization)
+        // runs both.
+        .target(name: "DLoRALEngine", dependencies: ["DLoRALFormats", "DLoRALConvert", "CKernels", "CLibPNG", "CLibJPEG"]),
 
         // MARK: - Implementation details: system libraries and generated C
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),

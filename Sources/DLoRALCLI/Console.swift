@@ -30,24 +30,6 @@ enum Console {
 /// with "interrupted; no output written"; an output already published stays and the command
 /// finishes normally. The handlers and the list of temporary outputs live in `FileGuard`.
 enum InterruptCleanup {
-    nonisolated(unsafe) private static var scratch: [String: Int32] = [:]
-    private static let lock = NSLock()
-
-    /// Also removes `path` on interrupt (a scratch file the command deletes itself when done).
-    static func removeOnInterrupt(_ path: String) {
-        let token = FileGuard.removeOnExit(path, kind: .scratch)
-        lock.lock()
-        scratch[path] = token
-        lock.unlock()
-    }
-
-    static func forget(_ path: String) {
-        lock.lock()
-        let token = scratch.removeValue(forKey: path)
-        lock.unlock()
-        if let token { FileGuard.forget(token) }
-    }
-
     static func install(tool: String = "dloral-convert") {
         FileGuard.install(tool: tool, interrupts: true)
     }

@@ -63,16 +63,16 @@ struct QuantizeCommand: ParsableCommand {
     func options() throws -> QuantizeOptions {
         if let problem = KernelLevel.environmentProblem() { throw ValidationError(problem) }
         var options = QuantizeOptions()
-        guard let w = QuantizeOptions.Weights(rawValue: weights) else {
+        guard let w = DLRTWeights(rawValue: weights) else {
             throw ValidationError("--weights must be int8, fp16 or fp32, not '\(weights)'")
         }
-        guard let g = QuantizeOptions.Granularity(rawValue: granularity) else {
+        guard let g = DLRTGranularity(rawValue: granularity) else {
             throw ValidationError("--int8-granularity must be channel, block32 or block64, not '\(granularity)'")
         }
         if let compress, compress != "zstd" {
             throw ValidationError("--compress supports zstd, not '\(compress)'")
         }
-        guard let a = QuantizeOptions.Activations(rawValue: activations) else {
+        guard let a = DLRTActivationPolicy(rawValue: activations) else {
             throw ValidationError("--activations must be fp32, int8, int16 or auto, not '\(activations)'")
         }
         if a != .fp32 {
@@ -117,9 +117,10 @@ struct QuantizeCommand: ParsableCommand {
         CommandRun.report(json: json, {
             try OutputPath.check(output, inputs: [source] + [promptEmbeds, calibration].compactMap { $0 }, overwrite: overwrite, isFile: true)
             if options.activations == .auto {
-                return try CalibratedQuantize.quantize(
+                return try CalibratedQuantization.quantize(
                     source: source, output: output, options: options, calibration: calibration!, targetPSNR: targetPSNR ?? 38,
-                    progress: TerminalProgress.ifInteractive(label: "quantize"))
+                    progress: TerminalProgress.ifInteractive(label: "quantize"),
+                    log: { Console.error(FormatError.escapingControls("dloral-convert: \($0)")) })
             }
             return try Quantizer.quantize(source: source, output: output, options: options,
                                           progress: TerminalProgress.ifInteractive(label: "quantize"))

@@ -130,7 +130,7 @@ public struct RunCommand: ParsableCommand {
                     ("seconds_per_frame", .number(String(format: "%.3f", perFrame))),
                     ("outputs", .array(summary.paths.map { .string($0) })),
                     ("options", options.json),
-                    ("scheme", .string(runtime.weights)),
+                    ("scheme", .string(runtime.weights.rawValue)),
                     ("kernels", .string(KernelLevel.current)),
                 ]).prettyPrinted())
             }

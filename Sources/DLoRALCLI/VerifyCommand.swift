@@ -79,30 +79,6 @@ public struct VerifyCommand: ParsableCommand {
     @Flag(help: "Replace files of the same names already in the --report or --output folder (never an input).")
     var overwrite = false
 
-    static let stageOrder = ["latents", "unet_input", "unet_output", "x0", "frames"]
-    /// Reference metadata key holding the W8A8 fake-quant simulation's figures for a file's int8
-    /// granularity, as JSON with `frames_psnr_db`: per channel with int8 activations per row, or
-    /// blocks of 32 for both (Tools/fixtures/simulate_quant.py). nil: no simulation of it is recorded.
-    static func simulationKey(granularity: String?) -> String? {
-        switch granularity {
-        case "channel": return "quant_sim_w8a8_channel_row"
-        case "block32": return "quant_sim_w8a8_block32"
-        default: return nil
-        }
-    }
-
-    /// The lowest frames PSNR the simulation reached: W8A8 at tiny sizes moves by ±0.5 dB with
-    /// float-rounding-sized changes, so the script reruns it with 1e-7 relative noise on every
-    /// quantized layer (`dither`); the bound starts from the lowest of those runs and the plain one.
-    static func simulatedFloor(_ record: JSONValue) -> Double? {
-        let plain = record["frames_psnr_db"]?.doubleValue
-        let dithered = record["dither"]?["frames"]?["psnr_db"]?["min"]?.doubleValue
-        switch (plain, dithered) {
-        case let (p?, d?): return min(p, d)
-        default: return plain ?? dithered
-        }
-    }
-
     public init() {}
 
     /// Parses and runs, with usage errors exiting 2 (README.md).
@@ -183,79 +159,36 @@ public struct VerifyCommand: ParsableCommand {
             if frames != nil {
                 throw FormatError(.invalidModel, file: reference, "has no dloral_run_options metadata: --frames START:END shards a real clip's reference (Tools/reference/make_reference.py); drop --frames")
             }
-            guard let framesView = ref["input.frames"] else {
-                throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (the reference layout in Tests/Fixtures/README.md)")
-            }
+            let framesView = try ReferenceVerification.framesView(ref, reference: reference, pipeline: pipeline)
             let shape = framesView.shape
-            guard shape.count == 4, shape[0] >= 2, shape[1] == 3 else {
-                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", "shape \(shape); expected [T ≥ 2, 3, H, W]")
-            }
-            if let problem = pipeline.requirements.problem(frames: shape[0], height: shape[2], width: shape[3]) {
-                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", problem)
-            }
             if let report {
                 // Every file the report will write, checked before the model runs.
                 let pictures = ref["output.frames"].map { 0..<($0.shape.first ?? 0) } ?? 0..<0
                 try checkWrites(pictures.map { "frame_\($0).png" } + ["index.html"], in: report, option: "--report",
                                 inputs: [model, reference])
             }
-            let frames = Tensor(framesView)
-            if let problem = DLoRALPipeline.nonFiniteProblem(frames) {
-                throw FormatError(.invalidModel, file: reference, tensor: "input.frames", problem)
-            }
-            let prompt: Tensor
-            if let view = ref["input.prompt_embeds"] {
-                if let problem = pipeline.promptEmbedsProblem(view.shape, pairs: shape[0] - 1) {
-                    throw FormatError(.invalidModel, file: reference, tensor: "input.prompt_embeds", problem)
-                }
-                prompt = Tensor(view)
-                if let problem = DLoRALPipeline.nonFiniteProblem(prompt) {
-                    throw FormatError(.invalidModel, file: reference, tensor: "input.prompt_embeds", problem)
-                }
-            } else if let baked = runtime.defaultPromptEmbeds {
-                if let problem = pipeline.promptEmbedsProblem(baked.shape) {
-                    throw FormatError(.invalidModel, file: model, tensor: "prompt_embeds", problem)
-                }
-                prompt = baked
-            } else {
-                throw FormatError(.invalidModel, file: reference, "has no input.prompt_embeds and \(model) has no default prompt embeddings")
-            }
+            let (frames, prompt) = try ReferenceVerification.inputs(ref, framesView: framesView, reference: reference, model: model,
+                                                                    runtime: runtime, pipeline: pipeline)
             let thresholds = thresholds(runtime: runtime, table: ref)
-            let known = Set(["input.frames", "input.prompt_embeds"] + Self.stageOrder.map { "output.\($0)" })
-            let unknown = ref.names.filter { !known.contains($0) }.sorted()
+            let unknown = ReferenceVerification.unknownTensors(ref)
             if !unknown.isEmpty {
-                Console.error(FormatError.escapingControls("dloral-verify: warning: \(reference): ignoring \(Wording.list(unknown.map { "'\($0)'" })), not tensors of the reference layout (input.frames, input.prompt_embeds, \(Self.stageOrder.map { "output.\($0)" }.joined(separator: ", ")))"))
+                Console.error(FormatError.escapingControls("dloral-verify: warning: \(reference): ignoring \(Wording.list(unknown.map { "'\($0)'" })), not tensors of the reference layout (input.frames, input.prompt_embeds, \(ReferenceVerification.stageOrder.map { "output.\($0)" }.joined(separator: ", ")))"))
             }
             let outputs = try pipeline.run(frames: frames, promptEmbeds: prompt)
-            var stages: [StageMetrics] = []
-            for stage in Self.stageOrder {
-                guard let view = ref["output.\(stage)"], let engine = outputs.stage(stage) else { continue }
-                // A reference of another shape is bad input (exit 2), not a failed comparison.
-                guard view.shape == engine.shape else {
-                    throw FormatError(.invalidModel, file: reference, tensor: "output.\(stage)",
-                                      "shape \(view.shape); expected \(engine.shape), the engine's \(stage) for input.frames \(shape)")
-                }
-                stages.append(Verification.compare(stage: stage, engine: engine, reference: Tensor(view), thresholds: thresholds))
-            }
-            guard !stages.isEmpty else {
-                throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (the reference layout in Tests/Fixtures/README.md)")
-            }
-            let temporal = ref["output.frames"].flatMap {
-                Verification.temporal(engine: outputs.frames, reference: Tensor($0), thresholds: thresholds)
-            }
+            let outcome = try ReferenceVerification.compare(outputs, reference: ref, file: reference, framesShape: shape, thresholds: thresholds)
+            let (stages, temporal) = (outcome.stages, outcome.temporal)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            let passed = stages.allSatisfy(\.passed) && (temporal?.passed ?? true)
-            let firstFailed = (stages + (temporal.map { [$0] } ?? [])).first { !$0.passed }
+            let (passed, firstFailed) = (outcome.passed, outcome.firstFailed)
             if json {
-                print(Self.json(passed: passed, scheme: runtime.weights, activations: Self.activationSummary(runtime), stages: stages, temporal: temporal,
+                print(VerificationSummary.json(passed: passed, scheme: runtime.weights.rawValue, activations: Self.activationSummary(runtime), stages: stages, temporal: temporal,
                                 thresholds: thresholds, firstFailed: firstFailed, seconds: seconds,
                                 timings: outputs.timings).prettyPrinted())
             } else {
-                print(Self.table(stages: stages, temporal: temporal, scheme: runtime.weights,
+                print(VerificationSummary.table(stages: stages, temporal: temporal, scheme: runtime.weights.rawValue,
                                  activations: Self.activationSummary(runtime), thresholds: thresholds))
             }
             if let report {
-                try VerificationReport(model: model, reference: reference, scheme: runtime.weights, thresholds: thresholds,
+                try VerificationReport(model: model, reference: reference, scheme: runtime.weights.rawValue, thresholds: thresholds,
                                        stages: stages, temporal: temporal, passed: passed, engineFrames: outputs.frames,
                                        referenceFrames: ref["output.frames"].map { Tensor($0) }).write(to: report)
                 Console.error(FormatError.escapingControls("dloral-verify: report written to \(report)/index.html"))
@@ -274,18 +207,8 @@ public struct VerifyCommand: ParsableCommand {
 
     /// The scheme's defaults (W8A8 files held to the reference's recorded simulation, if any),
     /// with --min-cosine and --min-psnr applied.
-    func thresholds(runtime: RuntimeModel, table: TensorTable) -> VerificationThresholds {
-        // The reference may carry the fake-quant simulation of W8A8 on its own inputs
-        // (Tools/fixtures/simulate_quant.py): W8A8 files are held to it.
-        let simulated = Self.simulationKey(granularity: runtime.int8Granularity).flatMap { table.metadata[$0] }
-            .flatMap { try? StrictJSONParser.parse($0) }.flatMap(Self.simulatedFloor)
-        var thresholds = VerificationThresholds.defaults(for: runtime, simulatedW8A8PSNR: simulated)
-        if let minCosine { thresholds.minCosine = minCosine }
-        if let minPSNR {
-            thresholds.framesMinPSNR = minPSNR
-            thresholds.framesMaxAbs = nil
-        }
-        return thresholds
+    func thresholds(runtime: RuntimeModel, table: TensorTable?) -> VerificationThresholds {
+        ReferenceVerification.thresholds(runtime: runtime, reference: table, minCosine: minCosine, minPSNR: minPSNR)
     }
 
     /// Refuses to write `names` into `folder` if one of them is an input (its path, a symlink or a
@@ -297,57 +220,5 @@ public struct VerifyCommand: ParsableCommand {
         }
     }
 
-    static func metricsJSON(_ m: StageMetrics) -> JSONValue {
-        func number(_ v: Double, _ format: (Double) -> String) -> JSONValue { v.isFinite ? .number(format(v)) : .null }
-        return .object([
-            ("max_abs", number(m.maxAbs, MetricFormat.error)), ("mean_abs", number(m.meanAbs, MetricFormat.error)),
-            ("cosine", number(m.cosine, MetricFormat.cosine)),
-            ("psnr_db", m.psnrDB == .infinity ? .string("inf") : number(m.psnrDB, MetricFormat.decibels)), ("passed", .bool(m.passed)),
-            ("failures", .array(m.failures.map { .string($0) })),
-        ])
-    }
-
-    /// "fp32", "int8", "int16", or "mixed (int8 on N layers, int16 on M)".
-    static func activationSummary(_ model: RuntimeModel) -> String {
-        guard model.activations == .mixed else { return model.activations.rawValue }
-        let wide = model.integerLayers.values.filter { $0 == .int16 }.count
-        return "mixed (int8 on \(model.integerLayers.count - wide) layers, int16 on \(wide))"
-    }
-
-    static func json(passed: Bool, scheme: String, activations: String = "fp32", stages: [StageMetrics], temporal: StageMetrics?,
-                     thresholds: VerificationThresholds, firstFailed: StageMetrics?, seconds: Double,
-                     timings: [(String, Double)] = [], kernels: String = KernelLevel.current) -> JSONValue {
-        .object([
-            ("passed", .bool(passed)),
-            ("scheme", .string(scheme)),
-            ("activations", .string(activations)),
-            ("kernels", .string(kernels)),
-            ("stages", .object(stages.map { ($0.stage, metricsJSON($0)) })),
-            ("temporal", temporal.map(metricsJSON) ?? .null),
-            ("first_failed_stage", firstFailed.map { .string($0.stage) } ?? .null),
-            ("thresholds", .object([
-                ("min_cosine", .number("\(thresholds.minCosine)")),
-                ("frames_max_abs", thresholds.framesMaxAbs.map { .number("\($0)") } ?? .null),
-                ("frames_min_psnr_db", thresholds.framesMinPSNR.map { .number("\($0)") } ?? .null),
-            ])),
-            ("seconds", .number(String(format: "%.3f", seconds))),
-            ("phase_seconds", .object(timings.map { ($0.0, .number(String(format: "%.3f", $0.1))) })),
-        ])
-    }
-
-    static func table(stages: [StageMetrics], temporal: StageMetrics?, scheme: String, activations: String = "fp32",
-                      thresholds: VerificationThresholds, kernels: String = KernelLevel.current) -> String {
-        var lines = ["scheme \(scheme), activations \(activations), kernels \(kernels); thresholds: \(thresholds.summary)",
-                     "stage         max_abs      mean_abs     cosine        psnr_db   result"]
-        for m in stages + (temporal.map { [$0] } ?? []) {
-            let name = m.stage.padding(toLength: 12, withPad: " ", startingAt: 0)
-            let result = m.passed ? "pass" : "FAIL: " + m.failures.joined(separator: "; ")
-            lines.append(name + "  " + [MetricFormat.error(m.maxAbs).padding(toLength: 11, withPad: " ", startingAt: 0),
-                                        MetricFormat.error(m.meanAbs).padding(toLength: 11, withPad: " ", startingAt: 0),
-                                        MetricFormat.cosine(m.cosine).padding(toLength: 12, withPad: " ", startingAt: 0),
-                                        String(repeating: " ", count: max(0, 8 - MetricFormat.decibels(m.psnrDB).count)) + MetricFormat.decibels(m.psnrDB)]
-                .joined(separator: "  ") + "   " + result)
-        }
-        return lines.joined(separator: "\n")
-    }
+    static func activationSummary(_ model: RuntimeModel) -> String { VerificationSummary.activations(model) }
 }

@@ -88,12 +88,10 @@ struct UNetTests {
         let prompt = try Tensor.load("input.prompt_embeds", from: reference.tensors)
         let expected = try Tensor.load("output.unet_output", from: reference.tensors)
         let unet = try UNet2DCondition(table: UNetFixture.weights(stage).tensors, config: UNetFixture.config(stage))
-        let start = Date()
         let output = try unet(sample, timestep: 1, encoderHiddenStates: prompt)
-        let seconds = Date().timeIntervalSince(start)
         #expect(output.shape == expected.shape)
         let error = output.maxAbsDifference(expected)
-        print("UNet \(name) (\(stage)) \(sample.shape): max abs error \(error) (max |ref| \(expected.maxAbs)), \(seconds) s")
+        print("UNet \(name) (\(stage)) \(sample.shape): max abs error \(error) (max |ref| \(expected.maxAbs))")
         #expect(error <= Self.tolerance)
     }
 

@@ -249,24 +249,20 @@ struct ConfigSource {
     }
 }
 
-/// `cfr/config.json`: what the engine needs to rebuild the CFR from its weights.
-enum CFRConfig {
+extension CFRConfig {
+    /// `cfr/config.json` from the CFR's weights: what the engine needs to rebuild the CFR (the
+    /// temperature is DLoRAL's constant; shapes absent from the weights take DLoRAL's values).
     static func make(_ items: [MergePlan.Item]) -> JSONValue {
         func shape(_ name: String) -> [Int]? { items.first { $0.name == name }?.source.shape }
+        let d = CFRConfig.dloral
         let levels = ConfigInference.indexCount(items.map(\.name), prefix: "spynet.basic_module.")
         let qkv = shape("cross_attn_module.query_conv.weight")
         let threshold = shape("cross_attn_module.threshold_fc.weight")
-        let headDim = threshold?.last ?? 64
-        let inner = qkv?.first ?? 576
-        return .object([
-            ("_class_name", .string("DLoRALCFR")),
-            ("latent_channels", .int(qkv?[1] ?? 4)),
-            ("attention_heads", .int(inner / max(headDim, 1))),
-            ("attention_head_dim", .int(headDim)),
-            ("attention_temperature", .double(3000)),
-            ("spynet_levels", .int(levels)),
-            ("spynet_channels", .array([8, 32, 64, 32, 16, 2].map { .int($0) })),
-            ("lq_downsample", .int(8)),
-        ])
+        let headDim = threshold?.last ?? d.attentionHeadDim
+        let inner = qkv?.first ?? d.attentionHeads * d.attentionHeadDim
+        return CFRConfig(
+            latentChannels: qkv?[1] ?? d.latentChannels, attentionHeads: inner / max(headDim, 1), attentionHeadDim: headDim,
+            attentionTemperature: d.attentionTemperature, spynetLevels: levels
+        ).json
     }
 }

@@ -26,7 +26,8 @@ public enum ConfigInference {
         var channels: [Int] = []
         var downTypes: [JSONValue] = []
         var heads: [JSONValue] = []
-        var crossDim = 1024
+        let d = UNetConfig.sd21Base
+        var crossDim = d.crossAttentionDim
         var linearProjection = true
         var transformerLayers: [JSONValue] = []
         for i in 0..<downCount {
@@ -50,7 +51,7 @@ public enum ConfigInference {
             upTypes.append(.string(table["up_blocks.\(i).attentions.0.proj_in.weight"] != nil ? "CrossAttnUpBlock2D" : "UpBlock2D"))
         }
         let layers = indexCount(names, prefix: "down_blocks.0.resnets.")
-        let outChannels = table["conv_out.weight"]?.shape[0] ?? 4
+        let outChannels = table["conv_out.weight"]?.shape[0] ?? d.outChannels
         return .object([
             ("_class_name", .string("UNet2DConditionModel")),
             ("act_fn", .string("silu")),
@@ -66,7 +67,7 @@ public enum ConfigInference {
             ("layers_per_block", .int(layers)),
             ("mid_block_scale_factor", .int(1)),
             ("norm_eps", .double(1e-5)),
-            ("norm_num_groups", .int(32)),
+            ("norm_num_groups", .int(d.normNumGroups)),
             ("out_channels", .int(outChannels)),
             ("sample_size", .int(64)),
             ("transformer_layers_per_block", .array(transformerLayers)),
@@ -85,8 +86,9 @@ public enum ConfigInference {
             guard let conv = table["encoder.down_blocks.\(i).resnets.0.conv2.weight"] else { return nil }
             channels.append(conv.shape[0])
         }
-        let latent = table["decoder.conv_in.weight"]?.shape[1] ?? 4
-        let out = table["decoder.conv_out.weight"]?.shape[0] ?? 3
+        let d = VAEConfig.sd21
+        let latent = table["decoder.conv_in.weight"]?.shape[1] ?? d.latentChannels
+        let out = table["decoder.conv_out.weight"]?.shape[0] ?? d.outChannels
         return .object([
             ("_class_name", .string("AutoencoderKL")),
             ("act_fn", .string("silu")),
@@ -95,7 +97,7 @@ public enum ConfigInference {
             ("in_channels", .int(convIn.shape[1])),
             ("latent_channels", .int(latent)),
             ("layers_per_block", .int(indexCount(names, prefix: "encoder.down_blocks.0.resnets."))),
-            ("norm_num_groups", .int(32)),
+            ("norm_num_groups", .int(d.normNumGroups)),
             ("out_channels", .int(out)),
             ("sample_size", .int(512)),
             ("scaling_factor", .double(0.18215)),

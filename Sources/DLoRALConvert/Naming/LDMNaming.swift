@@ -44,51 +44,34 @@ public struct UNetLayout: Sendable, Equatable {
         self.blockOutChannels = blockOutChannels
     }
 
-    /// Stable Diffusion 2.1-base.
-    public static var sd21Base: UNetLayout {
-        var layout = UNetLayout(
-            layersPerBlock: [2, 2, 2, 2],
-            downBlockHasAttention: [true, true, true, false],
-            upBlockHasAttention: [false, true, true, true],
-            blockOutChannels: [320, 640, 1280, 1280])
-        layout.inChannels = 4
-        layout.outChannels = 4
-        layout.crossAttentionDim = 1024
-        layout.useLinearProjection = true
-        return layout
+    /// The layout of a UNet config (block types give the attention; channels and the like are
+    /// carried along).
+    public init(config: UNetConfig) {
+        self.init(
+            layersPerBlock: config.layersPerBlock,
+            downBlockHasAttention: config.downBlockTypes.map { $0 == UNetConfig.crossAttnDown },
+            upBlockHasAttention: config.upBlockTypes.map { $0 == UNetConfig.crossAttnUp },
+            blockOutChannels: config.blockOutChannels)
+        inChannels = config.inChannels
+        outChannels = config.outChannels
+        crossAttentionDim = config.crossAttentionDim
+        useLinearProjection = config.useLinearProjection
     }
 
-    /// Reads a diffusers UNet2DConditionModel `config.json`. Missing fields fall back to SD 2.1-base
-    /// (block types default to the SD pattern: cross-attention everywhere but the deepest level).
+    /// Stable Diffusion 2.1-base.
+    public static var sd21Base: UNetLayout { UNetLayout(config: .sd21Base) }
+
+    /// Reads a diffusers UNet2DConditionModel `config.json` (`UNetConfig`: absent keys take SD
+    /// 2.1-base's values).
     public init(diffusersConfig config: JSONValue, file: String = "config.json") throws {
         guard config.objectValue != nil else {
             throw FormatError(.malformed, file: file, "the UNet config is not a JSON object")
         }
-        let channels = try NamingConfigReader.intArray(config, "block_out_channels", file: file)
-        let typesDown = try NamingConfigReader.stringArray(config, "down_block_types", file: file)
-        let typesUp = try NamingConfigReader.stringArray(config, "up_block_types", file: file)
-        let n = channels?.count ?? typesDown?.count ?? typesUp?.count ?? 4
-        guard n > 0 else { throw FormatError(.invalidModel, file: file, "the UNet config has no blocks") }
-        let lpb = try NamingConfigReader.perBlockInt(config, "layers_per_block", count: n, default: 2, file: file)
-        let down = typesDown ?? (0..<n).map { $0 == n - 1 ? "DownBlock2D" : "CrossAttnDownBlock2D" }
-        let up = typesUp ?? (0..<n).map { $0 == 0 ? "UpBlock2D" : "CrossAttnUpBlock2D" }
-        for (name, count) in [
-            ("block_out_channels", channels?.count ?? n), ("down_block_types", down.count),
-            ("up_block_types", up.count), ("layers_per_block", lpb.count),
-        ] where count != n {
-            throw FormatError(
-                .invalidModel, file: file,
-                "the UNet config has \(count) entries in \(name) but \(n) blocks")
+        do {
+            self.init(config: try UNetConfig(json: config, structureOnly: true))
+        } catch let error as UNetConfigError {
+            throw FormatError(.invalidModel, file: file, error.description)
         }
-        self.init(
-            layersPerBlock: lpb,
-            downBlockHasAttention: down.map { $0.contains("Attn") },
-            upBlockHasAttention: up.map { $0.contains("Attn") },
-            blockOutChannels: channels ?? (n == 4 ? [320, 640, 1280, 1280] : nil))
-        inChannels = config["in_channels"]?.intValue ?? 4
-        outChannels = config["out_channels"]?.intValue ?? 4
-        crossAttentionDim = config["cross_attention_dim"]?.intValue ?? 1024
-        useLinearProjection = config["use_linear_projection"]?.boolValue ?? true
     }
 
     /// Infers the layout from the keys of an LDM checkpoint (with or without the
@@ -237,33 +220,26 @@ public struct VAELayout: Sendable, Equatable {
         self.latentChannels = latentChannels
     }
 
-    /// Stable Diffusion 2.1-base.
-    public static var sd21Base: VAELayout {
-        VAELayout(blockCount: 4, layersPerBlock: 2, blockOutChannels: [128, 256, 512, 512], latentChannels: 4)
+    /// The layout of a VAE config.
+    public init(config: VAEConfig) {
+        self.init(blockCount: config.blockOutChannels.count, layersPerBlock: config.layersPerBlock,
+                  blockOutChannels: config.blockOutChannels, latentChannels: config.latentChannels)
     }
 
-    /// Reads a diffusers AutoencoderKL `config.json`; missing fields fall back to SD 2.1-base.
+    /// Stable Diffusion 2.1-base.
+    public static var sd21Base: VAELayout { VAELayout(config: .sd21) }
+
+    /// Reads a diffusers AutoencoderKL `config.json` (`VAEConfig`: absent keys take SD 2.1-base's
+    /// values).
     public init(diffusersConfig config: JSONValue, file: String = "config.json") throws {
         guard config.objectValue != nil else {
             throw FormatError(.malformed, file: file, "the VAE config is not a JSON object")
         }
-        let channels = try NamingConfigReader.intArray(config, "block_out_channels", file: file)
-        let down = try NamingConfigReader.stringArray(config, "down_block_types", file: file)
-        let up = try NamingConfigReader.stringArray(config, "up_block_types", file: file)
-        let n = channels?.count ?? down?.count ?? up?.count ?? 4
-        for (name, count) in [("down_block_types", down?.count), ("up_block_types", up?.count)] {
-            if let count, count != n {
-                throw FormatError(.invalidModel, file: file, "the VAE config has \(count) entries in \(name) but \(n) blocks")
-            }
+        let parsed = VAEConfig(json: config)
+        guard !parsed.blockOutChannels.isEmpty, parsed.blockOutChannels.allSatisfy({ $0 > 0 }), parsed.layersPerBlock > 0 else {
+            throw FormatError(.invalidModel, file: file, "the VAE config needs at least one block and layer, with positive channels")
         }
-        let lpb = try NamingConfigReader.perBlockInt(config, "layers_per_block", count: 1, default: 2, file: file)[0]
-        guard n > 0, lpb > 0 else {
-            throw FormatError(.invalidModel, file: file, "the VAE config needs at least one block and layer")
-        }
-        self.init(
-            blockCount: n, layersPerBlock: lpb,
-            blockOutChannels: channels ?? (n == 4 ? [128, 256, 512, 512] : nil),
-            latentChannels: config["latent_channels"]?.intValue ?? 4)
+        self.init(config: parsed)
     }
 
     /// Infers the layout from LDM keys (with or without the `first_stage_model.` / `vae.` prefix).
@@ -578,46 +554,5 @@ public struct LDMNaming: Sendable {
         default:
             return nil
         }
-    }
-}
-
-// MARK: - Config helpers
-
-enum NamingConfigReader {
-    static func intArray(_ config: JSONValue, _ key: String, file: String) throws -> [Int]? {
-        guard let value = config[key], value != .null else { return nil }
-        guard let items = value.arrayValue else {
-            throw FormatError(.malformed, file: file, "\(key) must be an array of integers")
-        }
-        return try items.map {
-            guard let v = $0.intValue, v > 0 else {
-                throw FormatError(.malformed, file: file, "\(key) must be an array of positive integers")
-            }
-            return v
-        }
-    }
-
-    static func stringArray(_ config: JSONValue, _ key: String, file: String) throws -> [String]? {
-        guard let value = config[key], value != .null else { return nil }
-        guard let items = value.arrayValue else {
-            throw FormatError(.malformed, file: file, "\(key) must be an array of strings")
-        }
-        return try items.map {
-            guard let s = $0.stringValue else {
-                throw FormatError(.malformed, file: file, "\(key) must be an array of strings")
-            }
-            return s
-        }
-    }
-
-    /// An integer or an array of integers (one per block).
-    static func perBlockInt(_ config: JSONValue, _ key: String, count: Int, default def: Int, file: String) throws -> [Int] {
-        guard let value = config[key], value != .null else { return Array(repeating: def, count: count) }
-        if let v = value.intValue {
-            guard v > 0 else { throw FormatError(.malformed, file: file, "\(key) must be positive") }
-            return Array(repeating: v, count: count)
-        }
-        if let array = try intArray(config, key, file: file) { return array }
-        throw FormatError(.malformed, file: file, "\(key) must be an integer or an array of integers")
     }
 }

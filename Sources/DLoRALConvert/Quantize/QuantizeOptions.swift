@@ -5,37 +5,16 @@ import Glibc
 
 /// What `dloral-convert quantize` is asked to do.
 public struct QuantizeOptions: Sendable {
-    public enum Weights: String, Sendable, CaseIterable {
-        case int8, fp16, fp32
-    }
-
-    public enum Granularity: String, Sendable, CaseIterable {
-        case channel, block32, block64
-        /// Elements per scale along K (0: one scale per output channel).
-        public var block: Int {
-            switch self {
-            case .channel: return 0
-            case .block32: return 32
-            case .block64: return 64
-            }
-        }
-    }
-
-    /// How the engine runs int8 layers (Formats/dlrt.md §4.1): `fp32` activations against the
-    /// dequantized weights, activations quantized per row to `int8` or `int16` on every layer, or
-    /// `auto` (calibrated per layer by the CLI, which then passes `layerActivations`).
-    public enum Activations: String, Sendable, CaseIterable {
-        case fp32, int8, int16, auto
-    }
-
-    public var weights: Weights = .int8
-    public var activations: Activations = .fp32
+    public var weights: DLRTWeights = .int8
+    /// How the engine runs int8 layers; `auto` is calibrated per layer by the caller, which then
+    /// passes `layerActivations`.
+    public var activations: DLRTActivationPolicy = .fp32
     /// Per-layer choice by full name (`unet.…weight`); wins over `activations` where present
     /// (a layer mapped to nil runs with fp32 activations).
     public var layerActivations: [String: DLRTActivations?] = [:]
     /// For `auto`: what calibration did, recorded as `quantization.calibration` (§4.1).
     public var calibrationRecord: JSONValue?
-    public var granularity: Granularity = .channel
+    public var granularity: DLRTGranularity = .channel
     /// Extra globs (on canonical names, `fnmatch` syntax) of tensors to keep in fp32.
     public var keep: [String] = []
     public var promptEmbeds: String?

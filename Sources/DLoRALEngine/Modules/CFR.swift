@@ -150,14 +150,16 @@ public struct SpyNet: Sendable {
 public struct CrossFrameRetrieval: Sendable {
     public let spynet: SpyNet
     public let attention: Ops.CrossFrameAttentionWeights
-    /// 9 in DLoRAL.
+    /// `attention_heads` of the config.
     public let heads: Int
-    /// 3000 in DLoRAL (a constant of the module, not in the checkpoint).
+    /// `attention_temperature` of the config (a constant of DLoRAL's module, not in the checkpoint).
     public let temperature: Float
 
-    /// Loads `spynet.*` and `cross_attn_module.*` (DLoRAL's `state_dict_bpp` names) from `table`.
+    /// Loads `spynet.*` and `cross_attn_module.*` (DLoRAL's `state_dict_bpp` names) from `table`,
+    /// with the heads and temperature of `config`.
     /// - Throws: `EngineError.missingTensor` / `.shapeMismatch`.
-    public init(from table: TensorTable, heads: Int = 9, temperature: Float = 3000) throws {
+    public init(from table: TensorTable, config: CFRConfig = .dloral) throws {
+        let heads = config.attentionHeads
         spynet = try SpyNet(from: table, prefix: "spynet.")
         func load(_ name: String) throws -> Tensor {
             try Tensor.load("cross_attn_module.\(name)", from: table)
@@ -178,11 +180,11 @@ public struct CrossFrameRetrieval: Sendable {
             thresholdWeight: threshold, thresholdBias: try load("threshold_fc.bias"),
             outputWeight: try load("proj_out.weight"), outputBias: try load("proj_out.bias"))
         self.heads = heads
-        self.temperature = temperature
+        temperature = Float(config.attentionTemperature)
     }
 
     /// DLoRAL's `lq_downsample`: SpyNet sees the frames at 1/8 of their size.
-    public static let lqDownsample = 8
+    public static let lqDownsample = CFRConfig.lqDownsample
 
     /// `CFRModel.downsample_lq`: `F.interpolate(frames, scale_factor=0.125, mode='bicubic')`,
     /// `[T, 3, H, W] → [T, 3, ⌊H/8⌋, ⌊W/8⌋]`.

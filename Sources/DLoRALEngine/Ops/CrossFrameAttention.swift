@@ -40,8 +40,8 @@ extension Ops {
     ///   - current: `[B, C, h, w]`, the current frame's latent (queries, and the residual).
     ///   - previous: `[B, C, h, w]`, the previous frame's latent warped onto the current one.
     ///   - weights: the module's parameters.
-    ///   - heads: 9 in DLoRAL; `d = heads·d / heads` comes from the query weight.
-    ///   - temperature: 3000 in DLoRAL (a constant, not a parameter).
+    ///   - heads: `CFRConfig.attentionHeads`; `d = heads·d / heads` comes from the query weight.
+    ///   - temperature: `CFRConfig.attentionTemperature` (a constant of DLoRAL's module).
     /// - Returns: `[B, C, h, w]`, `current + proj_out(attention)`.
     public static func crossFrameAttention(
         current: Tensor, previous: Tensor, weights: CrossFrameAttentionWeights,

@@ -77,10 +77,8 @@ public final class DLoRALPipeline {
         -> (VAEEncoder, VAEDecoder, CrossFrameRetrieval?, UNet2DCondition)
     {
         let vaeConfig = VAEConfig(json: model.configs["vae"]!)
-        let cfrConfig = model.configs["cfr"]
         let cfr = model.cfr.count == 0 ? nil : try CrossFrameRetrieval(
-            from: model.cfr, heads: cfrConfig?["attention_heads"]?.intValue ?? 9,
-            temperature: Float(cfrConfig?["attention_temperature"]?.doubleValue ?? 3000))
+            from: model.cfr, config: model.configs["cfr"].map(CFRConfig.init(json:)) ?? .dloral)
         return (
             try VAEEncoder(table: model.vae, config: vaeConfig),
             try VAEDecoder(table: model.vae, config: vaeConfig),

@@ -10,10 +10,10 @@ import DLoRALFormats
 /// (q · scale) when a module loads them, and run with fp32 activations.
 public struct RuntimeModel: Sendable {
     public let path: String
-    /// Storage scheme of the file's weights: "fp32", "fp16" or "int8".
-    public let weights: String
-    /// For int8 files, the scales' granularity: "channel", "block32" or "block64" (nil otherwise).
-    public let int8Granularity: String?
+    /// Storage scheme of the file's weights.
+    public let weights: DLRTWeights
+    /// For int8 files, the scales' granularity (nil otherwise).
+    public let int8Granularity: DLRTGranularity?
     public let unet: TensorTable
     public let vae: TensorTable
     /// Empty when the file has no CFR (the pipeline then runs without frame alignment).
@@ -54,7 +54,7 @@ public struct RuntimeModel: Sendable {
         }
         _ = Allocator.tuned
         self.path = path
-        weights = "fp32"
+        weights = .fp32
         int8Granularity = nil
         self.unet = unet
         self.vae = vae
@@ -74,8 +74,10 @@ public struct RuntimeModel: Sendable {
     ) throws {
         _ = Allocator.tuned
         path = file.path
-        weights = file.metadata["quantization"]?["weights"]?.stringValue ?? "fp32"
-        int8Granularity = weights == "int8" ? file.metadata["quantization"]?["int8_granularity"]?.stringValue ?? "channel" : nil
+        // The reader checked both against their enums (DLRTValidation).
+        weights = file.metadata["quantization"]?["weights"]?.stringValue.flatMap(DLRTWeights.init(rawValue:)) ?? .fp32
+        int8Granularity = weights == .int8
+            ? file.metadata["quantization"]?["int8_granularity"]?.stringValue.flatMap(DLRTGranularity.init(rawValue:)) ?? .channel : nil
         var tables: [String: TensorTable] = ["unet": TensorTable(), "vae": TensorTable(), "cfr": TensorTable()]
         var prompt: Tensor?
         var integer: [String: DLRTActivations] = [:]

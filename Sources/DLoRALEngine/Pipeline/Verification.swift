@@ -17,11 +17,11 @@ public struct VerificationThresholds: Sendable {
     /// int8 weights and fp32 activations, so they are held to the weight-only frames bound
     /// (39 dB); their stage cosines get a guard against gross errors (0.998: the fake-quant
     /// simulation at SD 2.1 size (Tools/fixtures/simulate_quant.py) gives 0.99973 for the UNet output, the tiny fixture measures 0.9993).
-    public static func defaults(forScheme scheme: String) -> VerificationThresholds {
+    public static func defaults(forScheme scheme: DLRTWeights) -> VerificationThresholds {
         switch scheme {
-        case "fp16": return VerificationThresholds(minCosine: 0.99999, framesMaxAbs: nil, framesMinPSNR: 60)
-        case "int8": return VerificationThresholds(minCosine: 0.998, framesMaxAbs: nil, framesMinPSNR: 39)
-        default: return VerificationThresholds(minCosine: 0.99999, framesMaxAbs: 1e-4, framesMinPSNR: nil)
+        case .fp16: return VerificationThresholds(minCosine: 0.99999, framesMaxAbs: nil, framesMinPSNR: 60)
+        case .int8: return VerificationThresholds(minCosine: 0.998, framesMaxAbs: nil, framesMinPSNR: 39)
+        case .fp32: return VerificationThresholds(minCosine: 0.99999, framesMaxAbs: 1e-4, framesMinPSNR: nil)
         }
     }
 

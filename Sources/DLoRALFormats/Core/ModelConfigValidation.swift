@@ -11,8 +11,8 @@
 ///   [block_out_channels[0], in_channels, 3, 3], `layers_per_block` resnets per down block, …),
 ///   and no block, resnet, attention or transformer block may exist beyond what it implies.
 ///
-/// Absent keys take the values the engine takes (SD 2.1's for the UNet and VAE, as
-/// `UNetConfig` / `VAEConfig` in DLoRALEngine do); an absent key whose default does not fit the
+/// Absent keys take the values the engine takes (SD 2.1's for the UNet and VAE, DLoRAL's for the
+/// CFR: `UNetConfig.sd21Base`, `VAEConfig.sd21`, `CFRConfig.dloral`); an absent key whose default does not fit the
 /// weights is reported as such. Only the SD 1.x/2.x structure the engine runs is accepted.
 public enum ModelConfigValidation {
     /// Tensor shapes by name, without the component prefix (`conv_in.weight`, not `unet.conv_in.weight`).
@@ -273,17 +273,18 @@ struct UNetSpec {
     var linearProjection: Bool
     var timeEmbedDim: Int
 
-    static let crossDown = "CrossAttnDownBlock2D", down = "DownBlock2D"
-    static let crossUp = "CrossAttnUpBlock2D", up = "UpBlock2D"
+    static let crossDown = UNetConfig.crossAttnDown, down = UNetConfig.down
+    static let crossUp = UNetConfig.crossAttnUp, up = UNetConfig.up
 
     init(_ json: JSONValue, file: String) throws {
         let r = try ConfigReader(json, file: file, kind: "diffusers UNet2DConditionModel")
         let maxC = ModelConfigValidation.maxChannels, maxL = ModelConfigValidation.maxLayers
+        let d = UNetConfig.sd21Base
         try r.fixed("_class_name", .string("UNet2DConditionModel"))
-        inChannels = try r.int("in_channels", default: 4, in: 1...1024)
-        outChannels = try r.int("out_channels", default: 4, in: 1...1024)
-        downTypes = try r.strings("down_block_types", default: [Self.crossDown, Self.crossDown, Self.crossDown, Self.down], allowed: [Self.crossDown, Self.down])
-        upTypes = try r.strings("up_block_types", default: [Self.up, Self.crossUp, Self.crossUp, Self.crossUp], allowed: [Self.crossUp, Self.up])
+        inChannels = try r.int("in_channels", default: d.inChannels, in: 1...1024)
+        outChannels = try r.int("out_channels", default: d.outChannels, in: 1...1024)
+        downTypes = try r.strings("down_block_types", default: d.downBlockTypes, allowed: [Self.crossDown, Self.down])
+        upTypes = try r.strings("up_block_types", default: d.upBlockTypes, allowed: [Self.crossUp, Self.up])
         let count = downTypes.count
         guard upTypes.count == count else {
             throw r.error("up_block_types", "has \(upTypes.count) entries for \(count) down_block_types; expected as many")
@@ -296,21 +297,22 @@ struct UNetSpec {
         } else {
             mid = true
         }
-        channels = try r.intList("block_out_channels", default: count == 4 ? [320, 640, 1280, 1280] : nil, count: count, in: 1...maxC)
-        layers = try r.perBlock("layers_per_block", default: Array(repeating: 2, count: count), count: count, in: 1...maxL)!
+        let sd21Blocks = count == d.blockOutChannels.count
+        channels = try r.intList("block_out_channels", default: sd21Blocks ? d.blockOutChannels : nil, count: count, in: 1...maxC)
+        layers = try r.perBlock("layers_per_block", default: Array(repeating: d.layersPerBlock[0], count: count), count: count, in: 1...maxL)!
         // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (the latter
         // is, for SD, the number of heads).
         let headsKey = r.value("num_attention_heads") != nil ? "num_attention_heads" : "attention_head_dim"
-        guard let heads = try r.perBlock(headsKey, default: count == 4 ? [5, 10, 20, 20] : nil, count: count, in: 1...maxC) else {
+        guard let heads = try r.perBlock(headsKey, default: sd21Blocks ? d.attentionHeads : nil, count: count, in: 1...maxC) else {
             throw r.error("attention_head_dim", "is missing; expected the number of attention heads per block")
         }
         self.heads = heads
-        transformerLayers = try r.perBlock("transformer_layers_per_block", default: Array(repeating: 1, count: count), count: count, in: 1...maxL)!
+        transformerLayers = try r.perBlock("transformer_layers_per_block", default: Array(repeating: d.transformerLayersPerBlock[0], count: count), count: count, in: 1...maxL)!
         if r.value("reverse_transformer_layers_per_block") != nil {
             throw r.error("reverse_transformer_layers_per_block", "is set; only null is supported")
         }
-        crossDim = try r.int("cross_attention_dim", default: 1024, in: 1...maxC)
-        groups = try r.int("norm_num_groups", default: 32, in: 1...maxC)
+        crossDim = try r.int("cross_attention_dim", default: d.crossAttentionDim, in: 1...maxC)
+        groups = try r.int("norm_num_groups", default: d.normNumGroups, in: 1...maxC)
         _ = try r.double("norm_eps", default: 1e-5, positive: true)
         _ = try r.double("freq_shift", default: 0, positive: false)
         _ = try r.bool("flip_sin_to_cos", default: true)
@@ -454,10 +456,11 @@ struct VAESpec {
     init(_ json: JSONValue, file: String) throws {
         let r = try ConfigReader(json, file: file, kind: "diffusers AutoencoderKL")
         let maxC = ModelConfigValidation.maxChannels
+        let d = VAEConfig.sd21
         try r.fixed("_class_name", .string("AutoencoderKL"))
-        inChannels = try r.int("in_channels", default: 3, in: 1...1024)
-        outChannels = try r.int("out_channels", default: 3, in: 1...1024)
-        channels = try r.intList("block_out_channels", default: [128, 256, 512, 512], count: nil, in: 1...maxC)
+        inChannels = try r.int("in_channels", default: d.inChannels, in: 1...1024)
+        outChannels = try r.int("out_channels", default: d.outChannels, in: 1...1024)
+        channels = try r.intList("block_out_channels", default: d.blockOutChannels, count: nil, in: 1...maxC)
         guard channels.count <= ModelConfigValidation.maxBlocks else {
             throw r.error("block_out_channels", "has \(channels.count) entries; expected at most \(ModelConfigValidation.maxBlocks)")
         }
@@ -466,10 +469,10 @@ struct VAESpec {
         let up = try r.strings("up_block_types", default: Array(repeating: "UpDecoderBlock2D", count: count), allowed: ["UpDecoderBlock2D"])
         guard down.count == count else { throw r.error("down_block_types", "has \(down.count) entries for \(count) block_out_channels; expected as many") }
         guard up.count == count else { throw r.error("up_block_types", "has \(up.count) entries for \(count) block_out_channels; expected as many") }
-        layers = try r.int("layers_per_block", default: 2, in: 1...ModelConfigValidation.maxLayers)
-        let groups = try r.int("norm_num_groups", default: 32, in: 1...maxC)
-        latent = try r.int("latent_channels", default: 4, in: 1...1024)
-        _ = try r.double("scaling_factor", default: 0.18215, positive: true)
+        layers = try r.int("layers_per_block", default: d.layersPerBlock, in: 1...ModelConfigValidation.maxLayers)
+        let groups = try r.int("norm_num_groups", default: d.normNumGroups, in: 1...maxC)
+        latent = try r.int("latent_channels", default: d.latentChannels, in: 1...1024)
+        _ = try r.double("scaling_factor", default: Double(d.scalingFactor), positive: true)
         quantConv = try r.bool("use_quant_conv", default: true)
         postQuantConv = try r.bool("use_post_quant_conv", default: true)
         midAttention = try r.bool("mid_block_add_attention", default: true)
@@ -545,10 +548,8 @@ struct CFRSpec {
     var headDim: Int
     var levels: Int
 
-    /// SpyNet's basic module (BasicVSR): five 7×7 convs, 8 → 32 → 64 → 32 → 16 → 2 channels.
-    static let spynetChannels = [8, 32, 64, 32, 16, 2]
-    /// DLoRAL resizes the LQ frames by 1/8, the VAE's factor, before SpyNet.
-    static let lqDownsample = 8
+    static let spynetChannels = CFRConfig.spynetChannels
+    static let lqDownsample = CFRConfig.lqDownsample
 
     init(_ json: JSONValue, file: String) throws {
         let r = try ConfigReader(json, file: file, kind: "DLoRAL CFR")
@@ -556,7 +557,7 @@ struct CFRSpec {
         latent = try r.int("latent_channels", default: nil, in: 1...1024)
         heads = try r.int("attention_heads", default: nil, in: 1...4096)
         headDim = try r.int("attention_head_dim", default: nil, in: 1...4096)
-        _ = try r.double("attention_temperature", default: 3000, positive: true)
+        _ = try r.double("attention_temperature", default: CFRConfig.dloral.attentionTemperature, positive: true)
         // Each level halves the LQ frame; 16 levels already need frames of 2^16 × 8 pixels.
         levels = try r.int("spynet_levels", default: nil, in: 1...16)
         if let value = r.value("spynet_channels"), value.intArray != Self.spynetChannels {

@@ -1,5 +1,3 @@
-import CKernels
-
 /// What an int8 `rows_k32` weight view needs besides its bytes: its scales (one per output channel
 /// for `int8_channel`, one per output channel and block for `int8_block`) and the precision its
 /// layer quantizes activations to.
@@ -151,7 +149,7 @@ public struct TensorView: Sendable {
                     from: UnsafeRawPointer(start).assumingMemoryBound(to: Float.self), count: count)
                 return
             case .float16 where Int(bitPattern: start) % MemoryLayout<UInt16>.alignment == 0:
-                dloral_f16_to_f32(count, UnsafeRawPointer(start).assumingMemoryBound(to: UInt16.self), out.baseAddress!)
+                HalfConversion.convert(count, from: UnsafeRawPointer(start).assumingMemoryBound(to: UInt16.self), to: out.baseAddress!)
                 return
             default:
                 for i in 0..<count { out[i] = Self.load(dtype, start, i * dtype.byteSize) }
@@ -173,7 +171,7 @@ public struct TensorView: Sendable {
         case .float64:
             return Float(base.loadUnaligned(fromByteOffset: offset, as: Double.self))
         case .float16:
-            return Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+            return HalfConversion.float(fromHalf: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
         case .bfloat16:
             let bits = UInt32(base.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) << 16
             return Float(bitPattern: bits)

@@ -85,6 +85,34 @@ public enum DLRTActivations: String, Sendable, CaseIterable {
     case int16
 }
 
+/// How a file's weights are stored, as a whole (`quantization.weights`, §4). Case order is the
+/// order messages list them in.
+public enum DLRTWeights: String, Sendable, CaseIterable {
+    case int8, fp16, fp32
+}
+
+/// The granularity of int8 weights' scales (`quantization.int8_granularity`, §4): one scale per
+/// output channel, or one per output channel and block of 32 or 64 along K.
+public enum DLRTGranularity: String, Sendable, CaseIterable {
+    case channel, block32, block64
+
+    /// Elements per scale along K (0: one scale per output channel).
+    public var block: Int {
+        switch self {
+        case .channel: return 0
+        case .block32: return 32
+        case .block64: return 64
+        }
+    }
+}
+
+/// How the int8 layers of a file run their activations (`quantization.activations`, §4.1):
+/// `fp32` against the dequantized weights, `int8` or `int16` on every layer, or `auto`
+/// (chosen per layer by calibration; each tensor entry then names its own precision).
+public enum DLRTActivationPolicy: String, Sendable, CaseIterable {
+    case fp32, int8, int16, auto
+}
+
 /// How a tensor's elements are stored.
 public enum DLRTScheme: String, Sendable {
     case none

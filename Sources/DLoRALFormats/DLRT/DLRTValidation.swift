@@ -103,24 +103,26 @@ extension DLRTFile {
             }
             return text
         }
-        let weights = try value("weights", ["int8", "fp16", "fp32"])!
-        let granularity = try value("int8_granularity", ["channel", "block32", "block64"])!
-        let activations = try value("activations", ["fp32", "int8", "int16", "auto"], optional: true) ?? "fp32"
+        // value() admits only the enums' spellings, so the force-unwraps hold.
+        let weights = DLRTWeights(rawValue: try value("weights", DLRTWeights.allCases.map(\.rawValue))!)!
+        let granularity = DLRTGranularity(rawValue: try value("int8_granularity", DLRTGranularity.allCases.map(\.rawValue))!)!
+        let activations = try value("activations", DLRTActivationPolicy.allCases.map(\.rawValue), optional: true)
+            .map { DLRTActivationPolicy(rawValue: $0)! } ?? .fp32
         guard let keep = q["keep"]?.arrayValue, keep.allSatisfy({ $0.stringValue != nil }) else {
             throw fail("quantization \"keep\" must be a list of globs")
         }
         guard q["policy"]?.stringValue != nil else { throw fail("quantization \"policy\" must be a string") }
         for entry in entries {
             switch (weights, entry.dtype, entry.scheme) {
-            case ("fp32", .float16, _), ("fp32", _, .int8Channel), ("fp32", _, .int8Block), ("fp16", _, .int8Channel), ("fp16", _, .int8Block):
-                throw fail("\(entry.dtype.rawValue) \(entry.scheme.rawValue) storage in a file whose weights are \(weights)", tensor: entry.name)
-            case ("int8", _, .int8Channel) where granularity != "channel",
-                 ("int8", _, .int8Block) where granularity != "block\(entry.block)",
-                 ("int8", .float16, _):
-                throw fail("\(entry.dtype.rawValue) \(entry.scheme.rawValue)\(entry.block > 0 ? " of block \(entry.block)" : "") in a file of int8 weights with granularity \(granularity)", tensor: entry.name)
+            case (.fp32, .float16, _), (.fp32, _, .int8Channel), (.fp32, _, .int8Block), (.fp16, _, .int8Channel), (.fp16, _, .int8Block):
+                throw fail("\(entry.dtype.rawValue) \(entry.scheme.rawValue) storage in a file whose weights are \(weights.rawValue)", tensor: entry.name)
+            case (.int8, _, .int8Channel) where granularity != .channel,
+                 (.int8, _, .int8Block) where granularity == .channel || granularity.block != entry.block,
+                 (.int8, .float16, _):
+                throw fail("\(entry.dtype.rawValue) \(entry.scheme.rawValue)\(entry.block > 0 ? " of block \(entry.block)" : "") in a file of int8 weights with granularity \(granularity.rawValue)", tensor: entry.name)
             default: break
             }
-            if entry.activations != nil && activations == "fp32" {
+            if entry.activations != nil && activations == .fp32 {
                 throw fail("integer activations on a tensor of a file whose activations are fp32", tensor: entry.name)
             }
         }

@@ -1,14 +1,19 @@
 import DLoRALConvert
-import DLoRALEngine
 import DLoRALFormats
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `dloral-convert quantize --activations auto`: quantizes once with int16 activations everywhere
 /// into a scratch file, calibrates the per-layer choice on it against the fp32 model
 /// (`ActivationCalibration`), then writes the output with the chosen precision per layer.
-enum CalibratedQuantize {
+///
+/// Here rather than in DLoRALConvert: it runs the engine (the fp32 reference and the candidate
+/// assignments) on the quantizer's output, and the engine is the library that sees both.
+public enum CalibratedQuantization {
     /// Frames [T, 3, H, W] and prompt embeddings to calibrate on, and a description for the record.
-    static func inputs(_ path: String, crossDim: Int?, promptEmbeds: String?) throws -> (Tensor, Tensor, String) {
+    public static func inputs(_ path: String, crossDim: Int?, promptEmbeds: String?) throws -> (Tensor, Tensor, String) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw FormatError(.io, file: path, "calibration input not found; give a folder of PNG frames or a reference .safetensors with input.frames")
@@ -49,9 +54,10 @@ enum CalibratedQuantize {
         return (frames, Tensor(view), description)
     }
 
-    static func quantize(
+    /// - Parameter log: one line per step (what it calibrates on, then `ActivationCalibration`'s).
+    public static func quantize(
         source: String, output: String, options: QuantizeOptions, calibration calibrationPath: String, targetPSNR: Double,
-        progress: ConversionProgress?
+        progress: ConversionProgress?, log: (String) -> Void = { _ in }
     ) throws -> QuantizeReport {
         let model = try CheckpointReader.open(source)
         var configs: [String: JSONValue] = [:]
@@ -59,16 +65,17 @@ enum CalibratedQuantize {
         let (frames, prompt, description) = try inputs(
             calibrationPath, crossDim: configs["unet"]?["cross_attention_dim"]?.intValue, promptEmbeds: options.promptEmbeds)
 
-        // A scratch file with every layer at int16, beside the output (same file system).
+        // A scratch file with every layer at int16, beside the output (same file system), removed
+        // when done and on an interrupt.
         let scratch = output + ".calibration-\(getpid()).dlrt"
-        InterruptCleanup.removeOnInterrupt(scratch)
+        let token = FileGuard.removeOnExit(scratch, kind: .scratch)
         defer {
             unlink(scratch)
-            InterruptCleanup.forget(scratch)
+            FileGuard.forget(token)
         }
         var wide = options
         wide.activations = .int16
-        Console.error(FormatError.escapingControls("dloral-convert: calibrating activations on \(description), target \(targetPSNR) dB"))
+        log("calibrating activations on \(description), target \(targetPSNR) dB")
         _ = try Quantizer.quantize(source: source, output: scratch, options: wide)
         let file = try DLRTFile(path: scratch)
         let reference = try RuntimeModel(
@@ -76,7 +83,7 @@ enum CalibratedQuantize {
             configs: configs)
         let result = try ActivationCalibration.calibrate(
             file: file, reference: reference, frames: frames, prompt: prompt, targetPSNR: targetPSNR,
-            log: { Console.error(FormatError.escapingControls("dloral-convert: \($0)")) })
+            log: log)
 
         var final = options
         final.layerActivations = result.assignment.mapValues { Optional($0) }
@@ -94,7 +101,7 @@ enum CalibratedQuantize {
         ])
         var report = try Quantizer.quantize(source: source, output: output, options: final, progress: progress)
         report.activations = QuantizeReport.Activations(
-            policy: "auto", int16Layers: int16, int8Layers: result.assignment.count - int16,
+            policy: DLRTActivationPolicy.auto.rawValue, int16Layers: int16, int8Layers: result.assignment.count - int16,
             calibrationPSNR: result.psnrDB, targetPSNR: targetPSNR)
         if !result.targetReached {
             report.warnings.append(String(

@@ -40,7 +40,7 @@ public struct VerifyCommand: ParsableCommand {
     @Argument(help: "The runtime file (.dlrt) to verify.")
     var model: String?
 
-    @Option(help: "Reference safetensors file: input.frames [T, 3, H, W], optional input.prompt_embeds, and the output.* stages to compare (layout: Tests/Fixtures/README.md, References); or a real clip's reference with dloral_run_options.")
+    @Option(help: "Reference safetensors file: input.frames [T, 3, H, W], optional input.prompt_embeds, and the output.* stages to compare (layout: docs/reference-files.md); or a real clip's reference with dloral_run_options.")
     var reference: String?
 
     @Option(help: ArgumentHelp("Instead of a reference: our fp32 engine on this fp32 .dlrt is the baseline, on the frames of --input.", valueName: "fp32.dlrt"))

@@ -1,6 +1,6 @@
 import DLoRALFormats
 
-// DLoRAL's Cross-Frame Retrieval (CFR) at inference (README.md, dloral-verify, step 2): SpyNet optical flow on
+// DLoRAL's Cross-Frame Retrieval (CFR) at inference (docs/model.md): SpyNet optical flow on
 // the ×1/8 bicubic LQ frames, the previous latent warped by it, and the cross-frame "absolute"
 // attention fusing the aligned previous latent into the current one.
 // Reference: Tools/fixtures/dloral_cfr.py (SPyNet, flow_warp, CrossFrameAbsoluteAttn,

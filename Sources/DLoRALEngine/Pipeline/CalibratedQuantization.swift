@@ -25,7 +25,7 @@ public enum CalibratedQuantization {
         } else {
             let table = try SafetensorsFile(path: path).table
             guard let view = table["input.frames"] else {
-                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (the reference layout in Tests/Fixtures/README.md)")
+                throw FormatError(.invalidModel, file: path, "has no input.frames [T, 3, H, W] to calibrate on (the reference layout in docs/reference-files.md)")
             }
             frames = Tensor(view)
             if let p = table["input.prompt_embeds"] { prompt = (p, path, "input.prompt_embeds") }

@@ -1,7 +1,7 @@
 import Dispatch
 import DLoRALFormats
 
-/// The one-step DLoRAL forward pass (README.md, `dloral-verify`): over a whole clip at once
+/// The one-step DLoRAL forward pass (docs/model.md): over a whole clip at once
 /// (`run`), or a frame pair at a time with upstream's latent and VAE tiling (`encode`,
 /// `restorePair`).
 ///
@@ -10,7 +10,7 @@ import DLoRALFormats
 /// at timestep 1 on concat(aligned previous, fused current); x0 = fused − UNet output; the decoder
 /// maps x0 back to a frame clamped to [-1, 1].
 public final class DLoRALPipeline {
-    /// Every intermediate the reference files record (`output.*` in Tests/Fixtures/README.md), named as there.
+    /// Every intermediate the reference files record (`output.*` in docs/reference-files.md), named as there.
     public struct Outputs: Sendable {
         public var latents: Tensor
         /// Nil for a latent-tiled pair (each tile had its own).

@@ -1,7 +1,7 @@
 import DLoRALFormats
 import Foundation
 
-/// Verification of a `.dlrt` against a reference file (the layout of Tests/Fixtures/README.md,
+/// Verification of a `.dlrt` against a reference file (the layout of docs/reference-files.md,
 /// References): the reference's inputs checked against the pipeline, the thresholds for the
 /// model, and each `output.*` stage compared. `dloral-verify --reference` is this plus argument
 /// parsing and printing.
@@ -54,7 +54,7 @@ public enum ReferenceVerification {
     /// The reference's `input.frames`, checked: [T ≥ 2, 3, H, W] of a size the pipeline runs.
     public static func framesView(_ table: TensorTable, reference: String, pipeline: DLoRALPipeline) throws -> TensorView {
         guard let framesView = table["input.frames"] else {
-            throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (the reference layout in Tests/Fixtures/README.md)")
+            throw FormatError(.invalidModel, file: reference, "has no input.frames [T, 3, H, W] (the reference layout in docs/reference-files.md)")
         }
         let shape = framesView.shape
         guard shape.count == 4, shape[0] >= 2, shape[1] == 3 else {
@@ -116,7 +116,7 @@ public enum ReferenceVerification {
             stages.append(Verification.compare(stage: stage, engine: engine, reference: Tensor(view), thresholds: thresholds))
         }
         guard !stages.isEmpty else {
-            throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (the reference layout in Tests/Fixtures/README.md)")
+            throw FormatError(.invalidModel, file: reference, "has no output.* tensors to compare (the reference layout in docs/reference-files.md)")
         }
         let temporal = table["output.frames"].flatMap {
             Verification.temporal(engine: outputs.frames, reference: Tensor($0), thresholds: thresholds)

@@ -13,7 +13,7 @@ public struct VerificationThresholds: Sendable {
     /// Decoded frames: lowest allowed PSNR over the [-1, 1] range (nil: not checked).
     public var framesMinPSNR: Double?
 
-    /// The defaults for a file's weight scheme (README.md, `dloral-verify`). The fp32 engine runs int8 files with
+    /// The defaults for a file's weight scheme (docs/quality.md). The fp32 engine runs int8 files with
     /// int8 weights and fp32 activations, so they are held to the weight-only frames bound
     /// (39 dB); their stage cosines get a guard against gross errors (0.998: the fake-quant
     /// simulation at SD 2.1 size (Tools/fixtures/simulate_quant.py) gives 0.99973 for the UNet output, the tiny fixture measures 0.9993).
@@ -26,7 +26,7 @@ public struct VerificationThresholds: Sendable {
     }
 
     /// The defaults for a model: its weight scheme, and for int8 files the activations its layers
-    /// run at (README.md, `dloral-verify`).
+    /// run at (docs/quality.md).
     /// - int16 activations only: the int8-weight bounds (frames ≥ 39 dB).
     /// - int8 activations on every integer layer (W8A8): no worse than the fake-quant simulation,
     ///   `simulatedW8A8PSNR` (the lowest figure of the reference's recorded simulation runs) minus
@@ -69,7 +69,7 @@ public struct StageMetrics: Sendable {
     public var failures: [String]
 }
 
-/// How the metrics are printed everywhere (stderr, JSON, the HTML report; README.md,
+/// How the metrics are printed everywhere (stderr, JSON, the HTML report; docs/verify.md,
 /// `dloral-verify`): errors to 4 significant digits, cosine to 7 decimals, dB to 2 decimals.
 /// Enough to compare with the thresholds, without float noise in the last digits.
 public enum MetricFormat {

@@ -194,7 +194,7 @@ struct ReferenceRows {
 
     init(_ table: TensorTable, _ name: String, file: String, rows: Int, rowShape: [Int], dtype: DType = .float32) throws {
         guard let view = table[name] else {
-            throw FormatError(.invalidModel, file: file, "has no \(name) (the reference layout for real clips in Tests/Fixtures/README.md)")
+            throw FormatError(.invalidModel, file: file, "has no \(name) (the reference layout for real clips in docs/reference-files.md)")
         }
         guard view.dtype == dtype, view.shape == [rows] + rowShape, let bytes = view.contiguousBytes else {
             throw FormatError(.invalidModel, file: file, tensor: name, "\(view.dtype) \(view.shape); expected \(dtype) \([rows] + rowShape) for these frames and options")

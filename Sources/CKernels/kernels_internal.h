@@ -198,6 +198,52 @@ void sgemm_avx512(const sgemm_operands *operands);
 void sgemm_neon(const sgemm_operands *operands);
 #endif
 
+// GroupNorm / SiLU / softmax / LayerNorm steps (generic/norm.c, norm_scalar.h for the scalar
+// level), per path.
+#define NORM_DECLS(suffix)                                                                              \
+    void moments##suffix(size_t count, const float *x, double *mean, double *variance);                \
+    void normalize##suffix(size_t n, const float *x, float mean, float rstd, float scale, float shift, \
+                           int silu, float *y);                                                         \
+    void silu_run##suffix(size_t n, const float *x, float *y);                                          \
+    void exp_run##suffix(size_t n, const float *x, float *y);                                           \
+    float exp_sum##suffix(size_t n, float *p, float shift);                                             \
+    float peak##suffix(size_t n, const float *p);
+// GELU / GEGLU (generic/activation.c), per path.
+#define ACTIVATION_DECLS(suffix)                                      \
+    void gelu_run##suffix(size_t n, const float *x, float *y);        \
+    void geglu##suffix(size_t rows, size_t half, const float *x, float *y);
+// The integer layers' quantizer and epilogues (generic/int_layer.c), per path.
+#define INT_LAYER_DECLS(suffix)                                                                                  \
+    void quantize_span##suffix(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q);           \
+    float pixel_amax##suffix(size_t n, const float *x);                                                          \
+    float quantize_row##suffix(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q);           \
+    void epilogue_conv##suffix(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,     \
+                               const float *bias, float *out, size_t plane, size_t p);                          \
+    void epilogue_linear##suffix(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,   \
+                                 const float *bias, float *y, size_t ldy);
+#if defined(__x86_64__)
+NORM_DECLS(_avx2)
+ACTIVATION_DECLS(_avx2)
+INT_LAYER_DECLS(_avx2)
+void layer_affine_avx2(size_t n, const float *x, float mean, float rstd, const float *w, const float *b, float *y);
+void transpose_out_avx2(size_t rows, size_t pixels, const float *t, float *y, size_t ldy);
+int quantize_full_block_avx2(size_t block, const float *x, int8_t *q, float *scale);
+void chw_to_hwc_avx2(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end);
+void normalize_avx512(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu, float *y);
+void silu_run_avx512(size_t n, const float *x, float *y);
+float exp_sum_avx512(size_t n, float *p, float shift);
+ACTIVATION_DECLS(_avx512)
+void quantize_span_avx512(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q);
+#endif
+#if defined(__aarch64__)
+NORM_DECLS(_neon)
+ACTIVATION_DECLS(_neon)
+INT_LAYER_DECLS(_neon)
+#endif
+#undef NORM_DECLS
+#undef ACTIVATION_DECLS
+#undef INT_LAYER_DECLS
+
 // GroupNorm internals (norm.c) on the current path (dloral_kernels_isa()), for Tools/neon/
 // kernel_check.c, which checks them against the documented arithmetic bit for bit: the double
 // moments of dloral_group_norm (count ≥ 1 elements; mean and biased variance before rounding),

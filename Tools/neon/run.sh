@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 HARNESS=Tools/neon/kernel_check.c
-SOURCES=(Sources/CKernels/*.c)
+mapfile -t SOURCES < <(find Sources/CKernels -name "*.c" | LC_ALL=C sort)
 INCLUDES=(-I Sources/CKernels/include -I Sources/CKernels)
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/neon-check.XXXXXX")

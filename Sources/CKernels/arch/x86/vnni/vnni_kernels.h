@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsum_avx2.h"
+#include "../hsum_avx2.h"
 #include "kernels_internal.h"
-#include "transpose_avx2.h"
+#include "../transpose_avx2.h"
 
 // MARK: The dot-product kernels
 //

@@ -1,0 +1,368 @@
+// Single-precision GEMM (dloral_sgemm): Goto/BLIS blocking with packed operands, one shared
+// driver, and a register tile per path (AVX2/FMA 6×16, NEON 6×16, scalar fmaf 6×16, AVX-512F
+// 8×32).
+//
+// Arithmetic (the same on every path and for any thread count, tile, MC or NC): k is cut into
+// blocks of KC = DLORAL_SGEMM_KC consecutive indices, and for each C element and block in turn
+//   S = +0;  for p in the block, increasing:  S = fma(op(A)[i][p], op(B)[p][j], S)
+//   first block:  C = beta == 0 ? alpha·S : fma(alpha, S, beta·C)
+//   later blocks: C = fma(alpha, S, C)
+// (the write-back after each block, in the tile). The work is split over rows or columns of C,
+// never over k, and fmaf, vfmadd and fmla all round once, so the bits do not depend on the path
+// or DLORAL_THREADS. Summing each block separately keeps the rounding error near that of a
+// KC-term sum plus a k/KC-term sum, like BLAS libraries, rather than that of one k-term chain.
+//
+// Loops (outermost first): jc over NC columns → pc over KC of k (pack B: KC×NC into NR-wide
+// slivers) → ic over MC rows (pack A: MC×KC into MR-tall slivers) → jr over NR slivers → ir over
+// MR slivers → tile. Edge tiles run on a zero-padded MR×NR scratch tile and write back only the
+// valid part. The packed buffers are per thread, allocated once.
+//
+// Tiles: a path is an sgemm_kernel (its tile function, MR × NR, binary16 converter and loop nest).
+// The loop nest and the packing are written once, as always-inline functions of MR, NR, MC and NC,
+// and compiled once per tile shape (sgemm_region_6x16, run_region_8x32), so that each shape gets
+// packing loops with constant trip counts and strides.
+//
+// Threads: a pool of persistent workers, created lazily and sleeping on a condition variable
+// when idle. A call cuts C into a few wide ranges of NR columns (when n ≥ m) or MR rows
+// (otherwise) that the caller and the woken workers take first come, first served; each runs the
+// whole loop nest on its range. Small problems run on the caller's thread, as does a call made
+// while the pool is busy with another caller's GEMM. Which thread computes an element never
+// changes its value.
+#include "dloral_kernels.h"
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sgemm_loops.h"
+
+// The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
+static void scale_c(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    for (size_t i = i0; i < i1; i++) {
+        float *row = P->c + i * P->ldc;
+        if (P->beta == 0) {
+            for (size_t j = j0; j < j1; j++) row[j] = 0;
+        } else {
+            for (size_t j = j0; j < j1; j++) row[j] = P->beta * row[j];
+        }
+    }
+}
+
+static pthread_key_t buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void buffers_free(void *p) {
+    sgemm_buffers *buf = p;
+    free(buf->a);
+    free(buf->b);
+    free(buf);
+}
+
+static void buffers_key_make(void) {
+    if (pthread_key_create(&buffers_key, buffers_free) != 0) {
+        fputs("dloral_sgemm: pthread_key_create failed\n", stderr);
+        abort();
+    }
+}
+
+sgemm_buffers *sgemm_thread_buffers(void) {
+    pthread_once(&buffers_once, buffers_key_make);
+    sgemm_buffers *buf = pthread_getspecific(buffers_key);
+    if (buf) return buf;
+    buf = malloc(sizeof *buf);
+    // aligned_alloc wants a multiple of the alignment.
+    float *a = aligned_alloc(64, (MC_MAX * KC * sizeof(float) + 63) / 64 * 64);
+    float *b = aligned_alloc(64, ((KC * NC_MAX + NC_MAX) * sizeof(float) + 63) / 64 * 64);
+    if (!buf || !a || !b || pthread_setspecific(buffers_key, buf) != 0) {
+        fputs("dloral_sgemm: out of memory for the packing buffers\n", stderr);
+        abort();
+    }
+    buf->a = a;
+    buf->b = b;
+    return buf;
+}
+
+
+void sgemm_region_6x16(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    run_region_tiled(P, i0, i1, j0, j1, MR6, NR16, SGEMM_MC, SGEMM_NC);
+}
+
+static void run_region(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1) {
+    P->kernel->region(P, i0, i1, j0, j1);
+}
+
+// MARK: - Thread pool
+
+// A job is C cut into `chunks` contiguous ranges of `chunk_units` units (NR columns when
+// split_cols, else MR rows), handed out first come, first served, so that a worker that wakes
+// late or runs on a busy core takes fewer. Each range runs the whole loop nest (run_region), so
+// it packs the other operand again: ranges stay wide enough to keep that to a few percent.
+static struct {
+    pthread_mutex_t busy;  // held by the caller whose GEMM the pool is running
+    pthread_mutex_t lock;  // guards everything below except `next`
+    pthread_cond_t wake;   // workers: a new generation was posted
+    pthread_cond_t done;   // caller: active reached 0
+    int workers;           // started, numbered 1…workers (the caller is part 0)
+    unsigned long generation;
+    int open;    // workers may still join the current job
+    int active;  // workers working on it
+    int parts;   // threads for this job: the caller and the workers numbered below parts
+    // The current job; the problem is the caller's, dereferenced only by workers that joined
+    // (the caller waits for them to leave).
+    const sgemm_problem *problem;
+    int split_cols;
+    size_t chunk_units, chunks;
+    size_t next;  // next chunk to hand out (atomic)
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+
+// Takes chunks of the current job until there are none left.
+static void run_chunks(const sgemm_problem *P, int split_cols, size_t chunk_units, size_t chunks) {
+    const size_t mr = P->kernel->mr, nr = P->kernel->nr;
+    const size_t unit = split_cols ? nr : mr, extent = split_cols ? P->n : P->m;
+    for (;;) {
+        size_t chunk = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
+        if (chunk >= chunks) return;
+        size_t lo = chunk * chunk_units * unit, hi = lo + chunk_units * unit;
+        if (hi > extent) hi = extent;
+        if (split_cols) run_region(P, 0, P->m, lo, hi);
+        else run_region(P, lo, hi, 0, P->n);
+    }
+}
+
+static int forced_threads = 0;  // dloral_threads_force; 0 = automatic
+static int auto_threads = 0;    // DLORAL_THREADS, else online CPUs capped at 8; 0 = not read yet
+
+static int thread_count(void) {
+    int n = __atomic_load_n(&forced_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    n = __atomic_load_n(&auto_threads, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    const char *env = getenv("DLORAL_THREADS");
+    long v = env && *env ? strtol(env, NULL, 10) : 0;
+    if (v <= 0) {
+        v = sysconf(_SC_NPROCESSORS_ONLN);
+        if (v > 8) v = 8;
+    }
+    if (v < 1) v = 1;
+    if (v > SGEMM_MAX_THREADS) v = SGEMM_MAX_THREADS;
+    __atomic_store_n(&auto_threads, (int)v, __ATOMIC_RELAXED);
+    return (int)v;
+}
+
+typedef struct {
+    int index;
+    unsigned long seen;
+} worker_start;
+
+static void *worker_main(void *arg) {
+    worker_start start = *(worker_start *)arg;
+    free(arg);
+    unsigned long seen = start.seen;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (!pool.open || start.index >= pool.parts) continue;  // too late, or not needed
+        pool.active++;
+        const sgemm_problem *P = pool.problem;
+        int split_cols = pool.split_cols;
+        size_t chunk_units = pool.chunk_units, chunks = pool.chunks;
+        pthread_mutex_unlock(&pool.lock);
+        run_chunks(P, split_cols, chunk_units, chunks);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.active == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+// In a forked child the workers are gone: start over (the parent's locks may look held).
+static void pool_after_fork_child(void) {
+    pthread_mutex_init(&pool.busy, NULL);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.workers = 0;
+    pool.open = 0;
+    pool.active = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
+// Starts workers until there are `wanted` (called with pool.lock held); returns how many there are.
+static int pool_grow(int wanted) {
+    while (pool.workers < wanted) {
+        worker_start *start = malloc(sizeof *start);
+        if (!start) break;
+        start->index = pool.workers + 1;
+        start->seen = pool.generation;
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&thread, &attr, worker_main, start);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            free(start);
+            break;
+        }
+        pool.workers++;
+    }
+    return pool.workers;
+}
+
+// Runs P on up to `parts` threads (the caller and parts − 1 workers), or on the caller alone when
+// the pool is busy with another caller's GEMM.
+static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
+    if (pthread_mutex_trylock(&pool.busy) != 0) {
+        run_region(P, 0, P->m, 0, P->n);
+        return;
+    }
+    // Chunks: a multiple of parts (up to 3 per thread) no narrower than 512 columns or 384 rows,
+    // unless that leaves fewer than one per thread.
+    const size_t mr = P->kernel->mr, nr = P->kernel->nr;
+    const size_t unit = split_cols ? nr : mr, extent = split_cols ? P->n : P->m;
+    const size_t units = (extent + unit - 1) / unit, min_units = split_cols ? 512 / nr : 384 / mr;
+    size_t per_thread = units / ((size_t)parts * min_units);
+    if (per_thread < 1) per_thread = 1;
+    if (per_thread > 3) per_thread = 3;
+    size_t chunk_units = (units + (size_t)parts * per_thread - 1) / ((size_t)parts * per_thread);
+    size_t chunks = (units + chunk_units - 1) / chunk_units;
+
+    pthread_once(&atfork_once, atfork_register);
+    pthread_mutex_lock(&pool.lock);
+    pool_grow(parts - 1);
+    pool.problem = P;
+    pool.split_cols = split_cols;
+    pool.chunk_units = chunk_units;
+    pool.chunks = chunks;
+    __atomic_store_n(&pool.next, 0, __ATOMIC_RELAXED);
+    pool.parts = parts;
+    pool.open = 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+
+    run_chunks(P, split_cols, chunk_units, chunks);
+
+    // All chunks are taken: close the job (a worker waking now has nothing to do) and wait for
+    // the workers still on theirs.
+    pthread_mutex_lock(&pool.lock);
+    pool.open = 0;
+    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.problem = NULL;
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.busy);
+}
+
+void dloral_threads_force(int n) {
+    if (n > SGEMM_MAX_THREADS) n = SGEMM_MAX_THREADS;
+    __atomic_store_n(&forced_threads, n > 0 ? n : 0, __ATOMIC_RELAXED);
+}
+
+int dloral_threads(void) { return thread_count(); }
+
+// The floats of B (k × n) packed whole for this kernel: its panels, for jc then pc.
+static size_t packed_b_floats(const sgemm_kernel *kernel, size_t n, size_t k) {
+    const size_t nr = kernel->nr;
+    size_t total = 0;
+    for (size_t jc = 0; jc < n; jc += kernel->nc) {
+        const size_t nc = n - jc < kernel->nc ? n - jc : kernel->nc;
+        for (size_t pc = 0; pc < k; pc += KC) {
+            const size_t kc = k - pc < KC ? k - pc : KC;
+            total += (nc + nr - 1) / nr * b_stride(kc, nr);
+        }
+    }
+    return total;
+}
+
+// Packs P's B whole (run_region_tiled in its packing-only mode); NULL when out of memory.
+static sgemm_packed *pack_whole_b(sgemm_problem *P) {
+    sgemm_packed *packed = malloc(sizeof *packed);
+    const size_t floats = packed_b_floats(P->kernel, P->n, P->k);
+    float *panels = aligned_alloc(64, ((floats ? floats : 1) * sizeof(float) + 63) / 64 * 64);
+    if (!packed || !panels) {
+        free(packed);
+        free(panels);
+        return NULL;
+    }
+    *packed = (sgemm_packed){P->kernel, P->n, P->k, panels};
+    P->pack_b_into = panels;
+    if (P->k > 0) run_region(P, 0, 1, 0, P->n);
+    return packed;
+}
+
+void sgemm_packed_free(sgemm_packed *packed) {
+    if (!packed) return;
+    free(packed->panels);
+    free(packed);
+}
+
+void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, const sgemm_packed *b, float beta, float *c,
+                         size_t ldc) {
+    const size_t n = b->n, k = b->k;
+    if (m == 0 || n == 0) return;
+    sgemm_problem P = {0, 0, m, n, k, alpha, beta, a, lda, NULL, 0, c, ldc, b->kernel, 0, 0, NULL, b->panels, NULL};
+    if (k == 0 || alpha == 0) {
+        scale_c(&P, 0, m, 0, n);
+        return;
+    }
+    run_region(&P, 0, m, 0, n);
+}
+
+void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
+    const size_t m = X->m, n = X->n, k = X->k;
+    if ((m == 0 && !X->pack_b_into) || n == 0) return;
+    sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
+                       (const float *)X->b, X->ldb, X->c, X->ldc, kernel, X->a_half != 0, X->b_half != 0, X->conv,
+                       NULL, NULL};
+    if (X->pack_b_into) {
+        *X->pack_b_into = pack_whole_b(&P);
+        return;
+    }
+    if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
+        scale_c(&P, 0, m, 0, n);
+        return;
+    }
+    int split_cols = n >= m;
+    size_t units = split_cols ? (n + kernel->nr - 1) / kernel->nr : (m + kernel->mr - 1) / kernel->mr;
+    int parts = thread_count();
+    if ((size_t)parts > units) parts = (int)units;
+    if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS || X->serial) parts = 1;
+    if (parts <= 1) run_region(&P, 0, m, 0, n);
+    else pool_run(&P, split_cols, parts);
+}
+
+// MARK: - Scalar tile
+
+// The reference tile: S[r][j] = fused chain over p < kc of a[p·6 + r]·b[p·16 + j] from +0, then
+// C = alpha·S when beta is 0 (C not read), else fma(alpha, S, beta·C).
+static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
+    float acc[MR6][NR16];
+    for (size_t r = 0; r < MR6; r++) {
+        for (size_t j = 0; j < NR16; j++) acc[r][j] = 0.0f;
+    }
+    for (size_t p = 0; p < kc; p++, a += MR6, b += NR16) {
+        for (size_t r = 0; r < MR6; r++) {
+            const float x = a[r];
+            for (size_t j = 0; j < NR16; j++) acc[r][j] = fmaf(x, b[j], acc[r][j]);
+        }
+    }
+    for (size_t r = 0; r < MR6; r++) {
+        float *row = c + r * ldc;
+        if (beta == 0) {
+            for (size_t j = 0; j < NR16; j++) row[j] = alpha * acc[r][j];
+        } else {
+            for (size_t j = 0; j < NR16; j++) row[j] = fmaf(alpha, acc[r][j], beta * row[j]);
+        }
+    }
+}
+
+static const sgemm_kernel kernel_scalar = {MR6, NR16, sgemm_tile_scalar, f16_to_f32_scalar, sgemm_region_6x16, SGEMM_NC};
+
+void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, &kernel_scalar); }

@@ -13,7 +13,7 @@
 
 #define T_MAX 12.0f
 // LOG2E, LN2_HI, LN2_LO and Cephes's expf polynomial (e^r = 1 + r + r²·P(r) on |r| ≤ ln2 / 2):
-// exp_poly.h, the same operations as norm.c's exp.
+// exp_poly.h, the same operations as generic/norm.c's exp.
 
 // Intervals 0 and 1 (t < 1) hold Q itself, the others G.
 enum { G_DEGREE = 9, G_INTERVALS = 8, Q_INTERVALS = 2 };

@@ -67,7 +67,7 @@ typedef struct sgemm_problem sgemm_problem;
 
 // A path: its register tile (the function and its shape, MR rows × NR columns of C), its binary16
 // converter, and the loop nest compiled for that shape (with its MC and NC).
-typedef struct {
+typedef struct sgemm_kernel {
     size_t mr, nr;
     sgemm_tile_fn tile;
     // Widens binary16 operands exactly to fp32 as they are packed.
@@ -408,5 +408,14 @@ TILED void run_region_tiled(const sgemm_problem *P, size_t i0, size_t i1, size_t
 void sgemm_region_6x16(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1);
 // dloral_sgemm_typed's operands on `kernel` (generic/sgemm.c).
 void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel);
+
+// The tiles (each with its loop nest): the scalar one (generic/sgemm.c), AVX2 and AVX-512
+// (arch/x86/…), NEON (arch/arm/neon).
+extern const sgemm_kernel sgemm_kernel_scalar;
+#if defined(__x86_64__)
+extern const sgemm_kernel sgemm_kernel_avx2, sgemm_kernel_avx512;
+#elif defined(__aarch64__)
+extern const sgemm_kernel sgemm_kernel_neon;
+#endif
 
 #endif

@@ -17,6 +17,8 @@
 // model, with few rows).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
+#include "cpu_features.h"
+#include "kernel_table.h"
 #include "kernels_internal.h"
 
 #include <float.h>
@@ -134,6 +136,9 @@ static void amx_tiles(size_t m, size_t n, size_t kp, const int8_t *a, const int8
 
 // The AVX-VNNI outputs-in-lanes kernel on weights prepared as a layer call prepares them at levels
 // avxvnni and avx512 (panels packed in two uneven ranges).
+// The VNNI encoding of the level checked (setup_paths).
+static int vnni_evex;
+
 static void vnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
     int8_t *wp = aligned_alloc(64, (vnni_panels_bytes(n, kp) + 63) / 64 * 64);
     if (!wp) {
@@ -141,9 +146,12 @@ static void vnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const in
         exit(2);
     }
     const size_t panels = (n + 7) / 8, cut = panels / 3;
-    pack_vnni_panels(n, kp, w, wp, cut, panels);
-    pack_vnni_panels(n, kp, w, wp, 0, cut);
-    gemm_i8i8_i32_avxvnni_panels(m, n, kp, a, w, wp, c);
+    void (*pack)(size_t, size_t, const int8_t *, int8_t *, size_t, size_t) =
+        vnni_evex ? pack_panels_vnni_evex : pack_panels_vnni_vex;
+    pack(n, kp, w, wp, cut, panels);
+    pack(n, kp, w, wp, 0, cut);
+    if (vnni_evex) gemm_i8i8_i32_panels_vnni_evex(m, n, kp, a, w, wp, c);
+    else gemm_i8i8_i32_panels_vnni_vex(m, n, kp, a, w, wp, c);
     free(wp);
 }
 
@@ -171,35 +179,36 @@ static int setup_paths(const char *x86_level) {
         return 0;
     }
     vec_isa = x86_level;
-    const int level = kernels_level();
+    // The level's own kernels, as its table names them (VEX or EVEX VNNI as the table chose).
+    const kernel_table *T = kernels_current();
     paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2, 0};
     paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
-    if (level >= LEVEL_AVXVNNI) {  // in the encoding of the level: VEX at avxvnni on this CPU if it has AVX-VNNI
-        const int evex = kernels_vnni_evex();
-        paths8[n8++] = (struct path8){evex ? "vnni-evex" : "vnni-vex", gemm_i8i8_i32_avxvnni, 1};
+    if (T->gemm_i8i8_small != gemm_i8i8_i32_avx2) {  // a VNNI level
+        const int evex = T->gemm_i16i8_small == gemm_i16i8_i32_vnni_evex;
+        vnni_evex = evex;
+        paths8[n8++] = (struct path8){evex ? "vnni-evex" : "vnni-vex", T->gemm_i8i8_small, 1};
         paths8[n8++] = (struct path8){evex ? "vnni-evex-panels" : "vnni-vex-panels", vnni_panels, 1};
-        paths16[n16++] = (struct path16){evex ? "vnni-evex" : "vnni-vex", gemm_i16i8_i32_avxvnni};
+        paths16[n16++] = (struct path16){evex ? "vnni-evex" : "vnni-vex", T->gemm_i16i8_small};
     }
-    if (level >= LEVEL_AMX) {
+    if (T->gemm_i8i8 == gemm_i8i8_i32_amx) {
         paths8[n8++] = (struct path8){"amx", gemm_i8i8_i32_amx, 1};
         paths8[n8++] = (struct path8){"amx-tiles", amx_tiles, 1};
         paths16[n16++] = (struct path16){"amx", gemm_i16i8_i32_amx};
         paths16[n16++] = (struct path16){"amx-tiles", amx_tiles16};
     }
+    // The public entry point is exact for every int8 where its kernels for the level are.
+    const int public_any_int8 = T->gemm_i8i8_small != gemm_i8i8_i32_avx2;
 #elif defined(__aarch64__)
     dloral_kernels_force("neon");
     if (strcmp(dloral_kernels_isa(), "neon") == 0) vec_isa = "neon";
+    const int dotprod = (cpu_features() & CPU_ARM_DOTPROD) != 0;
     paths8[n8++] = (struct path8){"neon-smull", gemm_i8i8_i32_neon_smull, 0};
-    if (neon_has_dotprod()) paths8[n8++] = (struct path8){"neon-sdot", gemm_i8i8_i32_neon_sdot, 1};
-    paths8[n8++] = (struct path8){"neon-auto", gemm_i8i8_i32_neon, neon_has_dotprod()};
+    if (dotprod) paths8[n8++] = (struct path8){"neon-sdot", gemm_i8i8_i32_neon_sdot, 1};
+    paths8[n8++] = (struct path8){"neon-auto", kernels_current()->gemm_i8i8, dotprod};
     paths16[n16++] = (struct path16){"neon", gemm_i16i8_i32_neon};
-#endif
-    // The public entry point is exact for every int8 where its kernel for the level is.
-    int public_any_int8 = 0;
-#if defined(__x86_64__)
-    public_any_int8 = kernels_level() >= LEVEL_AVXVNNI;
-#elif defined(__aarch64__)
-    public_any_int8 = neon_has_dotprod();
+    const int public_any_int8 = dotprod;
+#else
+    const int public_any_int8 = 1;
 #endif
     (void)x86_level;
     dloral_kernels_force(NULL);
@@ -2548,32 +2557,40 @@ static void check_geglu(void) {
 // Usage: kernel_check [LEVEL]. On x86-64 LEVEL is the level checked against scalar (default
 // avx2); a level this CPU lacks is reported and skipped (exit 0). Ignored on arm64.
 #if defined(__x86_64__)
-// The level x86_level_for gives the feature sets of known CPUs (from their vendors' tables): the
-// ladder README.md documents, including the CPUs with AVX512-VNNI and no AVX-VNNI (Cascade Lake,
-// Ice Lake, Zen 4), which must not fall back to avx2.
+// The table kernel_table_best gives the feature sets of known CPUs (from their vendors' tables):
+// the ladder README.md documents, including the CPUs with AVX512-VNNI and no AVX-VNNI (Cascade
+// Lake, Ice Lake, Zen 4), which must not fall back to avx2; and the VNNI encoding level avxvnni
+// takes when asked for by name (VEX wherever the CPU has AVX-VNNI, else EVEX).
 static void check_x86_levels(void) {
-    const unsigned base = X86_AVX2 | X86_FMA | X86_F16C;
-    const unsigned avx512 = base | X86_AVX512F | X86_AVX512BW | X86_AVX512VL | X86_AVX512DQ;
+    const unsigned base = CPU_X86_BASE;
+    const unsigned avx512 = base | CPU_X86_AVX512F | CPU_X86_AVX512BW | CPU_X86_AVX512VL | CPU_X86_AVX512DQ;
     const struct {
         const char *cpu;
         unsigned features;
-        int level;
+        const char *best, *avxvnni;  // the variant chosen, and that of level avxvnni by name (NULL: none)
     } cpus[] = {
-        {"Sandy Bridge (AVX only)", 0, LEVEL_SCALAR},
-        {"Haswell / Zen 2", base, LEVEL_AVX2},
-        {"Skylake-SP (AVX-512, no VNNI)", avx512, LEVEL_AVX2},
-        {"Alder Lake (AVX-VNNI)", base | X86_AVXVNNI, LEVEL_AVXVNNI},
-        {"Cascade Lake", avx512 | X86_AVX512VNNI, LEVEL_AVX512},
-        {"Ice Lake-SP", avx512 | X86_AVX512VNNI | X86_AVX512VBMI, LEVEL_AVX512},
-        {"Zen 4", avx512 | X86_AVX512VNNI | X86_AVX512VBMI, LEVEL_AVX512},
-        {"Zen 5", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI, LEVEL_AVX512},
-        {"Sapphire Rapids", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI | X86_AMX, LEVEL_AMX},
-        {"Sapphire Rapids, tile data not granted", avx512 | X86_AVX512VNNI | X86_AVX512VBMI | X86_AVXVNNI,
-         LEVEL_AVX512},
+        {"Sandy Bridge (AVX only)", 0, "scalar", NULL},
+        {"Haswell / Zen 2", base, "avx2", NULL},
+        {"Skylake-SP (AVX-512, no VNNI)", avx512, "avx2", NULL},
+        {"Alder Lake (AVX-VNNI)", base | CPU_X86_AVXVNNI, "avxvnni-vex", "avxvnni-vex"},
+        {"Cascade Lake", avx512 | CPU_X86_AVX512VNNI, "avx512", "avxvnni-evex"},
+        {"Ice Lake-SP", avx512 | CPU_X86_AVX512VNNI | CPU_X86_AVX512VBMI, "avx512", "avxvnni-evex"},
+        {"Zen 4", avx512 | CPU_X86_AVX512VNNI | CPU_X86_AVX512VBMI, "avx512", "avxvnni-evex"},
+        {"Zen 5", avx512 | CPU_X86_AVX512VNNI | CPU_X86_AVX512VBMI | CPU_X86_AVXVNNI, "avx512", "avxvnni-vex"},
+        {"Sapphire Rapids", avx512 | CPU_X86_AVX512VNNI | CPU_X86_AVX512VBMI | CPU_X86_AVXVNNI | CPU_X86_AMX, "amx",
+         "avxvnni-vex"},
+        {"Sapphire Rapids, tile data not granted", avx512 | CPU_X86_AVX512VNNI | CPU_X86_AVX512VBMI | CPU_X86_AVXVNNI,
+         "avx512", "avxvnni-vex"},
     };
     for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++) {
-        const int got = x86_level_for(cpus[i].features);
-        report(got == cpus[i].level, "x86_level_for", "%s: level %d, expected %d", cpus[i].cpu, got, cpus[i].level);
+        const char *got = kernel_table_best(cpus[i].features)->variant;
+        report(strcmp(got, cpus[i].best) == 0, "kernel_table_best", "%s: %s, expected %s", cpus[i].cpu, got,
+               cpus[i].best);
+        const kernel_table *named = kernel_table_named("avxvnni", cpus[i].features);
+        const char *variant = named ? named->variant : "none";
+        const char *expected = cpus[i].avxvnni ? cpus[i].avxvnni : "none";
+        report(strcmp(variant, expected) == 0, "kernel_table_named(avxvnni)", "%s: %s, expected %s", cpus[i].cpu,
+               variant, expected);
     }
 }
 #endif
@@ -2588,7 +2605,7 @@ int main(int argc, char **argv) {
     setup_float_paths();
     printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_isa(), vec_isa ? vec_isa : "none");
 #if defined(__aarch64__)
-    printf("; dotprod %s", neon_has_dotprod() ? "yes (SDOT kernel checked)" : "no (SMULL kernel only)");
+    printf("; dotprod %s", (cpu_features() & CPU_ARM_DOTPROD) ? "yes (SDOT kernel checked)" : "no (SMULL kernel only)");
 #endif
     printf("; int8 GEMM paths:");
     for (int p = 0; p < n8; p++) printf(" %s", paths8[p].name);
@@ -2596,7 +2613,10 @@ int main(int argc, char **argv) {
     double t0 = now();
 #if defined(__aarch64__)
     // Without dotprod the automatic int8 kernel must be the SMULL one (SDOT would be SIGILL).
-    report(1, "neon_has_dotprod", "%d", neon_has_dotprod());
+    report((kernel_table_best(cpu_features())->gemm_i8i8 == gemm_i8i8_i32_neon_sdot) ==
+               ((cpu_features() & CPU_ARM_DOTPROD) != 0),
+           "neon int8 kernel", "dotprod %d, table %s", (cpu_features() & CPU_ARM_DOTPROD) != 0,
+           kernel_table_best(cpu_features())->variant);
 #endif
 #if defined(__x86_64__)
     check_x86_levels();

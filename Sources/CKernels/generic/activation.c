@@ -29,9 +29,8 @@
 // So gelu(±0) = ±0, gelu(tiny x) = x/2, gelu(+inf) = +inf, gelu(−inf) = −0, NaN → NaN (x's
 // payload, quieted), and −0 for x < −12 (where |gelu| < 2.2e-32). GEGLU: y = h·gelu(g), one
 // more rounding.
-#include "activation_scalar.h"
 #include "dloral_kernels.h"
-#include "kernels_internal.h"
+#include "kernel_table.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -39,22 +38,6 @@
 
 // MARK: - Entry points
 
-typedef struct {
-    void (*gelu)(size_t n, const float *x, float *y);
-    void (*geglu)(size_t rows, size_t half, const float *x, float *y);
-} activation_path;
+void dloral_gelu(size_t n, const float *x, float *y) { kernels_current()->gelu(n, x, y); }
 
-// The 16-lane code from level avx512 up, else the level's path.
-static activation_path current_path(void) {
-#if defined(__x86_64__)
-    if (kernels_level() >= LEVEL_AVX512) return (activation_path){gelu_run_avx512, geglu_avx512};
-    if (kernels_path() == PATH_AVX2) return (activation_path){gelu_run_avx2, geglu_avx2};
-#elif defined(__aarch64__)
-    if (kernels_path() == PATH_NEON) return (activation_path){gelu_run_neon, geglu_neon};
-#endif
-    return (activation_path){gelu_run_scalar, geglu_scalar};
-}
-
-void dloral_gelu(size_t n, const float *x, float *y) { current_path().gelu(n, x, y); }
-
-void dloral_geglu(size_t rows, size_t half, const float *x, float *y) { current_path().geglu(rows, half, x, y); }
+void dloral_geglu(size_t rows, size_t half, const float *x, float *y) { kernels_current()->geglu(rows, half, x, y); }

@@ -7,10 +7,11 @@
 //
 // The scalar functions are the exact reference. The AVX2 ones are compiled per function for
 // avx2, the NEON ones (arm64) for the baseline ISA, except the SDOT kernel, which is compiled for
-// the dotprod extension and used only when the CPU reports it; dispatch.c picks the path. kp is
-// a multiple of 32 by contract; any other kp still works (the vector loops finish the row with
-// scalar code). The NEON kernels are tested against the scalar ones under qemu-user
+// the dotprod extension and used only when the CPU reports it; backend/kernel_table.c picks the
+// kernels. kp is a multiple of 32 by contract; any other kp still works (the vector loops finish
+// the row with scalar code). The NEON kernels are tested against the scalar ones under qemu-user
 // (Tools/neon/run.sh), on a CPU model with dotprod and one without.
+#include "kernel_table.h"
 #include "kernels_internal.h"
 
 #include <math.h>
@@ -64,3 +65,15 @@ void gemm_i8i8_blocks_scalar(size_t m, size_t n, size_t kp, size_t block, const 
         }
 }
 
+
+// MARK: - Entry points
+
+void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
+    const kernel_table *T = kernels_current();
+    (m < T->small_rows ? T->gemm_i8i8_small : T->gemm_i8i8)(m, n, kp, a, w, c);
+}
+
+void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
+    const kernel_table *T = kernels_current();
+    (m < T->small_rows ? T->gemm_i16i8_small : T->gemm_i16i8)(m, n, kp, a, w, c);
+}

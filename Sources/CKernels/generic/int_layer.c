@@ -5,6 +5,7 @@
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
 #include "int_layer_scalar.h"
+#include "kernel_table.h"
 #include "kernels_internal.h"
 
 #include <math.h>
@@ -21,134 +22,69 @@ int32_t dloral_activation_qmax(int bits, size_t kp) {
 
 // MARK: - Driver
 
-typedef float (*quantize_row_fn)(int, size_t, size_t, int32_t, const float *, void *);
-typedef void (*quantize_span_fn)(int, size_t, int32_t, float, const float *, void *);
-typedef float (*pixel_amax_fn)(size_t, const float *);
-typedef int (*quantize_full_block_fn)(size_t, const float *, int8_t *, float *);
-typedef void (*epilogue_conv_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t, size_t);
-typedef void (*epilogue_linear_fn)(size_t, size_t, const int32_t *, const float *, const float *, const float *, float *, size_t);
-
-struct int_path {
-    quantize_row_fn quantize;
-    quantize_span_fn span;
-    pixel_amax_fn pixel_amax;
-    epilogue_conv_fn conv_out;
-    epilogue_linear_fn linear_out;
-    quantize_full_block_fn full_block;  // NULL: quantize_block's general steps
-};
-
-static struct int_path pick_path(void) {
-#if defined(__x86_64__)
-    if (kernels_path() == PATH_AVX2)
-        return (struct int_path){quantize_row_avx2,
-                                 kernels_level() >= LEVEL_AVX512 ? quantize_span_avx512 : quantize_span_avx2,
-                                 pixel_amax_avx2, epilogue_conv_avx2, epilogue_linear_avx2, quantize_full_block_avx2};
-#elif defined(__aarch64__)
-    if (kernels_path() == PATH_NEON)
-        return (struct int_path){quantize_row_neon, quantize_span_neon, pixel_amax_neon, epilogue_conv_neon, epilogue_linear_neon, NULL};
-#endif
-    return (struct int_path){quantize_row_scalar, quantize_span_scalar, pixel_amax_scalar, epilogue_conv_scalar, epilogue_linear_scalar, NULL};
-}
-
 float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q) {
-    return pick_path().quantize(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
+    return kernels_current()->quantize_row(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
 }
 
-// The weights prepared once for all the row blocks of a layer call of `rows` rows: at level amx,
-// int8 weights packed for the tiles (packing costs about as much as the tile products of a few
-// dozen rows, and a call has up to tens of blocks); NULL on the other paths, for calls with
-// fewer than AMX_MIN_ROWS rows (the AVX-VNNI kernel is faster there), or when out of memory (then
-// each block's GEMM chooses for itself). Free with free().
-static int8_t *prepare_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
-#if defined(__x86_64__)
-    if (rows >= AMX_MIN_ROWS && kernels_level() >= LEVEL_AMX) return amx_pack_weights(bits, n, kp, w);
-#endif
-    (void)bits, (void)rows, (void)n, (void)kp, (void)w;
-    return NULL;
-}
-
-// prepare_weights shared by the threads of one layer call: the same packed bytes, each thread
-// packing some of the 16-row panels.
+// Weights prepared for one layer call that its threads share (the level's weight_packing in its
+// kernel table): the packing they were prepared with, and the packed bytes.
 struct dloral_int_weights {
-    int bits;
+    const weight_packing *packing;
     size_t n, kp;
     const int8_t *w;
     int8_t *packed;
 };
 
-// The `bits` of int8-activation weights prepared at levels avxvnni and avx512: panels of 8 rows
-// for vpdpbusd with the outputs in lanes (pack_vnni_panels).
-enum { VNNI_PANELS = -8 };
+// The level's packing for `bits`-bit activations (8 or 16).
+static const weight_packing *packing_for(const kernel_table *T, int bits) {
+    return bits == 8 ? &T->pack_i8 : &T->pack_i16;
+}
 
-#if defined(__x86_64__)
-// A preparation of `bytes` packed bytes under key `bits`, still to be packed; NULL when out of
-// memory.
-static dloral_int_weights *weights_alloc(int bits, size_t bytes, size_t n, size_t kp, const int8_t *w) {
+// A preparation of w with `packing` for calls of `rows` rows, still to be packed; NULL when the
+// level prepares nothing there, or when out of memory (the calls then prepare for themselves, with
+// the same results).
+static dloral_int_weights *weights_new(const weight_packing *packing, size_t rows, size_t n, size_t kp,
+                                       const int8_t *w) {
+    if (!packing->pack || rows < packing->min_rows || n == 0) return NULL;
+    const size_t bytes = packing->bytes(n, kp);
     dloral_int_weights *prepared = malloc(sizeof *prepared);
     int8_t *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (prepared && packed) {
-        *prepared = (dloral_int_weights){bits, n, kp, w, packed};
+        *prepared = (dloral_int_weights){packing, n, kp, w, packed};
         return prepared;
     }
     free(prepared);
     free(packed);
     return NULL;
 }
-#endif
 
 dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
-#if defined(__x86_64__)
-    const int level = kernels_level();
-    if (bits == 8 && rows >= 4 && n > 0 && level >= LEVEL_AVXVNNI && level < LEVEL_AMX)
-        return weights_alloc(VNNI_PANELS, vnni_panels_bytes(n, kp), n, kp, w);
-    if (rows >= AMX_MIN_ROWS && n > 0 && level >= LEVEL_AMX)
-        return weights_alloc(bits, amx_packed_weight_bytes(n, kp, bits), n, kp, w);
-#endif
-    (void)bits, (void)rows, (void)n, (void)kp, (void)w;
-    return NULL;
+    return weights_new(packing_for(kernels_current(), bits), rows, n, kp, w);
 }
 
 size_t dloral_int_min_rows(void) {
-#if defined(__x86_64__)
-    if (kernels_level() >= LEVEL_AMX) return AMX_MIN_ROWS;
-#endif
-    return 1;
+    const size_t small = kernels_current()->small_rows;
+    return small > 1 ? small : 1;
 }
 
-// The `bits` of block-scale weights prepared below level amx: int16 panels of 8 weight rows
-// (pack_block_panels), which no int8_channel layer call matches.
-enum { BLOCK_PANELS = -16 };
-
 dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t kp, const int8_t *w) {
-#if defined(__x86_64__)
-    if (kernels_level() >= LEVEL_AMX) return dloral_int_weights_new(8, rows, n, kp, w);
-    if (kernels_path() == PATH_AVX2 && rows >= 4 && n > 0)
-        return weights_alloc(BLOCK_PANELS, block_panels_bytes(n, kp), n, kp, w);
-#endif
-    (void)rows, (void)n, (void)kp, (void)w;
-    return NULL;
+    return weights_new(&kernels_current()->pack_blocks, rows, n, kp, w);
 }
 
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
     if (!prepared) return 0;
-    return prepared->bits == BLOCK_PANELS || prepared->bits == VNNI_PANELS ? (prepared->n + 7) / 8 : (prepared->n + 15) / 16;
+    const size_t panel = prepared->packing->panel_rows;
+    return (prepared->n + panel - 1) / panel;
 }
 
 void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t end) {
-#if defined(__x86_64__)
-    if (prepared && prepared->bits == BLOCK_PANELS)
-        pack_block_panels(prepared->n, prepared->kp, prepared->w, (int16_t *)prepared->packed, first, end);
-    else if (prepared && prepared->bits == VNNI_PANELS)
-        pack_vnni_panels(prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
-    else if (prepared)
-        amx_pack_weight_panels(prepared->bits, prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
-#endif
-    (void)prepared, (void)first, (void)end;
+    if (prepared) prepared->packing->pack(prepared->n, prepared->kp, prepared->w, prepared->packed, first, end);
 }
 
-// prepared's packed weights when they are those of this call, else NULL.
-static const int8_t *prepared_for(const dloral_int_weights *prepared, int bits, size_t n, size_t kp, const int8_t *w) {
-    return prepared && prepared->bits == bits && prepared->n == n && prepared->kp == kp && prepared->w == w
+// prepared's packed weights when they are those of this call with `packing`, else NULL.
+static const int8_t *prepared_for(const dloral_int_weights *prepared, const weight_packing *packing, size_t n,
+                                  size_t kp, const int8_t *w) {
+    return prepared && prepared->packing == packing && prepared->n == n && prepared->kp == kp && prepared->w == w
                ? prepared->packed
                : NULL;
 }
@@ -159,29 +95,37 @@ void dloral_int_weights_free(dloral_int_weights *prepared) {
     free(prepared);
 }
 
-// wp: prepare_weights(bits, …, n, kp, w); vp: VNNI panels (dloral_int_weights_new at levels
-// avxvnni and avx512), or NULL. Every kernel gives the same bits.
-static void gemm(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w, const int8_t *wp,
-                 const int8_t *vp, int32_t *c) {
-#if defined(__x86_64__)
-    if (vp && bits == 8) {
-        gemm_i8i8_i32_avxvnni_panels(m, n, kp, a, w, vp, c);
-        return;
-    }
+// The weights of one layer call of `rows` rows: the shared preparation when it is this call's,
+// else prepared for this call alone (into *own, to free) where the level's packing pays for
+// itself within one call (the tiles: packing costs about as much as the tile products of a few
+// dozen rows, and a call has up to tens of blocks), else NULL.
+static const int8_t *weights_for_call(const weight_packing *packing, const dloral_int_weights *prepared, size_t rows,
+                                      size_t n, size_t kp, const int8_t *w, dloral_int_weights **own) {
+    const int8_t *shared = prepared_for(prepared, packing, n, kp, w);
+    *own = NULL;
+    if (shared || !packing->per_call) return shared;
+    *own = weights_new(packing, rows, n, kp, w);
+    dloral_int_weights_pack(*own, 0, dloral_int_weights_pieces(*own));
+    return *own ? (*own)->packed : NULL;
+}
+
+// wp: the weights packed with the level's packing for `bits`, or NULL. Every kernel gives the same
+// bits.
+static void gemm(const kernel_table *T, int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+                 const int8_t *wp, int32_t *c) {
     if (wp) {
-        if (bits == 8) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
-        else gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
+        if (bits == 8) T->gemm_i8i8_packed(m, n, kp, a, w, wp, c);
+        else T->gemm_i16i8_packed(m, n, kp, a, w, wp, c);
         return;
     }
-#endif
-    (void)wp, (void)vp;
-    if (bits == 8) dloral_gemm_i8i8_i32(m, n, kp, a, w, c);
-    else dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
+    if (bits == 8) (m < T->small_rows ? T->gemm_i8i8_small : T->gemm_i8i8)(m, n, kp, a, w, c);
+    else (m < T->small_rows ? T->gemm_i16i8_small : T->gemm_i16i8)(m, n, kp, a, w, c);
 }
 
 void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c) {
-    gemm(bits, m, n, kp, a, w, prepared_for(prepared, bits, n, kp, w), prepared_for(prepared, VNNI_PANELS, n, kp, w), c);
+    const kernel_table *T = kernels_current();
+    gemm(T, bits, m, n, kp, a, w, prepared_for(prepared, packing_for(T, bits), n, kp, w), c);
 }
 
 // Rows per block: the quantized block (rows·kp elements) stays within about 512 KiB of the 2 MiB
@@ -241,7 +185,7 @@ static void gather_patch(size_t c, size_t h, size_t w_in, size_t kh, size_t kw, 
 // gathered copy. The same bits as gathering the row and calling the row quantizer: the maximum of
 // the same values, then the same element step. A row touching NaN is gathered and quantized the
 // ordinary way. Returns the row's scale.
-static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, size_t c, size_t h, size_t w_in,
+static float quantize_patch(const kernel_table *P, int bits, int32_t qmax, size_t c, size_t h, size_t w_in,
                             size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw, size_t wo,
                             const float *x_hwc, const float *pix_amax, size_t p, size_t kp, float *row, void *q) {
     const size_t oy = p / wo, ox = p % wo, k = c * kh * kw, bytes = bits == 8 ? 1 : 2;
@@ -260,7 +204,7 @@ static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, si
     }
     if (nan) {  // gather the row, then the row quantizer
         gather_patch(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, p, row);
-        return P->quantize(bits, k, kp, qmax, row, q);
+        return P->quantize_row(bits, k, kp, qmax, row, q);
     }
     if (row_is_zero(qmax, amax)) {
         memset(q, 0, kp * bytes);
@@ -273,7 +217,7 @@ static float quantize_patch(const struct int_path *P, int bits, int32_t qmax, si
             long ix = (long)(ox * sw + kx) - (long)pw;
             char *dst = (char *)q + (ky * kw + kx) * c * bytes;
             if (iy < 0 || iy >= (long)h || ix < 0 || ix >= (long)w_in) memset(dst, 0, c * bytes);
-            else P->span(bits, c, qmax, inv, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, dst);
+            else P->quantize_span(bits, c, qmax, inv, x_hwc + ((size_t)iy * w_in + (size_t)ix) * c, dst);
         }
     }
     memset((char *)q + k * bytes, 0, (kp - k) * bytes);
@@ -286,7 +230,7 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
                       const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
                       const dloral_int_weights *prepared) {
     if (p1 <= p0 || n == 0) return 0;
-    const struct int_path P = pick_path();
+    const kernel_table *P = kernels_current();
     const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
     const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
@@ -305,29 +249,27 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
         if (iy0 < 0) iy0 = 0;
         if (iy1 > (long)h) iy1 = (long)h;
         for (size_t i = (size_t)iy0 * w_in; i < (size_t)(iy1 > iy0 ? iy1 : iy0) * w_in; i++)
-            pix_amax[i] = P.pixel_amax(c, x_hwc + i * c);
+            pix_amax[i] = P->pixel_amax(c, x_hwc + i * c);
     }
-    const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
-    int8_t *own = shared ? NULL : prepare_weights(bits, p1 - p0, n, kp, w);
-    const int8_t *wp = shared ? shared : own;
-    const int8_t *vp = prepared_for(prepared, VNNI_PANELS, n, kp, w);
+    dloral_int_weights *own;
+    const int8_t *wp = weights_for_call(packing_for(P, bits), prepared, p1 - p0, n, kp, w, &own);
     for (size_t p = p0; p < p1; p += rows_per_block) {
         size_t rows = p1 - p < rows_per_block ? p1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++) {
             void *qr = (char *)s.q + r * kp * bytes;
             if (direct) {
                 size_t oy = (p + r) / wo, ox = (p + r) % wo;
-                s.sa[r] = P.quantize(bits, k, kp, qmax, x_hwc + ((oy * sh) * w_in + ox * sw) * c, qr);
+                s.sa[r] = P->quantize_row(bits, k, kp, qmax, x_hwc + ((oy * sh) * w_in + ox * sw) * c, qr);
             } else {
-                s.sa[r] = quantize_patch(&P, bits, qmax, c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, pix_amax,
+                s.sa[r] = quantize_patch(P, bits, qmax, c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, pix_amax,
                                          p + r, kp, s.row, qr);
             }
         }
-        gemm(bits, rows, n, kp, s.q, w, wp, vp, s.acc);
-        P.conv_out(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
+        gemm(P, bits, rows, n, kp, s.q, w, wp, s.acc);
+        P->epilogue_conv(rows, n, s.acc, s.sa, w_scales, bias, out, plane, p);
     }
     free(pix_amax);
-    free(own);
+    dloral_int_weights_free(own);
     scratch_free(&s);
     return 0;
 }
@@ -336,24 +278,22 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
                       const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
                       size_t r0, size_t r1, const dloral_int_weights *prepared) {
     if (r1 <= r0 || n == 0) return 0;
-    const struct int_path P = pick_path();
+    const kernel_table *P = kernels_current();
     const size_t bytes = bits == 8 ? 1 : 2;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
     const size_t rows_per_block = int_layer_block_rows(bits, kp, n);
     struct scratch s;
     if (scratch_alloc(&s, k, rows_per_block, kp, n, bits) != 0) return -1;
-    const int8_t *shared = prepared_for(prepared, bits, n, kp, w);
-    int8_t *own = shared ? NULL : prepare_weights(bits, r1 - r0, n, kp, w);
-    const int8_t *wp = shared ? shared : own;
-    const int8_t *vp = prepared_for(prepared, VNNI_PANELS, n, kp, w);
+    dloral_int_weights *own;
+    const int8_t *wp = weights_for_call(packing_for(P, bits), prepared, r1 - r0, n, kp, w, &own);
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
         for (size_t r = 0; r < rows; r++)
-            s.sa[r] = P.quantize(bits, k, kp, qmax, x + (p + r) * ldx, (char *)s.q + r * kp * bytes);
-        gemm(bits, rows, n, kp, s.q, w, wp, vp, s.acc);
-        P.linear_out(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
+            s.sa[r] = P->quantize_row(bits, k, kp, qmax, x + (p + r) * ldx, (char *)s.q + r * kp * bytes);
+        gemm(P, bits, rows, n, kp, s.q, w, wp, s.acc);
+        P->epilogue_linear(rows, n, s.acc, s.sa, w_scales, bias, y + p * ldy, ldy);
     }
-    free(own);
+    dloral_int_weights_free(own);
     scratch_free(&s);
     return 0;
 }
@@ -364,21 +304,21 @@ int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, 
 // the row quantizer's bits. Its amax is the path's pixel_amax (the maximum does not depend on the
 // order), its elements the path's span; a block holding NaN goes through the row quantizer.
 // Returns the block's scale.
-static float quantize_block(const struct int_path *P, size_t block, size_t real, const float *x, int8_t *q) {
+static float quantize_block(const kernel_table *P, size_t block, size_t real, const float *x, int8_t *q) {
     float scale;
-    if (P->full_block && real == block && block % 32 == 0 && P->full_block(block, x, q, &scale)) return scale;
+    if (P->quantize_full_block && real == block && block % 32 == 0 && P->quantize_full_block(block, x, q, &scale)) return scale;
     const float amax = real ? P->pixel_amax(real, x) : 0.0f;
-    if (amax != amax) return P->quantize(8, real, block, 127, x, q);
+    if (amax != amax) return P->quantize_row(8, real, block, 127, x, q);
     if (row_is_zero(127, amax)) {
         memset(q, 0, block);
         return 0;
     }
-    P->span(8, real, 127, 127.0f / amax, x, q);
+    P->quantize_span(8, real, 127, 127.0f / amax, x, q);
     memset(q + real, 0, block - real);
     return amax / 127.0f;
 }
 
-static void quantize_blocks(const struct int_path *P, size_t block, size_t k, size_t kp, const float *x, int8_t *q,
+static void quantize_blocks(const kernel_table *P, size_t block, size_t k, size_t kp, const float *x, int8_t *q,
                             float *sa) {
     for (size_t b = 0, first = 0; first < kp; b++, first += block) {
         size_t real = k > first ? (k - first < block ? k - first : block) : 0;
@@ -387,67 +327,25 @@ static void quantize_blocks(const struct int_path *P, size_t block, size_t k, si
 }
 
 void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
-    const struct int_path P = pick_path();
-    quantize_blocks(&P, block, k, kp, x, q, sa);
+    const kernel_table *P = kernels_current();
+    quantize_blocks(P, block, k, kp, x, q, sa);
 }
 
-// The block-scale weights prepared for a call (dloral_int_block_weights_new), by kind: packed for
-// the tiles (at level amx), or as int16 panels (below it); NULL for neither.
-struct block_weights {
-    const int8_t *tiles;
-    const int16_t *panels;
-};
-
-static struct block_weights block_prepared_for(const dloral_int_weights *prepared, size_t n, size_t kp,
-                                               const int8_t *w) {
-    return (struct block_weights){prepared_for(prepared, 8, n, kp, w),
-                                  (const int16_t *)prepared_for(prepared, BLOCK_PANELS, n, kp, w)};
-}
-
-// block_prepared_for, preparing the weights for this call alone (into *own, to free) when the
-// caller did not.
-static struct block_weights block_weights_for_call(const dloral_int_weights *prepared, size_t rows, size_t n,
-                                                   size_t kp, const int8_t *w, dloral_int_weights **own) {
-    struct block_weights wp = block_prepared_for(prepared, n, kp, w);
-    *own = NULL;
-    if (!wp.tiles && !wp.panels) {
-        *own = dloral_int_block_weights_new(rows, n, kp, w);
-        dloral_int_weights_pack(*own, 0, dloral_int_weights_pieces(*own));
-        wp = block_prepared_for(*own, n, kp, w);
-    }
-    return wp;
-}
-
-static void gemm_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
-                        const int8_t *w, struct block_weights wp, const float *sw, const float *bias, float *y,
-                        size_t rs, size_t cs) {
-#if defined(__x86_64__)
-    if (wp.tiles && m >= AMX_MIN_ROWS) {
-        gemm_i8i8_blocks_amx_packed(m, n, kp, block, a, sa, w, wp.tiles, sw, bias, y, rs, cs);
-        return;
-    }
-    if (wp.panels && m >= 4) {
-        gemm_i8i8_blocks_avx2_panels(m, n, kp, block, a, sa, w, wp.panels, sw, bias, y, rs, cs);
-        return;
-    }
-    if (kernels_path() == PATH_AVX2) {
-        gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
-        return;
-    }
-#elif defined(__aarch64__)
-    if (kernels_path() == PATH_NEON) {
-        gemm_i8i8_blocks_neon(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
-        return;
-    }
-#endif
-    (void)wp;
-    gemm_i8i8_blocks_scalar(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
+// The block GEMM on the weights prepared with the level's pack_blocks (wp), when there are enough
+// rows for it, else on the plain weights.
+static void gemm_blocks(const kernel_table *T, size_t m, size_t n, size_t kp, size_t block, const int8_t *a,
+                        const float *sa, const int8_t *w, const int8_t *wp, const float *sw, const float *bias,
+                        float *y, size_t rs, size_t cs) {
+    if (wp && m >= T->pack_blocks.min_rows) T->gemm_blocks_packed(m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
+    else T->gemm_blocks(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
 }
 
 void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
+    const kernel_table *T = kernels_current();
     dloral_int_weights *own;
-    gemm_blocks(m, n, kp, block, a, sa, w, block_weights_for_call(NULL, m, n, kp, w, &own), sw, bias, y, rs, cs);
+    const int8_t *wp = weights_for_call(&T->pack_blocks, NULL, m, n, kp, w, &own);
+    gemm_blocks(T, m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
     dloral_int_weights_free(own);
 }
 
@@ -493,9 +391,9 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     const size_t rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
+    const kernel_table *P = kernels_current();
     dloral_int_weights *own;
-    const struct block_weights wp = block_weights_for_call(prepared, p1 - p0, n, kp, w, &own);
-    const struct int_path P = pick_path();
+    const int8_t *wp = weights_for_call(&P->pack_blocks, prepared, p1 - p0, n, kp, w, &own);
     // With whole blocks per tap (c a multiple of block, as in every SD layer past the first),
     // each block is quantized where it lies in the input: no gathered copy.
     const int per_tap = !direct && c % block == 0;
@@ -514,7 +412,7 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
                         const int inside = iy >= 0 && iy < (long)h && ix >= 0 && ix < (long)w_in;
                         const float *tap = inside ? x_hwc + ((size_t)iy * w_in + (size_t)ix) * c : NULL;
                         for (size_t ch = 0; ch < c; ch += block, b++)
-                            sar[b] = quantize_block(&P, block, tap ? block : 0, tap ? tap + ch : NULL, qr + b * block);
+                            sar[b] = quantize_block(P, block, tap ? block : 0, tap ? tap + ch : NULL, qr + b * block);
                     }
                 }
                 memset(qr + k, 0, kp - k);
@@ -525,9 +423,9 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
                 gather_patch(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x_hwc, p + r, s.row);
                 src = s.row;
             }
-            quantize_blocks(&P, block, k, kp, src, qr, sar);
+            quantize_blocks(P, block, k, kp, src, qr, sar);
         }
-        gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, out + p, 1, plane);
+        gemm_blocks(P, rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, out + p, 1, plane);
     }
     dloral_int_weights_free(own);
     block_scratch_free(&s);
@@ -542,13 +440,13 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     const size_t nb = kp / block, rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
+    const kernel_table *P = kernels_current();
     dloral_int_weights *own;
-    const struct block_weights wp = block_weights_for_call(prepared, r1 - r0, n, kp, w, &own);
-    const struct int_path P = pick_path();
+    const int8_t *wp = weights_for_call(&P->pack_blocks, prepared, r1 - r0, n, kp, w, &own);
     for (size_t p = r0; p < r1; p += rows_per_block) {
         size_t rows = r1 - p < rows_per_block ? r1 - p : rows_per_block;
-        for (size_t r = 0; r < rows; r++) quantize_blocks(&P, block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
-        gemm_blocks(rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, y + p * ldy, ldy, 1);
+        for (size_t r = 0; r < rows; r++) quantize_blocks(P, block, k, kp, x + (p + r) * ldx, s.q + r * kp, s.sa + r * nb);
+        gemm_blocks(P, rows, n, kp, block, s.q, s.sa, w, wp, w_scales, bias, y + p * ldy, ldy, 1);
     }
     dloral_int_weights_free(own);
     block_scratch_free(&s);
@@ -559,13 +457,6 @@ void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
     dloral_chw_to_hwc_pixels(c, hw, src, dst, 0, hw);
 }
 
-
 void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
-#if defined(__x86_64__)
-    if (kernels_path() == PATH_AVX2) {
-        chw_to_hwc_avx2(c, hw, src, dst, first, end);
-        return;
-    }
-#endif
-    chw_to_hwc_scalar(c, hw, src, dst, first, end);
+    kernels_current()->chw_to_hwc(c, hw, src, dst, first, end);
 }

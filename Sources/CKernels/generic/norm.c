@@ -23,6 +23,7 @@
 // degree-7 polynomial (Cephes's expf coefficients, Horner with fused steps), times 2^⌊n/2⌋ and
 // then 2^(n − ⌊n/2⌋) (exact scalings built in the exponent bits). NaN passes through.
 #include "dloral_kernels.h"
+#include "kernel_table.h"
 #include "kernels_internal.h"
 #include "norm_scalar.h"
 
@@ -34,40 +35,9 @@
 
 // MARK: - Entry points
 
-// The path of dloral_kernels_isa(): the moments and the elementwise loop of each.
-typedef void (*moments_fn)(size_t count, const float *x, double *mean, double *variance);
-typedef void (*normalize_fn)(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu,
-                             float *y);
-typedef void (*elementwise_fn)(size_t n, const float *x, float *y);
-typedef float (*exp_sum_fn)(size_t n, float *p, float shift);
-typedef float (*peak_fn)(size_t n, const float *p);
-
-typedef struct {
-    moments_fn moments;
-    normalize_fn normalize;
-    elementwise_fn silu, exp;
-    exp_sum_fn exp_sum;
-    peak_fn peak;
-} norm_path;
-
-static norm_path current_path(void) {
-    const int path = kernels_path();
-#if defined(__x86_64__)
-    if (path == PATH_AVX2) {
-        if (kernels_level() >= LEVEL_AVX512)
-            return (norm_path){moments_avx2, normalize_avx512, silu_run_avx512, exp_run_avx2, exp_sum_avx512, peak_avx2};
-        return (norm_path){moments_avx2, normalize_avx2, silu_run_avx2, exp_run_avx2, exp_sum_avx2, peak_avx2};
-    }
-#elif defined(__aarch64__)
-    if (path == PATH_NEON) return (norm_path){moments_neon, normalize_neon, silu_run_neon, exp_run_neon, exp_sum_neon, peak_neon};
-#endif
-    (void)path;
-    return (norm_path){moments_scalar, normalize_scalar, silu_run_scalar, exp_run_scalar, exp_sum_scalar, peak_scalar};
-}
-
 void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd) {
     double m = 0, variance = 0;
-    if (count > 0) current_path().moments(count, x, &m, &variance);
+    if (count > 0) kernels_current()->norm_moments(count, x, &m, &variance);
     *mean = (float)m;
     *rstd = (float)(1.0 / sqrt(variance + (double)eps));
 }
@@ -76,22 +46,18 @@ void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mea
 void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
                        size_t r0, size_t r1) {
     if (d == 0) return;
-    const norm_path path = current_path();
-    void (*affine)(size_t, const float *, float, float, const float *, const float *, float *) = layer_affine_scalar;
-#if defined(__x86_64__)
-    if (kernels_path() == PATH_AVX2) affine = layer_affine_avx2;
-#endif
+    const kernel_table *T = kernels_current();
     for (size_t r = r0; r < r1; r++) {
         double m = 0, variance = 0;
-        path.moments(d, x + r * d, &m, &variance);
+        T->norm_moments(d, x + r * d, &m, &variance);
         const float mean = (float)m, rstd = (float)(1.0 / sqrt(variance + (double)eps));
-        affine(d, x + r * d, mean, rstd, weight, bias, y + r * d);
+        T->layer_affine(d, x + r * d, mean, rstd, weight, bias, y + r * d);
     }
 }
 
 void dloral_group_norm_moments(size_t count, const float *x, float *mean, float *variance) {
     double m = 0, v = 0;
-    if (count > 0) current_path().moments(count, x, &m, &v);
+    if (count > 0) kernels_current()->norm_moments(count, x, &m, &v);
     *mean = (float)m;
     *variance = (float)v;
 }
@@ -99,10 +65,10 @@ void dloral_group_norm_moments(size_t count, const float *x, float *mean, float 
 void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, float mean, float rstd,
                              const float *scale, const float *shift, int silu, float *y) {
     if (channels * spatial == 0) return;
-    const norm_path path = current_path();
+    const kernel_table *T = kernels_current();
     for (size_t c = 0; c < channels; c++) {
         const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
-        path.normalize(spatial, x + c * spatial, mean, rstd, s, b, silu, y + c * spatial);
+        T->norm_normalize(spatial, x + c * spatial, mean, rstd, s, b, silu, y + c * spatial);
     }
 }
 
@@ -118,11 +84,7 @@ void dloral_group_norm(size_t channels, size_t spatial, const float *x, const fl
 
 void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
                             const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1) {
-    const norm_path path = current_path();
-    void (*transpose_out)(size_t, size_t, const float *, float *, size_t) = transpose_out_scalar;
-#if defined(__x86_64__)
-    if (kernels_path() == PATH_AVX2) transpose_out = transpose_out_avx2;
-#endif
+    const kernel_table *T = kernels_current();
     float t[8 * NHWC_PIXELS];
     for (size_t p = p0; p < p1; p += NHWC_PIXELS) {
         const size_t pixels = p1 - p < NHWC_PIXELS ? p1 - p : NHWC_PIXELS;
@@ -130,28 +92,28 @@ void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, con
             const size_t rows = channels - c0 < 8 ? channels - c0 : 8;
             for (size_t j = 0; j < rows; j++) {
                 const size_t c = c0 + j;
-                path.normalize(pixels, x + c * spatial + p, mean[c], rstd[c], scale ? scale[c] : 1.0f,
+                T->norm_normalize(pixels, x + c * spatial + p, mean[c], rstd[c], scale ? scale[c] : 1.0f,
                                shift ? shift[c] : 0.0f, silu, t + j * NHWC_PIXELS);
             }
-            transpose_out(rows, pixels, t, y + p * channels + c0, channels);
+            T->norm_transpose_out(rows, pixels, t, y + p * channels + c0, channels);
         }
     }
 }
 
-void dloral_silu(size_t n, const float *x, float *y) { current_path().silu(n, x, y); }
+void dloral_silu(size_t n, const float *x, float *y) { kernels_current()->silu(n, x, y); }
 
 void dloral_softmax(size_t n, float *p) {
     if (n == 0) return;
-    const norm_path path = current_path();
-    float peak = path.peak(n, p);
+    const kernel_table *T = kernels_current();
+    float peak = T->peak(n, p);
     if (peak == -INFINITY) peak = 0;  // all −inf: every e is 0, the sum 0 and the row NaN, as in PyTorch
-    const float sum = path.exp_sum(n, p, peak);
+    const float sum = T->exp_sum(n, p, peak);
     const float inverse = 1.0f / sum;
     for (size_t i = 0; i < n; i++) p[i] = p[i] * inverse;
 }
 
 void norm_moments(size_t count, const float *x, double *mean, double *variance) {
-    current_path().moments(count, x, mean, variance);
+    kernels_current()->norm_moments(count, x, mean, variance);
 }
 
-void norm_exp(size_t n, const float *x, float *y) { current_path().exp(n, x, y); }
+void norm_exp(size_t n, const float *x, float *y) { kernels_current()->exp(n, x, y); }

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernel_table.h"
 #include "sgemm_loops.h"
 
 // The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
@@ -307,7 +308,8 @@ void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, cons
                          size_t ldc) {
     const size_t n = b->n, k = b->k;
     if (m == 0 || n == 0) return;
-    sgemm_problem P = {0, 0, m, n, k, alpha, beta, a, lda, NULL, 0, c, ldc, b->kernel, 0, 0, NULL, b->panels, NULL};
+    sgemm_problem P = {.m = m, .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .lda = lda, .c = c, .ldc = ldc,
+                       .kernel = b->kernel, .packed_b = b->panels};
     if (k == 0 || alpha == 0) {
         scale_c(&P, 0, m, 0, n);
         return;
@@ -317,14 +319,11 @@ void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, cons
 
 void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
     const size_t m = X->m, n = X->n, k = X->k;
-    if ((m == 0 && !X->pack_b_into) || n == 0) return;
-    sgemm_problem P = {X->trans_a != 0, X->trans_b != 0, m, n, k, X->alpha, X->beta, (const float *)X->a, X->lda,
-                       (const float *)X->b, X->ldb, X->c, X->ldc, kernel, X->a_half != 0, X->b_half != 0, X->conv,
-                       NULL, NULL};
-    if (X->pack_b_into) {
-        *X->pack_b_into = pack_whole_b(&P);
-        return;
-    }
+    if (m == 0 || n == 0) return;
+    sgemm_problem P = {.trans_a = X->trans_a != 0, .trans_b = X->trans_b != 0, .m = m, .n = n, .k = k,
+                       .alpha = X->alpha, .beta = X->beta, .a = (const float *)X->a, .lda = X->lda,
+                       .b = (const float *)X->b, .ldb = X->ldb, .c = X->c, .ldc = X->ldc, .kernel = kernel,
+                       .a_half = X->a_half != 0, .b_half = X->b_half != 0, .conv = X->conv};
     if (k == 0 || X->alpha == 0) {  // C = beta·C; A and B are not read
         scale_c(&P, 0, m, 0, n);
         return;
@@ -363,6 +362,43 @@ static void sgemm_tile_scalar(size_t kc, const float *a, const float *b, float *
     }
 }
 
-static const sgemm_kernel kernel_scalar = {MR6, NR16, sgemm_tile_scalar, f16_to_f32_scalar, sgemm_region_6x16, SGEMM_NC};
+const sgemm_kernel sgemm_kernel_scalar = {.mr = MR6, .nr = NR16, .tile = sgemm_tile_scalar,
+                                        .widen = f16_to_f32_scalar, .region = sgemm_region_6x16, .nc = SGEMM_NC};
 
-void sgemm_scalar(const sgemm_operands *X) { sgemm_drive(X, &kernel_scalar); }
+// MARK: - Entry points
+
+void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    dloral_sgemm_typed(trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
+                        const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc) {
+    const sgemm_operands operands = {.trans_a = trans_a, .trans_b = trans_b, .a_half = a_half, .b_half = b_half,
+                                     .m = m, .n = n, .k = k, .alpha = alpha, .a = a, .lda = lda, .b = b, .ldb = ldb,
+                                     .beta = beta, .c = c, .ldc = ldc};
+    sgemm_drive(&operands, kernels_current()->sgemm);
+}
+
+void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                  const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    const sgemm_operands operands = {.trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .alpha = alpha,
+                                     .a = a, .lda = lda, .b = b, .ldb = ldb, .beta = beta, .c = c, .ldc = ldc,
+                                     .serial = 1};
+    sgemm_drive(&operands, kernels_current()->sgemm);
+}
+
+sgemm_packed *sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb) {
+    if (n == 0) return NULL;
+    sgemm_problem P = {.trans_b = trans_b != 0, .n = n, .k = k, .alpha = 1.0f, .b = b, .ldb = ldb,
+                       .kernel = kernels_current()->sgemm};
+    return pack_whole_b(&P);
+}
+
+void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
+                    float beta, float *out) {
+    const size_t n = g->ho * g->wo, k = g->c * g->kh * g->kw;
+    const sgemm_operands operands = {.a_half = w_half, .m = o, .n = n, .k = k, .alpha = 1.0f, .a = weight, .lda = k,
+                                     .b = image, .ldb = n, .beta = beta, .c = out, .ldc = n, .conv = g};
+    sgemm_drive(&operands, kernels_current()->sgemm);
+}

@@ -109,7 +109,7 @@ void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_
 /// torch.nn.functional.group_norm for one group (its `channels` consecutive channels of
 /// `spatial` elements each), optionally followed by SiLU: y = silu?((x − mean)·rstd·scale[c] +
 /// shift[c]), scale / shift NULL for 1 / 0. Mean and biased variance are summed in double; the
-/// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in norm.c's header and is
+/// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in generic/norm.c's header and is
 /// the same on every kernel path. x and y may be the same buffer.
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y);
@@ -145,12 +145,12 @@ void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, con
 void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
                        size_t r0, size_t r1);
 
-/// SiLU, y = x / (1 + exp(−x)) with norm.c's exp (~1 ulp), the same bits on every kernel path.
+/// SiLU, y = x / (1 + exp(−x)) with generic/norm.c's exp (~1 ulp), the same bits on every kernel path.
 /// x and y may be the same buffer.
 void dloral_silu(size_t n, const float *x, float *y);
 
 /// Softmax of p[0 … n) in place, as torch.softmax: the maximum m subtracted first, e = exp(p − m)
-/// with norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (norm.c), then
+/// with generic/norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (generic/norm.c), then
 /// p = e · (1 / Σ e). The same bits on every kernel path.
 void dloral_softmax(size_t n, float *p);
 
@@ -190,7 +190,7 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
 /// x ≥ 0 and −v for x < 0 with v = |x|·Q(|x|), Q the normal tail 0.5·erfc(|x|/√2) (no
 /// cancellation for negative x): for |x| < 1 a degree-9 polynomial for Q, above it
 /// exp(−x²/2)·G(|x|), the exp by Cephes's polynomial on an exactly split x², G by degree-9
-/// polynomials on 6 intervals (the exact arithmetic is in activation.c's header). −0 for
+/// polynomials on 6 intervals (the exact arithmetic is in generic/activation.c's header). −0 for
 /// x < −12 and −inf, +inf for +inf, NaN for NaN. x and y may be the same buffer.
 void dloral_gelu(size_t n, const float *x, float *y);
 

@@ -1,5 +1,5 @@
 // An 8×8 transpose of 32-bit lanes in AVX2 registers, for the kernels that change layout
-// (int_layer.c's NCHW → NHWC transpose and conv epilogue, norm.c's channels-last GroupNorm).
+// (generic/int_layer.c's NCHW → NHWC transpose and conv epilogue, generic/norm.c's channels-last GroupNorm).
 #ifndef DLORAL_TRANSPOSE_AVX2_H
 #define DLORAL_TRANSPOSE_AVX2_H
 

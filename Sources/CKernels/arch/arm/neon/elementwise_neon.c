@@ -4,7 +4,7 @@
 
 #include <arm_neon.h>
 
-// Products and sums stay separate roundings (as in scalar.c): the only fused operations are the
+// Products and sums stay separate roundings (as in generic/elementwise.c): the only fused operations are the
 // explicit vfmaq / fmaf. (clang honours this pragma; GCC ignores it and must be given
 // -ffp-contract=off, as Tools/neon/run.sh does, or it may fuse the double products and sums of
 // the energies below.)

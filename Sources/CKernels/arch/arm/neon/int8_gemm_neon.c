@@ -7,14 +7,6 @@
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
-#if defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1UL << 20)
-#endif
-#elif defined(__APPLE__)
-#include <sys/sysctl.h>
-#endif
 
 // The SDOT kernel is compiled for the dotprod extension, the rest of the file for the baseline
 // ARMv8-A NEON, so one binary runs on every arm64 CPU. GCC's arm_neon.h declares vdotq_s32 for
@@ -25,28 +17,6 @@
 #else
 #define DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
-
-// Whether the CPU has SDOT (FEAT_DotProd): at compile time when the whole build targets it,
-// else asked once of the OS (Linux: the ASIMDDP hwcap; Apple: sysctl), else no.
-static int has_dotprod = -1;
-
-int neon_has_dotprod(void) {
-    int v = __atomic_load_n(&has_dotprod, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
-#if defined(__ARM_FEATURE_DOTPROD)
-    v = 1;
-#elif defined(__linux__)
-    v = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#elif defined(__APPLE__)
-    int flag = 0;
-    size_t len = sizeof flag;
-    v = sysctlbyname("hw.optional.arm.FEAT_DotProd", &flag, &len, NULL, 0) == 0 && flag != 0;
-#else
-    v = 0;
-#endif
-    __atomic_store_n(&has_dotprod, v, __ATOMIC_RELAXED);
-    return v;
-}
 
 // Both int8 kernels and the int16 one work on 4×4 tiles: activation rows i … i+3 against weight
 // rows j … j+3, sixteen int32x4 accumulators (each lane a partial sum of one c[i][j]), four
@@ -239,11 +209,6 @@ DOTPROD void gemm_i8i8_i32_neon_sdot(size_t m, size_t n, size_t kp, const int8_t
 
 void gemm_i8i8_i32_neon_smull(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
     TILE_LOOP(i8_tile_smull, a)
-}
-
-void gemm_i8i8_i32_neon(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
-    if (neon_has_dotprod()) gemm_i8i8_i32_neon_sdot(m, n, kp, a, w, c);
-    else gemm_i8i8_i32_neon_smull(m, n, kp, a, w, c);
 }
 
 void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {

@@ -39,7 +39,7 @@ static void sgemm_tile_neon(size_t kc, const float *a, const float *b, float *c,
     }
 }
 
-static const sgemm_kernel kernel_neon = {MR6, NR16, sgemm_tile_neon, f16_to_f32_neon, sgemm_region_6x16, SGEMM_NC};
+const sgemm_kernel sgemm_kernel_neon = {.mr = MR6, .nr = NR16, .tile = sgemm_tile_neon,
+                                        .widen = f16_to_f32_neon, .region = sgemm_region_6x16, .nc = SGEMM_NC};
 
-void sgemm_neon(const sgemm_operands *X) { sgemm_drive(X, &kernel_neon); }
 #endif

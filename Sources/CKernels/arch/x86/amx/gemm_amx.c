@@ -1,5 +1,5 @@
 // AMX-INT8 int8 × int8 → int32 GEMM (level amx): c[i][j] = Σ_k a[i][k]·w[j][k], a [m][kp], w [n][kp],
-// c [m][n], the contract of dloral_gemm_i8i8_i32 (int8_gemm.c has the other paths).
+// c [m][n], the contract of dloral_gemm_i8i8_i32 (generic/int8_gemm.c has the other paths).
 //
 // TDPBSSD multiplies a 16 × 64-byte tile of signed bytes (16 rows of a, 64 consecutive k) by a
 // 16 × 64-byte tile in the "VNNI" layout (16 quads of k, each holding 4 bytes for each of 16
@@ -12,9 +12,9 @@
 // A tiles and tmm6–7 the two B tiles of one 64-wide step of k; per step 4 loads feed 4 TDPBSSD.
 // A tiles load straight from a (stride kp). The weights are packed into the VNNI layout (pack_b),
 // zero-padded to whole tiles: per call by gemm_i8i8_i32_amx, or once for all the row blocks of a
-// layer call by amx_pack_weights (int_layer.c): at the layer driver's block sizes, packing per
-// call took 10–40 % of the GEMM's time. (Under AMX_MIN_ROWS rows gemm_i8i8_i32_amx leaves the
-// product to the AVX-VNNI kernel, which is faster than packing.) Rows of a that do not fill a tile (m mod 16) and, when kp is not a multiple
+// layer call by amx_pack_weights (generic/int_layer.c): at the layer driver's block sizes, packing per
+// call took 10–40 % of the GEMM's time. (Under AMX_MIN_ROWS rows the amx table leaves the
+// product to the VNNI kernel, which is faster than packing.) Rows of a that do not fill a tile (m mod 16) and, when kp is not a multiple
 // of 64, all of a are copied into a zero-padded scratch first, so no tile load reads past an
 // input; C tiles that do not fit c (m or n not a multiple of 16) are stored to a scratch tile and
 // copied out. The column pairs are outermost, so one packed panel of 32 weight rows (32·kp bytes)
@@ -23,8 +23,8 @@
 //
 // The tile configuration is per thread: each call loads it and releases the tiles at the end, so
 // concurrent calls on other threads and code that does not use AMX are unaffected. The process
-// must have been granted tile data (dispatch.c asks the OS for it before it selects level amx);
-// call this only when kernels_level() >= LEVEL_AMX.
+// must have been granted tile data (backend/cpu_features.c asks the OS for it before it reports
+// AMX); call this only at level amx.
 #include "kernels_internal.h"
 
 #if defined(__x86_64__)
@@ -253,7 +253,7 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
     if (mt > copied) {
         ap = aligned_alloc(64, (mt - copied) * 16 * kp64);
         if (!ap) {  // no memory for the copy: the AVX-VNNI kernel gives the same bits
-            gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+            gemm_i8i8_i32_vnni_evex(m, n, kp, a, w, c);
             return;
         }
         memset(ap, 0, (mt - copied) * 16 * kp64);
@@ -317,7 +317,7 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
     const size_t mt = (m + 15) / 16, nt = (n + 15) / 16;
     int8_t *halves = aligned_alloc(64, mt * steps * 2 * TILE_BYTES);
     if (!halves) {  // no memory for the halves: the AVX-VNNI kernel, same bits
-        gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
+        gemm_i16i8_i32_vnni_evex(m, n, kp, a, w, c);
         return;
     }
     const uint32_t *sums = (const uint32_t *)(wp + packed_bytes(n, kp));
@@ -394,18 +394,19 @@ AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t 
     free(halves);
 }
 
-// The unpacked entries: pack w for this call, or under AMX_MIN_ROWS rows (or without memory for
-// the packed weights) the AVX-VNNI kernel, which gives the same bits.
+// The unpacked entries: pack w for this call (without memory for the packed weights, the EVEX VNNI
+// kernel, which gives the same bits). The amx table sends products under AMX_MIN_ROWS rows to
+// that kernel directly.
 AMX static void gemm_amx_unpacked(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                                   int32_t *c) {
     if (m == 0 || n == 0) return;
-    int8_t *wp = m >= AMX_MIN_ROWS ? amx_pack_weights(bits, n, kp, w) : NULL;
+    int8_t *wp = amx_pack_weights(bits, n, kp, w);
     if (bits == 8) {
         if (wp) gemm_i8i8_i32_amx_packed(m, n, kp, a, w, wp, c);
-        else gemm_i8i8_i32_avxvnni(m, n, kp, a, w, c);
+        else gemm_i8i8_i32_vnni_evex(m, n, kp, a, w, c);
     } else {
         if (wp) gemm_i16i8_i32_amx_packed(m, n, kp, a, w, wp, c);
-        else gemm_i16i8_i32_avxvnni(m, n, kp, a, w, c);
+        else gemm_i16i8_i32_vnni_evex(m, n, kp, a, w, c);
     }
     free(wp);
 }
@@ -417,6 +418,17 @@ AMX void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const
 AMX void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
     gemm_amx_unpacked(16, m, n, kp, a, w, c);
 }
+size_t amx_packed_bytes_i8(size_t n, size_t kp) { return amx_packed_weight_bytes(n, kp, 8); }
+size_t amx_packed_bytes_i16(size_t n, size_t kp) { return amx_packed_weight_bytes(n, kp, 16); }
+
+void amx_pack_panels_i8(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1) {
+    amx_pack_weight_panels(8, n, kp, w, wp, panel0, panel1);
+}
+
+void amx_pack_panels_i16(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1) {
+    amx_pack_weight_panels(16, n, kp, w, wp, panel0, panel1);
+}
+
 // MARK: - Block scales (Formats/dlrt.md §4.3)
 //
 // y[i][j] = acc with acc = bias[j], then per block b of `block` (32 or 64) columns in order

@@ -1,5 +1,5 @@
 // x86-64 AVX2 + FMA + F16C, compiled for those features per function and used only when the
-// CPU reports them (dispatch.c).
+// CPU reports them (the avx2 level and up, backend/kernel_table.c).
 #if defined(__x86_64__)
 #include "kernels_internal.h"
 

@@ -293,4 +293,14 @@ AVX2 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, c
         for (size_t i = 0; i < m; i++) c[i * n + j] = i16_dot(kp, kv, a + i * kp, w + j * kp);
 }
 
+
+void pack_block_panels_i8(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1) {
+    pack_block_panels(n, kp, w, (int16_t *)wp, p0, p1);
+}
+
+void gemm_i8i8_blocks_avx2_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                  const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,
+                                  size_t rs, size_t cs) {
+    gemm_i8i8_blocks_avx2_panels(m, n, kp, block, a, sa, w, (const int16_t *)wp, sw, bias, y, rs, cs);
+}
 #endif

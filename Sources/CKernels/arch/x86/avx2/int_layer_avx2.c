@@ -92,7 +92,8 @@ AVX2 float pixel_amax_avx2(size_t n, const float *x) {
     return rest > amax ? rest : amax;
 }
 
-AVX2 float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+AVX2 float quantize_row_avx2_with(void (*span)(int, size_t, int32_t, float, const float *, void *), int bits, size_t k,
+                                  size_t kp, int32_t qmax, const float *x, void *q) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
     __m256 vmax = _mm256_setzero_ps();
     size_t kv = k & ~(size_t)7, i = 0;
@@ -107,10 +108,13 @@ AVX2 float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax, const 
         return 0;
     }
     float inv = (float)qmax / amax;
-    if (kernels_level() >= LEVEL_AVX512) quantize_span_avx512(bits, k, qmax, inv, x, q);
-    else quantize_span_avx2(bits, k, qmax, inv, x, q);
+    span(bits, k, qmax, inv, x, q);
     quantize_from(bits, k, k, kp, qmax, inv, x, q);  // the zero tail
     return amax / (float)qmax;
+}
+
+float quantize_row_avx2(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+    return quantize_row_avx2_with(quantize_span_avx2, bits, k, kp, qmax, x, q);
 }
 
 // Blocks of 8 rows × 8 channels: eight loads of acc rows, an 8×8 transpose, then per channel one

@@ -93,7 +93,7 @@ AVX2 static void sgemm_tile_avx2(size_t kc, const float *a, const float *b, floa
 }
 #undef SGEMM_AVX2_STEP
 
-static const sgemm_kernel kernel_avx2 = {MR6, NR16, sgemm_tile_avx2, f16_to_f32_avx2, sgemm_region_6x16, SGEMM_NC};
+const sgemm_kernel sgemm_kernel_avx2 = {.mr = MR6, .nr = NR16, .tile = sgemm_tile_avx2,
+                                        .widen = f16_to_f32_avx2, .region = sgemm_region_6x16, .nc = SGEMM_NC};
 
-void sgemm_avx2(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx2); }
 #endif

@@ -24,4 +24,9 @@ AVX512 void quantize_span_avx512(int bits, size_t n, int32_t qmax, float inv, co
     if (i < n) quantize_span_avx2(bits, n - i, qmax, inv, x + i, bits == 8 ? (void *)((int8_t *)q + i) : (void *)((int16_t *)q + i));
 }
 
+
+// The AVX2 row quantizer with this element step.
+float quantize_row_avx512(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q) {
+    return quantize_row_avx2_with(quantize_span_avx512, bits, k, kp, qmax, x, q);
+}
 #endif

@@ -112,7 +112,7 @@ AVX512 static void sgemm_tile_avx512(size_t kc, const float *a, const float *b, 
 #undef SGEMM_512_OUT0
 #undef SGEMM_512_OUT
 
-static const sgemm_kernel kernel_avx512 = {MR8, NR32, sgemm_tile_avx512, f16_to_f32_avx2, run_region_8x32, SGEMM512_NC};
+const sgemm_kernel sgemm_kernel_avx512 = {.mr = MR8, .nr = NR32, .tile = sgemm_tile_avx512,
+                                        .widen = f16_to_f32_avx2, .region = run_region_8x32, .nc = SGEMM512_NC};
 
-void sgemm_avx512(const sgemm_operands *X) { sgemm_drive(X, &kernel_avx512); }
 #endif

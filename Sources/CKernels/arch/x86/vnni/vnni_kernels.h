@@ -2,8 +2,8 @@
 // vnni_vex.c for AVX-VNNI (VEX: Alder Lake and later, Sapphire Rapids; Zen 5) and by vnni_evex.c
 // for AVX512-VNNI with AVX512VL (EVEX: Cascade Lake, Ice Lake, Sapphire Rapids, Zen 4 and 5).
 // The two encodings are the same instructions on ymm registers with the same results, but a CPU
-// may have either alone, and a binary holding one faults on a CPU without it; int8_gemm.c picks
-// the one the CPU and level have. The including file defines
+// may have either alone, and a binary holding one faults on a CPU without it; the kernel tables
+// (backend/kernel_table.c) pick the one the CPU and level have. The including file defines
 //   VNNI      the target attribute of every function here,
 //   DPBUSD    the 256-bit vpdpbusd intrinsic of its encoding, DPWSSD likewise vpdpwssd,
 //   VNNI_FN   the exported name of each entry point (kernels_internal.h declares them).

@@ -86,6 +86,9 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats", "CKernels"]),
+        // The kernels through their C interface (CKernels), against closed forms and hand-computed
+        // references; Tests/KernelCheck/run.sh checks every path against scalar in plain C.
+        .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
         .testTarget(name: "DLoRALConvertTests", dependencies: ["DLoRALConvert", "DLoRALFormats"]),
         .testTarget(name: "EndToEndTests", dependencies: ["DLoRALFormats"]),
         .testTarget(name: "DLoRALEngineTests", dependencies: ["DLoRALEngine", "DLoRALFormats"]),

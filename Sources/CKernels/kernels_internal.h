@@ -220,7 +220,7 @@ INT_LAYER_DECLS(_neon)
 #undef ACTIVATION_DECLS
 #undef INT_LAYER_DECLS
 
-// GroupNorm internals (generic/norm.c) on the current path (dloral_kernels_isa()), for Tools/neon/
+// GroupNorm internals (generic/norm.c) on the current path (dloral_kernels_isa()), for Tests/KernelCheck/
 // kernel_check.c, which checks them against the documented arithmetic bit for bit: the double
 // moments of dloral_group_norm (count ≥ 1 elements; mean and biased variance before rounding),
 // and the exp of its SiLU, elementwise (x may be y).

@@ -10,7 +10,7 @@
 // the dotprod extension and used only when the CPU reports it; backend/kernel_table.c picks the
 // kernels. kp is a multiple of 32 by contract; any other kp still works (the vector loops finish
 // the row with scalar code). The NEON kernels are tested against the scalar ones under qemu-user
-// (Tools/neon/run.sh), on a CPU model with dotprod and one without.
+// (Tests/KernelCheck/run.sh), on a CPU model with dotprod and one without.
 #include "kernel_table.h"
 #include "kernels_internal.h"
 

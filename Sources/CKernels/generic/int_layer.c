@@ -1,7 +1,7 @@
 // Integer Conv2d / Linear layers (dloral_int_layer.h): per-row activation quantization, integer
 // GEMM, fused dequantization with bias. One driver for every path (scalar, AVX2, NEON); only the
 // row quantizer, the GEMM and the epilogue differ, and they give the same bits on every path
-// (checked by Tools/neon/kernel_check.c, for NEON under qemu-user).
+// (checked by Tests/KernelCheck/kernel_check.c, for NEON under qemu-user).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
 #include "int_layer_scalar.h"

@@ -6,7 +6,7 @@
 
 // Products and sums stay separate roundings (as in generic/elementwise.c): the only fused operations are the
 // explicit vfmaq / fmaf. (clang honours this pragma; GCC ignores it and must be given
-// -ffp-contract=off, as Tools/neon/run.sh does, or it may fuse the double products and sums of
+// -ffp-contract=off, as Tests/KernelCheck/run.sh does, or it may fuse the double products and sums of
 // the energies below.)
 #pragma STDC FP_CONTRACT OFF
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Bit-exactness of every CKernels path against the scalar reference (Tools/neon/kernel_check.c,
-# plain C built straight from Sources/CKernels/*.c, no Swift):
+# Bit-exactness of every CKernels path against the scalar reference, and the level choice
+# (Tests/KernelCheck/kernel_check.c, plain C built straight from every .c file under
+# Sources/CKernels, no Swift):
 #
 #   native   the host compiler on this machine (on x86-64: each level the CPU has — avx2,
 #            avxvnni, avx512, amx — against scalar; on an arm64 host
@@ -20,14 +21,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-HARNESS=Tools/neon/kernel_check.c
+HARNESS=Tests/KernelCheck/kernel_check.c
 mapfile -t SOURCES < <(find Sources/CKernels -name "*.c" | LC_ALL=C sort)
 INCLUDES=(-I Sources/CKernels/include -I Sources/CKernels)
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/neon-check.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kernel-check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# GCC ignores `#pragma STDC FP_CONTRACT OFF` (scalar.c, sgemm.c) and would fuse a*b + c into an
+# GCC ignores `#pragma STDC FP_CONTRACT OFF` (the kernel sources set it) and would fuse a*b + c into an
 # FMA across statements; -ffp-contract=off gives the unfused arithmetic that clang builds with
 # those pragmas. clang honours the pragmas, so it gets SwiftPM's default flags.
 contract_flag() {
@@ -115,7 +116,7 @@ aarch64 | arm64)
 *)
     if ! need_tools; then
         install_tools || {
-            echo "Tools/neon/run.sh: no apt-get to install gcc-aarch64-linux-gnu and qemu-user: the arm64 runs are not done" >&2
+            echo "Tests/KernelCheck/run.sh: no apt-get to install gcc-aarch64-linux-gnu and qemu-user: the arm64 runs are not done" >&2
             exit 1
         }
     fi

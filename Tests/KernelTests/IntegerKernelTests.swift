@@ -220,25 +220,4 @@ struct IntegerKernelTests {
             }
         }
     }
-
-    @Test("timing (informational, m=256 n=320 kp=2880; debug builds compile C at -O0)")
-    func timing() {
-        let (m, n, kp) = (256, 320, 2880)
-        var rng = Rng(state: 6)
-        let a8 = (0..<m * kp).map { _ in Int8(rng.int(-127...127)) }
-        let a16 = (0..<m * kp).map { _ in Int16(rng.int(-1024...1024)) }
-        let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-        var c = [Int32](repeating: 0, count: m * n), c2 = c
-        let macs = Double(m * n * kp)
-        Self.onEveryPath { path in
-            let t0 = Date()
-            dloral_gemm_i8i8_i32(m, n, kp, a8, w, &c)
-            let t1 = Date()
-            dloral_gemm_i16i8_i32(m, n, kp, a16, w, &c2)
-            let t2 = Date()
-            print(String(format: "integer kernels [%@]: i8i8 %.2f GMAC/s, i16i8 %.2f GMAC/s", path,
-                         macs / t1.timeIntervalSince(t0) / 1e9, macs / t2.timeIntervalSince(t1) / 1e9))
-        }
-        #expect(c.count == m * n)
-    }
 }

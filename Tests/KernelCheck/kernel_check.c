@@ -1,7 +1,9 @@
 // Bit-exactness check of every CKernels path this CPU has against the scalar reference (plain C,
-// no Swift). Built from Sources/CKernels/*.c by Tools/neon/run.sh: natively on x86-64 (AVX2 vs
-// scalar) and for arm64 under qemu-user, once on a CPU model with dotprod (NEON SDOT and SMULL
-// kernels) and once without (SMULL only; the automatic choice must not pick SDOT there).
+// no Swift), and of the level choice (the kernel tables for the feature sets of known CPUs).
+// Built from every .c file under Sources/CKernels by Tests/KernelCheck/run.sh: natively, once per
+// level (on x86-64: avx2, avxvnni, avx512 and amx, each where the CPU has it), and for arm64
+// under qemu-user, once on a CPU model with dotprod (NEON SDOT and SMULL kernels) and once
+// without (SMULL only; the automatic choice must not pick SDOT there).
 //
 // Every check compares a vector path with the scalar one (or, for the integer GEMMs and the
 // integer-valued sgemm case, with an exact closed form computed here in 64-bit integers),

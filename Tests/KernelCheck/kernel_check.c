@@ -2597,6 +2597,44 @@ static void check_x86_levels(void) {
 }
 #endif
 
+// MARK: - Thread pool (dloral_parallel_for)
+
+// Each task counts itself; a task of the outer job runs an inner job of its own (which runs on its
+// thread, the pool being busy) and counts that job's tasks.
+enum { POOL_TASKS = 1000, POOL_INNER = 7 };
+typedef struct {
+    int runs[POOL_TASKS];
+    int inner[POOL_TASKS];
+} pool_counts;
+
+static void count_inner(void *context, size_t task) {
+    (void)task;
+    __atomic_fetch_add((int *)context, 1, __ATOMIC_RELAXED);
+}
+
+static void count_task(void *context, size_t task) {
+    pool_counts *counts = context;
+    __atomic_fetch_add(&counts->runs[task], 1, __ATOMIC_RELAXED);
+    if (task % 97 == 0) dloral_parallel_for(POOL_INNER, count_inner, &counts->inner[task]);
+}
+
+// Every task runs exactly once for several thread counts, nested jobs included.
+static void check_parallel_for(void) {
+    static const int threads[] = {1, 2, 3, 8};
+    for (size_t i = 0; i < sizeof threads / sizeof threads[0]; i++) {
+        dloral_threads_force(threads[i]);
+        static pool_counts counts;
+        memset(&counts, 0, sizeof counts);
+        dloral_parallel_for(POOL_TASKS, count_task, &counts);
+        size_t wrong = 0;
+        for (size_t t = 0; t < POOL_TASKS; t++)
+            wrong += counts.runs[t] != 1 || counts.inner[t] != (t % 97 == 0 ? POOL_INNER : 0);
+        report(wrong == 0, "dloral_parallel_for", "%d threads: %zu of %d tasks ran other than once", threads[i],
+               wrong, POOL_TASKS);
+    }
+    dloral_threads_force(0);
+}
+
 int main(int argc, char **argv) {
     const char *x86_level = argc > 1 ? argv[1] : "avx2";
     if (!setup_paths(x86_level)) {
@@ -2623,6 +2661,7 @@ int main(int argc, char **argv) {
 #if defined(__x86_64__)
     check_x86_levels();
 #endif
+    check_parallel_for();
     check_int_gemms();
     double t1 = now();
     check_sgemm();

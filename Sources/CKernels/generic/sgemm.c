@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "kernel_table.h"
+#include "thread_pool.h"
 #include "sgemm_loops.h"
 
 // The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
@@ -96,134 +97,31 @@ static void run_region(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, 
     P->kernel->region(P, i0, i1, j0, j1);
 }
 
-// MARK: - Thread pool
+// MARK: - Threads
 
 // A job is C cut into `chunks` contiguous ranges of `chunk_units` units (NR columns when
-// split_cols, else MR rows), handed out first come, first served, so that a worker that wakes
-// late or runs on a busy core takes fewer. Each range runs the whole loop nest (run_region), so
-// it packs the other operand again: ranges stay wide enough to keep that to a few percent.
-static struct {
-    pthread_mutex_t busy;  // held by the caller whose GEMM the pool is running
-    pthread_mutex_t lock;  // guards everything below except `next`
-    pthread_cond_t wake;   // workers: a new generation was posted
-    pthread_cond_t done;   // caller: active reached 0
-    int workers;           // started, numbered 1…workers (the caller is part 0)
-    unsigned long generation;
-    int open;    // workers may still join the current job
-    int active;  // workers working on it
-    int parts;   // threads for this job: the caller and the workers numbered below parts
-    // The current job; the problem is the caller's, dereferenced only by workers that joined
-    // (the caller waits for them to leave).
+// split_cols, else MR rows), tasks of the shared pool (dloral_parallel_for) taken first come,
+// first served, so that a worker that wakes late or runs on a busy core takes fewer. Each range
+// runs the whole loop nest (run_region), so it packs the other operand again: ranges stay wide
+// enough to keep that to a few percent.
+typedef struct {
     const sgemm_problem *problem;
     int split_cols;
-    size_t chunk_units, chunks;
-    size_t next;  // next chunk to hand out (atomic)
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0};
+    size_t chunk_units;
+} sgemm_job;
 
-// Takes chunks of the current job until there are none left.
-static void run_chunks(const sgemm_problem *P, int split_cols, size_t chunk_units, size_t chunks) {
-    const size_t mr = P->kernel->mr, nr = P->kernel->nr;
-    const size_t unit = split_cols ? nr : mr, extent = split_cols ? P->n : P->m;
-    for (;;) {
-        size_t chunk = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
-        if (chunk >= chunks) return;
-        size_t lo = chunk * chunk_units * unit, hi = lo + chunk_units * unit;
-        if (hi > extent) hi = extent;
-        if (split_cols) run_region(P, 0, P->m, lo, hi);
-        else run_region(P, lo, hi, 0, P->n);
-    }
+static void run_chunk(void *context, size_t chunk) {
+    const sgemm_job *job = context;
+    const sgemm_problem *P = job->problem;
+    const size_t unit = job->split_cols ? P->kernel->nr : P->kernel->mr, extent = job->split_cols ? P->n : P->m;
+    size_t lo = chunk * job->chunk_units * unit, hi = lo + job->chunk_units * unit;
+    if (hi > extent) hi = extent;
+    if (job->split_cols) run_region(P, 0, P->m, lo, hi);
+    else run_region(P, lo, hi, 0, P->n);
 }
 
-static int forced_threads = 0;  // dloral_threads_force; 0 = automatic
-static int auto_threads = 0;    // DLORAL_THREADS, else online CPUs capped at 8; 0 = not read yet
-
-static int thread_count(void) {
-    int n = __atomic_load_n(&forced_threads, __ATOMIC_RELAXED);
-    if (n > 0) return n;
-    n = __atomic_load_n(&auto_threads, __ATOMIC_RELAXED);
-    if (n > 0) return n;
-    const char *env = getenv("DLORAL_THREADS");
-    long v = env && *env ? strtol(env, NULL, 10) : 0;
-    if (v <= 0) {
-        v = sysconf(_SC_NPROCESSORS_ONLN);
-        if (v > 8) v = 8;
-    }
-    if (v < 1) v = 1;
-    if (v > SGEMM_MAX_THREADS) v = SGEMM_MAX_THREADS;
-    __atomic_store_n(&auto_threads, (int)v, __ATOMIC_RELAXED);
-    return (int)v;
-}
-
-typedef struct {
-    int index;
-    unsigned long seen;
-} worker_start;
-
-static void *worker_main(void *arg) {
-    worker_start start = *(worker_start *)arg;
-    free(arg);
-    unsigned long seen = start.seen;
-    pthread_mutex_lock(&pool.lock);
-    for (;;) {
-        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
-        seen = pool.generation;
-        if (!pool.open || start.index >= pool.parts) continue;  // too late, or not needed
-        pool.active++;
-        const sgemm_problem *P = pool.problem;
-        int split_cols = pool.split_cols;
-        size_t chunk_units = pool.chunk_units, chunks = pool.chunks;
-        pthread_mutex_unlock(&pool.lock);
-        run_chunks(P, split_cols, chunk_units, chunks);
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.active == 0) pthread_cond_signal(&pool.done);
-    }
-    return NULL;
-}
-
-// In a forked child the workers are gone: start over (the parent's locks may look held).
-static void pool_after_fork_child(void) {
-    pthread_mutex_init(&pool.busy, NULL);
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.wake, NULL);
-    pthread_cond_init(&pool.done, NULL);
-    pool.workers = 0;
-    pool.open = 0;
-    pool.active = 0;
-}
-
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void atfork_register(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
-
-// Starts workers until there are `wanted` (called with pool.lock held); returns how many there are.
-static int pool_grow(int wanted) {
-    while (pool.workers < wanted) {
-        worker_start *start = malloc(sizeof *start);
-        if (!start) break;
-        start->index = pool.workers + 1;
-        start->seen = pool.generation;
-        pthread_t thread;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&thread, &attr, worker_main, start);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            free(start);
-            break;
-        }
-        pool.workers++;
-    }
-    return pool.workers;
-}
-
-// Runs P on up to `parts` threads (the caller and parts − 1 workers), or on the caller alone when
-// the pool is busy with another caller's GEMM.
+// Runs P on up to `parts` threads (the caller and parts − 1 workers of the pool).
 static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
-    if (pthread_mutex_trylock(&pool.busy) != 0) {
-        run_region(P, 0, P->m, 0, P->n);
-        return;
-    }
     // Chunks: a multiple of parts (up to 3 per thread) no narrower than 512 columns or 384 rows,
     // unless that leaves fewer than one per thread.
     const size_t mr = P->kernel->mr, nr = P->kernel->nr;
@@ -234,39 +132,9 @@ static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
     if (per_thread > 3) per_thread = 3;
     size_t chunk_units = (units + (size_t)parts * per_thread - 1) / ((size_t)parts * per_thread);
     size_t chunks = (units + chunk_units - 1) / chunk_units;
-
-    pthread_once(&atfork_once, atfork_register);
-    pthread_mutex_lock(&pool.lock);
-    pool_grow(parts - 1);
-    pool.problem = P;
-    pool.split_cols = split_cols;
-    pool.chunk_units = chunk_units;
-    pool.chunks = chunks;
-    __atomic_store_n(&pool.next, 0, __ATOMIC_RELAXED);
-    pool.parts = parts;
-    pool.open = 1;
-    pool.generation++;
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-
-    run_chunks(P, split_cols, chunk_units, chunks);
-
-    // All chunks are taken: close the job (a worker waking now has nothing to do) and wait for
-    // the workers still on theirs.
-    pthread_mutex_lock(&pool.lock);
-    pool.open = 0;
-    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pool.problem = NULL;
-    pthread_mutex_unlock(&pool.lock);
-    pthread_mutex_unlock(&pool.busy);
+    sgemm_job job = {P, split_cols, chunk_units};
+    thread_pool_run(chunks, parts, run_chunk, &job);
 }
-
-void dloral_threads_force(int n) {
-    if (n > SGEMM_MAX_THREADS) n = SGEMM_MAX_THREADS;
-    __atomic_store_n(&forced_threads, n > 0 ? n : 0, __ATOMIC_RELAXED);
-}
-
-int dloral_threads(void) { return thread_count(); }
 
 // The floats of B (k × n) packed whole for this kernel: its panels, for jc then pc.
 static size_t packed_b_floats(const sgemm_kernel *kernel, size_t n, size_t k) {
@@ -330,7 +198,7 @@ void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
     }
     int split_cols = n >= m;
     size_t units = split_cols ? (n + kernel->nr - 1) / kernel->nr : (m + kernel->mr - 1) / kernel->mr;
-    int parts = thread_count();
+    int parts = dloral_threads();
     if ((size_t)parts > units) parts = (int)units;
     if ((double)m * (double)n * (double)k < SGEMM_INLINE_MACS || X->serial) parts = 1;
     if (parts <= 1) run_region(&P, 0, m, 0, n);

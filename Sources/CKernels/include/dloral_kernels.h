@@ -76,8 +76,8 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 /// k == 0 or alpha == 0 gives beta·C (zeros for beta == 0) without reading A or B. A and B must
 /// not overlap C.
 ///
-/// Runs on a pool of persistent worker threads (DLORAL_THREADS=N, default: the online CPUs, at
-/// most 8; 1 runs everything on the calling thread), created on first use and sleeping when idle.
+/// Runs on the pool of persistent worker threads (dloral_parallel_for; DLORAL_THREADS=N, default:
+/// the online CPUs, at most 8; 1 runs everything on the calling thread).
 /// C is split by rows or columns, never along k. Products below about 96³ multiply-adds run on
 /// the calling thread. Safe to call from several threads at once: a call that finds the pool busy
 /// runs on its own thread. Each thread that runs it keeps 1.1 MiB of packing buffers until it
@@ -199,11 +199,18 @@ void dloral_gelu(size_t n, const float *x, float *y);
 /// [rows][half] and must not overlap x.
 void dloral_geglu(size_t rows, size_t half, const float *x, float *y);
 
-/// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
-/// DLORAL_THREADS, else the online CPUs capped at 8.
+/// Runs fn(context, t) once for every task t < tasks on the one thread pool of the kernels and
+/// the engine: the calling thread and up to dloral_threads() − 1 persistent workers take the next
+/// task as each finishes one; returns when all have run. A call made while the pool runs another
+/// caller's tasks (from another thread, or from inside a task) runs its tasks on the calling
+/// thread. The tasks must not depend on which thread runs them or in which order.
+void dloral_parallel_for(size_t tasks, void (*fn)(void *context, size_t task), void *context);
+
+/// Number of threads of the pool (dloral_parallel_for, dloral_sgemm for a large product):
+/// dloral_threads_force, else DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);
 
-/// For tests and benchmarks: makes dloral_sgemm use n threads (1: the calling thread only; at most
+/// For tests and benchmarks: makes the pool use n threads (1: the calling thread only; at most
 /// 64), or with n ≤ 0 goes back to the automatic count. Results do not depend on it (see above).
 /// Applies to calls that start afterwards.
 void dloral_threads_force(int n);

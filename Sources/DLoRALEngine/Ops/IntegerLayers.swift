@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 import Foundation
 import DLoRALFormats
 
@@ -42,8 +41,8 @@ public struct IntegerWeight: @unchecked Sendable {
 }
 
 extension Ops {
-    /// Worker threads for the integer layers (both cores here).
-    static let integerThreads = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
+    /// Threads for the integer layers: the pool's (DLORAL_THREADS).
+    static var integerThreads: Int { ThreadPool.threads }
 
     /// Splits `0..<count` into at most `integerThreads` contiguous parts and runs `body` on each
     /// concurrently (inline for small work).
@@ -52,14 +51,14 @@ extension Ops {
     }
 
     /// Splits `0..<count` into `parts` contiguous parts (at most `count`) and runs `body` on each,
-    /// concurrently.
+    /// concurrently on the thread pool.
     static func parallelRanges(_ count: Int, parts wanted: Int, _ body: (Int, Int) -> Void) {
         let parts = max(1, min(wanted, count))
         if parts <= 1 {
             body(0, count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        ThreadPool.forEach(parts) { part in
             body(count * part / parts, count * (part + 1) / parts)
         }
     }

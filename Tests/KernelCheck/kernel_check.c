@@ -1288,15 +1288,15 @@ static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh,
     make_weights(n, k, kp, w, ws, bias);
     float *o0 = xmalloc(n * plane * 4), *o1 = xmalloc(n * plane * 4);
     for (size_t t = 0; t < n * plane; t++) o0[t] = o1[t] = -7.0f;
+    const dloral_conv_geometry geometry = {c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo};
+    const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = ws, .bias = bias};
     dloral_kernels_force("scalar");
-    int rc0 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o0, p0, p1,
-                                NULL);
+    int rc0 = dloral_int_conv2d(bits, &geometry, x, &weights, o0, p0, p1, NULL);
     dloral_kernels_force(vec_isa);
     // With a bias, the weights are prepared as a shared layer call prepares them.
     dloral_int_weights *prepared = with_bias ? shared_weights(bits, p1 - p0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_conv2d(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo, x, n, kp, w, ws, bias, o1, p0, p1,
-                                prepared);
+    int rc1 = dloral_int_conv2d(bits, &geometry, x, &weights, o1, p0, p1, prepared);
     double dt = now() - t0;
     dloral_int_weights_free(prepared);
     dloral_kernels_force(NULL);
@@ -1334,12 +1334,13 @@ static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r
     make_weights(n, k, kp, w, ws, bias);
     float *y0 = xmalloc(rows * ldy * 4), *y1 = xmalloc(rows * ldy * 4);
     for (size_t t = 0; t < rows * ldy; t++) y0[t] = y1[t] = -7.0f;
+    const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = ws, .bias = bias};
     dloral_kernels_force("scalar");
-    int rc0 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y0, ldy, r0, rows, NULL);
+    int rc0 = dloral_int_linear(bits, k, x, ldx, &weights, y0, ldy, r0, rows, NULL);
     dloral_kernels_force(vec_isa);
     dloral_int_weights *prepared = with_bias ? shared_weights(bits, rows - r0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_linear(bits, k, x, ldx, n, kp, w, ws, bias, y1, ldy, r0, rows, prepared);
+    int rc1 = dloral_int_linear(bits, k, x, ldx, &weights, y1, ldy, r0, rows, prepared);
     double dt = now() - t0;
     dloral_int_weights_free(prepared);
     dloral_kernels_force(NULL);
@@ -1558,9 +1559,10 @@ static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, siz
             dloral_int_weights_pack(prepared, cut, pieces);
             dloral_int_weights_pack(prepared, 0, cut);
         }
-        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, n, kp, w, sw, bias, outs[v], n, p0, p1, prepared)
-                       : dloral_int_block_conv2d(block, c, h, w_in, kh, kw, st, st, pad, pad, ho, wo, x, n, kp, w, sw,
-                                                 bias, outs[v], p0, p1, prepared);
+        const dloral_conv_geometry geometry = {c, h, w_in, kh, kw, st, st, pad, pad, ho, wo};
+        const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = sw, .bias = bias};
+        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, &weights, outs[v], n, p0, p1, prepared)
+                       : dloral_int_block_conv2d(block, &geometry, x, &weights, outs[v], p0, p1, prepared);
         dloral_int_weights_free(prepared);
     }
     dloral_kernels_force(NULL);

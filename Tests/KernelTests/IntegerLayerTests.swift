@@ -51,6 +51,10 @@ struct IntegerLayerTests {
 
     struct ConvCase {
         var c, h, w, n, kh, kw, sh, sw, ph, pw: Int
+
+        func geometry(ho: Int, wo: Int) -> dloral_conv_geometry {
+            dloral_conv_geometry(c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
+        }
     }
 
     /// Output pixel (oy, ox)'s im2col row of NCHW input `x` [c][h][w], in (ky, kx, c) order, zeros
@@ -91,6 +95,22 @@ struct IntegerLayerTests {
         return out
     }
 
+    /// `body` with the C description of a layer's weights (rows, scales, bias or none).
+    static func withLayerWeights(
+        n: Int, kp: Int, _ rows: [Int8], _ scales: [Float], _ bias: [Float]?,
+        _ body: (UnsafePointer<dloral_int_layer_weights>) -> Int32
+    ) -> Int32 {
+        rows.withUnsafeBufferPointer { w in
+            scales.withUnsafeBufferPointer { s in
+                (bias ?? []).withUnsafeBufferPointer { b in
+                    var weights = dloral_int_layer_weights(
+                        n: n, kp: kp, rows: w.baseAddress, scales: s.baseAddress, bias: bias == nil ? nil : b.baseAddress)
+                    return body(&weights)
+                }
+            }
+        }
+    }
+
     static func runConv(_ t: ConvCase, bits: Int, x: [Float], w: [Int8], scales: [Float], bias: [Float]?, split: Int = 1) -> [Float] {
         let ho = (t.h + 2 * t.ph - t.kh) / t.sh + 1, wo = (t.w + 2 * t.pw - t.kw) / t.sw + 1
         let k = t.c * t.kh * t.kw, kp = (k + 31) / 32 * 32
@@ -101,13 +121,11 @@ struct IntegerLayerTests {
         let pixels = ho * wo
         for part in 0..<split {
             let p0 = pixels * part / split, p1 = pixels * (part + 1) / split
-            let status: Int32 = out.withUnsafeMutableBufferPointer { o in
-                if let bias {
-                    return dloral_int_conv2d(Int32(bits), t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                             hwc, t.n, kp, packed, scales, bias, o.baseAddress, p0, p1, nil)
+            var geometry = t.geometry(ho: ho, wo: wo)
+            let status = withLayerWeights(n: t.n, kp: kp, packed, scales, bias) { weights in
+                out.withUnsafeMutableBufferPointer { o in
+                    dloral_int_conv2d(Int32(bits), &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
                 }
-                return dloral_int_conv2d(Int32(bits), t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                         hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1, nil)
             }
             #expect(status == 0)
         }
@@ -229,7 +247,10 @@ struct IntegerLayerTests {
                 var got = [Float](repeating: .nan, count: rows * n)
                 let half = rows / 2
                 for (r0, r1) in [(0, half), (half, rows)] {
-                    #expect(dloral_int_linear(Int32(bits), k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1, nil) == 0)
+                    let status = Self.withLayerWeights(n: n, kp: kp, packed, scales, bias) { weights in
+                        dloral_int_linear(Int32(bits), k, x, k, weights, &got, n, r0, r1, nil)
+                    }
+                    #expect(status == 0)
                 }
                 #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "rows \(rows) k \(k) n \(n) path \(path)")
             }
@@ -299,7 +320,10 @@ struct IntegerLayerTests {
             IntegerKernelTests.onEveryPath { path in
                 var got = [Float](repeating: .nan, count: rows * n)
                 for (r0, r1) in [(0, rows / 2), (rows / 2, rows)] {
-                    #expect(dloral_int_block_linear(block, k, x, k, n, kp, packed, scales, bias, &got, n, r0, r1, nil) == 0)
+                    let status = Self.withLayerWeights(n: n, kp: kp, packed, scales, bias) { weights in
+                        dloral_int_block_linear(block, k, x, k, weights, &got, n, r0, r1, nil)
+                    }
+                    #expect(status == 0)
                 }
                 #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "linear rows \(rows) k \(k) n \(n) block \(block) path \(path)")
             }
@@ -330,9 +354,11 @@ struct IntegerLayerTests {
                 var got = [Float](repeating: .nan, count: t.n * ho * wo)
                 let pixels = ho * wo
                 for (p0, p1) in [(0, pixels / 3), (pixels / 3, pixels)] {
-                    let status = got.withUnsafeMutableBufferPointer { o in
-                        dloral_int_block_conv2d(block, t.c, t.h, t.w, t.kh, t.kw, t.sh, t.sw, t.ph, t.pw, ho, wo,
-                                                hwc, t.n, kp, packed, scales, nil, o.baseAddress, p0, p1, nil)
+                    var geometry = t.geometry(ho: ho, wo: wo)
+                    let status = Self.withLayerWeights(n: t.n, kp: kp, packed, scales, nil) { weights in
+                        got.withUnsafeMutableBufferPointer { o in
+                            dloral_int_block_conv2d(block, &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
+                        }
                     }
                     #expect(status == 0)
                 }

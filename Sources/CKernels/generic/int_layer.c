@@ -224,11 +224,15 @@ static float quantize_patch(const kernel_table *P, int bits, int32_t qmax, size_
     return amax / (float)qmax;
 }
 
-int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
-                      size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
-                      const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+int dloral_int_conv2d(int bits, const dloral_conv_geometry *geometry, const float *x_hwc,
+                      const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                       const dloral_int_weights *prepared) {
+    const size_t c = geometry->c, h = geometry->h, w_in = geometry->w, kh = geometry->kh, kw = geometry->kw;
+    const size_t sh = geometry->sh, sw = geometry->sw, ph = geometry->ph, pw = geometry->pw, ho = geometry->ho,
+                 wo = geometry->wo;
+    const size_t n = weights->n, kp = weights->kp;
+    const int8_t *w = weights->rows;
+    const float *w_scales = weights->scales, *bias = weights->bias;
     if (p1 <= p0 || n == 0) return 0;
     const kernel_table *P = kernels_current();
     const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
@@ -274,9 +278,11 @@ int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size
     return 0;
 }
 
-int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
-                      const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                      size_t r0, size_t r1, const dloral_int_weights *prepared) {
+int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights, float *y,
+                      size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared) {
+    const size_t n = weights->n, kp = weights->kp;
+    const int8_t *w = weights->rows;
+    const float *w_scales = weights->scales, *bias = weights->bias;
     if (r1 <= r0 || n == 0) return 0;
     const kernel_table *P = kernels_current();
     const size_t bytes = bits == 8 ? 1 : 2;
@@ -379,11 +385,15 @@ size_t int_layer_block_scale_rows(size_t kp) {
     return rows & ~(size_t)15;
 }
 
-int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
-                            size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
-                            const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+int dloral_int_block_conv2d(size_t block, const dloral_conv_geometry *geometry, const float *x_hwc,
+                            const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                             const dloral_int_weights *prepared) {
+    const size_t c = geometry->c, h = geometry->h, w_in = geometry->w, kh = geometry->kh, kw = geometry->kw;
+    const size_t sh = geometry->sh, sw = geometry->sw, ph = geometry->ph, pw = geometry->pw, ho = geometry->ho,
+                 wo = geometry->wo;
+    const size_t n = weights->n, kp = weights->kp;
+    const int8_t *w = weights->rows;
+    const float *w_scales = weights->scales, *bias = weights->bias;
     if (p1 <= p0 || n == 0) return 0;
     if (block == 0 || kp % block != 0) return -2;
     const size_t k = c * kh * kw, plane = ho * wo, nb = kp / block;
@@ -432,9 +442,11 @@ int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_
     return 0;
 }
 
-int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
-                            const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                            size_t r0, size_t r1, const dloral_int_weights *prepared) {
+int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights,
+                            float *y, size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared) {
+    const size_t n = weights->n, kp = weights->kp;
+    const int8_t *w = weights->rows;
+    const float *w_scales = weights->scales, *bias = weights->bias;
     if (r1 <= r0 || n == 0) return 0;
     if (block == 0 || kp % block != 0) return -2;
     const size_t nb = kp / block, rows_per_block = int_layer_block_scale_rows(kp);

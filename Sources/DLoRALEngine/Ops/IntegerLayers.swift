@@ -266,12 +266,13 @@ extension Ops {
         withOptionalPointer(bias) { b in
             withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
                 parallelRanges(pixels, parts: parts) { p0, p1 in
-                    let (kp, rows, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                    var geometry = dloral_conv_geometry(
+                        c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
+                    var weights = dloral_int_layer_weights(
+                        n: o, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales, bias: b)
                     let status = weight.block > 0  // §4.3
-                        ? dloral_int_block_conv2d(weight.block, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                                                  o, kp, rows, scales, b, output, p0, p1, prepared)
-                        : dloral_int_conv2d(weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                                            o, kp, rows, scales, b, output, p0, p1, prepared)
+                        ? dloral_int_block_conv2d(weight.block, &geometry, input, &weights, output, p0, p1, prepared)
+                        : dloral_int_conv2d(weight.bits, &geometry, input, &weights, output, p0, p1, prepared)
                     precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
                 }
             }
@@ -298,12 +299,14 @@ extension Ops {
                     let work = rows * outFeatures * inFeatures
                     withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
                         parallelRanges(rows, parts: parts) { r0, r1 in
-                            let (kp, weights, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                            var weights = dloral_int_layer_weights(
+                                n: outFeatures, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales,
+                                bias: b)
                             let status = weight.block > 0  // §4.3
-                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                                          kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
-                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                                    kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
+                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                                          y.baseAddress!, outFeatures, r0, r1, prepared)
+                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                                    y.baseAddress!, outFeatures, r0, r1, prepared)
                             precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
                         }
                     }

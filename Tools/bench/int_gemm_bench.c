@@ -316,7 +316,8 @@ struct job {
 static void *run_job(void *arg) {
     struct job *j = arg;
     size_t kp = (j->s->k + 31) / 32 * 32;
-    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, j->s->n, kp, j->w, j->scales, j->bias, j->y, j->s->n, j->r0, j->r1, NULL);
+    const dloral_int_layer_weights weights = {.n = j->s->n, .kp = kp, .rows = j->w, .scales = j->scales, .bias = j->bias};
+    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, &weights, j->y, j->s->n, j->r0, j->r1, NULL);
     return NULL;
 }
 

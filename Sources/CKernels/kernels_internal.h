@@ -39,7 +39,7 @@ void quantize_i8_neon(size_t groups, size_t group_size, const float *src, int8_t
 void error_energy_neon(size_t n, const float *ref, const float *approx, double energy[2]);
 #endif
 
-// Integer GEMM (generic/int8_gemm.c).
+// Integer GEMM (generic/int8_gemm_scalar.c, arch/).
 void gemm_i8i8_i32_scalar(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 // int8 × int8 with block scales (dloral_gemm_i8i8_blocks in dloral_int_layer.h).
@@ -50,7 +50,7 @@ void gemm_i8i8_blocks_scalar(GEMM_BLOCKS_ARGS);
 #if defined(__x86_64__)
 void gemm_i8i8_blocks_avx2(GEMM_BLOCKS_ARGS);
 // Below level amx: w as int16 panels of 8 rows (pack_block_panels, panels [p0, p1); wp of
-// block_panels_bytes) for the outputs-in-lanes kernel (generic/int8_gemm.c).
+// block_panels_bytes) for the outputs-in-lanes kernel (int8_gemm_avx2.c).
 size_t block_panels_bytes(size_t n, size_t kp);
 void pack_block_panels(size_t n, size_t kp, const int8_t *w, int16_t *wp, size_t p0, size_t p1);
 // The same two with the packed panels as bytes (the tables' weight_packing and gemm_blocks_packed).
@@ -132,7 +132,7 @@ void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, c
 size_t int_layer_block_rows(int bits, size_t kp, size_t n);
 size_t int_layer_block_scale_rows(size_t kp);
 
-// Single-precision GEMM (generic/sgemm.c): one driver, a register tile per path.
+// Single-precision GEMM (generic/sgemm.c, sgemm_loops.h): one driver, a register tile per path.
 // The tile, MR × NR (6 × 16 on the scalar, AVX2 and NEON paths, 8 × 32 on AVX-512):
 // S[r][j] (r < MR, j < NR) = fused chain from +0 over p < kc of a[p·MR + r]·b[p·NR + j];
 // then c[r·ldc + j] = alpha·S when beta is 0 (c not read), else fma(alpha, S, beta·c).

@@ -1,6 +1,6 @@
 // The loop nest and packing of dloral_sgemm (generic/sgemm.c describes them), written once as
-// always-inline functions of the tile shape and compiled once per shape: generic/sgemm.c for the
-// 6 × 16 tile, arch/x86/avx512/sgemm_avx512.c for the 8 × 32 one (with AVX-512 moves).
+// always-inline functions of the tile shape and compiled once per shape: generic/sgemm_loops.c for
+// the 6 × 16 tile, arch/x86/avx512/sgemm_avx512.c for the 8 × 32 one (with AVX-512 moves).
 #ifndef DLORAL_SGEMM_LOOPS_H
 #define DLORAL_SGEMM_LOOPS_H
 
@@ -330,7 +330,7 @@ typedef struct {
     float *b;  // KC × NC, NR-wide slivers b_stride apart
 } sgemm_buffers;
 
-// The calling thread's packing buffers (generic/sgemm.c).
+// The calling thread's packing buffers (generic/sgemm_loops.c).
 sgemm_buffers *sgemm_thread_buffers(void);
 
 // One mc × nc block of C from packed A (mc × kc) and packed B (kc × nc), written back with beta
@@ -404,12 +404,12 @@ TILED void run_region_tiled(const sgemm_problem *P, size_t i0, size_t i1, size_t
     }
 }
 
-// The loop nest for the 6 × 16 tile (generic/sgemm.c).
+// The loop nest for the 6 × 16 tile (generic/sgemm_loops.c).
 void sgemm_region_6x16(const sgemm_problem *P, size_t i0, size_t i1, size_t j0, size_t j1);
 // dloral_sgemm_typed's operands on `kernel` (generic/sgemm.c).
 void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel);
 
-// The tiles (each with its loop nest): the scalar one (generic/sgemm.c), AVX2 and AVX-512
+// The tiles (each with its loop nest): the scalar one (generic/sgemm_loops.c), AVX2 and AVX-512
 // (arch/x86/…), NEON (arch/arm/neon).
 extern const sgemm_kernel sgemm_kernel_scalar;
 #if defined(__x86_64__)

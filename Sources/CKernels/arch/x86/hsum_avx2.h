@@ -1,5 +1,5 @@
 // Horizontal sums of int32 lanes in AVX2 registers, for the dot-product GEMM kernels
-// (generic/int8_gemm.c, vnni_kernels.h). The additions wrap, as every integer path's do.
+// (int8_gemm_avx2.c, vnni_kernels.h). The additions wrap, as every integer path's do.
 #ifndef DLORAL_HSUM_AVX2_H
 #define DLORAL_HSUM_AVX2_H
 

@@ -4,10 +4,10 @@
 
 #include <arm_neon.h>
 
-// Products and sums stay separate roundings (as in generic/elementwise.c): the only fused operations are the
-// explicit vfmaq / fmaf. (clang honours this pragma; GCC ignores it and must be given
-// -ffp-contract=off, as Tests/KernelCheck/run.sh does, or it may fuse the double products and sums of
-// the energies below.)
+// Products and sums stay separate roundings (as in generic/elementwise_scalar.c): the only fused
+// operations are the explicit vfmaq / fmaf. (clang honours this pragma; GCC ignores it and must be
+// given -ffp-contract=off, as Tests/KernelCheck/run.sh does, or it may fuse the double products
+// and sums of the energies below.)
 #pragma STDC FP_CONTRACT OFF
 
 void axpy_f32_neon(size_t n, float a, const float *x, float *y) {

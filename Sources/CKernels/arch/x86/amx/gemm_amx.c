@@ -1,5 +1,5 @@
 // AMX-INT8 int8 × int8 → int32 GEMM (level amx): c[i][j] = Σ_k a[i][k]·w[j][k], a [m][kp], w [n][kp],
-// c [m][n], the contract of dloral_gemm_i8i8_i32 (generic/int8_gemm.c has the other paths).
+// c [m][n], the contract of dloral_gemm_i8i8_i32 (generic/int8_gemm_scalar.c and arch/ have the other paths).
 //
 // TDPBSSD multiplies a 16 × 64-byte tile of signed bytes (16 rows of a, 64 consecutive k) by a
 // 16 × 64-byte tile in the "VNNI" layout (16 quads of k, each holding 4 bytes for each of 16

@@ -78,13 +78,19 @@ let package = Package(
         .target(name: "CONNX", dependencies: ["CProtobufC"]),
         // SIMD kernels (AVX2/FMA/F16C with AVX-VNNI, AVX-512F and AMX-INT8 where present, NEON,
         // scalar), chosen at run time; DLORAL_KERNELS=<level> caps the level (scalar: the fallback).
-        .target(name: "CKernels", linkerSettings: [.linkedLibrary("m")]),
+        // Sources by architecture (arch/x86/…, arch/arm/neon, generic/ for the scalar reference and
+        // the drivers); the internal headers sit at the target's root.
+        .target(
+            name: "CKernels", cSettings: [.headerSearchPath(".")], linkerSettings: [.linkedLibrary("m")]),
         // Signal-handler side of file safety: mapped inputs that shrink (SIGBUS) and temporary
         // outputs removed on SIGINT/SIGTERM, in async-signal-safe C.
         .target(name: "CFileGuard"),
 
         // MARK: - Tests
         .testTarget(name: "DLoRALFormatsTests", dependencies: ["DLoRALFormats", "CKernels"]),
+        // The kernels through their C interface (CKernels), against closed forms and hand-computed
+        // references; Tests/KernelCheck/run.sh checks every path against scalar in plain C.
+        .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
         .testTarget(name: "DLoRALConvertTests", dependencies: ["DLoRALConvert", "DLoRALFormats"]),
         .testTarget(name: "EndToEndTests", dependencies: ["DLoRALFormats"]),
         .testTarget(name: "DLoRALEngineTests", dependencies: ["DLoRALEngine", "DLoRALFormats"]),

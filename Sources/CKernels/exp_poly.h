@@ -1,5 +1,5 @@
-// The polynomial core of the kernels' exp, shared by norm.c's exp (softmax, SiLU) and
-// activation.c's exp(−x²/2) (GELU), so both run the one sequence of operations on every path.
+// The polynomial core of the kernels' exp, shared by generic/norm.c's exp (softmax, SiLU) and
+// generic/activation.c's exp(−x²/2) (GELU), so both run the one sequence of operations on every path.
 //
 // After range reduction x = n·ln 2 + r with |r| ≤ ln2 / 2 (n = rint(x·LOG2E), r from the two-part
 // ln 2 below), e^r − 1 = r + r²·P(r), with P Cephes's expf polynomial evaluated by Horner with

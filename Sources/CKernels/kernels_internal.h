@@ -1,4 +1,4 @@
-// Per-path entry points behind the dispatchers in dispatch.c.
+// The kernels of every path, as the tables in backend/kernel_table.c name them.
 #ifndef DLORAL_KERNELS_INTERNAL_H
 #define DLORAL_KERNELS_INTERNAL_H
 
@@ -6,24 +6,6 @@
 #include <stdint.h>
 
 #include "dloral_kernels.h"
-
-// Kernel levels (dispatch.c): what dloral_kernels_isa() names. On x86-64 each level above avx2
-// adds to the one before: avxvnni the VNNI dot products for the integer GEMMs (AVX-VNNI or
-// AVX512-VNNI, vnni_kernels.h), avx512 the 512-bit kernels (sgemm's tile, norms, activations),
-// amx the AMX-INT8 tile GEMM.
-enum { LEVEL_SCALAR = 0, LEVEL_AVX2 = 1, LEVEL_NEON = 2, LEVEL_AVXVNNI = 3, LEVEL_AVX512 = 4, LEVEL_AMX = 5 };
-// The base path of a level, for the kernels that do not use the extensions.
-enum { PATH_SCALAR = 0, PATH_AVX2 = 1, PATH_NEON = 2 };
-int kernels_level(void);
-int kernels_path(void);
-// The CPU features the x86-64 levels need, as bits (X86_AMX: AMX-INT8 and AMX-TILE, with the OS's
-// grant of tile data), and the highest level a CPU with `features` can run (dispatch.c).
-enum {
-    X86_AVX2 = 1 << 0, X86_FMA = 1 << 1, X86_F16C = 1 << 2, X86_AVXVNNI = 1 << 3, X86_AVX512F = 1 << 4,
-    X86_AVX512BW = 1 << 5, X86_AVX512VL = 1 << 6, X86_AVX512DQ = 1 << 7, X86_AVX512VNNI = 1 << 8,
-    X86_AVX512VBMI = 1 << 9, X86_AMX = 1 << 10
-};
-int x86_level_for(unsigned features);
 
 void axpy_f32_scalar(size_t n, float a, const float *x, float *y);
 void f32_to_f16_scalar(size_t n, const float *src, uint16_t *dst);
@@ -57,7 +39,7 @@ void quantize_i8_neon(size_t groups, size_t group_size, const float *src, int8_t
 void error_energy_neon(size_t n, const float *ref, const float *approx, double energy[2]);
 #endif
 
-// Integer GEMM (int8_gemm.c).
+// Integer GEMM (generic/int8_gemm_scalar.c, arch/).
 void gemm_i8i8_i32_scalar(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_scalar(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 // int8 × int8 with block scales (dloral_gemm_i8i8_blocks in dloral_int_layer.h).
@@ -68,13 +50,18 @@ void gemm_i8i8_blocks_scalar(GEMM_BLOCKS_ARGS);
 #if defined(__x86_64__)
 void gemm_i8i8_blocks_avx2(GEMM_BLOCKS_ARGS);
 // Below level amx: w as int16 panels of 8 rows (pack_block_panels, panels [p0, p1); wp of
-// block_panels_bytes) for the outputs-in-lanes kernel (int8_gemm.c).
+// block_panels_bytes) for the outputs-in-lanes kernel (int8_gemm_avx2.c).
 size_t block_panels_bytes(size_t n, size_t kp);
 void pack_block_panels(size_t n, size_t kp, const int8_t *w, int16_t *wp, size_t p0, size_t p1);
+// The same two with the packed panels as bytes (the tables' weight_packing and gemm_blocks_packed).
+void pack_block_panels_i8(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1);
+void gemm_i8i8_blocks_avx2_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+                                  const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,
+                                  size_t rs, size_t cs);
 void gemm_i8i8_blocks_avx2_panels(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                                   const int8_t *w, const int16_t *wp, const float *sw, const float *bias, float *y,
                                   size_t rs, size_t cs);
-// Level amx, m ≥ AMX_MIN_ROWS: w packed by amx_pack_weights(8, …) into wp (amx.c).
+// Level amx, m ≥ AMX_MIN_ROWS: w packed by amx_pack_weights(8, …) into wp (arch/x86/amx/gemm_amx.c).
 void gemm_i8i8_blocks_amx_packed(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                                  const int8_t *w, const int8_t *wp, const float *sw, const float *bias, float *y,
                                  size_t rs, size_t cs);
@@ -84,19 +71,12 @@ void gemm_i8i8_blocks_neon(GEMM_BLOCKS_ARGS);
 #if defined(__x86_64__)
 void gemm_i8i8_i32_avx2(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_avx2(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
-void gemm_i8i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
-void gemm_i16i8_i32_avxvnni(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 // AVX-VNNI with the outputs in lanes on weights prepared once per layer call (vnni_kernels.h): the
-// panels' size, packing of panels [p0, p1) of 8 weight rows, and the product (w read only if its
-// scratch allocation fails).
+// panels' size (the same in both encodings, arch/x86/vnni/vnni_panels.c).
 size_t vnni_panels_bytes(size_t n, size_t kp);
-void pack_vnni_panels(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t p0, size_t p1);
-void gemm_i8i8_i32_avxvnni_panels(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, const int8_t *wp,
-                                  int32_t *c);
-// 1 when the _avxvnni entries above run the EVEX kernels, 0 for the VEX ones (int8_gemm.c).
-int kernels_vnni_evex(void);
-// Each of the four above in the VEX encoding (vnni_vex.c, AVX-VNNI) and the EVEX one
-// (vnni_evex.c, AVX512-VNNI): the _avxvnni entries choose (int8_gemm.c).
+// The VNNI kernels in the VEX encoding (vnni_vex.c, AVX-VNNI) and the EVEX one (vnni_evex.c,
+// AVX512-VNNI): int8 and int16 activations, the panels of 8 weight rows for the outputs-in-lanes
+// kernel (panels [p0, p1)) and the product on them (w read only if its scratch allocation fails).
 #define VNNI_ENCODING_DECLS(suffix)                                                                              \
     void gemm_i8i8_i32##suffix(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);    \
     void gemm_i16i8_i32##suffix(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);  \
@@ -106,14 +86,14 @@ int kernels_vnni_evex(void);
 VNNI_ENCODING_DECLS(_vnni_vex)
 VNNI_ENCODING_DECLS(_vnni_evex)
 #undef VNNI_ENCODING_DECLS
-// AMX-INT8 tiles (amx.c): only when kernels_level() >= LEVEL_AMX (the OS must have granted the
-// process tile data, which choosing that level does). gemm_i8i8_i32_amx packs w for the tiles on
-// every call; for several calls with the same w, amx_pack_weights packs it once (a malloc'd
-// buffer to free(); NULL when out of memory) and gemm_i8i8_i32_amx_packed uses it (and reads w
-// only if its scratch allocation fails, for the AVX-VNNI kernel). Same bits as the scalar kernel.
-// Under AMX_MIN_ROWS rows, packing the weights takes longer than the AVX-VNNI kernel takes for the
-// whole product (crossover between 8 and 16 rows at the SD layer shapes, Tools/bench), so
-// gemm_i8i8_i32_amx runs that kernel instead and int_layer.c packs only for calls with more rows.
+// AMX-INT8 tiles (arch/x86/amx/gemm_amx.c): only at level amx (the OS must have granted the
+// process tile data, which the probe asks for). gemm_i8i8_i32_amx packs w for the tiles on every
+// call; for several calls with the same w, amx_pack_weights packs it once (a malloc'd buffer to
+// free(); NULL when out of memory) and gemm_i8i8_i32_amx_packed uses it (and reads w only if its
+// scratch allocation fails, for the EVEX VNNI kernel). Same bits as the scalar kernel. Under
+// AMX_MIN_ROWS rows, packing the weights takes longer than the VNNI kernel takes for the whole
+// product (crossover between 8 and 16 rows at the SD layer shapes): the amx table sends those
+// products to the VNNI kernel.
 enum { AMX_MIN_ROWS = 16 };
 void gemm_i8i8_i32_amx(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 // For `bits`-bit activations (16: the weight row sums are stored after the tiles too).
@@ -122,7 +102,12 @@ int8_t *amx_pack_weights(int bits, size_t n, size_t kp, const int8_t *w);
 // panel1) packed into it (threads may pack disjoint ranges at once).
 size_t amx_packed_weight_bytes(size_t n, size_t kp, int bits);
 void amx_pack_weight_panels(int bits, size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1);
-// int16 × int8 on the same tiles (two int8 products, amx.c), with the same packed weights.
+// Both for int8 and for int16 activations (the tables' weight_packing).
+size_t amx_packed_bytes_i8(size_t n, size_t kp);
+size_t amx_packed_bytes_i16(size_t n, size_t kp);
+void amx_pack_panels_i8(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1);
+void amx_pack_panels_i16(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t panel0, size_t panel1);
+// int16 × int8 on the same tiles (two int8 products, arch/x86/amx/gemm_amx.c), with the same packed weights.
 void gemm_i16i8_i32_amx(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, const int8_t *wp,
                                int32_t *c);
@@ -130,27 +115,24 @@ void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a, co
                               int32_t *c);
 #endif
 #if defined(__aarch64__)
-// gemm_i8i8_i32_neon runs the SDOT kernel when neon_has_dotprod(), else the SMULL one; both are
-// exposed for the tests (the SDOT one must only be called when neon_has_dotprod() is 1).
-int neon_has_dotprod(void);
-void gemm_i8i8_i32_neon(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+// The SDOT kernel must only run where the CPU has dotprod (CPU_ARM_DOTPROD); SMULL runs anywhere.
 void gemm_i8i8_i32_neon_sdot(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i8i8_i32_neon_smull(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 #endif
 
-// int_layer.c's GEMM for a layer call: dloral_gemm_i8i8_i32 / dloral_gemm_i16i8_i32 (bits 8 /
+// generic/int_layer.c's GEMM for a layer call: dloral_gemm_i8i8_i32 / dloral_gemm_i16i8_i32 (bits 8 /
 // 16), on prepared's packed weights when they are w's (the same bits).
 #include "dloral_int_layer.h"
 void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c);
-// The rows per block the layer drivers quantize and multiply at a time (int_layer.c): per-row
+// The rows per block the layer drivers quantize and multiply at a time (generic/int_layer.c): per-row
 // scales for `bits`-bit activations against n weight rows, and block scales. The benchmarks time
 // the kernels at these blocks.
 size_t int_layer_block_rows(int bits, size_t kp, size_t n);
 size_t int_layer_block_scale_rows(size_t kp);
 
-// Single-precision GEMM (sgemm.c): one driver, a register tile per path.
+// Single-precision GEMM (generic/sgemm.c, sgemm_loops.h): one driver, a register tile per path.
 // The tile, MR × NR (6 × 16 on the scalar, AVX2 and NEON paths, 8 × 32 on AVX-512):
 // S[r][j] (r < MR, j < NR) = fused chain from +0 over p < kc of a[p·MR + r]·b[p·NR + j];
 // then c[r·ldc + j] = alpha·S when beta is 0 (c not read), else fma(alpha, S, beta·c).
@@ -171,8 +153,6 @@ typedef struct {
     size_t ldc;
     const dloral_conv_geometry *conv;  // dloral_sconv2d: B is this convolution's im2col of b
     int serial;                        // 1: on the calling thread only (the same bits)
-    const struct sgemm_packed *packed_b;  // B already packed (b, ldb, trans_b, b_half unused)
-    struct sgemm_packed **pack_b_into;    // pack B (k × n) into a new sgemm_packed; nothing else
 } sgemm_operands;
 // dloral_sgemm on the calling thread only, whatever the size (for callers that split their own
 // work over threads, as attention's do).
@@ -189,16 +169,58 @@ void sgemm_packed_free(sgemm_packed *packed);
 // sgemm_serial with op(B) the packed operand (its n and k).
 void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, const sgemm_packed *b, float beta, float *c,
                          size_t ldc);
-void sgemm_scalar(const sgemm_operands *operands);
+
+// GroupNorm / SiLU / softmax / LayerNorm steps (generic/norm.c, norm_scalar.h for the scalar
+// level), per path.
+#define NORM_DECLS(suffix)                                                                              \
+    void moments##suffix(size_t count, const float *x, double *mean, double *variance);                \
+    void normalize##suffix(size_t n, const float *x, float mean, float rstd, float scale, float shift, \
+                           int silu, float *y);                                                         \
+    void silu_run##suffix(size_t n, const float *x, float *y);                                          \
+    void exp_run##suffix(size_t n, const float *x, float *y);                                           \
+    float exp_sum##suffix(size_t n, float *p, float shift);                                             \
+    float peak##suffix(size_t n, const float *p);
+// GELU / GEGLU (generic/activation.c), per path.
+#define ACTIVATION_DECLS(suffix)                                      \
+    void gelu_run##suffix(size_t n, const float *x, float *y);        \
+    void geglu##suffix(size_t rows, size_t half, const float *x, float *y);
+// The integer layers' quantizer and epilogues (generic/int_layer.c), per path.
+#define INT_LAYER_DECLS(suffix)                                                                                  \
+    void quantize_span##suffix(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q);           \
+    float pixel_amax##suffix(size_t n, const float *x);                                                          \
+    float quantize_row##suffix(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q);           \
+    void epilogue_conv##suffix(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,     \
+                               const float *bias, float *out, size_t plane, size_t p);                          \
+    void epilogue_linear##suffix(size_t rows, size_t n, const int32_t *acc, const float *sa, const float *sw,   \
+                                 const float *bias, float *y, size_t ldy);
 #if defined(__x86_64__)
-void sgemm_avx2(const sgemm_operands *operands);
-void sgemm_avx512(const sgemm_operands *operands);
+NORM_DECLS(_avx2)
+ACTIVATION_DECLS(_avx2)
+INT_LAYER_DECLS(_avx2)
+void layer_affine_avx2(size_t n, const float *x, float mean, float rstd, const float *w, const float *b, float *y);
+void transpose_out_avx2(size_t rows, size_t pixels, const float *t, float *y, size_t ldy);
+int quantize_full_block_avx2(size_t block, const float *x, int8_t *q, float *scale);
+void chw_to_hwc_avx2(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end);
+void normalize_avx512(size_t n, const float *x, float mean, float rstd, float scale, float shift, int silu, float *y);
+void silu_run_avx512(size_t n, const float *x, float *y);
+float exp_sum_avx512(size_t n, float *p, float shift);
+ACTIVATION_DECLS(_avx512)
+void quantize_span_avx512(int bits, size_t n, int32_t qmax, float inv, const float *x, void *q);
+float quantize_row_avx512(int bits, size_t k, size_t kp, int32_t qmax, const float *x, void *q);
+// The AVX2 row quantizer with the element step `span` (quantize_span_avx2 or _avx512).
+float quantize_row_avx2_with(void (*span)(int, size_t, int32_t, float, const float *, void *), int bits, size_t k,
+                             size_t kp, int32_t qmax, const float *x, void *q);
 #endif
 #if defined(__aarch64__)
-void sgemm_neon(const sgemm_operands *operands);
+NORM_DECLS(_neon)
+ACTIVATION_DECLS(_neon)
+INT_LAYER_DECLS(_neon)
 #endif
+#undef NORM_DECLS
+#undef ACTIVATION_DECLS
+#undef INT_LAYER_DECLS
 
-// GroupNorm internals (norm.c) on the current path (dloral_kernels_isa()), for Tools/neon/
+// GroupNorm internals (generic/norm.c) on the current path (dloral_kernels_isa()), for Tests/KernelCheck/
 // kernel_check.c, which checks them against the documented arithmetic bit for bit: the double
 // moments of dloral_group_norm (count ≥ 1 elements; mean and biased variance before rounding),
 // and the exp of its SiLU, elementwise (x may be y).

@@ -7,7 +7,7 @@
 //
 // Run from the repository root (needs level amx):
 //   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/amx_ceiling.c
-//      Sources/CKernels/*.c -lm -o /tmp/amx_ceiling && /tmp/amx_ceiling
+//      $(find Sources/CKernels -name '*.c') -lm -o /tmp/amx_ceiling && /tmp/amx_ceiling
 // (one line).
 #include "amx_tiles.h"
 #include "dloral_kernels.h"

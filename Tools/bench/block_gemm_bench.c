@@ -14,7 +14,7 @@
 //
 // Build at -O2 from the repository root:
 //   cc -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/block_gemm_bench.c
-//      Sources/CKernels/*.c -lm -o /tmp/block_gemm_bench && /tmp/block_gemm_bench --runs 7
+//      $(find Sources/CKernels -name '*.c') -lm -o /tmp/block_gemm_bench && /tmp/block_gemm_bench --runs 7
 // (one line).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"

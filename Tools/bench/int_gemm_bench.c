@@ -6,7 +6,7 @@
 // register-blocked tiles' accumulators in memory, so it would time code the product never runs), from
 // the repository root:
 //   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/int_gemm_bench.c \
-//      Sources/CKernels/*.c -lopenblas -lm -o /tmp/int_gemm_bench
+//      $(find Sources/CKernels -name '*.c') -lopenblas -lm -o /tmp/int_gemm_bench
 //   /tmp/int_gemm_bench [--runs 7]
 //
 // Shapes: a block of activation rows (as the integer layer driver feeds the int8 kernel: at most
@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
+#include "kernel_table.h"
 #include "kernels_internal.h"
 #include "amx_tiles.h"
 #include <cblas.h>
@@ -315,7 +316,8 @@ struct job {
 static void *run_job(void *arg) {
     struct job *j = arg;
     size_t kp = (j->s->k + 31) / 32 * 32;
-    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, j->s->n, kp, j->w, j->scales, j->bias, j->y, j->s->n, j->r0, j->r1, NULL);
+    const dloral_int_layer_weights weights = {.n = j->s->n, .kp = kp, .rows = j->w, .scales = j->scales, .bias = j->bias};
+    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, &weights, j->y, j->s->n, j->r0, j->r1, NULL);
     return NULL;
 }
 
@@ -445,11 +447,12 @@ int main(int argc, char **argv) {
         double gv = 0;
         if (vnni) {  // the AVX-VNNI outputs-in-lanes kernel on weights prepared beforehand, as a layer call shares them
             dloral_kernels_force("avxvnni");
-            int8_t *vp = aligned_alloc(64, (vnni_panels_bytes(s->n, kp) + 63) / 64 * 64);
-            if (vp) pack_vnni_panels(s->n, kp, w, vp, 0, (s->n + 7) / 8);
+            const kernel_table *T = kernels_current();
+            int8_t *vp = aligned_alloc(64, (T->pack_i8.bytes(s->n, kp) + 63) / 64 * 64);
+            if (vp) T->pack_i8.pack(s->n, kp, w, vp, 0, (s->n + 7) / 8);
             for (int r = 0; r < runs && vp; r++) {
                 double t0 = now();
-                for (size_t q = 0; q < reps; q++) gemm_i8i8_i32_avxvnni_panels(block, s->n, kp, a8, w, vp, c);
+                for (size_t q = 0; q < reps; q++) T->gemm_i8i8_packed(block, s->n, kp, a8, w, vp, c);
                 tp[r] = (now() - t0) / reps;
             }
             if (vp) gv = macs_block / median(tp, runs) / 1e9;

@@ -3,7 +3,7 @@
 // Diffusion shapes the engine runs, next to register-only FMA peaks.
 // Build at -O2 (the debug SwiftPM build compiles C at -O0) from Tools/bench:
 //   cc -O2 -mavx2 -mfma -pthread -I../../Sources/CKernels -I../../Sources/CKernels/include
-//      $(pkg-config --cflags openblas) sgemm_bench.c ../../Sources/CKernels/*.c
+//      $(pkg-config --cflags openblas) sgemm_bench.c $(find ../../Sources/CKernels -name '*.c')
 //      $(pkg-config --libs openblas) -lm -o sgemm_bench
 // (-mavx2 -mfma are not needed for the kernels, which are compiled for AVX2 / AVX-512 per
 // function; the driver and packing are plain C, as in the SwiftPM build. cc is GCC here; SwiftPM

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dloral_kernels.h"
+
 /// Largest integer magnitude of an activation quantized to `bits` (8 or 16) for a GEMM over `kp`
 /// columns against int8 weights in [−127, 127]: 127 for int8; for int16 the largest q with
 /// kp·q·127 < 2^31 (so the int32 sum is always exact), capped at 32767 — 1467 at kp = 11520.
@@ -49,26 +51,33 @@ void dloral_int_weights_pack(dloral_int_weights *prepared, size_t first, size_t 
 
 void dloral_int_weights_free(dloral_int_weights *prepared);
 
+/// An integer layer's weights: n int8 rows of kp columns (Formats/dlrt.md §4; conv rows in
+/// (ky, kx, c) column order), their scales (per row: [n]; for block scales: [n][kp/block]) and
+/// bias ([n], or NULL for none).
+typedef struct {
+    size_t n, kp;
+    const int8_t *rows;
+    const float *scales;
+    const float *bias;
+} dloral_int_layer_weights;
+
 /// One image of a Conv2d (groups 1, dilation 1) on the integer path, output pixels [p0, p1) only
 /// (call with disjoint ranges from several threads to split the work).
 ///
-/// - x_hwc: the input image channels-last, [H][W][C] floats.
-/// - w: int8 rows [n][kp] in (ky, kx, c) column order; w_scales: [n]; bias: [n] or NULL.
+/// - geometry: the convolution (its input [c][h][w], kernel, stride, padding, output ho × wo).
+/// - x_hwc: the input image channels-last, [h][w][c] floats.
 /// - out: [n][ho·wo] floats (NCHW of one image); pixel p of channel j goes to out[j·ho·wo + p].
-/// - prepared: w prepared by dloral_int_weights_new / _pack, or NULL to prepare it here.
+/// - prepared: the weights prepared by dloral_int_weights_new / _pack, or NULL to prepare them here.
 /// Returns 0, or −1 when scratch memory cannot be allocated (nothing is written then).
-int dloral_int_conv2d(int bits, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
-                      size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
-                      const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                      const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+int dloral_int_conv2d(int bits, const dloral_conv_geometry *geometry, const float *x_hwc,
+                      const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                       const dloral_int_weights *prepared);
 
 /// Linear on the integer path for rows [r0, r1) of x ([rows][k] floats, row stride ldx):
 /// y[r][j] = dequant(Σ_k q(x[r])·w[j]) + bias[j], y row-major with row stride ldy. prepared: as
 /// for dloral_int_conv2d. Returns 0, or −1 when scratch memory cannot be allocated.
-int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
-                      const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                      size_t r0, size_t r1, const dloral_int_weights *prepared);
+int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights, float *y,
+                      size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared);
 
 // MARK: - Block scales (Formats/dlrt.md §4.3)
 //
@@ -96,17 +105,14 @@ dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t k
 /// dloral_int_conv2d for an `int8_block` weight (int8 activations). prepared: the weights from
 /// dloral_int_block_weights_new, or NULL (then prepared for this call). Returns 0, −1 when scratch
 /// memory cannot be allocated, −2 when kp is not a multiple of block (nothing is written then).
-int dloral_int_block_conv2d(size_t block, size_t c, size_t h, size_t w_in, size_t kh, size_t kw,
-                            size_t sh, size_t sw, size_t ph, size_t pw, size_t ho, size_t wo,
-                            const float *x_hwc, size_t n, size_t kp, const int8_t *w,
-                            const float *w_scales, const float *bias, float *out, size_t p0, size_t p1,
+int dloral_int_block_conv2d(size_t block, const dloral_conv_geometry *geometry, const float *x_hwc,
+                            const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                             const dloral_int_weights *prepared);
 
 /// dloral_int_linear for an `int8_block` weight (int8 activations); prepared and the return value
 /// as for dloral_int_block_conv2d.
-int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, size_t n, size_t kp,
-                            const int8_t *w, const float *w_scales, const float *bias, float *y, size_t ldy,
-                            size_t r0, size_t r1, const dloral_int_weights *prepared);
+int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights,
+                            float *y, size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared);
 
 /// Transposes one image from [C][HW] (NCHW) to [HW][C] (channels-last).
 void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst);

@@ -76,8 +76,8 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 /// k == 0 or alpha == 0 gives beta·C (zeros for beta == 0) without reading A or B. A and B must
 /// not overlap C.
 ///
-/// Runs on a pool of persistent worker threads (DLORAL_THREADS=N, default: the online CPUs, at
-/// most 8; 1 runs everything on the calling thread), created on first use and sleeping when idle.
+/// Runs on the pool of persistent worker threads (dloral_parallel_for; DLORAL_THREADS=N, default:
+/// the online CPUs, at most 8; 1 runs everything on the calling thread).
 /// C is split by rows or columns, never along k. Products below about 96³ multiply-adds run on
 /// the calling thread. Safe to call from several threads at once: a call that finds the pool busy
 /// runs on its own thread. Each thread that runs it keeps 1.1 MiB of packing buffers until it
@@ -109,7 +109,7 @@ void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_
 /// torch.nn.functional.group_norm for one group (its `channels` consecutive channels of
 /// `spatial` elements each), optionally followed by SiLU: y = silu?((x − mean)·rstd·scale[c] +
 /// shift[c]), scale / shift NULL for 1 / 0. Mean and biased variance are summed in double; the
-/// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in norm.c's header and is
+/// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in generic/norm.c's header and is
 /// the same on every kernel path. x and y may be the same buffer.
 void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y);
@@ -145,12 +145,12 @@ void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, con
 void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
                        size_t r0, size_t r1);
 
-/// SiLU, y = x / (1 + exp(−x)) with norm.c's exp (~1 ulp), the same bits on every kernel path.
+/// SiLU, y = x / (1 + exp(−x)) with generic/norm.c's exp (~1 ulp), the same bits on every kernel path.
 /// x and y may be the same buffer.
 void dloral_silu(size_t n, const float *x, float *y);
 
 /// Softmax of p[0 … n) in place, as torch.softmax: the maximum m subtracted first, e = exp(p − m)
-/// with norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (norm.c), then
+/// with generic/norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (generic/norm.c), then
 /// p = e · (1 / Σ e). The same bits on every kernel path.
 void dloral_softmax(size_t n, float *p);
 
@@ -190,7 +190,7 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
 /// x ≥ 0 and −v for x < 0 with v = |x|·Q(|x|), Q the normal tail 0.5·erfc(|x|/√2) (no
 /// cancellation for negative x): for |x| < 1 a degree-9 polynomial for Q, above it
 /// exp(−x²/2)·G(|x|), the exp by Cephes's polynomial on an exactly split x², G by degree-9
-/// polynomials on 6 intervals (the exact arithmetic is in activation.c's header). −0 for
+/// polynomials on 6 intervals (the exact arithmetic is in generic/activation.c's header). −0 for
 /// x < −12 and −inf, +inf for +inf, NaN for NaN. x and y may be the same buffer.
 void dloral_gelu(size_t n, const float *x, float *y);
 
@@ -199,11 +199,18 @@ void dloral_gelu(size_t n, const float *x, float *y);
 /// [rows][half] and must not overlap x.
 void dloral_geglu(size_t rows, size_t half, const float *x, float *y);
 
-/// Number of threads dloral_sgemm uses for a large product: dloral_threads_force, else
-/// DLORAL_THREADS, else the online CPUs capped at 8.
+/// Runs fn(context, t) once for every task t < tasks on the one thread pool of the kernels and
+/// the engine: the calling thread and up to dloral_threads() − 1 persistent workers take the next
+/// task as each finishes one; returns when all have run. A call made while the pool runs another
+/// caller's tasks (from another thread, or from inside a task) runs its tasks on the calling
+/// thread. The tasks must not depend on which thread runs them or in which order.
+void dloral_parallel_for(size_t tasks, void (*fn)(void *context, size_t task), void *context);
+
+/// Number of threads of the pool (dloral_parallel_for, dloral_sgemm for a large product):
+/// dloral_threads_force, else DLORAL_THREADS, else the online CPUs capped at 8.
 int dloral_threads(void);
 
-/// For tests and benchmarks: makes dloral_sgemm use n threads (1: the calling thread only; at most
+/// For tests and benchmarks: makes the pool use n threads (1: the calling thread only; at most
 /// 64), or with n ≤ 0 goes back to the automatic count. Results do not depend on it (see above).
 /// Applies to calls that start afterwards.
 void dloral_threads_force(int n);

@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 
 extension Ops {
     /// Multi-head scaled dot-product attention as in diffusers' `Attention` (and
@@ -60,7 +59,7 @@ extension Ops {
                             dloral_attention_run(&shape, 0, tasks)
                         } else {
                             let problem = shape
-                            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            ThreadPool.forEach(parts) { part in
                                 var local = problem
                                 dloral_attention_run(&local, tasks * part / parts, tasks * (part + 1) / parts)
                             }

@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 import Foundation
 import DLoRALFormats
 
@@ -42,8 +41,8 @@ public struct IntegerWeight: @unchecked Sendable {
 }
 
 extension Ops {
-    /// Worker threads for the integer layers (both cores here).
-    static let integerThreads = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount))
+    /// Threads for the integer layers: the pool's (DLORAL_THREADS).
+    static var integerThreads: Int { ThreadPool.threads }
 
     /// Splits `0..<count` into at most `integerThreads` contiguous parts and runs `body` on each
     /// concurrently (inline for small work).
@@ -52,14 +51,14 @@ extension Ops {
     }
 
     /// Splits `0..<count` into `parts` contiguous parts (at most `count`) and runs `body` on each,
-    /// concurrently.
+    /// concurrently on the thread pool.
     static func parallelRanges(_ count: Int, parts wanted: Int, _ body: (Int, Int) -> Void) {
         let parts = max(1, min(wanted, count))
         if parts <= 1 {
             body(0, count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
+        ThreadPool.forEach(parts) { part in
             body(count * part / parts, count * (part + 1) / parts)
         }
     }
@@ -267,12 +266,13 @@ extension Ops {
         withOptionalPointer(bias) { b in
             withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
                 parallelRanges(pixels, parts: parts) { p0, p1 in
-                    let (kp, rows, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                    var geometry = dloral_conv_geometry(
+                        c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
+                    var weights = dloral_int_layer_weights(
+                        n: o, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales, bias: b)
                     let status = weight.block > 0  // §4.3
-                        ? dloral_int_block_conv2d(weight.block, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                                                  o, kp, rows, scales, b, output, p0, p1, prepared)
-                        : dloral_int_conv2d(weight.bits, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, input,
-                                            o, kp, rows, scales, b, output, p0, p1, prepared)
+                        ? dloral_int_block_conv2d(weight.block, &geometry, input, &weights, output, p0, p1, prepared)
+                        : dloral_int_conv2d(weight.bits, &geometry, input, &weights, output, p0, p1, prepared)
                     precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
                 }
             }
@@ -299,12 +299,14 @@ extension Ops {
                     let work = rows * outFeatures * inFeatures
                     withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
                         parallelRanges(rows, parts: parts) { r0, r1 in
-                            let (kp, weights, scales) = (weight.info.kPadded, weight.rows, weight.info.scales)
+                            var weights = dloral_int_layer_weights(
+                                n: outFeatures, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales,
+                                bias: b)
                             let status = weight.block > 0  // §4.3
-                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                                          kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
-                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, outFeatures,
-                                                    kp, weights, scales, b, y.baseAddress!, outFeatures, r0, r1, prepared)
+                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                                          y.baseAddress!, outFeatures, r0, r1, prepared)
+                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                                    y.baseAddress!, outFeatures, r0, r1, prepared)
                             precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
                         }
                     }

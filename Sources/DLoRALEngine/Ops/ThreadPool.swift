@@ -1,0 +1,23 @@
+import CKernels
+
+/// The one thread pool of the kernels and the engine (`dloral_parallel_for`): `threads` threads,
+/// set by DLORAL_THREADS (default: the online CPUs, at most 8). Results never depend on it: every
+/// task's arithmetic is fixed, whichever thread runs it.
+enum ThreadPool {
+    /// The pool's thread count.
+    static var threads: Int { Int(dloral_threads()) }
+
+    /// Runs `body(task)` once for every task in `0..<tasks` on the pool (the calling thread
+    /// included) and returns when all have run. From inside a task, or while another thread's
+    /// tasks run, the tasks run on the calling thread.
+    static func forEach(_ tasks: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            withUnsafeMutablePointer(to: &task) { pointer in
+                dloral_parallel_for(tasks, { context, index in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                }, pointer)
+            }
+        }
+    }
+}

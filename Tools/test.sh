@@ -11,7 +11,7 @@ swift build -c release -Xswiftc -enable-testing
 DLORAL_BIN="$PWD/.build/release" swift test -c release -Xswiftc -enable-testing
 # Every C kernel path bit for bit against the scalar one: natively (AVX2) and, cross-compiled,
 # the arm64 NEON paths under qemu-user with and without dotprod (installs the cross tools).
-bash Tools/neon/run.sh
+bash Tests/KernelCheck/run.sh
 # Package.swift declares what each target imports, and no more.
 python3 Tools/tests/check_imports.py >/dev/null
 # The independent .dlrt reader's own tests (numpy + zstandard; no pytest needed).

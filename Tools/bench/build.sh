@@ -11,6 +11,9 @@ if [ "$(uname -m)" = x86_64 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null
     fi
+    # The binaries go to .build/bench (BENCHMARKS.md runs them from there); objects to a scratch folder.
+    out=.build/bench
+    mkdir -p "$out"
     bench_objs=$(mktemp -d)
     trap 'rm -rf "$bench_objs"' EXIT
     # Every kernel source, wherever it sits under Sources/CKernels, with every folder of it on the
@@ -22,10 +25,10 @@ if [ "$(uname -m)" = x86_64 ]; then
     done < <(find Sources/CKernels -name '*.c' | sort)
     for b in int_gemm_bench block_gemm_bench sgemm_bench amx_ceiling; do
         clang -O2 -pthread "${includes[@]}" "Tools/bench/$b.c" "$bench_objs"/*.o \
-            -lopenblas -lm -o "$bench_objs/$b"
+            -lopenblas -lm -o "$out/$b"
     done
     bash Tools/bench/amx_ab.sh HEAD --build-only
-    echo "C benchmarks: built"
+    echo "C benchmarks: built in $out"
 fi
 # The flags of Tools/test.sh's build, so that after it this finds everything built.
 swift build -c release -Xswiftc -enable-testing --product dloral-bench

@@ -1,6 +1,6 @@
 // The kernel tables: one per level (and per variant of a level, e.g. the VNNI encoding), filled in
-// backend/kernel_table.c, immutable. The public entry points (generic/) look their kernels up in
-// the table of the level in use; kernels never look anything up themselves, so the table is the
+// backend/kernel_table.c, immutable. The public entry points (generic/) take the table to use as
+// their first argument (the public dloral_kernels context) and look their kernels up in it; kernels never look anything up themselves, so the table is the
 // only place where a level says which kernel runs, including policies such as "below small_rows
 // rows, another kernel".
 #ifndef DLORAL_KERNEL_TABLE_H
@@ -26,8 +26,9 @@ typedef struct {
     void (*pack)(size_t n, size_t kp, const int8_t *w, int8_t *wp, size_t piece0, size_t piece1);
 } weight_packing;
 
-typedef struct kernel_table {
-    const char *name;     // the level, as dloral_kernels_isa() and DLORAL_KERNELS name it
+// The public dloral_kernels context (dloral_kernels.h) is a pointer to one of these.
+typedef struct dloral_kernels {
+    const char *name;     // the level, as dloral_kernels_name() and DLORAL_KERNELS name it
     const char *variant;  // which kernels within the level, for diagnostics (e.g. "avxvnni-vex")
     kernel_arch arch;
     unsigned requires;    // the CPU features (cpu_features.h) every kernel here needs
@@ -96,9 +97,5 @@ const kernel_table *kernel_table_named(const char *name, unsigned features);
 
 // The highest level a CPU with `features` can run.
 const kernel_table *kernel_table_best(unsigned features);
-
-// The table the public entry points use: DLORAL_KERNELS's level when this CPU can run it, else
-// the best; chosen on first use (dloral_kernels_force replaces it).
-const kernel_table *kernels_current(void);
 
 #endif

@@ -124,7 +124,7 @@ void gemm_i16i8_i32_neon(size_t m, size_t n, size_t kp, const int16_t *a, const 
 // generic/int_layer.c's GEMM for a layer call: dloral_gemm_i8i8_i32 / dloral_gemm_i16i8_i32 (bits 8 /
 // 16), on prepared's packed weights when they are w's (the same bits).
 #include "dloral_int_layer.h"
-void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+void int_gemm_prepared(const struct dloral_kernels *T, int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c);
 // The rows per block the layer drivers quantize and multiply at a time (generic/int_layer.c): per-row
 // scales for `bits`-bit activations against n weight rows, and block scales. The benchmarks time
@@ -156,7 +156,7 @@ typedef struct {
 } sgemm_operands;
 // dloral_sgemm on the calling thread only, whatever the size (for callers that split their own
 // work over threads, as attention's do).
-void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+void sgemm_serial(const struct dloral_kernels *T, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc);
 // An operand B (k × n) packed once, in the panels dloral_sgemm would pack it into, for many
 // products with different A (attention's K and V, shared by all the query blocks of a head). It
@@ -164,7 +164,7 @@ void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float 
 // dloral_sgemm on the unpacked B.
 typedef struct sgemm_packed sgemm_packed;
 // NULL when out of memory.
-sgemm_packed *sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb);
+sgemm_packed *sgemm_pack_b(const struct dloral_kernels *T, int trans_b, size_t n, size_t k, const float *b, size_t ldb);
 void sgemm_packed_free(sgemm_packed *packed);
 // sgemm_serial with op(B) the packed operand (its n and k).
 void sgemm_serial_packed(size_t m, float alpha, const float *a, size_t lda, const sgemm_packed *b, float beta, float *c,
@@ -220,11 +220,11 @@ INT_LAYER_DECLS(_neon)
 #undef ACTIVATION_DECLS
 #undef INT_LAYER_DECLS
 
-// GroupNorm internals (generic/norm.c) on the current path (dloral_kernels_isa()), for Tests/KernelCheck/
+// GroupNorm internals (generic/norm.c) at the level T, for Tests/KernelCheck/
 // kernel_check.c, which checks them against the documented arithmetic bit for bit: the double
 // moments of dloral_group_norm (count ≥ 1 elements; mean and biased variance before rounding),
 // and the exp of its SiLU, elementwise (x may be y).
-void norm_moments(size_t count, const float *x, double *mean, double *variance);
-void norm_exp(size_t n, const float *x, float *y);
+void norm_moments(const struct dloral_kernels *T, size_t count, const float *x, double *mean, double *variance);
+void norm_exp(const struct dloral_kernels *T, size_t n, const float *x, float *y);
 
 #endif

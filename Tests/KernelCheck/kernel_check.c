@@ -93,22 +93,32 @@ typedef void (*gemm16_fn)(size_t, size_t, size_t, const int16_t *, const int8_t 
 struct path8 { const char *name; gemm8_fn fn; int any_int8; };
 struct path16 { const char *name; gemm16_fn fn; };
 
-// The vector level checked, as dloral_kernels_force names it ("avx2" … "amx" / "neon"), or NULL.
+// The vector level checked, as dloral_kernels_for_level names it ("avx2" … "amx" / "neon"), or NULL.
 static const char *vec_isa;
+
+// The level the public calls below run at: each check sets it to the scalar reference or to the
+// vector level it compares with it.
+static const dloral_kernels *kernels;
+
+// The level `name`, or the automatic one for NULL, an unknown name or a level this CPU cannot run.
+static const dloral_kernels *kernels_at(const char *name) {
+    const dloral_kernels *k = dloral_kernels_for_level(name);
+    return k ? k : dloral_kernels_auto();
+}
 static struct path8 paths8[8];
 static struct path16 paths16[8];
 static int n8, n16;
 
-// The public entry points, with the vector path forced (checks dispatch.c's wiring too).
+// The public entry points at the vector level (checks the table's wiring too).
 static void public_i8(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c) {
-    dloral_kernels_force(vec_isa);
-    dloral_gemm_i8i8_i32(m, n, kp, a, w, c);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_gemm_i8i8_i32(kernels, m, n, kp, a, w, c);
+    kernels = kernels_at(NULL);
 }
 static void public_i16(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c) {
-    dloral_kernels_force(vec_isa);
-    dloral_gemm_i16i8_i32(m, n, kp, a, w, c);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_gemm_i16i8_i32(kernels, m, n, kp, a, w, c);
+    kernels = kernels_at(NULL);
 }
 
 #if defined(__x86_64__)
@@ -175,14 +185,14 @@ static int setup_paths(const char *x86_level) {
     paths8[n8++] = (struct path8){"scalar", gemm_i8i8_i32_scalar, 1};
     paths16[n16++] = (struct path16){"scalar", gemm_i16i8_i32_scalar};
 #if defined(__x86_64__)
-    dloral_kernels_force(x86_level);
-    if (strcmp(dloral_kernels_isa(), x86_level) != 0) {
-        dloral_kernels_force(NULL);
+    kernels = kernels_at(x86_level);
+    if (strcmp(dloral_kernels_name(kernels), x86_level) != 0) {
+        kernels = kernels_at(NULL);
         return 0;
     }
     vec_isa = x86_level;
     // The level's own kernels, as its table names them (VEX or EVEX VNNI as the table chose).
-    const kernel_table *T = kernels_current();
+    const kernel_table *T = kernels;
     paths8[n8++] = (struct path8){"avx2", gemm_i8i8_i32_avx2, 0};
     paths16[n16++] = (struct path16){"avx2", gemm_i16i8_i32_avx2};
     if (T->gemm_i8i8_small != gemm_i8i8_i32_avx2) {  // a VNNI level
@@ -201,19 +211,19 @@ static int setup_paths(const char *x86_level) {
     // The public entry point is exact for every int8 where its kernels for the level are.
     const int public_any_int8 = T->gemm_i8i8_small != gemm_i8i8_i32_avx2;
 #elif defined(__aarch64__)
-    dloral_kernels_force("neon");
-    if (strcmp(dloral_kernels_isa(), "neon") == 0) vec_isa = "neon";
+    kernels = kernels_at("neon");
+    if (strcmp(dloral_kernels_name(kernels), "neon") == 0) vec_isa = "neon";
     const int dotprod = (cpu_features() & CPU_ARM_DOTPROD) != 0;
     paths8[n8++] = (struct path8){"neon-smull", gemm_i8i8_i32_neon_smull, 0};
     if (dotprod) paths8[n8++] = (struct path8){"neon-sdot", gemm_i8i8_i32_neon_sdot, 1};
-    paths8[n8++] = (struct path8){"neon-auto", kernels_current()->gemm_i8i8, dotprod};
+    paths8[n8++] = (struct path8){"neon-auto", kernels->gemm_i8i8, dotprod};
     paths16[n16++] = (struct path16){"neon", gemm_i16i8_i32_neon};
     const int public_any_int8 = dotprod;
 #else
     const int public_any_int8 = 1;
 #endif
     (void)x86_level;
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     if (vec_isa) {
         paths8[n8++] = (struct path8){"dloral_gemm_i8i8_i32[forced]", public_i8, public_any_int8};
         paths16[n16++] = (struct path16){"dloral_gemm_i16i8_i32[forced]", public_i16};
@@ -563,11 +573,11 @@ static int sgemm_case(int ta, int tb, size_t m, size_t n, size_t k, float alpha,
     for (size_t t = 0; t < m * ldc; t++) cin[t] = beta == 0 ? NAN : integers ? (float)rnd_in(-100, 100) : rnd_unit();
     memcpy(c0, cin, m * ldc * 4);
     memcpy(c1, cin, m * ldc * 4);
-    dloral_kernels_force("scalar");
-    dloral_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc);
-    dloral_kernels_force(vec_isa);
-    dloral_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("scalar");
+    dloral_sgemm(kernels, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c0, ldc);
+    kernels = kernels_at(vec_isa);
+    dloral_sgemm(kernels, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
+    kernels = kernels_at(NULL);
     int ok = 1;
     for (size_t i = 0; i < m && ok; i++)
         for (size_t j = 0; j < ldc && ok; j++) {
@@ -648,12 +658,12 @@ static void setup_float_paths(void) {
 }
 
 static void use_path(const char *isa, int threads) {
-    dloral_kernels_force(isa);
+    kernels = kernels_at(isa);
     dloral_threads_force(threads);
 }
 
 static void use_default_path(void) {
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     dloral_threads_force(0);
 }
 
@@ -795,7 +805,7 @@ static void check_typed_shape(size_t m, size_t n, size_t k, float alpha, int thr
             const float *start = beta == 0 ? cnan : cin;
             memcpy(ref, start, cn * 4);
             use_path("scalar", 1);
-            dloral_sgemm(0, 0, m, n, k, alpha, a_half ? aw : af, k, b_half ? bw : bf, n, beta, ref, ldc);
+            dloral_sgemm(kernels, 0, 0, m, n, k, alpha, a_half ? aw : af, k, b_half ? bw : bf, n, beta, ref, ldc);
             for (int layout = 0; layout < 4 && !problem[0]; layout++) {
                 if (threaded && layout != (hm + bi) % 4) continue;
                 const int ta = layout >> 1, tb = layout & 1;
@@ -803,7 +813,7 @@ static void check_typed_shape(size_t m, size_t n, size_t k, float alpha, int thr
                     for (int threads = 1; threads <= (threaded ? 2 : 1) && !problem[0]; threads++) {
                         memcpy(c, start, cn * 4);
                         use_path(fpaths[p], threads);
-                        dloral_sgemm_typed(ta, tb, a_half, b_half, m, n, k, alpha, sa[ta][a_half], lda[ta][a_half],
+                        dloral_sgemm_typed(kernels, ta, tb, a_half, b_half, m, n, k, alpha, sa[ta][a_half], lda[ta][a_half],
                                            sb[tb][b_half], ldb[tb][b_half], beta, c, ldc);
                         runs++;
                         size_t d = first_difference(ref, c, cn);
@@ -851,9 +861,9 @@ static void check_typed_specials(void) {
         for (int p = 0; p < nfpaths && !problem[0]; p++) {
             use_path(fpaths[p], 1);
             memcpy(ref, cin, cn * 4);
-            dloral_sgemm(0, 0, m, n, k, 0.5f, aw, k, bw, n, 0.5f, ref, ldc);
+            dloral_sgemm(kernels, 0, 0, m, n, k, 0.5f, aw, k, bw, n, 0.5f, ref, ldc);
             memcpy(c, cin, cn * 4);
-            dloral_sgemm_typed(ta, tb, 1, 1, m, n, k, 0.5f, sa[ta], lda[ta], sb[tb], ldb[tb], 0.5f, c, ldc);
+            dloral_sgemm_typed(kernels, ta, tb, 1, 1, m, n, k, 0.5f, sa[ta], lda[ta], sb[tb], ldb[tb], 0.5f, c, ldc);
             size_t d = first_difference(ref, c, cn);
             if (d != (size_t)-1) {
                 snprintf(problem, sizeof problem, "%s ta=%d tb=%d: c[%zu][%zu] = %08x, same path widened %08x", fpaths[p],
@@ -958,12 +968,12 @@ static void check_conv(const char *note, int w_half, size_t o, size_t c, size_t 
         start[0] = start[cn - 1] = -7.0f;
         memcpy(ref, start, cn * 4);
         use_path("scalar", 1);
-        dloral_sgemm(0, 0, o, N, K, 1.0f, wf, K, col, N, betas[bi], ref + 1, N);
+        dloral_sgemm(kernels, 0, 0, o, N, K, 1.0f, wf, K, col, N, betas[bi], ref + 1, N);
         for (int p = 0; p < nfpaths && !problem[0]; p++)
             for (int threads = 1; threads <= (threaded ? 2 : 1) && !problem[0]; threads++) {
                 memcpy(out, start, cn * 4);
                 use_path(fpaths[p], threads);
-                dloral_sconv2d(w_half, o, w_half ? (const void *)wh : (const void *)wf, &g, image, betas[bi], out + 1);
+                dloral_sconv2d(kernels, w_half, o, w_half ? (const void *)wh : (const void *)wf, &g, image, betas[bi], out + 1);
                 runs++;
                 size_t d = first_difference(ref, out, cn);
                 if (d == 0 || d == cn - 1)
@@ -1059,19 +1069,19 @@ static void check_convert_to16(const char *name, const float *x, size_t n, to16_
 }
 
 static void public_f32_to_f16(size_t n, const float *s, uint16_t *d) {
-    dloral_kernels_force(vec_isa);
-    dloral_f32_to_f16(n, s, d);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_f32_to_f16(kernels, n, s, d);
+    kernels = kernels_at(NULL);
 }
 static void public_f32_to_bf16(size_t n, const float *s, uint16_t *d) {
-    dloral_kernels_force(vec_isa);
-    dloral_f32_to_bf16(n, s, d);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_f32_to_bf16(kernels, n, s, d);
+    kernels = kernels_at(NULL);
 }
 static void public_f16_to_f32(size_t n, const uint16_t *s, float *d) {
-    dloral_kernels_force(vec_isa);
-    dloral_f16_to_f32(n, s, d);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_f16_to_f32(kernels, n, s, d);
+    kernels = kernels_at(NULL);
 }
 
 static void check_conversions(void) {
@@ -1136,10 +1146,10 @@ static void check_quantize_i8(void) {
     int8_t *q0 = xmalloc(n), *q1 = xmalloc(n);
     float s0[37], s1[37];
     double e0[2] = {0.25, 0.5}, e1[2] = {0.25, 0.5};
-    dloral_kernels_force("scalar");
-    dloral_quantize_i8(groups, gs, x, q0, s0, e0);
-    dloral_kernels_force(vec_isa);
-    dloral_quantize_i8(groups, gs, x, q1, s1, e1);
+    kernels = kernels_at("scalar");
+    dloral_quantize_i8(kernels, groups, gs, x, q0, s0, e0);
+    kernels = kernels_at(vec_isa);
+    dloral_quantize_i8(kernels, groups, gs, x, q1, s1, e1);
     int ok = !memcmp(q0, q1, n) && !memcmp(s0, s1, sizeof s0) && !memcmp(e0, e1, sizeof e0);
     int ties = s0[7] == 1.0f;  // the tie group against the closed form
     for (size_t t = 7 * gs; t + 1 < 8 * gs; t++) {
@@ -1156,11 +1166,11 @@ static void check_quantize_i8(void) {
     for (size_t t = 0; t < n; t++)
         y[t] = (t & 1) ? x[t] + rnd_unit() * 0.01f : rnd_unit() * ldexpf(1.0f, -(int)(rnd() % 40));
     const size_t len = n - 5;  // not a multiple of the vector width
-    dloral_kernels_force("scalar");
-    dloral_error_energy(len, x, y, f0);
-    dloral_kernels_force(vec_isa);
-    dloral_error_energy(len, x, y, f1);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("scalar");
+    dloral_error_energy(kernels, len, x, y, f0);
+    kernels = kernels_at(vec_isa);
+    dloral_error_energy(kernels, len, x, y, f1);
+    kernels = kernels_at(NULL);
     ok = !memcmp(f0, f1, sizeof f0);
     report(ok, "dloral_error_energy scalar vs forced vector", "n=%zu: %s", len, ok ? "identical bits" : "DIFFER");
     free(x), free(y), free(q0), free(q1);
@@ -1204,11 +1214,11 @@ static void check_quantize_row(void) {
         memset(q0, 0x55, rows * kp * bytes);
         memset(q1, 0x55, rows * kp * bytes);
         float s0[12], s1[12];
-        dloral_kernels_force("scalar");
-        for (size_t r = 0; r < rows; r++) s0[r] = dloral_quantize_row(bits, k, kp, x + r * k, q0 + r * kp * bytes);
-        dloral_kernels_force(vec_isa);
-        for (size_t r = 0; r < rows; r++) s1[r] = dloral_quantize_row(bits, k, kp, x + r * k, q1 + r * kp * bytes);
-        dloral_kernels_force(NULL);
+        kernels = kernels_at("scalar");
+        for (size_t r = 0; r < rows; r++) s0[r] = dloral_quantize_row(kernels, bits, k, kp, x + r * k, q0 + r * kp * bytes);
+        kernels = kernels_at(vec_isa);
+        for (size_t r = 0; r < rows; r++) s1[r] = dloral_quantize_row(kernels, bits, k, kp, x + r * k, q1 + r * kp * bytes);
+        kernels = kernels_at(NULL);
         int ok = !memcmp(q0, q1, rows * kp * bytes) && !memcmp(s0, s1, sizeof s0);
         // The tie row against the closed form: round half to even.
         int ties = 1;
@@ -1250,7 +1260,7 @@ static void int_conv_reference(int bits, size_t c, size_t h, size_t w_in, size_t
     float *row = xmalloc(k * 4);
     int16_t *q = xmalloc(kp * 2);
     patch_reference(c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x, p, row);
-    const float sa = dloral_quantize_row(bits, k, kp, row, q);
+    const float sa = dloral_quantize_row(kernels, bits, k, kp, row, q);
     for (size_t j = 0; j < n; j++) {
         uint32_t acc = 0;
         for (size_t t = 0; t < kp; t++)
@@ -1263,7 +1273,7 @@ static void int_conv_reference(int bits, size_t c, size_t h, size_t w_in, size_t
 // The weights prepared for a layer call as threads share them (dloral_int_weights_new, its pieces
 // packed in two uneven ranges, the later first): NULL where the level prepares nothing.
 static dloral_int_weights *shared_weights(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
-    dloral_int_weights *prepared = dloral_int_weights_new(bits, rows, n, kp, w);
+    dloral_int_weights *prepared = dloral_int_weights_new(kernels, bits, rows, n, kp, w);
     const size_t pieces = dloral_int_weights_pieces(prepared), cut = pieces / 3;
     dloral_int_weights_pack(prepared, cut, pieces);
     dloral_int_weights_pack(prepared, 0, cut);
@@ -1290,25 +1300,25 @@ static void check_int_conv(int bits, size_t c, size_t h, size_t w_in, size_t kh,
     for (size_t t = 0; t < n * plane; t++) o0[t] = o1[t] = -7.0f;
     const dloral_conv_geometry geometry = {c, h, w_in, kh, kw, sh, sw, ph, pw, ho, wo};
     const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = ws, .bias = bias};
-    dloral_kernels_force("scalar");
-    int rc0 = dloral_int_conv2d(bits, &geometry, x, &weights, o0, p0, p1, NULL);
-    dloral_kernels_force(vec_isa);
+    kernels = kernels_at("scalar");
+    int rc0 = dloral_int_conv2d(kernels, bits, &geometry, x, &weights, o0, p0, p1, NULL);
+    kernels = kernels_at(vec_isa);
     // With a bias, the weights are prepared as a shared layer call prepares them.
     dloral_int_weights *prepared = with_bias ? shared_weights(bits, p1 - p0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_conv2d(bits, &geometry, x, &weights, o1, p0, p1, prepared);
+    int rc1 = dloral_int_conv2d(kernels, bits, &geometry, x, &weights, o1, p0, p1, prepared);
     double dt = now() - t0;
     dloral_int_weights_free(prepared);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     char name[160];
     snprintf(name, sizeof name, "dloral_int_conv2d int%d %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s%s", bits, c, h, w_in,
              kh, kw, sh, ph, n, with_bias ? " bias" : "", special ? " zero/tiny" : "");
     float *o2 = xmalloc(n * plane * 4);  // the written-out reference, on the scalar path
     for (size_t t = 0; t < n * plane; t++) o2[t] = -7.0f;
-    dloral_kernels_force("scalar");
+    kernels = kernels_at("scalar");
     for (size_t p = p0; p < p1; p++)
         int_conv_reference(bits, c, h, w_in, kh, kw, sh, sw, ph, pw, wo, x, n, kp, w, ws, bias, p, plane, o2);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     size_t bad = 0;
     if (rc0 || rc1) report(0, name, "returned %d / %d", rc0, rc1);
     else if (!same_floats(o2, o0, n * plane, &bad))
@@ -1335,15 +1345,15 @@ static void check_int_linear(int bits, size_t k, size_t n, size_t rows, size_t r
     float *y0 = xmalloc(rows * ldy * 4), *y1 = xmalloc(rows * ldy * 4);
     for (size_t t = 0; t < rows * ldy; t++) y0[t] = y1[t] = -7.0f;
     const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = ws, .bias = bias};
-    dloral_kernels_force("scalar");
-    int rc0 = dloral_int_linear(bits, k, x, ldx, &weights, y0, ldy, r0, rows, NULL);
-    dloral_kernels_force(vec_isa);
+    kernels = kernels_at("scalar");
+    int rc0 = dloral_int_linear(kernels, bits, k, x, ldx, &weights, y0, ldy, r0, rows, NULL);
+    kernels = kernels_at(vec_isa);
     dloral_int_weights *prepared = with_bias ? shared_weights(bits, rows - r0, n, kp, w) : NULL;
     double t0 = now();
-    int rc1 = dloral_int_linear(bits, k, x, ldx, &weights, y1, ldy, r0, rows, prepared);
+    int rc1 = dloral_int_linear(kernels, bits, k, x, ldx, &weights, y1, ldy, r0, rows, prepared);
     double dt = now() - t0;
     dloral_int_weights_free(prepared);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     char name[160];
     snprintf(name, sizeof name, "dloral_int_linear int%d k=%zu n=%zu rows [%zu, %zu)%s%s", bits, k, n, r0, rows,
              with_bias ? " bias" : "", special ? " zero/tiny rows" : "");
@@ -1362,9 +1372,9 @@ static void check_chw_to_hwc(size_t c, size_t hw, size_t first, size_t end) {
     float *src = xmalloc(c * hw * 4), *dst = xmalloc(c * hw * 4);
     for (size_t t = 0; t < c * hw; t++) src[t] = rnd_unit();
     for (size_t t = 0; t < c * hw; t++) dst[t] = -9.0f;
-    dloral_kernels_force(vec_isa);
-    dloral_chw_to_hwc_pixels(c, hw, src, dst, first, end);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(vec_isa);
+    dloral_chw_to_hwc_pixels(kernels, c, hw, src, dst, first, end);
+    kernels = kernels_at(NULL);
     size_t bad = (size_t)-1;
     for (size_t p = 0; p < hw && bad == (size_t)-1; p++)
         for (size_t ch = 0; ch < c; ch++) {
@@ -1465,11 +1475,11 @@ static void check_block_gemm(size_t m, size_t n, size_t k, size_t block, int wit
         for (size_t j = 0; j < n; j++)
             ref[i * rs + j * cs] = block_dot_reference(kp, block, a + i * kp, sa + i * nb, w + j * kp, sw + j * nb,
                                                        bias ? bias[j] : 0.0f);
-    dloral_kernels_force("scalar");
-    dloral_gemm_i8i8_blocks(m, n, kp, block, a, sa, w, sw, bias, y0, rs, cs);
-    dloral_kernels_force(vec_isa);
-    dloral_gemm_i8i8_blocks(m, n, kp, block, a, sa, w, sw, bias, y1, rs, cs);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("scalar");
+    dloral_gemm_i8i8_blocks(kernels, m, n, kp, block, a, sa, w, sw, bias, y0, rs, cs);
+    kernels = kernels_at(vec_isa);
+    dloral_gemm_i8i8_blocks(kernels, m, n, kp, block, a, sa, w, sw, bias, y1, rs, cs);
+    kernels = kernels_at(NULL);
     char name[160];
     snprintf(name, sizeof name, "dloral_gemm_i8i8_blocks %zux%zu k=%zu block %zu%s%s%s", m, n, k, block,
              with_bias ? " bias" : "", extreme ? " ±127" : "", linear ? " rows" : " planes");
@@ -1493,11 +1503,11 @@ static void check_quantize_row_blocks(size_t block, size_t k) {
     if (3 * block < k) x[3 * block] = 127.0f;
     block_quantize_reference(block, k, kp, x, q2, s2);
     memset(q0, 0x55, kp), memset(q1, 0x55, kp);
-    dloral_kernels_force("scalar");
-    dloral_quantize_row_blocks(block, k, kp, x, q0, s0);
-    dloral_kernels_force(vec_isa);
-    dloral_quantize_row_blocks(block, k, kp, x, q1, s1);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("scalar");
+    dloral_quantize_row_blocks(kernels, block, k, kp, x, q0, s0);
+    kernels = kernels_at(vec_isa);
+    dloral_quantize_row_blocks(kernels, block, k, kp, x, q1, s1);
+    kernels = kernels_at(NULL);
     char name[96];
     snprintf(name, sizeof name, "dloral_quantize_row_blocks block %zu k=%zu", block, k);
     int ok_ref = !memcmp(q0, q2, kp) && same_floats(s2, s0, nb, &(size_t){0});
@@ -1505,11 +1515,11 @@ static void check_quantize_row_blocks(size_t block, size_t k) {
     // A NaN in one block: no reference for its values (§4.1 leaves them to the row quantizer), but
     // every path must give the scalar path's bits.
     if (4 * block < k) x[4 * block + 3] = NAN;
-    dloral_kernels_force("scalar");
-    dloral_quantize_row_blocks(block, k, kp, x, q0, s0);
-    dloral_kernels_force(vec_isa);
-    dloral_quantize_row_blocks(block, k, kp, x, q1, s1);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("scalar");
+    dloral_quantize_row_blocks(kernels, block, k, kp, x, q0, s0);
+    kernels = kernels_at(vec_isa);
+    dloral_quantize_row_blocks(kernels, block, k, kp, x, q1, s1);
+    kernels = kernels_at(NULL);
     int ok_nan = !memcmp(q0, q1, kp) && same_floats(s0, s1, nb, &(size_t){0});
     report(ok_ref && ok_vec && ok_nan, name, "kp=%zu: %s reference, scalar %s %s%s", kp, ok_ref ? "=" : "DIFFERS FROM",
            ok_vec ? "=" : "DIFFERS FROM", vec_isa, ok_nan ? "; with a NaN too" : "; DIFFERS with a NaN");
@@ -1550,22 +1560,22 @@ static void check_block_layer(size_t block, size_t c, size_t h, size_t w_in, siz
     int rc[2];
     float *outs[2] = {o0, o1};
     for (int v = 0; v < 2; v++) {
-        dloral_kernels_force(v ? vec_isa : "scalar");
+        kernels = kernels_at(v ? vec_isa : "scalar");
         // On the vector path with a bias, the weights are prepared as a shared layer call prepares them.
         dloral_int_weights *prepared = NULL;
         if (v && with_bias) {  // in two uneven ranges, the later first
-            prepared = dloral_int_block_weights_new(p1 - p0, n, kp, w);
+            prepared = dloral_int_block_weights_new(kernels, p1 - p0, n, kp, w);
             const size_t pieces = dloral_int_weights_pieces(prepared), cut = pieces / 3;
             dloral_int_weights_pack(prepared, cut, pieces);
             dloral_int_weights_pack(prepared, 0, cut);
         }
         const dloral_conv_geometry geometry = {c, h, w_in, kh, kw, st, st, pad, pad, ho, wo};
         const dloral_int_layer_weights weights = {.n = n, .kp = kp, .rows = w, .scales = sw, .bias = bias};
-        rc[v] = linear ? dloral_int_block_linear(block, k, x, c, &weights, outs[v], n, p0, p1, prepared)
-                       : dloral_int_block_conv2d(block, &geometry, x, &weights, outs[v], p0, p1, prepared);
+        rc[v] = linear ? dloral_int_block_linear(kernels, block, k, x, c, &weights, outs[v], n, p0, p1, prepared)
+                       : dloral_int_block_conv2d(kernels, block, &geometry, x, &weights, outs[v], p0, p1, prepared);
         dloral_int_weights_free(prepared);
     }
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     char name[160];
     if (linear) snprintf(name, sizeof name, "dloral_int_block_linear block %zu k=%zu n=%zu rows [%zu, %zu)%s", block, k, n, p0, p1, with_bias ? " bias" : "");
     else snprintf(name, sizeof name, "dloral_int_block_conv2d block %zu %zux%zux%zu k%zux%zu s%zu p%zu n=%zu%s", block, c, h, w_in, kh, kw, st, pad, n, with_bias ? " bias" : "");
@@ -1627,7 +1637,7 @@ static size_t first_difference_nan(const float *want, const float *got, size_t n
 // silu on the given path (x may be y).
 static void silu_on(const char *isa, size_t n, const float *x, float *y) {
     use_path(isa, 0);
-    dloral_silu(n, x, y);
+    dloral_silu(kernels, n, x, y);
     use_default_path();
 }
 
@@ -1673,7 +1683,7 @@ static float *exp_inputs(size_t *count) {
 // exp on the given path (norm.c's, through norm_exp).
 static void exp_on(const char *isa, size_t n, const float *x, float *y) {
     use_path(isa, 0);
-    norm_exp(n, x, y);
+    norm_exp(kernels, n, x, y);
     use_default_path();
 }
 
@@ -1916,7 +1926,7 @@ static void check_moments(void) {
             for (int p = 0; p < nfpaths && !problem[0]; p++) {
                 double pm, pv;
                 use_path(fpaths[p], 0);
-                norm_moments(c, x, &pm, &pv);
+                norm_moments(kernels, c, x, &pm, &pv);
                 use_default_path();
                 if (memcmp(&pm, &m, 8) || memcmp(&pv, &v, 8))
                     snprintf(problem, sizeof problem, "%s count %zu: mean %.17g variance %.17g, documented %.17g %.17g",
@@ -1939,7 +1949,7 @@ static void group_norm_on(const char *isa, size_t channels, size_t spatial, cons
         for (size_t t = 0; t < count; t++) y[t] = NAN;
     y[count] = -7.0f;  // must stay
     use_path(isa, 0);
-    dloral_group_norm(channels, spatial, in_place ? y : x, scale, shift, eps, silu, y);
+    dloral_group_norm(kernels, channels, spatial, in_place ? y : x, scale, shift, eps, silu, y);
     use_default_path();
     if (y[count] != -7.0f) {
         fprintf(stderr, "dloral_group_norm %s %zux%zu wrote past the end of y\n", isa, channels, spatial);
@@ -2086,9 +2096,9 @@ static void check_group_norm_nhwc(size_t channels, size_t groups, size_t spatial
     float *mean = xmalloc(channels * 4), *rstd = xmalloc(channels * 4);
     for (size_t t = 0; t < channels * spatial; t++) x[t] = rnd_unit() * 3.0f + 0.25f;
     for (size_t c = 0; c < channels; c++) scale[c] = 0.5f + rnd_unit(), shift[c] = rnd_unit();
-    dloral_kernels_force("scalar");
+    kernels = kernels_at("scalar");
     for (size_t g = 0; g < groups; g++)
-        dloral_group_norm(cpg, spatial, x + g * cpg * spatial, affine ? scale + g * cpg : NULL,
+        dloral_group_norm(kernels, cpg, spatial, x + g * cpg * spatial, affine ? scale + g * cpg : NULL,
                           affine ? shift + g * cpg : NULL, 1e-6f, silu, ref + g * cpg * spatial);
     int ok = 1;
     char problem[160] = "";
@@ -2096,11 +2106,11 @@ static void check_group_norm_nhwc(size_t channels, size_t groups, size_t spatial
         use_path(fpaths[f], 1);
         for (size_t g = 0; g < groups; g++) {
             float m, r;
-            dloral_group_norm_stats(cpg * spatial, x + g * cpg * spatial, 1e-6f, &m, &r);
+            dloral_group_norm_stats(kernels, cpg * spatial, x + g * cpg * spatial, 1e-6f, &m, &r);
             for (size_t c = g * cpg; c < (g + 1) * cpg; c++) mean[c] = m, rstd[c] = r;
         }
         for (size_t t = 0; t < channels * spatial; t++) y[t] = -5.0f;
-        dloral_group_norm_nhwc(channels, spatial, x, mean, rstd, affine ? scale : NULL, affine ? shift : NULL, silu, y,
+        dloral_group_norm_nhwc(kernels, channels, spatial, x, mean, rstd, affine ? scale : NULL, affine ? shift : NULL, silu, y,
                                p0, p1);
         for (size_t p = 0; p < spatial && ok; p++)
             for (size_t c = 0; c < channels && ok; c++) {
@@ -2145,7 +2155,7 @@ static void check_norm(void) {
     check_group_norm_order(2, 20);
     {  // channels = 0: nothing to do, y untouched.
         float y = -7.0f;
-        dloral_group_norm(0, 5, &y, NULL, NULL, 1e-5f, 1, &y);
+        dloral_group_norm(kernels, 0, 5, &y, NULL, NULL, 1e-5f, 1, &y);
         report(y == -7.0f, "dloral_group_norm 0 channels", "y untouched");
     }
 }
@@ -2166,13 +2176,13 @@ static void check_softmax(void) {
             }
             memcpy(y0, x, n * 4);
             use_path("scalar", 0);
-            dloral_softmax(n, y0);
+            dloral_softmax(kernels, n, y0);
             use_default_path();
             char name[96];
             for (int p = 1; p < nfpaths; p++) {
                 memcpy(y1, x, n * 4);
                 use_path(fpaths[p], 0);
-                dloral_softmax(n, y1);
+                dloral_softmax(kernels, n, y1);
                 use_default_path();
                 size_t payload;
                 const size_t d = first_difference_nan(y0, y1, n, &payload);
@@ -2219,14 +2229,14 @@ static void check_layer_norm(void) {
         for (int affine = 0; affine < 2; affine++) {
             const float *wp = affine ? w : NULL, *bp = affine ? b : NULL;
             use_path("scalar", 0);
-            dloral_layer_norm(d, x, wp, bp, 1e-5f, y0, 0, rows);
+            dloral_layer_norm(kernels, d, x, wp, bp, 1e-5f, y0, 0, rows);
             use_default_path();
             char name[96];
             for (int p = 1; p < nfpaths; p++) {
                 memcpy(y1, x, rows * d * 4);
                 use_path(fpaths[p], 0);
-                dloral_layer_norm(d, y1, wp, bp, 1e-5f, y1, 4, rows);  // in place, two ranges
-                dloral_layer_norm(d, y1, wp, bp, 1e-5f, y1, 0, 4);
+                dloral_layer_norm(kernels, d, y1, wp, bp, 1e-5f, y1, 4, rows);  // in place, two ranges
+                dloral_layer_norm(kernels, d, y1, wp, bp, 1e-5f, y1, 0, 4);
                 use_default_path();
                 const size_t diff = first_difference(y0, y1, rows * d);
                 snprintf(name, sizeof name, "dloral_layer_norm d=%zu%s %s vs scalar", d, affine ? " affine" : "", fpaths[p]);
@@ -2274,19 +2284,19 @@ static void int8_logits_reference(size_t b, size_t t, size_t s, size_t heads, si
             for (size_t i = 0; i < d; i++) mean[i] = (float)(sum[i] / (double)s);
             for (size_t j = 0; j < s; j++) {
                 for (size_t i = 0; i < d; i++) row[i] = kh[j * c + i] - mean[i];
-                sk[j] = dloral_quantize_row(8, d, kp, row, kq + j * kp);
+                sk[j] = dloral_quantize_row(kernels, 8, d, kp, row, kq + j * kp);
             }
             for (size_t r = 0; r < t; r++) {
-                const float sq = dloral_quantize_row(8, d, kp, q + (n * t + r) * c + h * d, qq);
+                const float sq = dloral_quantize_row(kernels, 8, d, kp, q + (n * t + r) * c + h * d, qq);
                 const float tr = alpha * sq;
                 for (size_t j = 0; j < s; j++) {
                     int64_t dot = 0;
                     for (size_t i = 0; i < kp; i++) dot += (int64_t)qq[i] * kq[j * kp + i];
                     scores[r * s + j] = (float)(int32_t)dot * (tr * sk[j]);
                 }
-                dloral_softmax(s, scores + r * s);
+                dloral_softmax(kernels, s, scores + r * s);
             }
-            dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f, out + n * t * cv + h * dv, cv);
+            dloral_sgemm(kernels, 0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f, out + n * t * cv + h * dv, cv);
         }
     }
     use_default_path();
@@ -2325,10 +2335,10 @@ static void check_attention(void) {
                 if (!int8_logits) {
                     for (size_t n = 0; n < b; n++) {
                         for (size_t h = 0; h < heads; h++) {
-                            dloral_sgemm(0, 1, t, s, d, alpha, q + n * t * c + h * d, c, k + n * s * c + h * d, c, 0.0f,
+                            dloral_sgemm(kernels, 0, 1, t, s, d, alpha, q + n * t * c + h * d, c, k + n * s * c + h * d, c, 0.0f,
                                          scores, s);
-                            for (size_t r = 0; r < t; r++) dloral_softmax(s, scores + r * s);
-                            dloral_sgemm(0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f,
+                            for (size_t r = 0; r < t; r++) dloral_softmax(kernels, s, scores + r * s);
+                            dloral_sgemm(kernels, 0, 0, t, dv, s, 1.0f, scores, s, v + n * s * cv + h * dv, cv, 0.0f,
                                          want + n * t * cv + h * dv, cv);
                         }
                     }
@@ -2336,9 +2346,9 @@ static void check_attention(void) {
                 // Three uneven ranges of tasks, as threads would take them.
                 memset(got, 0xff, b * t * cv * 4);
                 const size_t cut1 = tasks / 3, cut2 = tasks - tasks / 5;
-                dloral_attention_run(&shape, 0, cut1);
-                dloral_attention_run(&shape, cut2, tasks);
-                dloral_attention_run(&shape, cut1, cut2);
+                dloral_attention_run(kernels, &shape, 0, cut1);
+                dloral_attention_run(kernels, &shape, cut2, tasks);
+                dloral_attention_run(kernels, &shape, cut1, cut2);
                 use_default_path();
                 const size_t diff = first_difference(want, got, b * t * cv);
                 snprintf(name, sizeof name, "dloral_attention %s %zu×%zu×%zu heads %zu d %zu dv %zu %s vs %s", kind, b,
@@ -2404,13 +2414,13 @@ static double gelu_reference(double x) {
 
 static void gelu_on(const char *isa, size_t n, const float *x, float *y) {
     use_path(isa, 0);
-    dloral_gelu(n, x, y);
+    dloral_gelu(kernels, n, x, y);
     use_default_path();
 }
 
 static void geglu_on(const char *isa, size_t rows, size_t half, const float *x, float *y) {
     use_path(isa, 0);
-    dloral_geglu(rows, half, x, y);
+    dloral_geglu(kernels, rows, half, x, y);
     use_default_path();
 }
 
@@ -2638,6 +2648,7 @@ static void check_parallel_for(void) {
 }
 
 int main(int argc, char **argv) {
+    kernels = dloral_kernels_auto();
     const char *x86_level = argc > 1 ? argv[1] : "avx2";
     if (!setup_paths(x86_level)) {
         printf("kernel_check: level %s: this CPU cannot run it, skipped\n", x86_level);
@@ -2645,7 +2656,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     setup_float_paths();
-    printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_isa(), vec_isa ? vec_isa : "none");
+    printf("kernel_check: automatic path %s; vector path %s", dloral_kernels_name(dloral_kernels_auto()), vec_isa ? vec_isa : "none");
 #if defined(__aarch64__)
     printf("; dotprod %s", (cpu_features() & CPU_ARM_DOTPROD) ? "yes (SDOT kernel checked)" : "no (SMULL kernel only)");
 #endif

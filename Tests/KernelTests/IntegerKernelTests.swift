@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// Integer GEMM kernels (dloral_gemm_i8i8_i32, dloral_gemm_i16i8_i32) against an exact Int64 triple
-/// loop, on every kernel path this machine has. Serialized: the tests switch the process-wide path.
-@Suite("integer kernels", .serialized)
+/// loop, on every kernel level this machine has.
+@Suite("integer kernels")
 struct IntegerKernelTests {
     /// SplitMix64, so every run sees the same inputs.
     struct Rng {
@@ -21,31 +21,14 @@ struct IntegerKernelTests {
         }
     }
 
-    /// The paths to run: automatic, forced scalar, and each forced vector level the CPU has (x86-64:
-    /// avx2, avxvnni, avx512, amx; arm64: neon). Each entry is (label, name passed to
-    /// dloral_kernels_force).
-    static func paths() -> [(String, String?)] {
-        var result: [(String, String?)] = [("auto", nil), ("scalar", "scalar")]
-        for isa in ["avx2", "avxvnni", "avx512", "amx", "neon"] {
-            dloral_kernels_force(isa)
-            if String(cString: dloral_kernels_isa()) == isa { result.append((isa, isa)) }
-        }
-        dloral_kernels_force(nil)
-        return result
-    }
-
-    /// Runs `body` once per path, checking that the forced path is the one in use; back to
-    /// automatic afterwards.
-    static func onEveryPath(_ body: (String) -> Void) {
-        defer { dloral_kernels_force(nil) }
-        let all = paths()
+    /// Runs `body` once per level this CPU has (`Level.all`), with that level's context.
+    static func onEveryPath(_ body: (Level) -> Void) {
         #if arch(x86_64)
-        #expect(all.contains { $0.0 == "avx2" }, "this x86-64 machine should have AVX2")
+        #expect(Level.all.contains { $0.name == "avx2" }, "this x86-64 machine should have AVX2")
         #endif
-        for (label, isa) in all {
-            dloral_kernels_force(isa)
-            if let isa { #expect(String(cString: dloral_kernels_isa()) == isa) }
-            body(label)
+        for level in Level.all {
+            #expect(level.name == "auto" || String(cString: dloral_kernels_name(level.kernels)) == level.name)
+            body(level)
         }
     }
 
@@ -61,15 +44,15 @@ struct IntegerKernelTests {
         return c
     }
 
-    static func gemmI8(_ m: Int, _ n: Int, _ kp: Int, _ a: [Int8], _ w: [Int8]) -> [Int32] {
+    static func gemmI8(_ kernels: OpaquePointer, _ m: Int, _ n: Int, _ kp: Int, _ a: [Int8], _ w: [Int8]) -> [Int32] {
         var c = [Int32](repeating: .min, count: m * n)
-        dloral_gemm_i8i8_i32(m, n, kp, a, w, &c)
+        dloral_gemm_i8i8_i32(kernels, m, n, kp, a, w, &c)
         return c
     }
 
-    static func gemmI16(_ m: Int, _ n: Int, _ kp: Int, _ a: [Int16], _ w: [Int8]) -> [Int32] {
+    static func gemmI16(_ kernels: OpaquePointer, _ m: Int, _ n: Int, _ kp: Int, _ a: [Int16], _ w: [Int8]) -> [Int32] {
         var c = [Int32](repeating: .min, count: m * n)
-        dloral_gemm_i16i8_i32(m, n, kp, a, w, &c)
+        dloral_gemm_i16i8_i32(kernels, m, n, kp, a, w, &c)
         return c
     }
 
@@ -97,10 +80,11 @@ struct IntegerKernelTests {
     func i8Random() {
         var rng = Rng(state: 1)
         Self.onEveryPath { path in
+            let kernels = path.kernels
             for (m, n, kp) in Self.shapes {
                 let a = (0..<m * kp).map { _ in Int8(rng.int(-127...127)) }
                 let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-                Self.check(Self.gemmI8(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
+                Self.check(Self.gemmI8(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
             }
         }
     }
@@ -109,6 +93,7 @@ struct IntegerKernelTests {
     func i8Adversarial() {
         let (m, n) = (3, 7)
         Self.onEveryPath { path in
+            let kernels = path.kernels
             for kp in [32, 64, 11520] {
                 let patterns: [(String, (Int) -> Int8, (Int) -> Int8)] = [
                     ("+127·+127", { _ in 127 }, { _ in 127 }),
@@ -125,7 +110,7 @@ struct IntegerKernelTests {
                     // Element index within the row drives the pattern; rows differ by a shift.
                     let a = (0..<m * kp).map { fa($0 % kp + $0 / kp) }
                     let w = (0..<n * kp).map { fw($0 % kp + 2 * ($0 / kp)) }
-                    Self.check(Self.gemmI8(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(name) kp=\(kp)")
+                    Self.check(Self.gemmI8(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(name) kp=\(kp)")
                 }
             }
         }
@@ -135,10 +120,11 @@ struct IntegerKernelTests {
     func i8OddK() {
         var rng = Rng(state: 2)
         Self.onEveryPath { path in
+            let kernels = path.kernels
             for (m, n, kp) in [(1, 1, 1), (2, 5, 31), (3, 6, 33), (4, 9, 77)] {
                 let a = (0..<m * kp).map { _ in Int8(rng.int(-127...127)) }
                 let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-                Self.check(Self.gemmI8(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
+                Self.check(Self.gemmI8(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
             }
         }
     }
@@ -147,15 +133,16 @@ struct IntegerKernelTests {
     func i16Random() {
         var rng = Rng(state: 3)
         Self.onEveryPath { path in
+            let kernels = path.kernels
             for (m, n, kp) in Self.shapes where kp <= 256 {  // 256·32768·127 < 2^31
                 let a = (0..<m * kp).map { _ in Int16(rng.int(-32768...32767)) }
                 let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-                Self.check(Self.gemmI16(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
+                Self.check(Self.gemmI16(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
             }
             for (m, n, kp) in [(3, 5, 11520), (2, 4, 2880), (5, 3, 288)] {
                 let a = (0..<m * kp).map { _ in Int16(rng.int(-4096...4096)) }
                 let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-                Self.check(Self.gemmI16(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
+                Self.check(Self.gemmI16(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(m)×\(n)×\(kp)")
             }
         }
     }
@@ -178,9 +165,10 @@ struct IntegerKernelTests {
             a[3 * kp + k] = Int16(-bound)
         }
         Self.onEveryPath { path in
+            let kernels = path.kernels
             let want = Self.reference(m, n, kp, a, w)
             #expect(want[0] == Int64(kp * bound * 127) && want[n] == -Int64(kp * bound * 127))
-            Self.check(Self.gemmI16(m, n, kp, a, w), want, "\(path) worst case")
+            Self.check(Self.gemmI16(kernels, m, n, kp, a, w), want, "\(path) worst case")
         }
     }
 
@@ -192,7 +180,8 @@ struct IntegerKernelTests {
         let want = Self.reference(m, n, kp, a, w)
         #expect(want[0] == Int64(kp) * 4096 * 127 && want[0] > Int64(Int32.max))  // does overflow
         Self.onEveryPath { path in
-            Self.check(Self.gemmI16(m, n, kp, a, w), want, wraps: true, "\(path) wrap")
+            let kernels = path.kernels
+            Self.check(Self.gemmI16(kernels, m, n, kp, a, w), want, wraps: true, "\(path) wrap")
         }
     }
 
@@ -200,6 +189,7 @@ struct IntegerKernelTests {
     func i16Adversarial() {
         var rng = Rng(state: 5)
         Self.onEveryPath { path in
+            let kernels = path.kernels
             for (m, n, kp) in [(2, 5, 32), (3, 4, 64), (1, 3, 11520)] {
                 let big: Int16 = kp <= 64 ? 32767 : 1467
                 let cases: [(String, [Int16], [Int8])] = [
@@ -210,13 +200,13 @@ struct IntegerKernelTests {
                     ("alternating", (0..<m * kp).map { $0 % 2 == 0 ? big : -big }, (0..<n * kp).map { $0 % 2 == 0 ? -127 : 127 }),
                 ]
                 for (name, a, w) in cases {
-                    Self.check(Self.gemmI16(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(name) \(m)×\(n)×\(kp)")
+                    Self.check(Self.gemmI16(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) \(name) \(m)×\(n)×\(kp)")
                 }
             }
             for (m, n, kp) in [(1, 1, 1), (2, 5, 15), (3, 6, 47)] {
                 let a = (0..<m * kp).map { _ in Int16(rng.int(-32768...32767)) }
                 let w = (0..<n * kp).map { _ in Int8(rng.int(-127...127)) }
-                Self.check(Self.gemmI16(m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) odd \(m)×\(n)×\(kp)")
+                Self.check(Self.gemmI16(kernels, m, n, kp, a, w), Self.reference(m, n, kp, a, w), "\(path) odd \(m)×\(n)×\(kp)")
             }
         }
     }

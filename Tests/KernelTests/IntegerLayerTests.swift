@@ -4,11 +4,8 @@ import Testing
 
 /// The integer Conv2d / Linear layers (dloral_int_layer.h) against an independent Swift
 /// implementation of Formats/dlrt.md §4.1 (per-row quantization, exact Int64 dot products, one
-/// fused multiply-add), bit for bit, on every kernel path. Serialized: the tests switch the path.
-/// Nested in the "integer kernels" suite so that it is serialized with it (both force the
-/// process-wide kernel path).
-extension IntegerKernelTests {
-@Suite("integer layers", .serialized)
+/// fused multiply-add), bit for bit, on every kernel level.
+@Suite("integer layers")
 struct IntegerLayerTests {
     typealias Rng = IntegerKernelTests.Rng
 
@@ -111,12 +108,12 @@ struct IntegerLayerTests {
         }
     }
 
-    static func runConv(_ t: ConvCase, bits: Int, x: [Float], w: [Int8], scales: [Float], bias: [Float]?, split: Int = 1) -> [Float] {
+    static func runConv(_ kernels: OpaquePointer, _ t: ConvCase, bits: Int, x: [Float], w: [Int8], scales: [Float], bias: [Float]?, split: Int = 1) -> [Float] {
         let ho = (t.h + 2 * t.ph - t.kh) / t.sh + 1, wo = (t.w + 2 * t.pw - t.kw) / t.sw + 1
         let k = t.c * t.kh * t.kw, kp = (k + 31) / 32 * 32
         let packed = rows(w, n: t.n, c: t.c, kh: t.kh, kw: t.kw, kp: kp)
         var hwc = [Float](repeating: 0, count: x.count)
-        dloral_chw_to_hwc(t.c, t.h * t.w, x, &hwc)
+        dloral_chw_to_hwc(kernels, t.c, t.h * t.w, x, &hwc)
         var out = [Float](repeating: .nan, count: t.n * ho * wo)
         let pixels = ho * wo
         for part in 0..<split {
@@ -124,7 +121,7 @@ struct IntegerLayerTests {
             var geometry = t.geometry(ho: ho, wo: wo)
             let status = withLayerWeights(n: t.n, kp: kp, packed, scales, bias) { weights in
                 out.withUnsafeMutableBufferPointer { o in
-                    dloral_int_conv2d(Int32(bits), &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
+                    dloral_int_conv2d(kernels, Int32(bits), &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
                 }
             }
             #expect(status == 0)
@@ -169,27 +166,28 @@ struct IntegerLayerTests {
     @Test("row quantization: hand-computed values, half-even ties, zero tail")
     func quantizeRowByHand() {
         IntegerKernelTests.onEveryPath { path in
+            let kernels = path.kernels
             // amax 1 → x · 127: 127, −63.5 → −64 (even), 31.75 → 32, 0.5 → 0 (even), 1.5 → 2, −2.5 → −2.
             let x: [Float] = [1, -0.5, 0.25, 0.5 / 127, 1.5 / 127, -2.5 / 127, 0, 0, 0]
             var q = [Int8](repeating: 99, count: 32)
-            let scale = dloral_quantize_row(8, x.count, 32, x, &q)
+            let scale = dloral_quantize_row(kernels, 8, x.count, 32, x, &q)
             #expect(scale == 1 / Float(127), "\(path)")
             #expect(Array(q[0..<6]) == [127, -64, 32, 0, 2, -2], "\(path)")
             #expect(q[6...].allSatisfy { $0 == 0 }, "\(path)")
             var zero = [Int16](repeating: 7, count: 32)
-            #expect(dloral_quantize_row(16, 20, 32, [Float](repeating: 0, count: 20), &zero) == 0)
+            #expect(dloral_quantize_row(kernels, 16, 20, 32, [Float](repeating: 0, count: 20), &zero) == 0)
             #expect(zero.allSatisfy { $0 == 0 })
             // amax 1e-37: 127 / amax overflows float32 (int8); int16's qmax at Kp 32 is 32767, so
             // 1e-35 overflows too. Both rows are zeros with scale 0 (§4.1); 1e-30 still quantizes.
             for (bits, tiny) in [(Int32(8), Float(1e-37)), (16, 1e-35)] {
                 var q16 = [Int16](repeating: 7, count: 32)
                 let row: [Float] = [tiny, -tiny / 2, 0, tiny / 3]
-                #expect(dloral_quantize_row(bits, row.count, 32, row, &q16) == 0, "\(path) bits \(bits) amax \(tiny)")
+                #expect(dloral_quantize_row(kernels, bits, row.count, 32, row, &q16) == 0, "\(path) bits \(bits) amax \(tiny)")
                 let stored = bits == 8 ? q16.withUnsafeBytes { Array($0.prefix(32)).map { Int16(Int8(bitPattern: $0)) } } : q16
                 #expect(stored.allSatisfy { $0 == 0 }, "\(path) bits \(bits) amax \(tiny): \(stored)")
             }
             var small = [Int8](repeating: 7, count: 32)
-            #expect(dloral_quantize_row(8, 2, 32, [1e-30, -1e-30], &small) == Float(1e-30) / 127)
+            #expect(dloral_quantize_row(kernels, 8, 2, 32, [1e-30, -1e-30], &small) == Float(1e-30) / 127)
             #expect(Array(small[0..<2]) == [127, -127], "\(path)")
         }
     }
@@ -213,8 +211,9 @@ struct IntegerLayerTests {
                 let bias: [Float]? = index % 2 == 0 ? (0..<t.n).map { Float($0) * 0.25 - 0.5 } : nil
                 let want = Self.referenceConv(t, bits: bits, x: x, w: w, scales: scales, bias: bias)
                 IntegerKernelTests.onEveryPath { path in
+                    let kernels = path.kernels
                     for split in [1, 3] {
-                        let got = Self.runConv(t, bits: bits, x: x, w: w, scales: scales, bias: bias, split: split)
+                        let got = Self.runConv(kernels, t, bits: bits, x: x, w: w, scales: scales, bias: bias, split: split)
                         #expect(got.map(\.bitPattern) == want.map(\.bitPattern),
                                 "case \(index) adversarial \(adversarial) path \(path) split \(split): first difference at \(got.indices.first { got[$0].bitPattern != want[$0].bitPattern } ?? -1)")
                     }
@@ -244,11 +243,12 @@ struct IntegerLayerTests {
                 }
             }
             IntegerKernelTests.onEveryPath { path in
+                let kernels = path.kernels
                 var got = [Float](repeating: .nan, count: rows * n)
                 let half = rows / 2
                 for (r0, r1) in [(0, half), (half, rows)] {
                     let status = Self.withLayerWeights(n: n, kp: kp, packed, scales, bias) { weights in
-                        dloral_int_linear(Int32(bits), k, x, k, weights, &got, n, r0, r1, nil)
+                        dloral_int_linear(kernels, Int32(bits), k, x, k, weights, &got, n, r0, r1, nil)
                     }
                     #expect(status == 0)
                 }
@@ -284,6 +284,7 @@ struct IntegerLayerTests {
     @Test("quantize_row_blocks: hand-computed blocks (a zero block gets scale 0)")
     func blockQuantizationByHand() {
         IntegerKernelTests.onEveryPath { path in
+            let kernels = path.kernels
             // Block 0: amax 2 → x · 63.5: 2 → 127, 1 → 63.5 → 64 (even), −0.5 → −31.75 → −32.
             // Block 1: all zero. Block 2: amax 0.5 → x · 254: 0.5 → 127, 0.25 → 63.5 → 64; padding.
             var x = [Float](repeating: 0, count: 70)
@@ -291,7 +292,7 @@ struct IntegerLayerTests {
             x[64] = 0.5; x[65] = 0.25
             var q = [Int8](repeating: 99, count: 96)
             var scales = [Float](repeating: 9, count: 3)
-            dloral_quantize_row_blocks(32, x.count, 96, x, &q, &scales)
+            dloral_quantize_row_blocks(kernels, 32, x.count, 96, x, &q, &scales)
             #expect(scales == [2 / Float(127), 0, 0.5 / Float(127)], "\(path)")
             #expect(Array(q[0..<3]) == [127, 64, -32], "\(path)")
             #expect(q[32..<64].allSatisfy { $0 == 0 } && Array(q[64..<66]) == [127, 64] && q[66...].allSatisfy { $0 == 0 }, "\(path)")
@@ -318,10 +319,11 @@ struct IntegerLayerTests {
                 }
             }
             IntegerKernelTests.onEveryPath { path in
+                let kernels = path.kernels
                 var got = [Float](repeating: .nan, count: rows * n)
                 for (r0, r1) in [(0, rows / 2), (rows / 2, rows)] {
                     let status = Self.withLayerWeights(n: n, kp: kp, packed, scales, bias) { weights in
-                        dloral_int_block_linear(block, k, x, k, weights, &got, n, r0, r1, nil)
+                        dloral_int_block_linear(kernels, block, k, x, k, weights, &got, n, r0, r1, nil)
                     }
                     #expect(status == 0)
                 }
@@ -349,15 +351,16 @@ struct IntegerLayerTests {
                 }
             }
             var hwc = [Float](repeating: 0, count: x.count)
-            dloral_chw_to_hwc(t.c, t.h * t.w, x, &hwc)
+            dloral_chw_to_hwc(Level.automatic.kernels, t.c, t.h * t.w, x, &hwc)
             IntegerKernelTests.onEveryPath { path in
+                let kernels = path.kernels
                 var got = [Float](repeating: .nan, count: t.n * ho * wo)
                 let pixels = ho * wo
                 for (p0, p1) in [(0, pixels / 3), (pixels / 3, pixels)] {
                     var geometry = t.geometry(ho: ho, wo: wo)
                     let status = Self.withLayerWeights(n: t.n, kp: kp, packed, scales, nil) { weights in
                         got.withUnsafeMutableBufferPointer { o in
-                            dloral_int_block_conv2d(block, &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
+                            dloral_int_block_conv2d(kernels, block, &geometry, hwc, weights, o.baseAddress, p0, p1, nil)
                         }
                     }
                     #expect(status == 0)
@@ -366,5 +369,4 @@ struct IntegerLayerTests {
             }
         }
     }
-}
 }

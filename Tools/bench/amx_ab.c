@@ -43,8 +43,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
     if (runs < 1 || runs > 101) runs = 15;
-    dloral_kernels_force("amx");
-    if (strcmp(dloral_kernels_isa(), "amx") != 0) {
+    if (!dloral_kernels_for_level("amx")) {  // asks the OS for tile data
         fprintf(stderr, "amx_ab: this CPU (or OS) has no level amx\n");
         return 2;
     }

@@ -58,8 +58,7 @@ AMX static double block_rate(const int8_t *a, const int8_t *b, size_t steps, lon
 }
 
 int main(void) {
-    dloral_kernels_force("amx");  // asks the OS for tile data
-    if (strcmp(dloral_kernels_isa(), "amx") != 0) {
+    if (!dloral_kernels_for_level("amx")) {  // asks the OS for tile data
         fprintf(stderr, "amx_ceiling: this CPU (or OS) has no level amx\n");
         return 2;
     }

@@ -1,6 +1,6 @@
 // The benchmarks' AMX tile configuration: all eight tiles 16 rows × 64 bytes (palette 1), the
 // shape of the kernels' C, A and B tiles. The process must hold the OS's grant of tile data
-// (dloral_kernels_force("amx") asks for it).
+// (dloral_kernels_for_level("amx") asks for it).
 #ifndef DLORAL_BENCH_AMX_TILES_H
 #define DLORAL_BENCH_AMX_TILES_H
 

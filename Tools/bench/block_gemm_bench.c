@@ -24,6 +24,15 @@
 #include <string.h>
 #include <time.h>
 
+// The level the calls below run at (set before each measurement).
+static const dloral_kernels *kernels;
+
+// The level `name`, or the automatic one for NULL or a level this CPU cannot run.
+static const dloral_kernels *kernels_at(const char *name) {
+    const dloral_kernels *k = dloral_kernels_for_level(name);
+    return k ? k : dloral_kernels_auto();
+}
+
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 static int cmp(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static double median(double *v, int n) { qsort(v, n, sizeof *v, cmp); return v[n / 2]; }
@@ -41,13 +50,14 @@ enum { KERNELS = 5 };
 static const char *const names[KERNELS] = {"dot", "panels", "amx", "i8 avx2", "i8 amx"};
 
 int main(int argc, char **argv) {
+    kernels = dloral_kernels_auto();
     int runs = 7;
     for (int i = 1; i + 1 < argc; i++) if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
     if (runs < 1 || runs > 64) runs = 7;
     dloral_threads_force(1);
-    dloral_kernels_force("amx");
-    const int amx = !strcmp(dloral_kernels_isa(), "amx");
-    dloral_kernels_force(NULL);
+    kernels = kernels_at("amx");
+    const int amx = !strcmp(dloral_kernels_name(kernels), "amx");
+    kernels = kernels_at(NULL);
     printf("1 thread, block 32, %d rounds, medians, GMAC/s%s\n", runs, amx ? "" : " (no AMX: its columns -)");
     printf("%-26s %6s %9s %9s %9s %9s %9s %8s %8s %5s\n", "shape (n x K)", "rows", names[0], names[1], names[2],
            names[3], names[4], "pan/dot", "amx/i8", "bits");
@@ -72,7 +82,7 @@ int main(int argc, char **argv) {
         pack_block_panels(n, kp, w, panels, 0, (n + 7) / 8);
         int8_t *tiles = NULL;
         if (amx) {
-            dloral_kernels_force("amx");
+            kernels = kernels_at("amx");
             tiles = amx_pack_weights(8, n, kp, w);
         }
         // Same bits first.
@@ -92,19 +102,19 @@ int main(int argc, char **argv) {
                     t[kk][r] = 0;
                     continue;
                 }
-                if (kk == 3) dloral_kernels_force("avx2");
+                if (kk == 3) kernels = kernels_at("avx2");
                 double t0 = now();
                 for (size_t q = 0; q < reps; q++) {
                     switch (kk) {
                     case 0: gemm_i8i8_blocks_avx2(m, n, kp, block, a, sa, w, sw, bias, y[0], n, 1); break;
                     case 1: gemm_i8i8_blocks_avx2_panels(m, n, kp, block, a, sa, w, panels, sw, bias, y[1], n, 1); break;
                     case 2: gemm_i8i8_blocks_amx_packed(m, n, kp, block, a, sa, w, tiles, sw, bias, y[2], n, 1); break;
-                    case 3: dloral_gemm_i8i8_i32(m, n, kp, a, w, c); break;
+                    case 3: dloral_gemm_i8i8_i32(kernels, m, n, kp, a, w, c); break;
                     case 4: gemm_i8i8_i32_amx_packed(m, n, kp, a, w, tiles, c); break;
                     }
                 }
                 t[kk][r] = (now() - t0) / reps;
-                if (kk == 3) dloral_kernels_force(amx ? "amx" : NULL);
+                if (kk == 3) kernels = kernels_at(amx ? "amx" : NULL);
             }
         double g[KERNELS];
         for (int kk = 0; kk < KERNELS; kk++) g[kk] = t[kk][0] > 0 || (kk != 2 && kk != 4) ? macs / median(t[kk], runs) / 1e9 : 0;
@@ -117,7 +127,7 @@ int main(int argc, char **argv) {
         if (g[2] > 0) printf(" %7.2fx", g[2] / g[4]);
         else printf(" %8s", "-");
         printf(" %5s\n", same ? "same" : "DIFF");
-        dloral_kernels_force(NULL);
+        kernels = kernels_at(NULL);
         free(a), free(w), free(sa), free(sw), free(bias), free(y[0]), free(y[1]), free(y[2]), free(c), free(panels), free(tiles);
     }
     return 0;

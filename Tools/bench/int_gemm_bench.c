@@ -15,8 +15,8 @@
 // dequantizing epilogue) on every row of the activation matrix, on 1 and 2 threads.
 //
 // The int8 GEMM runs once per kernel level the CPU has (avx2: vpmaddubsw; avxvnni: vpdpbusd;
-// amx: TDPBSSD tiles, which packs the weights on every call), forced through
-// dloral_kernels_force; "vnni pre" and "amx pre" are the AVX-VNNI outputs-in-lanes kernel and the
+// amx: TDPBSSD tiles, which packs the weights on every call), each through its context
+// (dloral_kernels_for_level); "vnni pre" and "amx pre" are the AVX-VNNI outputs-in-lanes kernel and the
 // AMX kernel on weights packed beforehand, as a layer call (which packs them once, shared by its
 // threads) runs them on each row block. The int16 GEMM, the sgemm and the
 // layers run at the automatic level, and the int8 layer also at avxvnni.
@@ -33,6 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+// The level the calls below run at (set before each measurement).
+static const dloral_kernels *kernels;
+
+// The level `name`, or the automatic one for NULL or a level this CPU cannot run.
+static const dloral_kernels *kernels_at(const char *name) {
+    const dloral_kernels *k = dloral_kernels_for_level(name);
+    return k ? k : dloral_kernels_auto();
+}
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
 
@@ -317,7 +326,7 @@ static void *run_job(void *arg) {
     struct job *j = arg;
     size_t kp = (j->s->k + 31) / 32 * 32;
     const dloral_int_layer_weights weights = {.n = j->s->n, .kp = kp, .rows = j->w, .scales = j->scales, .bias = j->bias};
-    dloral_int_linear(j->bits, j->s->k, j->x, j->s->k, &weights, j->y, j->s->n, j->r0, j->r1, NULL);
+    dloral_int_linear(kernels, j->bits, j->s->k, j->x, j->s->k, &weights, j->y, j->s->n, j->r0, j->r1, NULL);
     return NULL;
 }
 
@@ -337,9 +346,9 @@ static double layer(int bits, const struct shape *s, const float *x, const int8_
 
 // Whether the CPU has kernel level `isa` (forcing it then names it); back to automatic after.
 static int has_level(const char *isa) {
-    dloral_kernels_force(isa);
-    int ok = strcmp(dloral_kernels_isa(), isa) == 0;
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(isa);
+    int ok = strcmp(dloral_kernels_name(kernels), isa) == 0;
+    kernels = kernels_at(NULL);
     return ok;
 }
 
@@ -349,16 +358,16 @@ static double gemm_rate(int bits, const char *isa, int runs, size_t reps, size_t
                         const void *a, const int8_t *w, int32_t *c) {
     if (!has_level(isa)) return 0;
     double t[64];
-    dloral_kernels_force(isa);
+    kernels = kernels_at(isa);
     for (int r = 0; r < runs; r++) {
         double t0 = now();
         for (size_t q = 0; q < reps; q++) {
-            if (bits == 8) dloral_gemm_i8i8_i32(block, n, kp, a, w, c);
-            else dloral_gemm_i16i8_i32(block, n, kp, a, w, c);
+            if (bits == 8) dloral_gemm_i8i8_i32(kernels, block, n, kp, a, w, c);
+            else dloral_gemm_i16i8_i32(kernels, block, n, kp, a, w, c);
         }
         t[r] = (now() - t0) / reps;
     }
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     return (double)block * n * kp / median(t, runs) / 1e9;
 }
 
@@ -375,6 +384,7 @@ static void column(double v, int width) {
 }
 
 int main(int argc, char **argv) {
+    kernels = dloral_kernels_auto();
     int runs = 7;
     for (int i = 1; i + 1 < argc; i++) if (!strcmp(argv[i], "--runs")) runs = atoi(argv[i + 1]);
     if (runs < 1 || runs > 64) runs = 7;
@@ -384,7 +394,7 @@ int main(int argc, char **argv) {
     // Kernels on one thread (the GEMM columns and OpenBLAS too); the layer columns run 1 and 2.
     dloral_threads_force(1);
     openblas_set_num_threads(1);
-    printf("kernel path %s; %d runs, medians; GEMM columns 1 thread\n", dloral_kernels_isa(), runs);
+    printf("kernel path %s; %d runs, medians; GEMM columns 1 thread\n", dloral_kernels_name(kernels), runs);
     const int vnni = has_level("avxvnni"), amx = has_level("amx");
     double p8 = peak(peak_i8_loop, 1), p16 = peak(peak_i16_loop, 1), pf = peak(peak_f32_loop, 1);
     double pv = vnni ? peak(peak_vnni_loop, 1) : 0, pa = amx ? peak(peak_amx_loop, 1) : 0;
@@ -433,7 +443,7 @@ int main(int argc, char **argv) {
             g8[l] = gemm_rate(8, levels[l], runs, l == 2 ? 4 * reps : reps, block, s->n, kp, a8, w, c);
         double gp = 0;
         if (amx) {  // the AMX kernel on prepacked weights
-            dloral_kernels_force("amx");
+            kernels = kernels_at("amx");
             int8_t *wp = amx_pack_weights(8, s->n, kp, w);
             for (int r = 0; r < runs && wp; r++) {
                 double t0 = now();
@@ -442,12 +452,12 @@ int main(int argc, char **argv) {
             }
             if (wp) gp = macs_block / median(tp, runs) / 1e9;
             free(wp);
-            dloral_kernels_force(NULL);
+            kernels = kernels_at(NULL);
         }
         double gv = 0;
         if (vnni) {  // the AVX-VNNI outputs-in-lanes kernel on weights prepared beforehand, as a layer call shares them
-            dloral_kernels_force("avxvnni");
-            const kernel_table *T = kernels_current();
+            kernels = kernels_at("avxvnni");
+            const kernel_table *T = kernels;
             int8_t *vp = aligned_alloc(64, (T->pack_i8.bytes(s->n, kp) + 63) / 64 * 64);
             if (vp) T->pack_i8.pack(s->n, kp, w, vp, 0, (s->n + 7) / 8);
             for (int r = 0; r < runs && vp; r++) {
@@ -457,7 +467,7 @@ int main(int argc, char **argv) {
             }
             if (vp) gv = macs_block / median(tp, runs) / 1e9;
             free(vp);
-            dloral_kernels_force(NULL);
+            kernels = kernels_at(NULL);
         }
         double g16l[3];
         for (int l = 0; l < 3; l++)
@@ -465,14 +475,14 @@ int main(int argc, char **argv) {
         for (int r = 0; r < runs; r++) {
             double t0 = now();
             for (size_t q = 0; q < reps; q++)
-                dloral_sgemm(0, 1, block, s->n, s->k, 1.0f, x, s->k, wf, s->k, 0.0f, y, s->n);
+                dloral_sgemm(kernels, 0, 1, block, s->n, s->k, 1.0f, x, s->k, wf, s->k, 0.0f, y, s->n);
             tf[r] = (now() - t0) / reps;
             l8a[r] = layer(8, s, x, w, scales, bias, y, 1);
             l8b[r] = layer(8, s, x, w, scales, bias, y, 2);
             if (vnni) {
-                dloral_kernels_force("avxvnni");
+                kernels = kernels_at("avxvnni");
                 l8v[r] = layer(8, s, x, w, scales, bias, y, 2);
-                dloral_kernels_force(NULL);
+                kernels = kernels_at(NULL);
             }
             l16a[r] = layer(16, s, x, w, scales, bias, y, 1);
             l16b[r] = layer(16, s, x, w, scales, bias, y, 2);
@@ -505,7 +515,7 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     printf("\nWhole layers (quantization + GEMM + epilogue, all rows), GMAC/s at level %s, 1 / 2 threads; int8 on 2 "
-           "threads also at avxvnni:\n", dloral_kernels_isa());
+           "threads also at avxvnni:\n", dloral_kernels_name(kernels));
     printf("%-34s %9s %9s %9s %9s %9s\n", "shape (rows x n x K)", "i8 lay/1", "i8 lay/2", "vnni /2", "i16 lay/1",
            "i16 lay/2");
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
@@ -530,7 +540,7 @@ int main(int argc, char **argv) {
                         (int)s->k, 0.0f, y, (int)s->n);
             tb[r] = now() - t0;
             t0 = now();
-            dloral_sgemm(0, 1, s->rows, s->n, s->k, 1.0f, x, s->k, wf, s->k, 0.0f, y, s->n);
+            dloral_sgemm(kernels, 0, 1, s->rows, s->n, s->k, 1.0f, x, s->k, wf, s->k, 0.0f, y, s->n);
             td[r] = now() - t0;
         }
         double macs = (double)s->rows * s->n * s->k;

@@ -26,6 +26,15 @@
 #include <string.h>
 #include <time.h>
 
+// The level the calls below run at (set before each measurement).
+static const dloral_kernels *kernels;
+
+// The level `name`, or the automatic one for NULL or a level this CPU cannot run.
+static const dloral_kernels *kernels_at(const char *name) {
+    const dloral_kernels *k = dloral_kernels_for_level(name);
+    return k ? k : dloral_kernels_auto();
+}
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -122,7 +131,7 @@ static const shape shapes[] = {
 };
 
 static void run_dloral(const shape *s, const float *a, const float *b, float *c) {
-    dloral_sgemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n, 0.0f, c, s->n);
+    dloral_sgemm(kernels, s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n, 0.0f, c, s->n);
 }
 
 static void run_openblas(const shape *s, const float *a, const float *b, float *c) {
@@ -146,14 +155,14 @@ static double median_gflops(void (*f)(const shape *, const float *, const float 
 // Median GFLOP/s of dloral_sgemm on `level` (or -1 when the CPU lacks it) on `threads` threads.
 static double measure_dloral(const char *level, const shape *s, const float *a, const float *b, float *c, int threads,
                              int reps) {
-    dloral_kernels_force(level);
-    if (strcmp(dloral_kernels_isa(), level) != 0) {
-        dloral_kernels_force(NULL);
+    kernels = kernels_at(level);
+    if (strcmp(dloral_kernels_name(kernels), level) != 0) {
+        kernels = kernels_at(NULL);
         return -1;
     }
     dloral_threads_force(threads);
     double g = median_gflops(run_dloral, s, a, b, c, reps);
-    dloral_kernels_force(NULL);
+    kernels = kernels_at(NULL);
     dloral_threads_force(0);
     return g;
 }
@@ -174,6 +183,7 @@ static void print_gflops(double g) {
 }
 
 int main(int argc, char **argv) {
+    kernels = dloral_kernels_auto();
     int reps = 7, nshapes = (int)(sizeof shapes / sizeof *shapes);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
@@ -181,7 +191,7 @@ int main(int argc, char **argv) {
     }
     if (reps < 1) reps = 1;
     if (reps > 64) reps = 64;
-    printf("dloral automatic level %s, OpenBLAS %s (%s)\n", dloral_kernels_isa(), openblas_get_corename(),
+    printf("dloral automatic level %s, OpenBLAS %s (%s)\n", dloral_kernels_name(kernels), openblas_get_corename(),
            openblas_get_config());
     printf("GFLOP/s, median of %d; peak = 1-thread FMA peak with ymm / zmm (12 register chains), measured just "
            "before each shape\n\n", reps);

@@ -168,9 +168,14 @@ const kernel_table *kernel_table_best(unsigned features) {
     return &scalar;
 }
 
-static const kernel_table *chosen;
+// The public context (dloral_kernels.h): a kernel table, immutable, so any number of levels can
+// run side by side.
 
-const kernel_table *kernels_current(void) {
+const dloral_kernels *dloral_kernels_for_level(const char *name) { return kernel_table_named(name, cpu_features()); }
+
+const dloral_kernels *dloral_kernels_auto(void) {
+    // Chosen once; racing first callers compute the same table.
+    static const kernel_table *chosen;
     const kernel_table *t = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (!t) {
         t = kernel_table_named(getenv("DLORAL_KERNELS"), cpu_features());
@@ -180,9 +185,4 @@ const kernel_table *kernels_current(void) {
     return t;
 }
 
-const char *dloral_kernels_isa(void) { return kernels_current()->name; }
-
-void dloral_kernels_force(const char *isa) {
-    // A name this CPU cannot run means automatic: chosen again on the next call.
-    __atomic_store_n(&chosen, kernel_table_named(isa, cpu_features()), __ATOMIC_RELEASE);
-}
+const char *dloral_kernels_name(const dloral_kernels *kernels) { return kernels->name; }

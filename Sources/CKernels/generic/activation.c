@@ -38,6 +38,6 @@
 
 // MARK: - Entry points
 
-void dloral_gelu(size_t n, const float *x, float *y) { kernels_current()->gelu(n, x, y); }
+void dloral_gelu(const kernel_table *T, size_t n, const float *x, float *y) { T->gelu(n, x, y); }
 
-void dloral_geglu(size_t rows, size_t half, const float *x, float *y) { kernels_current()->geglu(rows, half, x, y); }
+void dloral_geglu(const kernel_table *T, size_t rows, size_t half, const float *x, float *y) { T->geglu(rows, half, x, y); }

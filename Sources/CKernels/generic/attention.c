@@ -19,6 +19,7 @@
 // softmax and the product with V stay in fp32.
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"
+#include "kernel_table.h"
 #include "kernels_internal.h"
 
 #include <stdio.h>
@@ -67,7 +68,7 @@ static void int_keys_free(int_keys *keys) {
 }
 
 // k: the head's first key channel (rows c floats apart); smoothed into `row` one key at a time.
-static void int_keys_make(int_keys *keys, size_t s, size_t d, size_t kp, size_t rows_min, const float *k, size_t c) {
+static void int_keys_make(const kernel_table *T, int_keys *keys, size_t s, size_t d, size_t kp, size_t rows_min, const float *k, size_t c) {
     keys->rows = malloc(s * kp + 64);
     keys->scales = malloc(s * sizeof(float) + 4);
     double *sum = calloc(d ? d : 1, sizeof(double));
@@ -79,9 +80,9 @@ static void int_keys_make(int_keys *keys, size_t s, size_t d, size_t kp, size_t 
     for (size_t i = 0; i < d; i++) mean[i] = (float)(sum[i] / (double)s);
     for (size_t j = 0; j < s; j++) {
         for (size_t i = 0; i < d; i++) row[i] = k[j * c + i] - mean[i];
-        keys->scales[j] = dloral_quantize_row(8, d, kp, row, keys->rows + j * kp);
+        keys->scales[j] = dloral_quantize_row(T, 8, d, kp, row, keys->rows + j * kp);
     }
-    keys->prepared = dloral_int_weights_new(8, rows_min, s, kp, keys->rows);
+    keys->prepared = dloral_int_weights_new(T, 8, rows_min, s, kp, keys->rows);
     dloral_int_weights_pack(keys->prepared, 0, dloral_int_weights_pieces(keys->prepared));
     free(sum), free(mean), free(row);
 }
@@ -97,7 +98,7 @@ static void int_logits(size_t rows, size_t s, float alpha, const float *sq, cons
     }
 }
 
-void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t end) {
+void dloral_attention_run(const kernel_table *T, const dloral_attention_shape *a, size_t first, size_t end) {
     const size_t rows_max = block_rows(a), blocks = blocks_per_head(a);
     const size_t c = a->heads * a->d, cv = a->heads * a->dv, s = a->keys, t = a->queries;
     if (first >= end) return;
@@ -130,21 +131,21 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
             sgemm_packed_free(values);
             int_keys_free(&int_k);
             keys = NULL;
-            if (a->int8_logits) int_keys_make(&int_k, s, a->d, kp, rows_max, k, c);
-            else keys = sgemm_pack_b(1, s, a->d, k, c);
-            values = sgemm_pack_b(0, a->dv, s, a->v + batch * s * cv + head * a->dv, cv);
+            if (a->int8_logits) int_keys_make(T, &int_k, s, a->d, kp, rows_max, k, c);
+            else keys = sgemm_pack_b(T, 1, s, a->d, k, c);
+            values = sgemm_pack_b(T, 0, a->dv, s, a->v + batch * s * cv + head * a->dv, cv);
             if ((!keys && !a->int8_logits) || !values) out_of_memory();
             packed_for = pair;
         }
         if (a->int8_logits) {
             for (size_t r = 0; r < rows; r++)
-                query_scales[r] = dloral_quantize_row(8, a->d, kp, q + r * c, queries + r * kp);
-            int_gemm_prepared(8, rows, s, kp, queries, int_k.rows, int_k.prepared, (int32_t *)scores);
+                query_scales[r] = dloral_quantize_row(T, 8, a->d, kp, q + r * c, queries + r * kp);
+            int_gemm_prepared(T, 8, rows, s, kp, queries, int_k.rows, int_k.prepared, (int32_t *)scores);
             int_logits(rows, s, a->alpha, query_scales, int_k.scales, scores);
         } else {
             sgemm_serial_packed(rows, a->alpha, q, c, keys, 0.0f, scores, s);
         }
-        for (size_t r = 0; r < rows; r++) dloral_softmax(s, scores + r * s);
+        for (size_t r = 0; r < rows; r++) dloral_softmax(T, s, scores + r * s);
         sgemm_serial_packed(rows, 1.0f, scores, s, values, 0.0f, out, cv);
     }
     sgemm_packed_free(keys);

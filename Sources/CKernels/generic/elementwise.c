@@ -6,17 +6,17 @@
 
 #include <string.h>
 
-void dloral_axpy_f32(size_t n, float a, const float *x, float *y) { kernels_current()->axpy_f32(n, a, x, y); }
-void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst) { kernels_current()->f32_to_f16(n, src, dst); }
-void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst) { kernels_current()->f16_to_f32(n, src, dst); }
-void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst) { kernels_current()->f32_to_bf16(n, src, dst); }
+void dloral_axpy_f32(const kernel_table *T, size_t n, float a, const float *x, float *y) { T->axpy_f32(n, a, x, y); }
+void dloral_f32_to_f16(const kernel_table *T, size_t n, const float *src, uint16_t *dst) { T->f32_to_f16(n, src, dst); }
+void dloral_f16_to_f32(const kernel_table *T, size_t n, const uint16_t *src, float *dst) { T->f16_to_f32(n, src, dst); }
+void dloral_f32_to_bf16(const kernel_table *T, size_t n, const float *src, uint16_t *dst) { T->f32_to_bf16(n, src, dst); }
 
-void dloral_quantize_i8(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
-    kernels_current()->quantize_i8(groups, group_size, src, q, scales, energy);
+void dloral_quantize_i8(const kernel_table *T, size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]) {
+    T->quantize_i8(groups, group_size, src, q, scales, energy);
 }
 
-void dloral_error_energy(size_t n, const float *ref, const float *approx, double energy[2]) {
-    kernels_current()->error_energy(n, ref, approx, energy);
+void dloral_error_energy(const kernel_table *T, size_t n, const float *ref, const float *approx, double energy[2]) {
+    T->error_energy(n, ref, approx, energy);
 }
 
 void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *src, float *dst, size_t k_padded) {

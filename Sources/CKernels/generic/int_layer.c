@@ -22,8 +22,8 @@ int32_t dloral_activation_qmax(int bits, size_t kp) {
 
 // MARK: - Driver
 
-float dloral_quantize_row(int bits, size_t k, size_t kp, const float *x, void *q) {
-    return kernels_current()->quantize_row(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
+float dloral_quantize_row(const kernel_table *T, int bits, size_t k, size_t kp, const float *x, void *q) {
+    return T->quantize_row(bits, k, kp, dloral_activation_qmax(bits, kp), x, q);
 }
 
 // Weights prepared for one layer call that its threads share (the level's weight_packing in its
@@ -58,17 +58,17 @@ static dloral_int_weights *weights_new(const weight_packing *packing, size_t row
     return NULL;
 }
 
-dloral_int_weights *dloral_int_weights_new(int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
-    return weights_new(packing_for(kernels_current(), bits), rows, n, kp, w);
+dloral_int_weights *dloral_int_weights_new(const kernel_table *T, int bits, size_t rows, size_t n, size_t kp, const int8_t *w) {
+    return weights_new(packing_for(T, bits), rows, n, kp, w);
 }
 
-size_t dloral_int_min_rows(void) {
-    const size_t small = kernels_current()->small_rows;
+size_t dloral_int_min_rows(const kernel_table *T) {
+    const size_t small = T->small_rows;
     return small > 1 ? small : 1;
 }
 
-dloral_int_weights *dloral_int_block_weights_new(size_t rows, size_t n, size_t kp, const int8_t *w) {
-    return weights_new(&kernels_current()->pack_blocks, rows, n, kp, w);
+dloral_int_weights *dloral_int_block_weights_new(const kernel_table *T, size_t rows, size_t n, size_t kp, const int8_t *w) {
+    return weights_new(&T->pack_blocks, rows, n, kp, w);
 }
 
 size_t dloral_int_weights_pieces(const dloral_int_weights *prepared) {
@@ -122,9 +122,8 @@ static void gemm(const kernel_table *T, int bits, size_t m, size_t n, size_t kp,
     else (m < T->small_rows ? T->gemm_i16i8_small : T->gemm_i16i8)(m, n, kp, a, w, c);
 }
 
-void int_gemm_prepared(int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
+void int_gemm_prepared(const kernel_table *T, int bits, size_t m, size_t n, size_t kp, const void *a, const int8_t *w,
                        const dloral_int_weights *prepared, int32_t *c) {
-    const kernel_table *T = kernels_current();
     gemm(T, bits, m, n, kp, a, w, prepared_for(prepared, packing_for(T, bits), n, kp, w), c);
 }
 
@@ -224,7 +223,7 @@ static float quantize_patch(const kernel_table *P, int bits, int32_t qmax, size_
     return amax / (float)qmax;
 }
 
-int dloral_int_conv2d(int bits, const dloral_conv_geometry *geometry, const float *x_hwc,
+int dloral_int_conv2d(const kernel_table *T, int bits, const dloral_conv_geometry *geometry, const float *x_hwc,
                       const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                       const dloral_int_weights *prepared) {
     const size_t c = geometry->c, h = geometry->h, w_in = geometry->w, kh = geometry->kh, kw = geometry->kw;
@@ -234,7 +233,7 @@ int dloral_int_conv2d(int bits, const dloral_conv_geometry *geometry, const floa
     const int8_t *w = weights->rows;
     const float *w_scales = weights->scales, *bias = weights->bias;
     if (p1 <= p0 || n == 0) return 0;
-    const kernel_table *P = kernels_current();
+    const kernel_table *P = T;
     const size_t k = c * kh * kw, bytes = bits == 8 ? 1 : 2, plane = ho * wo;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
     const int direct = kh == 1 && kw == 1 && ph == 0 && pw == 0;
@@ -278,13 +277,13 @@ int dloral_int_conv2d(int bits, const dloral_conv_geometry *geometry, const floa
     return 0;
 }
 
-int dloral_int_linear(int bits, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights, float *y,
+int dloral_int_linear(const kernel_table *T, int bits, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights, float *y,
                       size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared) {
     const size_t n = weights->n, kp = weights->kp;
     const int8_t *w = weights->rows;
     const float *w_scales = weights->scales, *bias = weights->bias;
     if (r1 <= r0 || n == 0) return 0;
-    const kernel_table *P = kernels_current();
+    const kernel_table *P = T;
     const size_t bytes = bits == 8 ? 1 : 2;
     const int32_t qmax = dloral_activation_qmax(bits, kp);
     const size_t rows_per_block = int_layer_block_rows(bits, kp, n);
@@ -332,8 +331,8 @@ static void quantize_blocks(const kernel_table *P, size_t block, size_t k, size_
     }
 }
 
-void dloral_quantize_row_blocks(size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
-    const kernel_table *P = kernels_current();
+void dloral_quantize_row_blocks(const kernel_table *T, size_t block, size_t k, size_t kp, const float *x, int8_t *q, float *sa) {
+    const kernel_table *P = T;
     quantize_blocks(P, block, k, kp, x, q, sa);
 }
 
@@ -346,9 +345,8 @@ static void gemm_blocks(const kernel_table *T, size_t m, size_t n, size_t kp, si
     else T->gemm_blocks(m, n, kp, block, a, sa, w, sw, bias, y, rs, cs);
 }
 
-void dloral_gemm_i8i8_blocks(size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
+void dloral_gemm_i8i8_blocks(const kernel_table *T, size_t m, size_t n, size_t kp, size_t block, const int8_t *a, const float *sa,
                              const int8_t *w, const float *sw, const float *bias, float *y, size_t rs, size_t cs) {
-    const kernel_table *T = kernels_current();
     dloral_int_weights *own;
     const int8_t *wp = weights_for_call(&T->pack_blocks, NULL, m, n, kp, w, &own);
     gemm_blocks(T, m, n, kp, block, a, sa, w, wp, sw, bias, y, rs, cs);
@@ -385,7 +383,7 @@ size_t int_layer_block_scale_rows(size_t kp) {
     return rows & ~(size_t)15;
 }
 
-int dloral_int_block_conv2d(size_t block, const dloral_conv_geometry *geometry, const float *x_hwc,
+int dloral_int_block_conv2d(const kernel_table *T, size_t block, const dloral_conv_geometry *geometry, const float *x_hwc,
                             const dloral_int_layer_weights *weights, float *out, size_t p0, size_t p1,
                             const dloral_int_weights *prepared) {
     const size_t c = geometry->c, h = geometry->h, w_in = geometry->w, kh = geometry->kh, kw = geometry->kw;
@@ -401,7 +399,7 @@ int dloral_int_block_conv2d(size_t block, const dloral_conv_geometry *geometry, 
     const size_t rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, k, rows_per_block, kp, block) != 0) return -1;
-    const kernel_table *P = kernels_current();
+    const kernel_table *P = T;
     dloral_int_weights *own;
     const int8_t *wp = weights_for_call(&P->pack_blocks, prepared, p1 - p0, n, kp, w, &own);
     // With whole blocks per tap (c a multiple of block, as in every SD layer past the first),
@@ -442,7 +440,7 @@ int dloral_int_block_conv2d(size_t block, const dloral_conv_geometry *geometry, 
     return 0;
 }
 
-int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights,
+int dloral_int_block_linear(const kernel_table *T, size_t block, size_t k, const float *x, size_t ldx, const dloral_int_layer_weights *weights,
                             float *y, size_t ldy, size_t r0, size_t r1, const dloral_int_weights *prepared) {
     const size_t n = weights->n, kp = weights->kp;
     const int8_t *w = weights->rows;
@@ -452,7 +450,7 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     const size_t nb = kp / block, rows_per_block = int_layer_block_scale_rows(kp);
     struct block_scratch s;
     if (block_scratch_alloc(&s, 0, rows_per_block, kp, block) != 0) return -1;
-    const kernel_table *P = kernels_current();
+    const kernel_table *P = T;
     dloral_int_weights *own;
     const int8_t *wp = weights_for_call(&P->pack_blocks, prepared, r1 - r0, n, kp, w, &own);
     for (size_t p = r0; p < r1; p += rows_per_block) {
@@ -465,10 +463,10 @@ int dloral_int_block_linear(size_t block, size_t k, const float *x, size_t ldx, 
     return 0;
 }
 
-void dloral_chw_to_hwc(size_t c, size_t hw, const float *src, float *dst) {
-    dloral_chw_to_hwc_pixels(c, hw, src, dst, 0, hw);
+void dloral_chw_to_hwc(const kernel_table *T, size_t c, size_t hw, const float *src, float *dst) {
+    dloral_chw_to_hwc_pixels(T, c, hw, src, dst, 0, hw);
 }
 
-void dloral_chw_to_hwc_pixels(size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
-    kernels_current()->chw_to_hwc(c, hw, src, dst, first, end);
+void dloral_chw_to_hwc_pixels(const kernel_table *T, size_t c, size_t hw, const float *src, float *dst, size_t first, size_t end) {
+    T->chw_to_hwc(c, hw, src, dst, first, end);
 }

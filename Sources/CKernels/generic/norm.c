@@ -35,18 +35,17 @@
 
 // MARK: - Entry points
 
-void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd) {
+void dloral_group_norm_stats(const kernel_table *T, size_t count, const float *x, float eps, float *mean, float *rstd) {
     double m = 0, variance = 0;
-    if (count > 0) kernels_current()->norm_moments(count, x, &m, &variance);
+    if (count > 0) T->norm_moments(count, x, &m, &variance);
     *mean = (float)m;
     *rstd = (float)(1.0 / sqrt(variance + (double)eps));
 }
 
 
-void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
+void dloral_layer_norm(const kernel_table *T, size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
                        size_t r0, size_t r1) {
     if (d == 0) return;
-    const kernel_table *T = kernels_current();
     for (size_t r = r0; r < r1; r++) {
         double m = 0, variance = 0;
         T->norm_moments(d, x + r * d, &m, &variance);
@@ -55,36 +54,34 @@ void dloral_layer_norm(size_t d, const float *x, const float *weight, const floa
     }
 }
 
-void dloral_group_norm_moments(size_t count, const float *x, float *mean, float *variance) {
+void dloral_group_norm_moments(const kernel_table *T, size_t count, const float *x, float *mean, float *variance) {
     double m = 0, v = 0;
-    if (count > 0) kernels_current()->norm_moments(count, x, &m, &v);
+    if (count > 0) T->norm_moments(count, x, &m, &v);
     *mean = (float)m;
     *variance = (float)v;
 }
 
-void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, float mean, float rstd,
+void dloral_group_norm_apply(const kernel_table *T, size_t channels, size_t spatial, const float *x, float mean, float rstd,
                              const float *scale, const float *shift, int silu, float *y) {
     if (channels * spatial == 0) return;
-    const kernel_table *T = kernels_current();
     for (size_t c = 0; c < channels; c++) {
         const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
         T->norm_normalize(spatial, x + c * spatial, mean, rstd, s, b, silu, y + c * spatial);
     }
 }
 
-void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
+void dloral_group_norm(const kernel_table *T, size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y) {
     const size_t count = channels * spatial;
     if (count == 0) return;
     float m, rstd;
-    dloral_group_norm_stats(count, x, eps, &m, &rstd);
-    dloral_group_norm_apply(channels, spatial, x, m, rstd, scale, shift, silu, y);
+    dloral_group_norm_stats(T, count, x, eps, &m, &rstd);
+    dloral_group_norm_apply(T, channels, spatial, x, m, rstd, scale, shift, silu, y);
 }
 
 
-void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
+void dloral_group_norm_nhwc(const kernel_table *T, size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
                             const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1) {
-    const kernel_table *T = kernels_current();
     float t[8 * NHWC_PIXELS];
     for (size_t p = p0; p < p1; p += NHWC_PIXELS) {
         const size_t pixels = p1 - p < NHWC_PIXELS ? p1 - p : NHWC_PIXELS;
@@ -100,11 +97,10 @@ void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, con
     }
 }
 
-void dloral_silu(size_t n, const float *x, float *y) { kernels_current()->silu(n, x, y); }
+void dloral_silu(const kernel_table *T, size_t n, const float *x, float *y) { T->silu(n, x, y); }
 
-void dloral_softmax(size_t n, float *p) {
+void dloral_softmax(const kernel_table *T, size_t n, float *p) {
     if (n == 0) return;
-    const kernel_table *T = kernels_current();
     float peak = T->peak(n, p);
     if (peak == -INFINITY) peak = 0;  // all −inf: every e is 0, the sum 0 and the row NaN, as in PyTorch
     const float sum = T->exp_sum(n, p, peak);
@@ -112,8 +108,8 @@ void dloral_softmax(size_t n, float *p) {
     for (size_t i = 0; i < n; i++) p[i] = p[i] * inverse;
 }
 
-void norm_moments(size_t count, const float *x, double *mean, double *variance) {
-    kernels_current()->norm_moments(count, x, mean, variance);
+void norm_moments(const kernel_table *T, size_t count, const float *x, double *mean, double *variance) {
+    T->norm_moments(count, x, mean, variance);
 }
 
-void norm_exp(size_t n, const float *x, float *y) { kernels_current()->exp(n, x, y); }
+void norm_exp(const kernel_table *T, size_t n, const float *x, float *y) { T->exp(n, x, y); }

@@ -166,38 +166,38 @@ void sgemm_drive(const sgemm_operands *X, const sgemm_kernel *kernel) {
 
 // MARK: - Entry points
 
-void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+void dloral_sgemm(const kernel_table *T, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc) {
-    dloral_sgemm_typed(trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    dloral_sgemm_typed(T, trans_a, trans_b, 0, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
+void dloral_sgemm_typed(const kernel_table *T, int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
                         const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc) {
     const sgemm_operands operands = {.trans_a = trans_a, .trans_b = trans_b, .a_half = a_half, .b_half = b_half,
                                      .m = m, .n = n, .k = k, .alpha = alpha, .a = a, .lda = lda, .b = b, .ldb = ldb,
                                      .beta = beta, .c = c, .ldc = ldc};
-    sgemm_drive(&operands, kernels_current()->sgemm);
+    sgemm_drive(&operands, T->sgemm);
 }
 
-void sgemm_serial(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+void sgemm_serial(const kernel_table *T, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc) {
     const sgemm_operands operands = {.trans_a = trans_a, .trans_b = trans_b, .m = m, .n = n, .k = k, .alpha = alpha,
                                      .a = a, .lda = lda, .b = b, .ldb = ldb, .beta = beta, .c = c, .ldc = ldc,
                                      .serial = 1};
-    sgemm_drive(&operands, kernels_current()->sgemm);
+    sgemm_drive(&operands, T->sgemm);
 }
 
-sgemm_packed *sgemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb) {
+sgemm_packed *sgemm_pack_b(const kernel_table *T, int trans_b, size_t n, size_t k, const float *b, size_t ldb) {
     if (n == 0) return NULL;
     sgemm_problem P = {.trans_b = trans_b != 0, .n = n, .k = k, .alpha = 1.0f, .b = b, .ldb = ldb,
-                       .kernel = kernels_current()->sgemm};
+                       .kernel = T->sgemm};
     return pack_whole_b(&P);
 }
 
-void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
+void dloral_sconv2d(const kernel_table *T, int w_half, size_t o, const void *weight, const dloral_conv_geometry *g, const float *image,
                     float beta, float *out) {
     const size_t n = g->ho * g->wo, k = g->c * g->kh * g->kw;
     const sgemm_operands operands = {.a_half = w_half, .m = o, .n = n, .k = k, .alpha = 1.0f, .a = weight, .lda = k,
                                      .b = image, .ldb = n, .beta = beta, .c = out, .ldc = n, .conv = g};
-    sgemm_drive(&operands, kernels_current()->sgemm);
+    sgemm_drive(&operands, T->sgemm);
 }

@@ -2,40 +2,53 @@
 // AMX-INT8 where the CPU has them), NEON on arm64, and a portable scalar fallback, chosen at run
 // time. Every path gives bit-identical results (FMA is fused in all of them; conversions round to
 // nearest even; integer sums are exact mod 2^32), so outputs do not depend on the machine.
-// DLORAL_KERNELS=<level> in the environment caps the level (tests run every level the CPU has).
+// The level is a context passed to every entry point (dloral_kernels_auto: DLORAL_KERNELS=<level>
+// in the environment, else the best level the CPU has; tests run every level the CPU has).
 #ifndef DLORAL_KERNELS_H
 #define DLORAL_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/// Name of the level in use: "scalar", "neon" (arm64), or on x86-64 "avx2" (AVX2/FMA/F16C),
+/// A kernel level: which kernel every entry point below runs. Every entry point that has a choice
+/// takes one as its first argument, so callers (and tests) can run several levels side by side.
+/// Contexts are immutable and live as long as the process; they need no freeing.
+typedef struct dloral_kernels dloral_kernels;
+
+/// The automatic level: DLORAL_KERNELS=<level> when this CPU can run it, else the highest level
+/// the CPU (and, for AMX, the OS) supports. Chosen once, on the first call.
+const dloral_kernels *dloral_kernels_auto(void);
+
+/// The level named `name` — "scalar", "neon" (arm64), or on x86-64 "avx2" (AVX2/FMA/F16C),
 /// "avxvnni" (+ AVX-VNNI or AVX512-VNNI: integer GEMMs with vpdpbusd / vpdpwssd), "avx512"
 /// (+ AVX-512F, BW, VL, DQ and VNNI: the sgemm tile) or "amx" (+ AMX-INT8: the int8 × int8 GEMM
-/// on tiles). The automatic choice is the highest level the CPU (and, for AMX, the OS) supports.
-const char *dloral_kernels_isa(void);
+/// on tiles), case-insensitive — or NULL when the name is unknown or this CPU cannot run it.
+const dloral_kernels *dloral_kernels_for_level(const char *name);
+
+/// The level's name, one of those dloral_kernels_for_level accepts, in lower case.
+const char *dloral_kernels_name(const dloral_kernels *kernels);
 
 /// y[i] = fma(a, x[i], y[i]) for i < n.
-void dloral_axpy_f32(size_t n, float a, const float *x, float *y);
+void dloral_axpy_f32(const dloral_kernels *kernels, size_t n, float a, const float *x, float *y);
 
 /// IEEE half from float, round to nearest even (as vcvtps2ph with imm 0).
-void dloral_f32_to_f16(size_t n, const float *src, uint16_t *dst);
+void dloral_f32_to_f16(const dloral_kernels *kernels, size_t n, const float *src, uint16_t *dst);
 
 /// float from IEEE half (exact).
-void dloral_f16_to_f32(size_t n, const uint16_t *src, float *dst);
+void dloral_f16_to_f32(const dloral_kernels *kernels, size_t n, const uint16_t *src, float *dst);
 
 /// bfloat16 from float, round to nearest even; NaN stays a quiet NaN.
-void dloral_f32_to_bf16(size_t n, const float *src, uint16_t *dst);
+void dloral_f32_to_bf16(const dloral_kernels *kernels, size_t n, const float *src, uint16_t *dst);
 
 /// Symmetric int8 quantization of `groups` consecutive groups of `group_size` floats (Formats/
 /// dlrt.md §4): scale = max|x| / 127 in float32 (1 for an all-zero group), q = clamp(rint(x /
 /// scale), -127, 127) with float32 division and round-half-even. Adds Σx² and Σ(x − q·s)² to
 /// energy[0], energy[1], accumulated in double in eight lanes (element i in lane i mod 8) summed
 /// in lane order, identically on every path.
-void dloral_quantize_i8(size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]);
+void dloral_quantize_i8(const dloral_kernels *kernels, size_t groups, size_t group_size, const float *src, int8_t *q, float *scales, double energy[2]);
 
 /// Adds Σref² and Σ(ref − approx)² to energy[0], energy[1] (same lane order as above).
-void dloral_error_energy(size_t n, const float *ref, const float *approx, double energy[2]);
+void dloral_error_energy(const dloral_kernels *kernels, size_t n, const float *ref, const float *approx, double energy[2]);
 
 /// Rearranges a [N, C, KH, KW] conv weight into rows of `k_padded` columns in (kh, kw, c) order,
 /// zero padding the tail of each row (Formats/dlrt.md §4).
@@ -49,13 +62,13 @@ void dloral_conv_to_rows(size_t n, size_t c, size_t kh, size_t kw, const float *
 /// int8 × int8: a and w must lie in [−127, 127] (the quantizer never writes −128; the AVX2 path
 /// uses vpmaddubsw with |a| and sign(a)·w, and −128 weights cannot be negated there). Then
 /// |c| ≤ kp·127² < 2^31 for kp < 133 144, so the result is always exact in practice.
-void dloral_gemm_i8i8_i32(size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
+void dloral_gemm_i8i8_i32(const dloral_kernels *kernels, size_t m, size_t n, size_t kp, const int8_t *a, const int8_t *w, int32_t *c);
 
 /// int16 activations × int8 weights, exact products (vpmaddwd). w in [−127, 127]; a may be any
 /// int16. The sum is exact when kp·max|a|·max|w| < 2^31, i.e. max|a| ≤ 2^31 / (127·kp) − 1:
 /// 1467 at kp = 11520 (SD 2.1, 1280·9), 4127 at kp = 4096; scale activations to that range (or
 /// split K) — beyond it a sum with adversarial signs wraps mod 2^32 (identically on every path).
-void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
+void dloral_gemm_i16i8_i32(const dloral_kernels *kernels, size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w, int32_t *c);
 
 /// Length of the blocks of k that dloral_sgemm sums separately (part of its exact result).
 #define DLORAL_SGEMM_KC 256
@@ -82,14 +95,14 @@ void dloral_gemm_i16i8_i32(size_t m, size_t n, size_t kp, const int16_t *a, cons
 /// the calling thread. Safe to call from several threads at once: a call that finds the pool busy
 /// runs on its own thread. Each thread that runs it keeps 1.1 MiB of packing buffers until it
 /// exits.
-void dloral_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+void dloral_sgemm(const dloral_kernels *kernels, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                   const float *b, size_t ldb, float beta, float *c, size_t ldc);
 
 /// dloral_sgemm with either operand optionally stored as IEEE binary16 (a_half / b_half: a or b
 /// then points at uint16_t elements, strides still in elements). Half elements are widened to
 /// fp32 (exactly) as they are packed, so the result is bit for bit that of dloral_sgemm on the
 /// widened matrix, without a widened copy: fp16 weights are used in place.
-void dloral_sgemm_typed(int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
+void dloral_sgemm_typed(const dloral_kernels *kernels, int trans_a, int trans_b, int a_half, int b_half, size_t m, size_t n, size_t k, float alpha,
                         const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c, size_t ldc);
 
 /// A 2-D convolution's geometry (groups 1, dilation 1): input [c, h, w], kernel kh×kw, stride
@@ -103,7 +116,7 @@ typedef struct {
 /// weight's (c, i, j) order, columns the output pixels, zeros in the padding) is gathered straight
 /// into dloral_sgemm's packed panels, never stored: the result is bit for bit dloral_sgemm(0, 0,
 /// o, ho·wo, c·kh·kw, 1, W, c·kh·kw, im2col, ho·wo, beta, out, ho·wo).
-void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_geometry *geometry,
+void dloral_sconv2d(const dloral_kernels *kernels, int w_half, size_t o, const void *weight, const dloral_conv_geometry *geometry,
                     const float *image, float beta, float *out);
 
 /// torch.nn.functional.group_norm for one group (its `channels` consecutive channels of
@@ -111,23 +124,23 @@ void dloral_sconv2d(int w_half, size_t o, const void *weight, const dloral_conv_
 /// shift[c]), scale / shift NULL for 1 / 0. Mean and biased variance are summed in double; the
 /// exact arithmetic (summation order, the exp used by SiLU, ~1 ulp) is in generic/norm.c's header and is
 /// the same on every kernel path. x and y may be the same buffer.
-void dloral_group_norm(size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
+void dloral_group_norm(const dloral_kernels *kernels, size_t channels, size_t spatial, const float *x, const float *scale, const float *shift,
                        float eps, int silu, float *y);
 
 /// The statistics dloral_group_norm uses for one group of `count` elements: its mean and
 /// rstd = 1 / sqrt(variance + eps), computed in double as described there and rounded to float.
-void dloral_group_norm_stats(size_t count, const float *x, float eps, float *mean, float *rstd);
+void dloral_group_norm_stats(const dloral_kernels *kernels, size_t count, const float *x, float eps, float *mean, float *rstd);
 
 /// The moments dloral_group_norm_stats starts from: the mean and biased variance of `count`
 /// elements, summed in double as there, each rounded to float once (for statistics that are
 /// combined over several tensors before they are applied, as a tiled VAE does).
-void dloral_group_norm_moments(size_t count, const float *x, float *mean, float *variance);
+void dloral_group_norm_moments(const dloral_kernels *kernels, size_t count, const float *x, float *mean, float *variance);
 
 /// dloral_group_norm with the statistics given: y = silu?((x − mean)·rstd·scale[c] + shift[c])
 /// for one group of `channels` consecutive channels of `spatial` elements, scale / shift NULL for
 /// 1 / 0; dloral_group_norm is this with its own dloral_group_norm_stats. x and y may be the same
 /// buffer.
-void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, float mean, float rstd,
+void dloral_group_norm_apply(const dloral_kernels *kernels, size_t channels, size_t spatial, const float *x, float mean, float rstd,
                              const float *scale, const float *shift, int silu, float *y);
 
 /// GroupNorm (optionally + SiLU) of one image x [channels][spatial] written channels-last,
@@ -135,24 +148,24 @@ void dloral_group_norm_apply(size_t channels, size_t spatial, const float *x, fl
 /// are per channel (each channel's group's dloral_group_norm_stats); scale / shift per channel or
 /// NULL. Every value has the bits dloral_group_norm gives it: this is dloral_group_norm followed
 /// by a transpose, in one pass, for a consumer that wants channels-last (the integer conv).
-void dloral_group_norm_nhwc(size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
+void dloral_group_norm_nhwc(const dloral_kernels *kernels, size_t channels, size_t spatial, const float *x, const float *mean, const float *rstd,
                             const float *scale, const float *shift, int silu, float *y, size_t p0, size_t p1);
 
 /// torch.nn.functional.layer_norm over the last axis for rows [r0, r1) of x [rows][d]: mean and
 /// biased variance of each row as dloral_group_norm_stats computes them (double, 8 lanes), then
 /// y = ((x − mean)·rstd)·weight[j] + bias[j], each operation rounded (weight / bias NULL: that
 /// step is skipped). The same bits on every kernel path; x and y may be the same buffer.
-void dloral_layer_norm(size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
+void dloral_layer_norm(const dloral_kernels *kernels, size_t d, const float *x, const float *weight, const float *bias, float eps, float *y,
                        size_t r0, size_t r1);
 
 /// SiLU, y = x / (1 + exp(−x)) with generic/norm.c's exp (~1 ulp), the same bits on every kernel path.
 /// x and y may be the same buffer.
-void dloral_silu(size_t n, const float *x, float *y);
+void dloral_silu(const dloral_kernels *kernels, size_t n, const float *x, float *y);
 
 /// Softmax of p[0 … n) in place, as torch.softmax: the maximum m subtracted first, e = exp(p − m)
 /// with generic/norm.c's exp (~1 ulp), Σ e summed in 16 float lanes in a fixed order (generic/norm.c), then
 /// p = e · (1 / Σ e). The same bits on every kernel path.
-void dloral_softmax(size_t n, float *p);
+void dloral_softmax(const dloral_kernels *kernels, size_t n, float *p);
 
 /// Multi-head scaled dot-product attention: q [batch][queries][heads·d], k [batch][keys][heads·d],
 /// v [batch][keys][heads·dv], out [batch][queries][heads·dv], all contiguous; head h uses
@@ -183,7 +196,7 @@ size_t dloral_attention_tasks(const dloral_attention_shape *a);
 ///     O = S·V         (dloral_sgemm(0, 0, rows, dv, keys, 1, S, keys, …, 0, O, heads·dv))
 /// so the result does not depend on how the tasks are shared out. No keys: zeros. Uses no thread
 /// pool; per thread it holds a block of scores (about 1 MiB) and K, V of one head packed.
-void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t end);
+void dloral_attention_run(const dloral_kernels *kernels, const dloral_attention_shape *a, size_t first, size_t end);
 
 /// Exact GELU, y = 0.5·x·(1 + erf(x/√2)) (PyTorch approximate='none'), in float arithmetic
 /// within 1.8 ulp wherever |y| ≥ 1e-30, the same bits on every kernel path. Computed as x − v for
@@ -192,12 +205,12 @@ void dloral_attention_run(const dloral_attention_shape *a, size_t first, size_t 
 /// exp(−x²/2)·G(|x|), the exp by Cephes's polynomial on an exactly split x², G by degree-9
 /// polynomials on 6 intervals (the exact arithmetic is in generic/activation.c's header). −0 for
 /// x < −12 and −inf, +inf for +inf, NaN for NaN. x and y may be the same buffer.
-void dloral_gelu(size_t n, const float *x, float *y);
+void dloral_gelu(const dloral_kernels *kernels, size_t n, const float *x, float *y);
 
 /// The GEGLU gate of diffusers' feed-forward: x is [rows][2·half], its first half h and second
 /// half g; y[r][j] = h[r][j]·gelu(g[r][j]) with dloral_gelu's gelu, one more rounding. y is
 /// [rows][half] and must not overlap x.
-void dloral_geglu(size_t rows, size_t half, const float *x, float *y);
+void dloral_geglu(const dloral_kernels *kernels, size_t rows, size_t half, const float *x, float *y);
 
 /// Runs fn(context, t) once for every task t < tasks on the one thread pool of the kernels and
 /// the engine: the calling thread and up to dloral_threads() − 1 persistent workers take the next
@@ -214,12 +227,6 @@ int dloral_threads(void);
 /// 64), or with n ≤ 0 goes back to the automatic count. Results do not depend on it (see above).
 /// Applies to calls that start afterwards.
 void dloral_threads_force(int n);
-
-/// For tests: forces the kernel level — one of the names dloral_kernels_isa() returns — or with
-/// NULL goes back to the automatic choice (which honours DLORAL_KERNELS). An unknown name, or a
-/// level this CPU cannot run, also means automatic. Not thread-safe with respect to kernels
-/// running at the same time on other threads (they may use either level).
-void dloral_kernels_force(const char *isa);
 
 /// glibc: serve every allocation from the heap (no per-allocation mmap) and never trim it, so
 /// memory freed by one large tensor is reused by the next instead of being unmapped and faulted in

@@ -24,7 +24,7 @@ enum MergeKernel {
                         for k in 0..<rank {
                             let s = Float(delta.scale) * up[o * rank + k]
                             if s == 0 { continue }
-                            dloral_axpy_f32(columns, s, a.baseAddress! + k * columns, row)
+                            dloral_axpy_f32(dloral_kernels_auto(), columns, s, a.baseAddress! + k * columns, row)
                         }
                     }
                 }
@@ -45,13 +45,13 @@ public enum DTypeConversion {
         case .float16:
             var out = [UInt8](repeating: 0, count: values.count * 2)
             out.withUnsafeMutableBytes {
-                dloral_f32_to_f16(values.count, values.baseAddress, $0.baseAddress!.assumingMemoryBound(to: UInt16.self))
+                dloral_f32_to_f16(dloral_kernels_auto(), values.count, values.baseAddress, $0.baseAddress!.assumingMemoryBound(to: UInt16.self))
             }
             return out
         case .bfloat16:
             var out = [UInt8](repeating: 0, count: values.count * 2)
             out.withUnsafeMutableBytes {
-                dloral_f32_to_bf16(values.count, values.baseAddress, $0.baseAddress!.assumingMemoryBound(to: UInt16.self))
+                dloral_f32_to_bf16(dloral_kernels_auto(), values.count, values.baseAddress, $0.baseAddress!.assumingMemoryBound(to: UInt16.self))
             }
             return out
         default:

@@ -41,7 +41,7 @@ public enum Int8Quantizer {
         arranged.withUnsafeBufferPointer { a in
             q.withUnsafeMutableBytes { qp in
                 scales.withUnsafeMutableBufferPointer { sp in
-                    dloral_quantize_i8(groups, groupSize, a.baseAddress, qp.bindMemory(to: Int8.self).baseAddress, sp.baseAddress, &energy)
+                    dloral_quantize_i8(dloral_kernels_auto(), groups, groupSize, a.baseAddress, qp.bindMemory(to: Int8.self).baseAddress, sp.baseAddress, &energy)
                 }
             }
         }

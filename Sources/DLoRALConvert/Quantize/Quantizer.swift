@@ -81,14 +81,14 @@ public enum Quantizer {
                 var energy: [Double] = [0, 0]
                 data.withUnsafeBytes { raw in
                     back.withUnsafeMutableBufferPointer {
-                        dloral_f16_to_f32(values.count, raw.bindMemory(to: UInt16.self).baseAddress, $0.baseAddress)
+                        dloral_f16_to_f32(dloral_kernels_auto(), values.count, raw.bindMemory(to: UInt16.self).baseAddress, $0.baseAddress)
                     }
                 }
                 if back.contains(where: { !$0.isFinite }) {
                     throw FormatError(.invalidModel, file: view.storage.origin, tensor: plan.name,
                                       "largest |value| \(largestMagnitude(values)) exceeds fp16's limit 65504 and would be stored as inf; keep this tensor fp32 with --keep '\(plan.name)'")
                 }
-                dloral_error_energy(values.count, values.baseAddress, back, &energy)
+                dloral_error_energy(dloral_kernels_auto(), values.count, values.baseAddress, back, &energy)
                 return DLRTWriter.Produced(data: data, sqnrDB: Int8Quantizer.sqnr(signal: energy[0], noise: energy[1]))
             default:
                 return DLRTWriter.Produced(data: view.contiguousData())

@@ -5,7 +5,8 @@ extension Ops {
     /// SiLU (swish): `x * sigmoid(x)`, computed as PyTorch does, `x / (1 + exp(-x))`, with the
     /// kernels' exp (`dloral_silu`, about 1 ulp; the same bits on every kernel path), on all cores.
     public static func silu(_ x: Tensor) -> Tensor {
-        elementwise(x) { dloral_silu($0, $1, $2) }
+        let kernels = Kernels.current.handle
+        return elementwise(x) { dloral_silu(kernels, $0, $1, $2) }
     }
 
     /// Exact GELU, `0.5 · x · (1 + erf(x / √2))` (PyTorch `approximate='none'`), on all cores.
@@ -14,7 +15,8 @@ extension Ops {
     /// cancellation for negative x), within 1.8 ulp of the true value wherever |gelu| ≥ 1e-30;
     /// the same bits on every kernel path.
     public static func gelu(_ x: Tensor) -> Tensor {
-        elementwise(x) { dloral_gelu($0, $1, $2) }
+        let kernels = Kernels.current.handle
+        return elementwise(x) { dloral_gelu(kernels, $0, $1, $2) }
     }
 
     /// An elementwise kernel `(n, x, y)` over all of `x`, in chunks of 64 Ki elements on all
@@ -49,12 +51,13 @@ extension Ops {
         shape[shape.count - 1] = half
         guard half > 0 else { return Tensor(zeros: shape) }
         let rows = x.count / width
+        let kernels = Kernels.current.handle
         // Every element is written, rows split over the cores.
         return Tensor(shape: shape) { dst in
             x.data.withUnsafeBufferPointer { src in
                 let (base, out) = (src.baseAddress!, dst.baseAddress!)
                 parallelRanges(rows, work: rows * half * 8) { r0, r1 in
-                    if r1 > r0 { dloral_geglu(r1 - r0, half, base + r0 * width, out + r0 * half) }
+                    if r1 > r0 { dloral_geglu(kernels, r1 - r0, half, base + r0 * width, out + r0 * half) }
                 }
             }
         }
@@ -74,11 +77,12 @@ extension Ops {
         let outer = x.shape[..<resolved].reduce(1, *)
         var out = x
         guard length > 0, inner > 0 else { return out }
+        let kernels = Kernels.current
         out.data.withUnsafeMutableBufferPointer { buffer in
             for o in 0..<outer {
                 for i in 0..<inner {
                     let base = o * length * inner + i
-                    softmaxInPlace(buffer.baseAddress! + base, count: length, stride: inner)
+                    softmaxInPlace(kernels, buffer.baseAddress! + base, count: length, stride: inner)
                 }
             }
         }
@@ -88,9 +92,9 @@ extension Ops {
     /// Softmax of `count` values spaced `stride` apart, in place (contiguous rows through
     /// `dloral_softmax`: the vector exp and a fixed 16-lane sum).
     @inline(__always)
-    static func softmaxInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, stride: Int) {
+    static func softmaxInPlace(_ kernels: Kernels, _ p: UnsafeMutablePointer<Float>, count: Int, stride: Int) {
         if stride == 1 {
-            dloral_softmax(count, p)
+            dloral_softmax(kernels.handle, count, p)
             return
         }
         var peak = -Float.infinity

@@ -41,6 +41,7 @@ extension Ops {
         }
         // PyTorch scales by 1/sqrt(d) computed in double and applied as a float.
         let scale = Float(1 / Double(d).squareRoot())
+        let kernels = Kernels.current.handle
         // Tasks of one (batch, head, block of queries), each run start to end on one core
         // (dloral_attention_run): the block's scores stay in that core's L2. The tasks write every
         // element of the output.
@@ -56,12 +57,12 @@ extension Ops {
                         let work = t * s * (d + dv) * heads * b
                         let parts = work < 1 << 22 ? 1 : max(1, min(Int(dloral_threads()), tasks))
                         if parts == 1 {
-                            dloral_attention_run(&shape, 0, tasks)
+                            dloral_attention_run(kernels, &shape, 0, tasks)
                         } else {
                             let problem = shape
                             ThreadPool.forEach(parts) { part in
                                 var local = problem
-                                dloral_attention_run(&local, tasks * part / parts, tasks * (part + 1) / parts)
+                                dloral_attention_run(kernels, &local, tasks * part / parts, tasks * (part + 1) / parts)
                             }
                         }
                     }

@@ -35,6 +35,7 @@ extension Ops {
         let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
         var geometry = dloral_conv_geometry(
             c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
+        let kernels = Kernels.current
         // Every element is written here (bias then beta 1, or beta 0): no zero fill first.
         return Tensor(shape: [n, o, ho, wo]) { dst in
             guard dst.count > 0 else { return }
@@ -51,12 +52,12 @@ extension Ops {
                         let beta: Float = bias == nil ? 0 : 1
                         if direct {
                             sgemm(
-                                m: o, n: columnsPerImage, k: k, a: wt, aHalf: half, lda: k,
+                                kernels, m: o, n: columnsPerImage, k: k, a: wt, aHalf: half, lda: k,
                                 b: input, ldb: columnsPerImage, c: output, ldc: columnsPerImage, beta: beta)
                         } else {
                             // Implicit GEMM: the im2col matrix is gathered into the GEMM's packed
                             // panels by the threads that use them, never stored.
-                            dloral_sconv2d(half ? 1 : 0, o, wt, &geometry, input, beta, output)
+                            dloral_sconv2d(kernels.handle, half ? 1 : 0, o, wt, &geometry, input, beta, output)
                         }
                     }
                 }
@@ -90,8 +91,9 @@ extension Ops {
         precondition((sourceH > 0 || size.h == 0) && (sourceW > 0 || size.w == 0), "conv2d upsampling \(sourceH)×\(sourceW) to \(size)")
         let rowMap = (0..<size.h).map { nearestSource($0, input: sourceH, output: size.h) }
         let columnMap = (0..<size.w).map { nearestSource($0, input: sourceW, output: size.w) }
+        let kernels = Kernels.current
         return x.data.withUnsafeBufferPointer { src in
-            bandedConv2d(n: n, c: c, h: size.h, w: size.w, weight: weight, bias: bias, stride: stride, padding: padding) {
+            bandedConv2d(kernels, n: n, c: c, h: size.h, w: size.w, weight: weight, bias: bias, stride: stride, padding: padding) {
                 image, y0, rows, band, channelStride in
                 parallelRanges(c, work: c * rows * size.w) { c0, c1 in
                     for ch in c0..<c1 {
@@ -119,16 +121,17 @@ extension Ops {
         let (n, c, h, w) = x.nchw("conv2d")
         let statistics = groupNormStatistics(x, groups: groups, eps: eps, given: statistics, weight: scale, bias: shift)
         let (mean, rstd, channelsPerGroup) = (statistics.mean, statistics.rstd, c / groups)
+        let kernels = Kernels.current
         return x.data.withUnsafeBufferPointer { src in
             return withOptionalPointer(scale) { scales in
                 withOptionalPointer(shift) { shifts in
-                    bandedConv2d(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                    bandedConv2d(kernels, n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
                         image, y0, rows, band, channelStride in
                         parallelRanges(c, work: c * rows * w * 8) { c0, c1 in
                             for ch in c0..<c1 {
                                 let g = image * groups + ch / channelsPerGroup
                                 dloral_group_norm_apply(
-                                    1, rows * w, src.baseAddress! + (image * c + ch) * h * w + y0 * w, mean[g], rstd[g],
+                                    kernels.handle, 1, rows * w, src.baseAddress! + (image * c + ch) * h * w + y0 * w, mean[g], rstd[g],
                                     scales.map { $0 + ch }, shifts.map { $0 + ch }, silu ? 1 : 0, band + ch * channelStride)
                             }
                         }
@@ -144,7 +147,7 @@ extension Ops {
     /// apart); the padding rows are zeros written here. Each band is one implicit GEMM whose
     /// output pixels are a run of the image's, computed as in `conv2d` (the same bits).
     private static func bandedConv2d(
-        n: Int, c: Int, h: Int, w: Int, weight: FloatWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+        _ kernels: Kernels, n: Int, c: Int, h: Int, w: Int, weight: FloatWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
         fill: (Int, Int, Int, UnsafeMutablePointer<Float>, Int) -> Void
     ) -> Tensor {
         let (o, kh, kw, ho, wo) = floatConvShape(c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding)
@@ -181,7 +184,7 @@ extension Ops {
                                 }
                                 var geometry = dloral_conv_geometry(
                                     c: c, h: rows, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: 0, pw: pw, ho: oy1 - oy0, wo: wo)
-                                dloral_sconv2d(half ? 1 : 0, o, wt, &geometry, band.baseAddress!, bias == nil ? 0 : 1, target)
+                                dloral_sconv2d(kernels.handle, half ? 1 : 0, o, wt, &geometry, band.baseAddress!, bias == nil ? 0 : 1, target)
                                 if bandRows < ho {
                                     for oc in 0..<o {
                                         (output + oc * ho * wo + oy0 * wo).update(from: target + oc * pixels, count: pixels)
@@ -224,11 +227,12 @@ extension Ops {
             }
         }
         guard inFeatures > 0 else { return out }
+        let kernels = Kernels.current
         x.data.withUnsafeBufferPointer { a in
             weight.withElements { b, half in
                 out.data.withUnsafeMutableBufferPointer { c in
                     sgemm(
-                        m: rows, n: outFeatures, k: inFeatures, a: a.baseAddress!, lda: inFeatures,
+                        kernels, m: rows, n: outFeatures, k: inFeatures, a: a.baseAddress!, lda: inFeatures,
                         b: b, bHalf: half, ldb: inFeatures, transposeB: true,
                         c: c.baseAddress!, ldc: outFeatures, beta: bias == nil ? 0 : 1)
                 }
@@ -246,7 +250,7 @@ extension Ops {
     ///   - transposeB: when true, `B` is stored `n×k` and used transposed.
     ///   - beta: 0 does not read `C`.
     static func sgemm(
-        m: Int, n: Int, k: Int, alpha: Float = 1,
+        _ kernels: Kernels, m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
         b: UnsafePointer<Float>, ldb: Int, transposeB: Bool = false,
         c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
@@ -256,13 +260,13 @@ extension Ops {
             lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n,
             "sgemm leading dimensions \(lda), \(ldb), \(ldc) too small for \(m)×\(n)×\(k)")
         dloral_sgemm(
-            transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            kernels.handle, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
     /// `sgemm` with either operand possibly binary16 (`aHalf` / `bHalf`), widened exactly as it
     /// is packed (`dloral_sgemm_typed`): the bits of `sgemm` on the widened matrix.
     static func sgemm(
-        m: Int, n: Int, k: Int, alpha: Float = 1,
+        _ kernels: Kernels, m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafeRawPointer, aHalf: Bool = false, lda: Int, transposeA: Bool = false,
         b: UnsafeRawPointer, bHalf: Bool = false, ldb: Int, transposeB: Bool = false,
         c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float = 0
@@ -272,7 +276,7 @@ extension Ops {
             lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n,
             "sgemm leading dimensions \(lda), \(ldb), \(ldc) too small for \(m)×\(n)×\(k)")
         dloral_sgemm_typed(
-            transposeA ? 1 : 0, transposeB ? 1 : 0, aHalf ? 1 : 0, bHalf ? 1 : 0, m, n, k, alpha,
+            kernels.handle, transposeA ? 1 : 0, transposeB ? 1 : 0, aHalf ? 1 : 0, bHalf ? 1 : 0, m, n, k, alpha,
             a, lda, b, ldb, beta, c, ldc)
     }
 }

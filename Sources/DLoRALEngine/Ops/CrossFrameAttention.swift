@@ -64,6 +64,7 @@ extension Ops {
         let thresholdBias = weights.thresholdBias?.data.first ?? 0
         var scores = [Float](repeating: 0, count: tokens * tokens)
         var thresholds = [Float](repeating: 0, count: tokens)
+        let kernels = Kernels.current
 
         q.data.withUnsafeBufferPointer { qp in
             k.data.withUnsafeBufferPointer { kp in
@@ -75,7 +76,7 @@ extension Ops {
                                     let offset = (batch * inner + head * d) * tokens
                                     let queries = qp.baseAddress! + offset  // [d, tokens]
                                     // sim[i, j] = Σ_d Q[d, i] K[d, j]
-                                    sgemm(m: tokens, n: tokens, k: d, a: queries, lda: tokens, transposeA: true,
+                                    sgemm(kernels, m: tokens, n: tokens, k: d, a: queries, lda: tokens, transposeA: true,
                                           b: kp.baseAddress! + offset, ldb: tokens, c: sp.baseAddress!, ldc: tokens)
                                     for i in 0..<tokens {
                                         var t: Float = 0
@@ -89,7 +90,7 @@ extension Ops {
                                         }
                                     }
                                     // out[d, i] = Σ_j V[d, j] attn[i, j]
-                                    sgemm(m: d, n: tokens, k: tokens, a: vp.baseAddress! + offset, lda: tokens,
+                                    sgemm(kernels, m: d, n: tokens, k: tokens, a: vp.baseAddress! + offset, lda: tokens,
                                           b: sp.baseAddress!, ldb: tokens, transposeB: true,
                                           c: op.baseAddress! + offset, ldc: tokens)
                                 }

@@ -72,14 +72,14 @@ extension Ops {
     /// kernels want (`dloral_int_min_rows`: at the amx level, one thread on the tiles beats two on
     /// a kernel without them for a 4×4 latent's 16 pixels).
     static func withPreparedWeights(
-        _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?, Int) -> Void
+        _ kernels: Kernels, _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?, Int) -> Void
     ) {
         let wanted = work < 1 << 22 ? 1 : min(integerThreads, count)
-        let parts = max(1, min(wanted, count / max(1, Int(dloral_int_min_rows()))))
+        let parts = max(1, min(wanted, count / max(1, Int(dloral_int_min_rows(kernels.handle)))))
         let outputs = weight.info.logicalShape[0]
         let prepared = weight.block > 0
-            ? dloral_int_block_weights_new(count / parts, outputs, weight.info.kPadded, weight.rows)
-            : dloral_int_weights_new(weight.bits, count / parts, outputs, weight.info.kPadded, weight.rows)
+            ? dloral_int_block_weights_new(kernels.handle, count / parts, outputs, weight.info.kPadded, weight.rows)
+            : dloral_int_weights_new(kernels.handle, weight.bits, count / parts, outputs, weight.info.kPadded, weight.rows)
         defer { dloral_int_weights_free(prepared) }
         if let prepared {
             parallelRanges(dloral_int_weights_pieces(prepared), parts: wanted) { first, end in
@@ -107,21 +107,22 @@ extension Ops {
         let (n, c, sourceH, sourceW) = x.nchw("conv2d")
         let (h, w) = size ?? (sourceH, sourceW)
         precondition(size == nil || ((sourceH > 0 || h == 0) && (sourceW > 0 || w == 0)), "conv2d upsampling \(sourceH)×\(sourceW) to \(h)×\(w)")
+        let kernels = Kernels.current
         return x.data.withUnsafeBufferPointer { src in
             guard size != nil else {
                 // The image rows of the band in one transpose, on all cores.
-                return bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                return bandedIntegerConv(kernels, n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
                     image, y0, rows, band in
                     let plane = src.baseAddress! + image * c * h * w + y0 * w
                     parallelRanges(rows * w, work: c * rows * w * 4) { p0, p1 in
-                        dloral_chw_to_hwc_pixels(c, h * w, plane, band, p0, p1)
+                        dloral_chw_to_hwc_pixels(kernels.handle, c, h * w, plane, band, p0, p1)
                     }
                 }
             }
             let rowMap = (0..<h).map { nearestSource($0, input: sourceH, output: h) }
             let columnMap = (0..<w).map { nearestSource($0, input: sourceW, output: w) }
             var sourceRow = [Float](repeating: 0, count: sourceW * c)
-            return bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+            return bandedIntegerConv(kernels, n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
                 image, y0, rows, band in
                 let plane = src.baseAddress! + image * c * sourceH * sourceW
                 for r in 0..<rows {
@@ -132,7 +133,7 @@ extension Ops {
                         continue
                     }
                     sourceRow.withUnsafeMutableBufferPointer { line in
-                        dloral_chw_to_hwc_pixels(c, sourceH * sourceW, plane + rowMap[y0 + r] * sourceW, line.baseAddress!, 0, sourceW)
+                        dloral_chw_to_hwc_pixels(kernels.handle, c, sourceH * sourceW, plane + rowMap[y0 + r] * sourceW, line.baseAddress!, 0, sourceW)
                         for ox in 0..<w {
                             (row + ox * c).update(from: line.baseAddress! + columnMap[ox] * c, count: c)
                         }
@@ -156,16 +157,17 @@ extension Ops {
         let channelsPerGroup = c / groups, plane = h * w
         let group = { (index: Int) in index / c * groups + index % c / channelsPerGroup }
         let means = (0..<n * c).map { statistics.mean[group($0)] }, rstds = (0..<n * c).map { statistics.rstd[group($0)] }
+        let kernels = Kernels.current
         return x.data.withUnsafeBufferPointer { src in
             return withOptionalPointer(scale) { scales in
                 withOptionalPointer(shift) { shifts in
                     means.withUnsafeBufferPointer { m in
                         rstds.withUnsafeBufferPointer { r in
-                            bandedIntegerConv(n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
+                            bandedIntegerConv(kernels, n: n, c: c, h: h, w: w, weight: weight, bias: bias, stride: stride, padding: padding) {
                                 image, y0, rows, band in
                                 let base = src.baseAddress! + image * c * plane + y0 * w
                                 parallelRanges(rows * w, work: c * rows * w * 8) { p0, p1 in
-                                    dloral_group_norm_nhwc(c, plane, base, m.baseAddress! + image * c, r.baseAddress! + image * c,
+                                    dloral_group_norm_nhwc(kernels.handle, c, plane, base, m.baseAddress! + image * c, r.baseAddress! + image * c,
                                                            scales, shifts, silu ? 1 : 0, band, p0, p1)
                                 }
                             }
@@ -182,7 +184,7 @@ extension Ops {
     /// written here. Each band's output pixels are a run of the image's, each quantized from its
     /// own im2col row as over the whole image (the same bits).
     private static func bandedIntegerConv(
-        n: Int, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
+        _ kernels: Kernels, n: Int, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?, stride: (Int, Int), padding: (Int, Int),
         fill: (Int, Int, Int, UnsafeMutablePointer<Float>) -> Void
     ) -> Tensor {
         precondition(weight.block == 0 || weight.activations == .int8, "\(weight.name): block scales run int8 activations only")
@@ -205,7 +207,7 @@ extension Ops {
                         (band.baseAddress! + (y1 - first) * w * c).update(repeating: 0, count: (rows - (y1 - first)) * w * c)
                         if y1 > y0 { fill(image, y0, y1 - y0, band.baseAddress! + (y0 - first) * w * c) }
                         integerConvImage(
-                            UnsafePointer(band.baseAddress!), c: c, h: rows, w: w, weight: weight, bias: bias,
+                            kernels, UnsafePointer(band.baseAddress!), c: c, h: rows, w: w, weight: weight, bias: bias,
                             stride: stride, padding: (0, padding.1), outputRows: (ho, wo),
                             output: output + oy0 * wo, pixels: (oy1 - oy0) * wo)
                     }
@@ -222,12 +224,13 @@ extension Ops {
     ) -> Tensor {
         precondition(x.rank == 4, "conv2d(nhwc:) expects [N, H, W, C], got \(x.shape)")
         let (n, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let kernels = Kernels.current
         return Tensor(shape: integerConvShape(n: n, c: c, h: h, w: w, weight: weight, stride: stride, padding: padding)) { dst in
             guard dst.count > 0 else { return }
             x.data.withUnsafeBufferPointer { src in
                 for image in 0..<n {
                     integerConvImage(
-                        src.baseAddress! + image * c * h * w, c: c, h: h, w: w, weight: weight, bias: bias,
+                        kernels, src.baseAddress! + image * c * h * w, c: c, h: h, w: w, weight: weight, bias: bias,
                         stride: stride, padding: padding, output: dst.baseAddress! + image * dst.count / n)
                 }
             }
@@ -251,7 +254,7 @@ extension Ops {
     /// writes every element of the image's NCHW output, or the first `pixels` of each channel's
     /// plane of `outputRows` (a band of an image whose planes are that size).
     private static func integerConvImage(
-        _ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?,
+        _ kernels: Kernels, _ input: UnsafePointer<Float>, c: Int, h: Int, w: Int, weight: IntegerWeight, bias: Tensor?,
         stride: (Int, Int), padding: (Int, Int), outputRows: (Int, Int)? = nil,
         output: UnsafeMutablePointer<Float>, pixels bandPixels: Int? = nil
     ) {
@@ -264,15 +267,15 @@ extension Ops {
         let pixels = bandPixels ?? ho * wo
         let work = pixels * o * c * kh * kw
         withOptionalPointer(bias) { b in
-            withPreparedWeights(weight, rows: pixels, work: work) { prepared, parts in
+            withPreparedWeights(kernels, weight, rows: pixels, work: work) { prepared, parts in
                 parallelRanges(pixels, parts: parts) { p0, p1 in
                     var geometry = dloral_conv_geometry(
                         c: c, h: h, w: w, kh: kh, kw: kw, sh: sh, sw: sw, ph: ph, pw: pw, ho: ho, wo: wo)
                     var weights = dloral_int_layer_weights(
                         n: o, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales, bias: b)
                     let status = weight.block > 0  // §4.3
-                        ? dloral_int_block_conv2d(weight.block, &geometry, input, &weights, output, p0, p1, prepared)
-                        : dloral_int_conv2d(weight.bits, &geometry, input, &weights, output, p0, p1, prepared)
+                        ? dloral_int_block_conv2d(kernels.handle, weight.block, &geometry, input, &weights, output, p0, p1, prepared)
+                        : dloral_int_conv2d(kernels.handle, weight.bits, &geometry, input, &weights, output, p0, p1, prepared)
                     precondition(status == 0, "integer conv2d \(weight.name): out of memory for its scratch buffers")
                 }
             }
@@ -292,20 +295,21 @@ extension Ops {
         outShape[outShape.count - 1] = outFeatures
         let rows = inFeatures == 0 ? 0 : x.count / inFeatures
         guard rows > 0, outFeatures > 0 else { return Tensor(zeros: outShape) }
+        let kernels = Kernels.current
         // Every element is written by the epilogue: no zero fill first.
         return Tensor(shape: outShape) { y in
             x.data.withUnsafeBufferPointer { a in
                 withOptionalPointer(bias) { b in
                     let work = rows * outFeatures * inFeatures
-                    withPreparedWeights(weight, rows: rows, work: work) { prepared, parts in
+                    withPreparedWeights(kernels, weight, rows: rows, work: work) { prepared, parts in
                         parallelRanges(rows, parts: parts) { r0, r1 in
                             var weights = dloral_int_layer_weights(
                                 n: outFeatures, kp: weight.info.kPadded, rows: weight.rows, scales: weight.info.scales,
                                 bias: b)
                             let status = weight.block > 0  // §4.3
-                                ? dloral_int_block_linear(weight.block, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                ? dloral_int_block_linear(kernels.handle, weight.block, inFeatures, a.baseAddress!, inFeatures, &weights,
                                                           y.baseAddress!, outFeatures, r0, r1, prepared)
-                                : dloral_int_linear(weight.bits, inFeatures, a.baseAddress!, inFeatures, &weights,
+                                : dloral_int_linear(kernels.handle, weight.bits, inFeatures, a.baseAddress!, inFeatures, &weights,
                                                     y.baseAddress!, outFeatures, r0, r1, prepared)
                             precondition(status == 0, "integer linear \(weight.name): out of memory for its scratch buffers")
                         }

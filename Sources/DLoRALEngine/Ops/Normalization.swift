@@ -36,8 +36,9 @@ extension Ops {
         _ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, silu: Bool = false
     ) -> Tensor {
         precondition(x.rank >= 2, "groupNorm expects [N, C, *], got \(x.shape)")
+        let kernels = Kernels.current.handle
         return applyPerGroup(x, groups: groups, weight: weight, bias: bias) { channels, spatial, _, input, scale, shift, out in
-            dloral_group_norm(channels, spatial, input, scale, shift, eps, silu ? 1 : 0, out)
+            dloral_group_norm(kernels, channels, spatial, input, scale, shift, eps, silu ? 1 : 0, out)
         }
     }
 
@@ -50,13 +51,14 @@ extension Ops {
         let groupSize = c / groups * x.shape.dropFirst(2).reduce(1, *)
         var mean = [Float](repeating: 0, count: n * groups)
         var variance = [Float](repeating: 0, count: n * groups)
+        let kernels = Kernels.current.handle
         x.data.withUnsafeBufferPointer { source in
             mean.withUnsafeMutableBufferPointer { m in
                 variance.withUnsafeMutableBufferPointer { v in
                     let (base, means, variances) = (source.baseAddress, m.baseAddress!, v.baseAddress!)
                     parallelRanges(n * groups, work: n * groups * groupSize * 2) { first, end in
                         for g in first..<end {
-                            dloral_group_norm_moments(groupSize, base! + g * groupSize, means + g, variances + g)
+                            dloral_group_norm_moments(kernels, groupSize, base! + g * groupSize, means + g, variances + g)
                         }
                     }
                 }
@@ -76,8 +78,9 @@ extension Ops {
         precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
         precondition(statistics.mean.count == n * groups && statistics.rstd.count == n * groups,
                      "groupNorm: statistics for \(statistics.mean.count) groups, \(x.shape) has \(n * groups)")
+        let kernels = Kernels.current.handle
         return applyPerGroup(x, groups: groups, weight: weight, bias: bias) { channels, spatial, g, input, scale, shift, out in
-            dloral_group_norm_apply(channels, spatial, input, statistics.mean[g], statistics.rstd[g], scale, shift, silu ? 1 : 0, out)
+            dloral_group_norm_apply(kernels, channels, spatial, input, statistics.mean[g], statistics.rstd[g], scale, shift, silu ? 1 : 0, out)
         }
     }
 
@@ -134,13 +137,14 @@ extension Ops {
         let groupSize = c / groups * h * w
         var mean = [Float](repeating: 0, count: n * groups), rstd = [Float](repeating: 0, count: n * groups)
         guard groupSize > 0 else { return GroupNormStatistics(groups: groups, mean: mean, rstd: rstd) }
+        let kernels = Kernels.current.handle
         x.data.withUnsafeBufferPointer { src in
             mean.withUnsafeMutableBufferPointer { m in
                 rstd.withUnsafeMutableBufferPointer { r in
                     let (means, rstds) = (m.baseAddress!, r.baseAddress!)
                     parallelRanges(n * groups, work: n * groups * groupSize * 2) { g0, g1 in
                         for g in g0..<g1 {
-                            dloral_group_norm_stats(groupSize, src.baseAddress! + g * groupSize, eps, means + g, rstds + g)
+                            dloral_group_norm_stats(kernels, groupSize, src.baseAddress! + g * groupSize, eps, means + g, rstds + g)
                         }
                     }
                 }
@@ -168,6 +172,7 @@ extension Ops {
         if let bias { precondition(bias.count == c, "groupNorm bias has \(bias.count) elements, C = \(c)") }
         let plane = h * w
         let channelsPerGroup = c / groups
+        let kernels = Kernels.current.handle
         return Tensor(shape: [n, h, w, c]) { target in
             guard target.count > 0 else { return }
             var mean = [Float](repeating: 0, count: c)
@@ -188,7 +193,7 @@ extension Ops {
                                                 rstds[first] = statistics.rstd[image * groups + g]
                                             } else {
                                                 dloral_group_norm_stats(
-                                                    channelsPerGroup * plane, base + first * plane, eps,
+                                                    kernels, channelsPerGroup * plane, base + first * plane, eps,
                                                     means + first, rstds + first)
                                             }
                                             for ch in first + 1..<first + channelsPerGroup {
@@ -200,7 +205,7 @@ extension Ops {
                                     let out = target.baseAddress! + image * c * plane
                                     parallelRanges(plane, work: c * plane * 8) { p0, p1 in
                                         dloral_group_norm_nhwc(
-                                            c, plane, base, means, rstds, scale, shift, silu ? 1 : 0, out, p0, p1)
+                                            kernels, c, plane, base, means, rstds, scale, shift, silu ? 1 : 0, out, p0, p1)
                                     }
                                 }
                             }
@@ -226,6 +231,7 @@ extension Ops {
         var out = x
         guard d > 0 else { return out }
         let rows = x.count / d
+        let kernels = Kernels.current.handle
         // dloral_layer_norm: the moments in double lanes, the affine step vectorised, rows split
         // over the cores.
         out.data.withUnsafeMutableBufferPointer { dst in
@@ -233,7 +239,7 @@ extension Ops {
             withOptionalPointer(weight) { w in
                 withOptionalPointer(bias) { b in
                     parallelRanges(rows, work: rows * d * 8) { r0, r1 in
-                        dloral_layer_norm(d, UnsafePointer(target), w, b, eps, target, r0, r1)
+                        dloral_layer_norm(kernels, d, UnsafePointer(target), w, b, eps, target, r0, r1)
                     }
                 }
             }

@@ -48,7 +48,7 @@ let package = Package(
         .target(
             name: "DLoRALFormats",
             dependencies: [
-                "CONNX", "CZstd", "CFileGuard",
+                "CONNX", "CZstd", "CFileGuard", "CThreadPool",
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
@@ -81,7 +81,11 @@ let package = Package(
         // Sources by architecture (arch/x86/…, arch/arm/neon, generic/ for the scalar reference and
         // the drivers); the internal headers sit at the target's root.
         .target(
-            name: "CKernels", cSettings: [.headerSearchPath(".")], linkerSettings: [.linkedLibrary("m")]),
+            name: "CKernels", dependencies: ["CThreadPool"], cSettings: [.headerSearchPath(".")],
+            linkerSettings: [.linkedLibrary("m")]),
+        // The one thread pool (dloral_parallel_for), honouring DLORAL_THREADS: the kernels' drivers,
+        // the engine and the file readers share it, so it sits below all of them.
+        .target(name: "CThreadPool", linkerSettings: [.linkedLibrary("pthread")]),
         // Signal-handler side of file safety: mapped inputs that shrink (SIGBUS) and temporary
         // outputs removed on SIGINT/SIGTERM, in async-signal-safe C.
         .target(name: "CFileGuard"),

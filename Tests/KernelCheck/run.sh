@@ -22,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 HARNESS=Tests/KernelCheck/kernel_check.c
-mapfile -t SOURCES < <(find Sources/CKernels -name "*.c" | LC_ALL=C sort)
-INCLUDES=(-I Sources/CKernels/include -I Sources/CKernels)
+mapfile -t SOURCES < <(find Sources/CKernels Sources/CThreadPool -name "*.c" | LC_ALL=C sort)
+INCLUDES=(-I Sources/CKernels/include -I Sources/CKernels -I Sources/CThreadPool/include)
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kernel-check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

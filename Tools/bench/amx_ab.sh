@@ -28,8 +28,8 @@ git show "$base:$amx_file" > "$work/base_amx_body.c" || {
     echo "#define gemm_i16i8_i32_avxvnni gemm_i16i8_i32_vnni_evex"
     echo "#include \"$work/base_amx_body.c\""
 } > "$work/base_amx.c"
-mapfile -t sources < <(find Sources/CKernels -name '*.c' | LC_ALL=C sort)
-clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/amx_ab.c "$work/base_amx.c" \
+mapfile -t sources < <(find Sources/CKernels Sources/CThreadPool -name '*.c' | LC_ALL=C sort)
+clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include -ISources/CThreadPool/include Tools/bench/amx_ab.c "$work/base_amx.c" \
     "${sources[@]}" -lm -o "$work/amx_ab"
 if [[ ${1:-} == --build-only ]]; then exit 0; fi
 echo "base: $base ($(git rev-parse --short "$base")); tree: the working tree of $(git rev-parse --short HEAD)"

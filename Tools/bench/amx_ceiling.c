@@ -6,8 +6,8 @@
 // same 32 × 32 block of C is computed again and again, so nothing but the two operands moves.
 //
 // Run from the repository root (needs level amx):
-//   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/amx_ceiling.c
-//      $(find Sources/CKernels -name '*.c') -lm -o /tmp/amx_ceiling && /tmp/amx_ceiling
+//   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include -ISources/CThreadPool/include Tools/bench/amx_ceiling.c
+//      $(find Sources/CKernels Sources/CThreadPool -name '*.c') -lm -o /tmp/amx_ceiling && /tmp/amx_ceiling
 // (one line).
 #include "amx_tiles.h"
 #include "dloral_kernels.h"

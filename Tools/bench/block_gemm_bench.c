@@ -13,8 +13,8 @@
 // Every kernel's output is compared with the dot kernel's (bits) before timing.
 //
 // Build at -O2 from the repository root:
-//   cc -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/block_gemm_bench.c
-//      $(find Sources/CKernels -name '*.c') -lm -o /tmp/block_gemm_bench && /tmp/block_gemm_bench --runs 7
+//   cc -O2 -pthread -ISources/CKernels -ISources/CKernels/include -ISources/CThreadPool/include Tools/bench/block_gemm_bench.c
+//      $(find Sources/CKernels Sources/CThreadPool -name '*.c') -lm -o /tmp/block_gemm_bench && /tmp/block_gemm_bench --runs 7
 // (one line).
 #include "dloral_int_layer.h"
 #include "dloral_kernels.h"

@@ -16,13 +16,13 @@ if [ "$(uname -m)" = x86_64 ]; then
     mkdir -p "$out"
     bench_objs=$(mktemp -d)
     trap 'rm -rf "$bench_objs"' EXIT
-    # Every kernel source, wherever it sits under Sources/CKernels, with every folder of it on the
-    # include path.
+    # Every kernel source, wherever it sits under Sources/CKernels, and the thread pool, with every
+    # folder of them on the include path.
     includes=()
-    while IFS= read -r dir; do includes+=("-I$dir"); done < <(find Sources/CKernels -type d | sort)
+    while IFS= read -r dir; do includes+=("-I$dir"); done < <(find Sources/CKernels Sources/CThreadPool -type d | sort)
     while IFS= read -r c; do
-        clang -O2 -c "${includes[@]}" "$c" -o "$bench_objs/$(echo "${c#Sources/CKernels/}" | tr / _ | sed 's/\.c$//').o"
-    done < <(find Sources/CKernels -name '*.c' | sort)
+        clang -O2 -c "${includes[@]}" "$c" -o "$bench_objs/$(echo "${c#Sources/}" | tr / _ | sed 's/\.c$//').o"
+    done < <(find Sources/CKernels Sources/CThreadPool -name '*.c' | sort)
     for b in int_gemm_bench block_gemm_bench sgemm_bench amx_ceiling; do
         clang -O2 -pthread "${includes[@]}" "Tools/bench/$b.c" "$bench_objs"/*.o \
             -lopenblas -lm -o "$out/$b"

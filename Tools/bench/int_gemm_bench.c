@@ -5,8 +5,8 @@
 // Build with clang at -O2, as SwiftPM builds the kernels for the product (gcc keeps some of the
 // register-blocked tiles' accumulators in memory, so it would time code the product never runs), from
 // the repository root:
-//   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include Tools/bench/int_gemm_bench.c \
-//      $(find Sources/CKernels -name '*.c') -lopenblas -lm -o /tmp/int_gemm_bench
+//   clang -O2 -pthread -ISources/CKernels -ISources/CKernels/include -ISources/CThreadPool/include Tools/bench/int_gemm_bench.c \
+//      $(find Sources/CKernels Sources/CThreadPool -name '*.c') -lopenblas -lm -o /tmp/int_gemm_bench
 //   /tmp/int_gemm_bench [--runs 7]
 //
 // Shapes: a block of activation rows (as the integer layer driver feeds the int8 kernel: at most

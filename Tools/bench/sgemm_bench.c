@@ -2,8 +2,8 @@
 // the avx512 level (8×32 zmm tile), 1 and 2 threads, against OpenBLAS cblas_sgemm at the Stable
 // Diffusion shapes the engine runs, next to register-only FMA peaks.
 // Build at -O2 (the debug SwiftPM build compiles C at -O0) from Tools/bench:
-//   cc -O2 -mavx2 -mfma -pthread -I../../Sources/CKernels -I../../Sources/CKernels/include
-//      $(pkg-config --cflags openblas) sgemm_bench.c $(find ../../Sources/CKernels -name '*.c')
+//   cc -O2 -mavx2 -mfma -pthread -I../../Sources/CKernels -I../../Sources/CKernels/include -I../../Sources/CThreadPool/include
+//      $(pkg-config --cflags openblas) sgemm_bench.c $(find ../../Sources/CKernels ../../Sources/CThreadPool -name '*.c')
 //      $(pkg-config --libs openblas) -lm -o sgemm_bench
 // (-mavx2 -mfma are not needed for the kernels, which are compiled for AVX2 / AVX-512 per
 // function; the driver and packing are plain C, as in the SwiftPM build. cc is GCC here; SwiftPM

@@ -128,8 +128,8 @@ void int_gemm_prepared(const kernel_table *T, int bits, size_t m, size_t n, size
 }
 
 // Rows per block: the quantized block (rows·kp elements) stays within about 512 KiB of the 2 MiB
-// L2, up to 256 rows, and the int32 results (rows·n) within about 512 KiB. (Against 256 KiB and
-// 128 rows, this was about 15 % faster on two threads in Tools/bench/int_gemm_bench.c.)
+// L2, up to 256 rows, and the int32 results (rows·n) within about 512 KiB: the larger blocks cost
+// fewer weight passes than 256 KiB / 128 rows did on two threads (Tools/bench/int_gemm_bench.c).
 size_t int_layer_block_rows(int bits, size_t kp, size_t n) {
     size_t bytes = bits == 8 ? 1 : 2;
     size_t rows = (512u * 1024u) / (kp * bytes + 1);

@@ -37,7 +37,7 @@
 #include <string.h>
 
 #include "kernel_table.h"
-#include "thread_pool.h"
+#include "dloral_thread_pool.h"
 #include "sgemm_loops.h"
 
 // The whole result when k or alpha is 0: C = 0 when beta is 0 (C not read), else beta·C.
@@ -92,7 +92,7 @@ static void pool_run(const sgemm_problem *P, int split_cols, int parts) {
     size_t chunk_units = (units + (size_t)parts * per_thread - 1) / ((size_t)parts * per_thread);
     size_t chunks = (units + chunk_units - 1) / chunk_units;
     sgemm_job job = {P, split_cols, chunk_units};
-    thread_pool_run(chunks, parts, run_chunk, &job);
+    dloral_thread_pool_run(chunks, parts, run_chunk, &job);
 }
 
 // The floats of B (k × n) packed whole for this kernel: its panels, for jc then pc.

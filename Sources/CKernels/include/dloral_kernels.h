@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The thread pool (dloral_parallel_for, dloral_threads) is its own target, CThreadPool, shared
+// with the file readers.
+#include "dloral_thread_pool.h"
+
 /// A kernel level: which kernel every entry point below runs. Every entry point that has a choice
 /// takes one as its first argument, so callers (and tests) can run several levels side by side.
 /// Contexts are immutable and live as long as the process; they need no freeing.
@@ -211,22 +215,6 @@ void dloral_gelu(const dloral_kernels *kernels, size_t n, const float *x, float 
 /// half g; y[r][j] = h[r][j]·gelu(g[r][j]) with dloral_gelu's gelu, one more rounding. y is
 /// [rows][half] and must not overlap x.
 void dloral_geglu(const dloral_kernels *kernels, size_t rows, size_t half, const float *x, float *y);
-
-/// Runs fn(context, t) once for every task t < tasks on the one thread pool of the kernels and
-/// the engine: the calling thread and up to dloral_threads() − 1 persistent workers take the next
-/// task as each finishes one; returns when all have run. A call made while the pool runs another
-/// caller's tasks (from another thread, or from inside a task) runs its tasks on the calling
-/// thread. The tasks must not depend on which thread runs them or in which order.
-void dloral_parallel_for(size_t tasks, void (*fn)(void *context, size_t task), void *context);
-
-/// Number of threads of the pool (dloral_parallel_for, dloral_sgemm for a large product):
-/// dloral_threads_force, else DLORAL_THREADS, else the online CPUs capped at 8.
-int dloral_threads(void);
-
-/// For tests and benchmarks: makes the pool use n threads (1: the calling thread only; at most
-/// 64), or with n ≤ 0 goes back to the automatic count. Results do not depend on it (see above).
-/// Applies to calls that start afterwards.
-void dloral_threads_force(int n);
 
 /// glibc: serve every allocation from the heap (no per-allocation mmap) and never trim it, so
 /// memory freed by one large tensor is reused by the next instead of being unmapped and faulted in

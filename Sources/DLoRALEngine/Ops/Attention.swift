@@ -1,4 +1,5 @@
 import CKernels
+import DLoRALFormats
 
 extension Ops {
     /// Multi-head scaled dot-product attention as in diffusers' `Attention` (and
@@ -55,7 +56,7 @@ extension Ops {
                             int8_logits: int8Logits ? 1 : 0)
                         let tasks = dloral_attention_tasks(&shape)
                         let work = t * s * (d + dv) * heads * b
-                        let parts = work < 1 << 22 ? 1 : max(1, min(Int(dloral_threads()), tasks))
+                        let parts = work < 1 << 22 ? 1 : max(1, min(ThreadPool.threads, tasks))
                         if parts == 1 {
                             dloral_attention_run(kernels, &shape, 0, tasks)
                         } else {

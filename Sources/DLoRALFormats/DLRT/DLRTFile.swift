@@ -301,29 +301,20 @@ public final class DLRTFile: @unchecked Sendable {
     }
 
     /// Verifies every tensor, releasing each region's pages after hashing it (so checking a
-    /// multi-GB file does not make it resident). Tensors are hashed on all cores, largest first;
-    /// a failure reports the first bad tensor in file order.
+    /// multi-GB file does not make it resident). Tensors are hashed on the thread pool
+    /// (DLORAL_THREADS), largest first; a failure reports the first bad tensor in file order.
     public func verifyAll() throws {
         let order = entries.indices.sorted { entries[$0].data.bytes > entries[$1].data.bytes }
-        let threads = max(1, min(8, ProcessInfo.processInfo.activeProcessorCount, order.count))
         let lock = NSLock()
-        var next = 0
         var failures: [(Int, Error)] = []
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            while true {
+        ThreadPool.forEach(order.count) { taken in
+            let index = order[taken]
+            do {
+                try verify(entries[index].name, releasePages: true)
+            } catch {
                 lock.lock()
-                let taken = next
-                next += 1
+                failures.append((index, error))
                 lock.unlock()
-                guard taken < order.count else { return }
-                let index = order[taken]
-                do {
-                    try verify(entries[index].name, releasePages: true)
-                } catch {
-                    lock.lock()
-                    failures.append((index, error))
-                    lock.unlock()
-                }
             }
         }
         if let first = failures.min(by: { $0.0 < $1.0 }) { throw first.1 }

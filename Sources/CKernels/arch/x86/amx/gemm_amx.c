@@ -12,9 +12,9 @@
 // A tiles and tmm6–7 the two B tiles of one 64-wide step of k; per step 4 loads feed 4 TDPBSSD.
 // A tiles load straight from a (stride kp). The weights are packed into the VNNI layout (pack_b),
 // zero-padded to whole tiles: per call by gemm_i8i8_i32_amx, or once for all the row blocks of a
-// layer call by amx_pack_weights (generic/int_layer.c): at the layer driver's block sizes, packing per
-// call took 10–40 % of the GEMM's time. (Under AMX_MIN_ROWS rows the amx table leaves the
-// product to the VNNI kernel, which is faster than packing.) Rows of a that do not fill a tile (m mod 16) and, when kp is not a multiple
+// layer call by amx_pack_weights (generic/int_layer.c), because at the layer driver's block sizes
+// packing per call costs a large share of the GEMM. (Under AMX_MIN_ROWS rows the amx table leaves
+// the product to the VNNI kernel, which is faster than packing.) Rows of a that do not fill a tile (m mod 16) and, when kp is not a multiple
 // of 64, all of a are copied into a zero-padded scratch first, so no tile load reads past an
 // input; C tiles that do not fit c (m or n not a multiple of 16) are stored to a scratch tile and
 // copied out. The column pairs are outermost, so one packed panel of 32 weight rows (32·kp bytes)
@@ -307,9 +307,9 @@ AMX void gemm_i8i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int8_t *a
 // written once per call already in tiles: for row tile t and step s, the high tile (16 rows × 64
 // bytes) then the low one, 2 KiB at (t·steps + s)·2048, zero past kp and past m (their products
 // are never stored), so each tile load reads 1 KiB in a row. The four C tiles go to a scratch
-// block from which the combination is written into c, 16 columns per vector. (With the split by
-// vpermt2b below: 0.97–1.52× the row-major halves, narrowing by vpmovwb and a scalar combination
-// they replace, at the SD shapes; Tools/bench/amx_ab.sh.)
+// block from which the combination is written into c, 16 columns per vector. The split by vpermt2b
+// below replaces row-major halves, narrowing by vpmovwb and a scalar combination because it is not
+// slower at any SD shape (Tools/bench/amx_ab.sh compares the two; figures in BENCHMARKS.md).
 AMX void gemm_i16i8_i32_amx_packed(size_t m, size_t n, size_t kp, const int16_t *a, const int8_t *w,
                                    const int8_t *wp, int32_t *c) {
     if (m == 0 || n == 0) return;

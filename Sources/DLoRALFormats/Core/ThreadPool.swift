@@ -1,16 +1,17 @@
-import CKernels
+import CThreadPool
 
-/// The one thread pool of the kernels and the engine (`dloral_parallel_for`): `threads` threads,
+/// The one thread pool of the kernels, the engine and the file readers (`dloral_parallel_for`,
+/// CThreadPool): `threads` threads,
 /// set by DLORAL_THREADS (default: the online CPUs, at most 8). Results never depend on it: every
 /// task's arithmetic is fixed, whichever thread runs it.
-enum ThreadPool {
+public enum ThreadPool {
     /// The pool's thread count.
-    static var threads: Int { Int(dloral_threads()) }
+    public static var threads: Int { Int(dloral_threads()) }
 
     /// Runs `body(task)` once for every task in `0..<tasks` on the pool (the calling thread
     /// included) and returns when all have run. From inside a task, or while another thread's
     /// tasks run, the tasks run on the calling thread.
-    static func forEach(_ tasks: Int, _ body: (Int) -> Void) {
+    public static func forEach(_ tasks: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var task = body
             withUnsafeMutablePointer(to: &task) { pointer in

@@ -3,8 +3,7 @@
 // the caller and the woken workers take first come, first served; its caller waits until they are
 // all done. Which thread runs a task never changes its result (every task's arithmetic is fixed),
 // so results do not depend on the thread count.
-#include "dloral_kernels.h"
-#include "thread_pool.h"
+#include "dloral_thread_pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -123,7 +122,7 @@ static int pool_grow(int wanted) {
     return pool.workers;
 }
 
-void thread_pool_run(size_t tasks, int parts, void (*fn)(void *context, size_t task), void *context) {
+void dloral_thread_pool_run(size_t tasks, int parts, void (*fn)(void *context, size_t task), void *context) {
     if (parts > 1 && (size_t)parts > tasks) parts = (int)tasks;
     if (parts <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
         for (size_t t = 0; t < tasks; t++) fn(context, t);
@@ -156,7 +155,7 @@ void thread_pool_run(size_t tasks, int parts, void (*fn)(void *context, size_t t
 }
 
 void dloral_parallel_for(size_t tasks, void (*fn)(void *context, size_t task), void *context) {
-    thread_pool_run(tasks, dloral_threads(), fn, context);
+    dloral_thread_pool_run(tasks, dloral_threads(), fn, context);
 }
 
 void dloral_threads_force(int n) {

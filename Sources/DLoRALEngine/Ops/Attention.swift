@@ -56,15 +56,10 @@ extension Ops {
                             int8_logits: int8Logits ? 1 : 0)
                         let tasks = dloral_attention_tasks(&shape)
                         let work = t * s * (d + dv) * heads * b
-                        let parts = work < 1 << 22 ? 1 : max(1, min(ThreadPool.threads, tasks))
-                        if parts == 1 {
-                            dloral_attention_run(kernels, &shape, 0, tasks)
-                        } else {
-                            let problem = shape
-                            ThreadPool.forEach(parts) { part in
-                                var local = problem
-                                dloral_attention_run(kernels, &local, tasks * part / parts, tasks * (part + 1) / parts)
-                            }
+                        let problem = shape
+                        Ops.parallelRanges(tasks, work: work) { first, end in
+                            var local = problem
+                            dloral_attention_run(kernels, &local, first, end)
                         }
                     }
                 }

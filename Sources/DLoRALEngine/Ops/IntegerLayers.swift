@@ -41,13 +41,16 @@ public struct IntegerWeight: @unchecked Sendable {
 }
 
 extension Ops {
-    /// Threads for the integer layers: the pool's (DLORAL_THREADS).
-    static var integerThreads: Int { ThreadPool.threads }
+    /// How many parts `count` items of `work` multiply-adds in all are split into: one below about
+    /// 4 M (starting the pool's threads costs more), else one per pool thread (DLORAL_THREADS).
+    static func parts(_ count: Int, work: Int) -> Int {
+        work < 1 << 22 ? 1 : min(ThreadPool.threads, count)
+    }
 
-    /// Splits `0..<count` into at most `integerThreads` contiguous parts and runs `body` on each
+    /// Splits `0..<count` into `parts(count, work:)` contiguous parts and runs `body` on each
     /// concurrently (inline for small work).
     static func parallelRanges(_ count: Int, work: Int, _ body: (Int, Int) -> Void) {
-        parallelRanges(count, parts: work < 1 << 22 ? 1 : min(integerThreads, count), body)
+        parallelRanges(count, parts: parts(count, work: work), body)
     }
 
     /// Splits `0..<count` into `parts` contiguous parts (at most `count`) and runs `body` on each,
@@ -74,7 +77,7 @@ extension Ops {
     static func withPreparedWeights(
         _ kernels: Kernels, _ weight: IntegerWeight, rows count: Int, work: Int, _ body: (OpaquePointer?, Int) -> Void
     ) {
-        let wanted = work < 1 << 22 ? 1 : min(integerThreads, count)
+        let wanted = parts(count, work: work)
         let parts = max(1, min(wanted, count / max(1, Int(dloral_int_min_rows(kernels.handle)))))
         let outputs = weight.info.logicalShape[0]
         let prepared = weight.block > 0

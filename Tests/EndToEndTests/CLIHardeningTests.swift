@@ -205,7 +205,7 @@ struct CLIHardeningTests {
     }
 
     /// Item 16: every option `--help` lists is documented, in README.md or the command's page
-    /// under docs/; DLORAL_KERNELS is in dloral-verify's help; nothing cites a "DESIGN" document,
+    /// under docs/; DLORAL_KERNELS is in dloral-verify's help; nothing cites the design document kept outside the repository,
     /// which is not in the repository.
     @Test(arguments: [("dloral-convert", ["inspect", "--help"]), ("dloral-convert", ["merge", "--help"]),
                       ("dloral-convert", ["quantize", "--help"]), ("dloral-verify", ["--help"]), ("dloral-convert", ["--help"])])
@@ -240,6 +240,6 @@ struct CLIHardeningTests {
             let text = try String(contentsOf: CommandRunner.root.appendingPathComponent(document), encoding: .utf8)
             if text.contains("DESIGN §") { citing.append(document) }
         }
-        #expect(citing.isEmpty, "cite DESIGN, which is not in the repository: \(citing)")
+        #expect(citing.isEmpty, "cite a design document that is not in the repository: \(citing)")
     }
 }
